@@ -1,0 +1,321 @@
+"""The transparency log: a sequencer with group commit, signed checkpoints, and proofs.
+
+Appenders hand entries to one sequencer thread per process. It takes whatever has queued
+up while the previous commit was in flight (group commit), writes entries, attachments and
+changed tiles in one transaction under the log's exclusive lock, and only then
+acknowledges each append: an acknowledged entry is durable. Within ``checkpoint_interval``
+of a commit it signs a C2SP checkpoint, after proving the new tree consistent with the
+last checkpoint it signed; it refuses to sign otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+from kansa.errors import (
+    EntryTooLargeError,
+    InconsistentCheckpointError,
+    KansaError,
+    ProofError,
+    StorageError,
+)
+from kansa.ledger import merkle
+from kansa.ledger.edge import TreeEdge
+from kansa.ledger.note import (
+    Checkpoint,
+    Signer,
+    SignedCheckpoint,
+    Verifier,
+    sign_checkpoint,
+    verify_checkpoint,
+)
+from kansa.ledger.storage import Store, StoredCheckpoint, WriteTxn, now_us
+from kansa.ledger.tiles import MAX_ENTRY_SIZE, TileHashReader
+
+_STOP = object()
+
+
+@dataclass(frozen=True)
+class Append:
+    """One entry to append, with its optional erasure group and attachment."""
+
+    entry: bytes
+    ts: int | None = None  # microseconds since the epoch; defaults to now
+    group: str | None = None
+    attachment: bytes | None = None
+
+
+class _Pending:
+    __slots__ = ("item", "future")
+
+    def __init__(self, item: Append, future: Future[int]) -> None:
+        self.item = item
+        self.future = future
+
+
+class Log:
+    """A tlog backed by a :class:`Store`. Thread-safe; one per process per store is enough."""
+
+    def __init__(
+        self,
+        store: Store,
+        signer: Signer | None,
+        *,
+        checkpoint_interval: float = 0.25,
+        max_batch: int = 8192,
+    ) -> None:
+        self.store = store
+        self.signer = signer
+        self.checkpoint_interval = checkpoint_interval
+        self.max_batch = max_batch
+        origin = store.get_meta("origin")
+        if origin is None and signer is not None:
+            store.set_meta("origin", signer.name)
+            origin = signer.name
+        if signer is not None and origin != signer.name:
+            raise KansaError(f"this store belongs to log {origin!r}, not {signer.name!r}")
+        self.origin = origin
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._edge: TreeEdge | None = None
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._closed = False
+        self._last_cp_time = 0.0
+        self._dirty = False
+        self._cp_lock = threading.Lock()
+
+    # -- appending ----------------------------------------------------------------------
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None:
+            with self._start_lock:
+                if self._closed:
+                    raise KansaError("the log is closed")
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name="kansa-sequencer", daemon=True
+                    )
+                    self._thread.start()
+
+    def submit(self, item: Append) -> Future[int]:
+        """Queue an append; the future resolves to its index once the entry is durable."""
+        if len(item.entry) > MAX_ENTRY_SIZE:
+            raise EntryTooLargeError(
+                f"entry is {len(item.entry)} bytes; the tlog-tiles entry bundle format "
+                f"allows at most {MAX_ENTRY_SIZE}"
+            )
+        if self.signer is None:
+            raise KansaError("this log was opened without its signing key: it cannot append")
+        self._ensure_thread()
+        fut: Future[int] = Future()
+        self._queue.put(_Pending(item, fut))
+        return fut
+
+    def append(self, entry: bytes, **kw: object) -> int:
+        """Append one entry and wait until it is durable; returns its index."""
+        return self.submit(Append(entry, **kw)).result()  # type: ignore[arg-type]
+
+    def append_many(self, items: Iterable[Append]) -> list[int]:
+        futs = [self.submit(i) for i in items]
+        return [f.result() for f in futs]
+
+    async def append_async(self, item: Append) -> int:
+        return await asyncio.wrap_future(self.submit(item))
+
+    def _run(self) -> None:
+        while True:
+            timeout = None
+            if self._dirty:
+                timeout = max(0.0, self._last_cp_time + self.checkpoint_interval - time.monotonic())
+            try:
+                first = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                first = None
+            batch: list[_Pending] = []
+            barriers: list[_Barrier] = []
+            stop = False
+            nxt: object = first
+            while nxt is not None:
+                if nxt is _STOP:
+                    stop = True
+                    break
+                if isinstance(nxt, _Barrier):
+                    barriers.append(nxt)
+                else:
+                    batch.append(nxt)  # type: ignore[arg-type]
+                if len(batch) >= self.max_batch:
+                    break
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    nxt = None
+            if batch:
+                self._commit(batch)
+            for b in barriers:
+                b.done.set()
+            if self._dirty and (
+                stop or time.monotonic() - self._last_cp_time >= self.checkpoint_interval
+            ):
+                with contextlib.suppress(KansaError):
+                    self._sign_checkpoint()
+            if stop:
+                return
+
+    def _load_edge(self, txn: WriteTxn, size: int) -> TreeEdge:
+        if self._edge is not None and self._edge.size == size:
+            return self._edge
+        try:
+            return TreeEdge.load(size, txn.read_tile)
+        except ValueError as e:
+            raise StorageError(f"the store's tiles are damaged: {e}") from None
+
+    def _commit(self, batch: Sequence[_Pending]) -> None:
+        try:
+            now = now_us()
+            leaf = merkle.leaf_hash
+            rows = [(p.item.ts if p.item.ts is not None else now, p.item.group, p.item.entry)
+                    for p in batch]
+            hashes = [leaf(r[2]) for r in rows]
+            with self.store.writer() as txn:
+                size = txn.size()
+                edge = self._load_edge(txn, size).copy()
+                changed = edge.append(hashes)
+                txn.insert_entries(size, rows)
+                txn.insert_attachments(
+                    [(size + i, p.item.group or "", p.item.attachment)
+                     for i, p in enumerate(batch) if p.item.attachment is not None]
+                )
+                txn.put_tiles(changed)
+                txn.set_size(edge.size)
+            self._edge = edge
+        except BaseException as e:  # every waiter learns of the failure; nothing is acked
+            self._edge = None
+            err = e if isinstance(e, KansaError) else StorageError(f"append failed: {e!r}")
+            for p in batch:
+                p.future.set_exception(err)
+            return
+        self._dirty = True
+        for i, p in enumerate(batch):
+            p.future.set_result(size + i)
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    @property
+    def verifier(self) -> Verifier:
+        if self.signer is None:
+            raise KansaError("no signing key loaded")
+        return self.signer.verifier
+
+    def _sign_checkpoint(self) -> StoredCheckpoint | None:
+        if self.signer is None:
+            raise KansaError("this log was opened without its signing key: it cannot sign")
+        with self._cp_lock, self.store.writer() as txn:
+            size = txn.size()
+            last = txn.last_checkpoint()
+            self._dirty = False
+            self._last_cp_time = time.monotonic()
+            if last is not None and last.size >= size:
+                return last
+            edge = self._load_edge(txn, size)
+            root = edge.root()
+            if last is not None:
+                self._check_consistent(txn, last, size, root)
+            signed = sign_checkpoint(Checkpoint(self.signer.name, size, root), self.signer)
+            stored = StoredCheckpoint(size, now_us(), signed.note.to_text())
+            txn.insert_checkpoint(stored)
+            return stored
+
+    def _check_consistent(self, txn: WriteTxn, last: StoredCheckpoint, size: int,
+                          root: bytes) -> None:
+        """Refuse to sign unless the last signed checkpoint is a prefix of this tree."""
+        assert self.signer is not None
+        try:
+            prev = verify_checkpoint(last.note, self.signer.verifier).checkpoint
+            reader = TileHashReader(lambda lv, ix: txn.read_tile(lv, ix) or b"")
+            proof = merkle.consistency_proof(reader, prev.size, size)
+            merkle.verify_consistency(prev.size, size, prev.root, root, proof)
+        except (KansaError, ValueError) as e:
+            raise InconsistentCheckpointError(
+                f"refusing to sign size {size}: it is not consistent with the checkpoint "
+                f"signed at size {last.size} ({e})"
+            ) from None
+
+    def checkpoint(self) -> SignedCheckpoint:
+        """Sign a checkpoint for the current tree now (if it grew) and return the latest."""
+        self._sign_checkpoint()
+        return self.latest_checkpoint()
+
+    def latest_checkpoint(self) -> SignedCheckpoint:
+        stored = self.store.latest_checkpoint()
+        if stored is None:
+            raise KansaError("the log has no signed checkpoint yet")
+        return self._parse(stored.note)
+
+    def _parse(self, note: str) -> SignedCheckpoint:
+        if self.signer is not None:
+            return verify_checkpoint(note, self.signer.verifier)
+        from kansa.ledger.note import parse_note
+
+        n = parse_note(note)
+        return SignedCheckpoint(Checkpoint.parse_body(n.text), n)
+
+    # -- proofs ---------------------------------------------------------------------------
+
+    def hash_reader(self) -> TileHashReader:
+        def fetch(level: int, index: int) -> bytes:
+            data = self.store.read_tile(level, index)
+            if data is None:
+                raise ProofError(f"tile ({level}, {index}) is missing from the store")
+            return data
+
+        return TileHashReader(fetch)
+
+    def size(self) -> int:
+        return self.store.size()
+
+    def root(self, size: int) -> bytes:
+        return merkle.tree_root(self.hash_reader(), size)
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        return merkle.inclusion_proof(self.hash_reader(), index, size)
+
+    def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        return merkle.consistency_proof(self.hash_reader(), old_size, new_size)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Wait for queued appends and sign a checkpoint covering them."""
+        if self._thread is not None:
+            done = threading.Event()
+            self._queue.put(_Barrier(done))
+            done.wait()
+        if self.signer is not None:
+            self._sign_checkpoint()
+
+    def close(self) -> None:
+        with self._start_lock:
+            self._closed = True
+            thread = self._thread
+        if thread is not None:
+            self._queue.put(_STOP)
+            thread.join()
+            self._thread = None
+
+    def __enter__(self) -> Log:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Barrier:
+    def __init__(self, done: threading.Event) -> None:
+        self.done = done

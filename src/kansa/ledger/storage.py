@@ -1,0 +1,586 @@
+"""Ledger storage: SQLite (WAL, the zero-set-up default) and PostgreSQL (psycopg 3).
+
+One store holds one log: its entries, its tiles, the checkpoints it signed, witness
+cosignatures, and two opaque facilities the layers above use without the ledger knowing
+what they mean: *attachments* (a blob beside an entry, grouped for erasure) and *sealed
+keys* (small secrets by reference, destroyable). Schema changes are numbered migrations.
+
+Appends go through :meth:`Store.writer`, which holds the log's exclusive lock for the
+whole transaction (SQLite ``BEGIN IMMEDIATE``; PostgreSQL ``pg_advisory_xact_lock``), so
+any number of processes may append to one log without gaps or duplicates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kansa.errors import StorageError
+
+
+@dataclass(frozen=True)
+class EntryRow:
+    index: int
+    ts: int  # microseconds since the Unix epoch, as given by the appender
+    group: str | None
+    data: bytes
+
+
+@dataclass(frozen=True)
+class StoredCheckpoint:
+    size: int
+    created: int  # microseconds since the epoch
+    note: str
+
+
+_SQLITE_MIGRATIONS: list[list[str]] = [
+    [  # 1: the log
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        "CREATE TABLE log_state (id INTEGER PRIMARY KEY CHECK (id = 1), size INTEGER NOT NULL)",
+        "INSERT INTO log_state (id, size) VALUES (1, 0)",
+        "CREATE TABLE entries (idx INTEGER PRIMARY KEY, ts INTEGER NOT NULL, grp TEXT,"
+        " data BLOB NOT NULL)",
+        "CREATE INDEX entries_ts ON entries (ts)",
+        "CREATE INDEX entries_grp ON entries (grp) WHERE grp IS NOT NULL",
+        "CREATE TABLE tiles (level INTEGER NOT NULL, idx INTEGER NOT NULL, data BLOB NOT NULL,"
+        " PRIMARY KEY (level, idx)) WITHOUT ROWID",
+        "CREATE TABLE checkpoints (size INTEGER PRIMARY KEY, created INTEGER NOT NULL,"
+        " note TEXT NOT NULL)",
+        "CREATE TABLE cosignatures (size INTEGER NOT NULL, witness TEXT NOT NULL,"
+        " line TEXT NOT NULL, PRIMARY KEY (size, witness))",
+    ],
+    [  # 2: attachments and sealed keys (payload vault, erasure)
+        "CREATE TABLE attachments (idx INTEGER PRIMARY KEY, grp TEXT NOT NULL, data BLOB NOT NULL)",
+        "CREATE INDEX attachments_grp ON attachments (grp)",
+        "CREATE TABLE sealed_keys (ref TEXT PRIMARY KEY, data BLOB NOT NULL,"
+        " created INTEGER NOT NULL)",
+        "CREATE TABLE erased_groups (grp TEXT PRIMARY KEY, erased INTEGER NOT NULL)",
+    ],
+]
+
+_PG_MIGRATIONS: list[list[str]] = [
+    [
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        "CREATE TABLE log_state (id INTEGER PRIMARY KEY CHECK (id = 1), size BIGINT NOT NULL)",
+        "INSERT INTO log_state (id, size) VALUES (1, 0)",
+        "CREATE TABLE entries (idx BIGINT PRIMARY KEY, ts BIGINT NOT NULL, grp TEXT,"
+        " data BYTEA NOT NULL)",
+        "CREATE INDEX entries_ts ON entries (ts)",
+        "CREATE INDEX entries_grp ON entries (grp) WHERE grp IS NOT NULL",
+        "CREATE TABLE tiles (level INTEGER NOT NULL, idx BIGINT NOT NULL, data BYTEA NOT NULL,"
+        " PRIMARY KEY (level, idx))",
+        "CREATE TABLE checkpoints (size BIGINT PRIMARY KEY, created BIGINT NOT NULL,"
+        " note TEXT NOT NULL)",
+        "CREATE TABLE cosignatures (size BIGINT NOT NULL, witness TEXT NOT NULL,"
+        " line TEXT NOT NULL, PRIMARY KEY (size, witness))",
+    ],
+    [
+        "CREATE TABLE attachments (idx BIGINT PRIMARY KEY, grp TEXT NOT NULL, data BYTEA NOT NULL)",
+        "CREATE INDEX attachments_grp ON attachments (grp)",
+        "CREATE TABLE sealed_keys (ref TEXT PRIMARY KEY, data BYTEA NOT NULL,"
+        " created BIGINT NOT NULL)",
+        "CREATE TABLE erased_groups (grp TEXT PRIMARY KEY, erased BIGINT NOT NULL)",
+    ],
+]
+
+SCHEMA_VERSION = len(_SQLITE_MIGRATIONS)
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class WriteTxn(ABC):
+    """What the sequencer may do while it holds the log's exclusive lock."""
+
+    @abstractmethod
+    def size(self) -> int: ...
+
+    @abstractmethod
+    def read_tile(self, level: int, index: int) -> bytes | None: ...
+
+    @abstractmethod
+    def insert_entries(self, first: int, rows: Sequence[tuple[int, str | None, bytes]]) -> None:
+        """rows are (ts, group, data), indexed first, first + 1, ..."""
+
+    @abstractmethod
+    def insert_attachments(self, rows: Sequence[tuple[int, str, bytes]]) -> None: ...
+
+    @abstractmethod
+    def put_tiles(self, tiles: dict[tuple[int, int], bytes]) -> None: ...
+
+    @abstractmethod
+    def set_size(self, size: int) -> None: ...
+
+    @abstractmethod
+    def last_checkpoint(self) -> StoredCheckpoint | None: ...
+
+    @abstractmethod
+    def insert_checkpoint(self, cp: StoredCheckpoint) -> None: ...
+
+
+class Store(ABC):
+    """A log's durable state. Safe to share between threads; each thread gets a connection."""
+
+    url: str
+
+    @abstractmethod
+    def writer(self) -> contextlib.AbstractContextManager[WriteTxn]: ...
+
+    @abstractmethod
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+    @abstractmethod
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> int: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def size(self) -> int:
+        return int(self._query("SELECT size FROM log_state WHERE id = 1")[0][0])
+
+    def read_tile(self, level: int, index: int) -> bytes | None:
+        rows = self._query("SELECT data FROM tiles WHERE level = ? AND idx = ?", (level, index))
+        return bytes(rows[0][0]) if rows else None
+
+    def entries(self, start: int, end: int) -> list[EntryRow]:
+        rows = self._query(
+            "SELECT idx, ts, grp, data FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx",
+            (start, end),
+        )
+        return [EntryRow(int(i), int(t), g, bytes(d)) for i, t, g, d in rows]
+
+    def entry(self, index: int) -> EntryRow | None:
+        rows = self.entries(index, index + 1)
+        return rows[0] if rows else None
+
+    def iter_entries(
+        self, start: int = 0, end: int | None = None, *, batch: int = 4096
+    ) -> Iterator[EntryRow]:
+        stop = self.size() if end is None else end
+        pos = start
+        while pos < stop:
+            rows = self.entries(pos, min(stop, pos + batch))
+            if not rows:
+                return
+            yield from rows
+            pos = rows[-1].index + 1
+
+    def find_entries(
+        self,
+        *,
+        since_us: int | None = None,
+        until_us: int | None = None,
+        group: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[EntryRow]:
+        where, params = [], []
+        if since_us is not None:
+            where.append("ts >= ?")
+            params.append(since_us)
+        if until_us is not None:
+            where.append("ts < ?")
+            params.append(until_us)
+        if group is not None:
+            where.append("grp = ?")
+            params.append(group)
+        sql = "SELECT idx, ts, grp, data FROM entries"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY idx"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)} OFFSET {int(offset)}"
+        return [EntryRow(int(i), int(t), g, bytes(d)) for i, t, g, d in self._query(sql, params)]
+
+    def latest_checkpoint(self) -> StoredCheckpoint | None:
+        rows = self._query("SELECT size, created, note FROM checkpoints ORDER BY size DESC LIMIT 1")
+        return StoredCheckpoint(int(rows[0][0]), int(rows[0][1]), rows[0][2]) if rows else None
+
+    def checkpoint_at(self, size: int) -> StoredCheckpoint | None:
+        rows = self._query("SELECT size, created, note FROM checkpoints WHERE size = ?", (size,))
+        return StoredCheckpoint(int(rows[0][0]), int(rows[0][1]), rows[0][2]) if rows else None
+
+    def checkpoint_covering(self, index: int) -> StoredCheckpoint | None:
+        """The first signed checkpoint whose tree includes entry ``index``."""
+        rows = self._query(
+            "SELECT size, created, note FROM checkpoints WHERE size > ? ORDER BY size LIMIT 1",
+            (index,),
+        )
+        return StoredCheckpoint(int(rows[0][0]), int(rows[0][1]), rows[0][2]) if rows else None
+
+    def all_checkpoints(self) -> list[StoredCheckpoint]:
+        rows = self._query("SELECT size, created, note FROM checkpoints ORDER BY size")
+        return [StoredCheckpoint(int(s), int(c), n) for s, c, n in rows]
+
+    def add_cosignature(self, size: int, witness: str, line: str) -> None:
+        self._execute(
+            "INSERT INTO cosignatures (size, witness, line) VALUES (?, ?, ?) "
+            "ON CONFLICT (size, witness) DO UPDATE SET line = excluded.line",
+            (size, witness, line),
+        )
+
+    def cosignatures(self, size: int) -> list[str]:
+        rows = self._query(
+            "SELECT line FROM cosignatures WHERE size = ? ORDER BY witness", (size,)
+        )
+        return [r[0] for r in rows]
+
+    # -- attachments and sealed keys --------------------------------------------------
+
+    def attachment(self, index: int) -> tuple[str, bytes] | None:
+        rows = self._query("SELECT grp, data FROM attachments WHERE idx = ?", (index,))
+        return (rows[0][0], bytes(rows[0][1])) if rows else None
+
+    def sealed_key(self, ref: str) -> bytes | None:
+        rows = self._query("SELECT data FROM sealed_keys WHERE ref = ?", (ref,))
+        return bytes(rows[0][0]) if rows else None
+
+    def put_sealed_key_if_absent(self, ref: str, data: bytes) -> bytes:
+        """Store ``data`` under ``ref`` unless another writer got there first; return the winner."""
+        self._execute(
+            "INSERT INTO sealed_keys (ref, data, created) VALUES (?, ?, ?) "
+            "ON CONFLICT (ref) DO NOTHING",
+            (ref, data, now_us()),
+        )
+        stored = self.sealed_key(ref)
+        assert stored is not None
+        return stored
+
+    @abstractmethod
+    def erase_group(self, ref: str, group: str) -> int:
+        """Destroy sealed key ``ref`` and every attachment of ``group``, mark the group
+        erased, all in one transaction. Returns the number of attachments destroyed."""
+
+    def group_erased_at(self, group: str) -> int | None:
+        rows = self._query("SELECT erased FROM erased_groups WHERE grp = ?", (group,))
+        return int(rows[0][0]) if rows else None
+
+
+# ------------------------------------------------------------------------------------
+# SQLite
+
+
+class _SQLiteTxn(WriteTxn):
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.c = conn
+
+    def size(self) -> int:
+        return int(self.c.execute("SELECT size FROM log_state WHERE id = 1").fetchone()[0])
+
+    def read_tile(self, level: int, index: int) -> bytes | None:
+        row = self.c.execute(
+            "SELECT data FROM tiles WHERE level = ? AND idx = ?", (level, index)
+        ).fetchone()
+        return bytes(row[0]) if row else None
+
+    def insert_entries(self, first: int, rows: Sequence[tuple[int, str | None, bytes]]) -> None:
+        self.c.executemany(
+            "INSERT INTO entries (idx, ts, grp, data) VALUES (?, ?, ?, ?)",
+            [(first + i, ts, g, d) for i, (ts, g, d) in enumerate(rows)],
+        )
+
+    def insert_attachments(self, rows: Sequence[tuple[int, str, bytes]]) -> None:
+        if rows:
+            self.c.executemany("INSERT INTO attachments (idx, grp, data) VALUES (?, ?, ?)", rows)
+
+    def put_tiles(self, tiles: dict[tuple[int, int], bytes]) -> None:
+        self.c.executemany(
+            "INSERT OR REPLACE INTO tiles (level, idx, data) VALUES (?, ?, ?)",
+            [(lv, ix, d) for (lv, ix), d in tiles.items()],
+        )
+
+    def set_size(self, size: int) -> None:
+        self.c.execute("UPDATE log_state SET size = ? WHERE id = 1", (size,))
+
+    def last_checkpoint(self) -> StoredCheckpoint | None:
+        row = self.c.execute(
+            "SELECT size, created, note FROM checkpoints ORDER BY size DESC LIMIT 1"
+        ).fetchone()
+        return StoredCheckpoint(int(row[0]), int(row[1]), row[2]) if row else None
+
+    def insert_checkpoint(self, cp: StoredCheckpoint) -> None:
+        self.c.execute(
+            "INSERT INTO checkpoints (size, created, note) VALUES (?, ?, ?)",
+            (cp.size, cp.created, cp.note),
+        )
+
+
+class SQLiteStore(Store):
+    def __init__(self, path: str, *, synchronous: str = "FULL") -> None:
+        self.path = path
+        self.url = f"sqlite:///{os.path.abspath(path)}" if path != ":memory:" else "sqlite://"
+        self._sync = synchronous
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            raise StorageError(f"directory {parent} does not exist (run 'kansa init' first?)")
+        self._migrate()
+
+    def _conn(self) -> sqlite3.Connection:
+        c: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if c is None:
+            try:
+                c = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                c.execute("PRAGMA busy_timeout = 60000")
+                c.execute("PRAGMA journal_mode = WAL")
+                # FULL: the WAL is fsynced at every commit, so an acknowledged append
+                # survives power loss, not only a process crash (NORMAL would not).
+                c.execute(f"PRAGMA synchronous = {self._sync}")
+            except sqlite3.DatabaseError as e:
+                raise StorageError(f"cannot open SQLite store {self.path}: {e}") from None
+            self._local.conn = c
+            with self._lock:
+                self._all.append(c)
+        return c
+
+    def _migrate(self) -> None:
+        c = self._conn()
+        try:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                version = int(c.execute("PRAGMA user_version").fetchone()[0])
+                if version > SCHEMA_VERSION:
+                    raise StorageError(
+                        f"{self.path} has schema version {version}; this kansa knows up to "
+                        f"{SCHEMA_VERSION}: upgrade kansa"
+                    )
+                for n in range(version, SCHEMA_VERSION):
+                    for stmt in _SQLITE_MIGRATIONS[n]:
+                        c.execute(stmt)
+                    c.execute(f"PRAGMA user_version = {n + 1}")
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+        except sqlite3.DatabaseError as e:
+            raise StorageError(f"{self.path} is not a usable kansa SQLite store: {e}") from None
+
+    @contextlib.contextmanager
+    def writer(self) -> Iterator[WriteTxn]:
+        c = self._conn()
+        c.execute("BEGIN IMMEDIATE")  # takes SQLite's write lock: one sequencer at a time
+        try:
+            yield _SQLiteTxn(c)
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        c.execute("COMMIT")
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self._conn().execute(sql, params).fetchall()
+        except sqlite3.DatabaseError as e:
+            raise StorageError(f"SQLite store {self.path}: {e}") from None
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        try:
+            return self._conn().execute(sql, params).rowcount
+        except sqlite3.DatabaseError as e:
+            raise StorageError(f"SQLite store {self.path}: {e}") from None
+
+    def erase_group(self, ref: str, group: str) -> int:
+        c = self._conn()
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            c.execute("DELETE FROM sealed_keys WHERE ref = ?", (ref,))
+            n = c.execute("DELETE FROM attachments WHERE grp = ?", (group,)).rowcount
+            c.execute(
+                "INSERT INTO erased_groups (grp, erased) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (group, now_us()),
+            )
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        c.execute("COMMIT")
+        return int(n)
+
+    def close(self) -> None:
+        with self._lock:
+            for c in self._all:
+                with contextlib.suppress(Exception):
+                    c.close()
+            self._all.clear()
+        self._local = threading.local()
+
+
+# ------------------------------------------------------------------------------------
+# PostgreSQL
+
+
+def _pg(sql: str) -> str:
+    return sql.replace("?", "%s")
+
+
+class _PgTxn(WriteTxn):
+    def __init__(self, conn: Any) -> None:
+        self.c = conn
+
+    def size(self) -> int:
+        return int(self.c.execute("SELECT size FROM log_state WHERE id = 1").fetchone()[0])
+
+    def read_tile(self, level: int, index: int) -> bytes | None:
+        row = self.c.execute(
+            "SELECT data FROM tiles WHERE level = %s AND idx = %s", (level, index)
+        ).fetchone()
+        return bytes(row[0]) if row else None
+
+    def insert_entries(self, first: int, rows: Sequence[tuple[int, str | None, bytes]]) -> None:
+        with self.c.cursor() as cur, cur.copy(
+            "COPY entries (idx, ts, grp, data) FROM STDIN"
+        ) as copy:
+            for i, (ts, g, d) in enumerate(rows):
+                copy.write_row((first + i, ts, g, d))
+
+    def insert_attachments(self, rows: Sequence[tuple[int, str, bytes]]) -> None:
+        if rows:
+            with self.c.cursor() as cur, cur.copy(
+                "COPY attachments (idx, grp, data) FROM STDIN"
+            ) as copy:
+                for r in rows:
+                    copy.write_row(r)
+
+    def put_tiles(self, tiles: dict[tuple[int, int], bytes]) -> None:
+        with self.c.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO tiles (level, idx, data) VALUES (%s, %s, %s) "
+                "ON CONFLICT (level, idx) DO UPDATE SET data = excluded.data",
+                [(lv, ix, d) for (lv, ix), d in tiles.items()],
+            )
+
+    def set_size(self, size: int) -> None:
+        self.c.execute("UPDATE log_state SET size = %s WHERE id = 1", (size,))
+
+    def last_checkpoint(self) -> StoredCheckpoint | None:
+        row = self.c.execute(
+            "SELECT size, created, note FROM checkpoints ORDER BY size DESC LIMIT 1"
+        ).fetchone()
+        return StoredCheckpoint(int(row[0]), int(row[1]), row[2]) if row else None
+
+    def insert_checkpoint(self, cp: StoredCheckpoint) -> None:
+        self.c.execute(
+            "INSERT INTO checkpoints (size, created, note) VALUES (%s, %s, %s)",
+            (cp.size, cp.created, cp.note),
+        )
+
+
+_PG_LOCK_KEY = 0x6B616E7361  # "kansa": the advisory lock that makes one sequencer at a time
+
+
+class PostgresStore(Store):
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self._psycopg = psycopg
+        self.url = url
+        self._local = threading.local()
+        self._all: list[Any] = []
+        self._lock = threading.Lock()
+        self._migrate()
+
+    def _conn(self) -> Any:
+        c = getattr(self._local, "conn", None)
+        if c is None or c.closed:
+            try:
+                c = self._psycopg.connect(self.url, autocommit=True)
+            except self._psycopg.OperationalError as e:
+                raise StorageError(f"cannot connect to PostgreSQL at {self.url}: {e}") from None
+            self._local.conn = c
+            with self._lock:
+                self._all.append(c)
+        return c
+
+    def _migrate(self) -> None:
+        c = self._conn()
+        with c.transaction():
+            c.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_LOCK_KEY,))
+            c.execute("CREATE TABLE IF NOT EXISTS kansa_schema (version INTEGER NOT NULL)")
+            row = c.execute("SELECT version FROM kansa_schema").fetchone()
+            version = int(row[0]) if row else 0
+            if row is None:
+                c.execute("INSERT INTO kansa_schema (version) VALUES (0)")
+            if version > SCHEMA_VERSION:
+                raise StorageError(
+                    f"database has kansa schema {version}; this kansa knows up to "
+                    f"{SCHEMA_VERSION}: upgrade kansa"
+                )
+            for n in range(version, SCHEMA_VERSION):
+                for stmt in _PG_MIGRATIONS[n]:
+                    c.execute(stmt)
+                c.execute("UPDATE kansa_schema SET version = %s", (n + 1,))
+
+    @contextlib.contextmanager
+    def writer(self) -> Iterator[WriteTxn]:
+        c = self._conn()
+        try:
+            with c.transaction():
+                c.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_LOCK_KEY,))
+                yield _PgTxn(c)
+        except self._psycopg.OperationalError as e:
+            raise StorageError(f"PostgreSQL write failed: {e}") from None
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return list(self._conn().execute(_pg(sql), params).fetchall())
+        except self._psycopg.OperationalError as e:
+            raise StorageError(f"PostgreSQL: {e}") from None
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        try:
+            return int(self._conn().execute(_pg(sql), params).rowcount)
+        except self._psycopg.OperationalError as e:
+            raise StorageError(f"PostgreSQL: {e}") from None
+
+    def erase_group(self, ref: str, group: str) -> int:
+        c = self._conn()
+        with c.transaction():
+            c.execute("DELETE FROM sealed_keys WHERE ref = %s", (ref,))
+            n = c.execute("DELETE FROM attachments WHERE grp = %s", (group,)).rowcount
+            c.execute(
+                "INSERT INTO erased_groups (grp, erased) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                (group, now_us()),
+            )
+        return int(n)
+
+    def close(self) -> None:
+        with self._lock:
+            for c in self._all:
+                with contextlib.suppress(Exception):
+                    c.close()
+            self._all.clear()
+        self._local = threading.local()
+
+
+def open_store(url: str) -> Store:
+    """``sqlite:///path/to/ledger.db``, a bare path, or ``postgresql://...``."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresStore(url)
+    if url.startswith("sqlite:"):
+        # SQLAlchemy's convention: sqlite:///relative/path, sqlite:////absolute/path
+        path = url.removeprefix("sqlite:").removeprefix("///").removeprefix("//")
+        return SQLiteStore(path or ":memory:")
+    if "://" in url:
+        raise StorageError(f"unknown store URL {url!r}: use sqlite:///PATH or postgresql://...")
+    return SQLiteStore(url)

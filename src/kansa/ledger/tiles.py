@@ -1,0 +1,150 @@
+"""C2SP tlog-tiles: tile paths, entry bundles, and a HashReader over tiles.
+
+From c2sp.org/tlog-tiles: a tile at level L, index N holds up to 256 consecutive hashes
+of tree level 8*L (the leaf hashes for L = 0, then roots of 256**L-leaf subtrees), 32
+bytes each, in order. A full tile is 8,192 bytes; a partial tile of width W sits at
+``<N>.p/<W>``. Entry bundles hold 256 entries each, every entry "prefixed by its length
+as a big-endian uint16", so one entry is at most 65,535 bytes.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Iterator, Sequence
+
+from kansa.errors import FormatError, ProofError
+from kansa.ledger.merkle import HASH_SIZE, node_hash
+
+TILE_HEIGHT = 8
+TILE_WIDTH = 1 << TILE_HEIGHT  # 256
+MAX_ENTRY_SIZE = 0xFFFF
+
+
+def encode_index(n: int) -> str:
+    """tlog-tiles: "the index N is encoded as a zero-padded 3-digit path element ... if N is
+    greater than 999, it is split into multiple path elements, all but the last prefixed
+    by x": 1234067 -> x001/x234/067."""
+    if n < 0:
+        raise ValueError("tile index must be non-negative")
+    groups = []
+    while True:
+        groups.append(f"{n % 1000:03d}")
+        n //= 1000
+        if n == 0:
+            break
+    groups.reverse()
+    return "/".join(["x" + g for g in groups[:-1]] + [groups[-1]])
+
+
+def decode_index(path: str) -> int:
+    parts = path.split("/")
+    n = 0
+    for i, p in enumerate(parts):
+        last = i == len(parts) - 1
+        digits = p if last else p[1:]
+        if (not last and not p.startswith("x")) or len(digits) != 3 or not digits.isdigit():
+            raise FormatError(f"bad tile index path {path!r}")
+        n = n * 1000 + int(digits)
+    return n
+
+
+def tile_path(level: int, index: int, width: int = TILE_WIDTH) -> str:
+    base = f"tile/{level}/{encode_index(index)}"
+    return base if width == TILE_WIDTH else f"{base}.p/{width}"
+
+
+def entries_path(index: int, width: int = TILE_WIDTH) -> str:
+    base = f"tile/entries/{encode_index(index)}"
+    return base if width == TILE_WIDTH else f"{base}.p/{width}"
+
+
+def tile_width_at(level: int, index: int, tree_size: int) -> int:
+    """Width of tile (level, index) in a tree of ``tree_size`` leaves (0 if absent)."""
+    count = tree_size >> (TILE_HEIGHT * level)  # hashes at tree level 8*level
+    return max(0, min(TILE_WIDTH, count - index * TILE_WIDTH))
+
+
+def tiles_for_size(tree_size: int) -> Iterator[tuple[int, int, int]]:
+    """Every (level, index, width) that a tree of this size publishes."""
+    level = 0
+    while True:
+        count = tree_size >> (TILE_HEIGHT * level)
+        if count == 0:
+            return
+        for index in range((count + TILE_WIDTH - 1) // TILE_WIDTH):
+            yield level, index, tile_width_at(level, index, tree_size)
+        level += 1
+
+
+def encode_bundle(entries: Sequence[bytes]) -> bytes:
+    out = bytearray()
+    for e in entries:
+        if len(e) > MAX_ENTRY_SIZE:
+            raise FormatError(f"entry of {len(e)} bytes exceeds {MAX_ENTRY_SIZE}")
+        out += struct.pack(">H", len(e))
+        out += e
+    return bytes(out)
+
+
+def decode_bundle(data: bytes, where: str = "entry bundle") -> list[bytes]:
+    entries = []
+    pos = 0
+    while pos < len(data):
+        if pos + 2 > len(data):
+            raise FormatError(f"{where}: truncated length prefix at byte {pos}")
+        (n,) = struct.unpack_from(">H", data, pos)
+        pos += 2
+        if pos + n > len(data):
+            raise FormatError(f"{where}: entry {len(entries)} runs past the end of the bundle")
+        entries.append(data[pos : pos + n])
+        pos += n
+    return entries
+
+
+def split_hashes(data: bytes, where: str = "tile") -> list[bytes]:
+    if len(data) % HASH_SIZE or len(data) > TILE_WIDTH * HASH_SIZE:
+        raise FormatError(f"{where}: {len(data)} bytes is not a whole number of hashes (≤ 256)")
+    return [data[i : i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)]
+
+
+def reduce_hashes(hashes: Sequence[bytes]) -> bytes:
+    """Root of a perfect subtree given its 2**h bottom hashes."""
+    level = list(hashes)
+    while len(level) > 1:
+        level = [node_hash(level[i], level[i + 1]) for i in range(0, len(level), 2)]
+    return level[0]
+
+
+TileFetcher = Callable[[int, int], bytes]  # (level, index) -> tile bytes (any width)
+
+
+class TileHashReader:
+    """HashReader over tiles, as Go's tlog.TileHashReader: subtree (k, j) lives in tile
+    level k // 8, computed from 2**(k % 8) consecutive hashes of that tile."""
+
+    def __init__(self, fetch: TileFetcher) -> None:
+        self._fetch = fetch
+        self._cache: dict[tuple[int, int], bytes] = {}
+
+    def tile(self, level: int, index: int) -> bytes:
+        key = (level, index)
+        data = self._cache.get(key)
+        if data is None:
+            data = self._fetch(level, index)
+            self._cache[key] = data
+        return data
+
+    def subtree(self, level: int, index: int) -> bytes:
+        tile_level, h = divmod(level, TILE_HEIGHT)
+        first = index << h  # position at tree level 8 * tile_level
+        tile_index, offset = divmod(first, TILE_WIDTH)
+        data = self.tile(tile_level, tile_index)
+        start, end = offset * HASH_SIZE, (offset + (1 << h)) * HASH_SIZE
+        if len(data) < end:
+            raise ProofError(
+                f"tile {tile_path(tile_level, tile_index)} is too short for subtree "
+                f"({level}, {index})"
+            )
+        if h == 0:
+            return data[start:end]
+        return reduce_hashes([data[i : i + HASH_SIZE] for i in range(start, end, HASH_SIZE)])
