@@ -49,6 +49,7 @@ class Append:
     entry: bytes
     ts: int | None = None  # microseconds since the epoch; defaults to now
     group: str | None = None
+    ext_id: str | None = None  # a caller's unique id for the entry, for lookups
     attachment: bytes | None = None
 
 
@@ -180,9 +181,12 @@ class Log:
         try:
             now = now_us()
             leaf = merkle.leaf_hash
-            rows = [(p.item.ts if p.item.ts is not None else now, p.item.group, p.item.entry)
-                    for p in batch]
-            hashes = [leaf(r[2]) for r in rows]
+            rows = [
+                (p.item.ts if p.item.ts is not None else now, p.item.group, p.item.ext_id,
+                 p.item.entry)
+                for p in batch
+            ]
+            hashes = [leaf(r[3]) for r in rows]
             with self.store.writer() as txn:
                 size = txn.size()
                 edge = self._load_edge(txn, size).copy()

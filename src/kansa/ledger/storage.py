@@ -46,7 +46,8 @@ _SQLITE_MIGRATIONS: list[list[str]] = [
         "CREATE TABLE log_state (id INTEGER PRIMARY KEY CHECK (id = 1), size INTEGER NOT NULL)",
         "INSERT INTO log_state (id, size) VALUES (1, 0)",
         "CREATE TABLE entries (idx INTEGER PRIMARY KEY, ts INTEGER NOT NULL, grp TEXT,"
-        " data BLOB NOT NULL)",
+        " ext_id TEXT, data BLOB NOT NULL)",
+        "CREATE INDEX entries_ext_id ON entries (ext_id) WHERE ext_id IS NOT NULL",
         "CREATE INDEX entries_ts ON entries (ts)",
         "CREATE INDEX entries_grp ON entries (grp) WHERE grp IS NOT NULL",
         "CREATE TABLE tiles (level INTEGER NOT NULL, idx INTEGER NOT NULL, data BLOB NOT NULL,"
@@ -71,7 +72,8 @@ _PG_MIGRATIONS: list[list[str]] = [
         "CREATE TABLE log_state (id INTEGER PRIMARY KEY CHECK (id = 1), size BIGINT NOT NULL)",
         "INSERT INTO log_state (id, size) VALUES (1, 0)",
         "CREATE TABLE entries (idx BIGINT PRIMARY KEY, ts BIGINT NOT NULL, grp TEXT,"
-        " data BYTEA NOT NULL)",
+        " ext_id TEXT, data BYTEA NOT NULL)",
+        "CREATE INDEX entries_ext_id ON entries (ext_id) WHERE ext_id IS NOT NULL",
         "CREATE INDEX entries_ts ON entries (ts)",
         "CREATE INDEX entries_grp ON entries (grp) WHERE grp IS NOT NULL",
         "CREATE TABLE tiles (level INTEGER NOT NULL, idx BIGINT NOT NULL, data BYTEA NOT NULL,"
@@ -107,8 +109,10 @@ class WriteTxn(ABC):
     def read_tile(self, level: int, index: int) -> bytes | None: ...
 
     @abstractmethod
-    def insert_entries(self, first: int, rows: Sequence[tuple[int, str | None, bytes]]) -> None:
-        """rows are (ts, group, data), indexed first, first + 1, ..."""
+    def insert_entries(
+        self, first: int, rows: Sequence[tuple[int, str | None, str | None, bytes]]
+    ) -> None:
+        """rows are (ts, group, ext_id, data), indexed first, first + 1, ..."""
 
     @abstractmethod
     def insert_attachments(self, rows: Sequence[tuple[int, str, bytes]]) -> None: ...
@@ -169,6 +173,12 @@ class Store(ABC):
             (start, end),
         )
         return [EntryRow(int(i), int(t), g, bytes(d)) for i, t, g, d in rows]
+
+    def index_of(self, ext_id: str) -> int | None:
+        rows = self._query(
+            "SELECT idx FROM entries WHERE ext_id = ? ORDER BY idx LIMIT 1", (ext_id,)
+        )
+        return int(rows[0][0]) if rows else None
 
     def entry(self, index: int) -> EntryRow | None:
         rows = self.entries(index, index + 1)
@@ -294,10 +304,12 @@ class _SQLiteTxn(WriteTxn):
         ).fetchone()
         return bytes(row[0]) if row else None
 
-    def insert_entries(self, first: int, rows: Sequence[tuple[int, str | None, bytes]]) -> None:
+    def insert_entries(
+        self, first: int, rows: Sequence[tuple[int, str | None, str | None, bytes]]
+    ) -> None:
         self.c.executemany(
-            "INSERT INTO entries (idx, ts, grp, data) VALUES (?, ?, ?, ?)",
-            [(first + i, ts, g, d) for i, (ts, g, d) in enumerate(rows)],
+            "INSERT INTO entries (idx, ts, grp, ext_id, data) VALUES (?, ?, ?, ?, ?)",
+            [(first + i, ts, g, x, d) for i, (ts, g, x, d) in enumerate(rows)],
         )
 
     def insert_attachments(self, rows: Sequence[tuple[int, str, bytes]]) -> None:
@@ -447,12 +459,14 @@ class _PgTxn(WriteTxn):
         ).fetchone()
         return bytes(row[0]) if row else None
 
-    def insert_entries(self, first: int, rows: Sequence[tuple[int, str | None, bytes]]) -> None:
+    def insert_entries(
+        self, first: int, rows: Sequence[tuple[int, str | None, str | None, bytes]]
+    ) -> None:
         with self.c.cursor() as cur, cur.copy(
-            "COPY entries (idx, ts, grp, data) FROM STDIN"
+            "COPY entries (idx, ts, grp, ext_id, data) FROM STDIN"
         ) as copy:
-            for i, (ts, g, d) in enumerate(rows):
-                copy.write_row((first + i, ts, g, d))
+            for i, (ts, g, x, d) in enumerate(rows):
+                copy.write_row((first + i, ts, g, x, d))
 
     def insert_attachments(self, rows: Sequence[tuple[int, str, bytes]]) -> None:
         if rows:
