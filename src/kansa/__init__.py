@@ -1,0 +1,34 @@
+"""kansa (監査, "audit"): a verifiable ledger of AI usage records.
+
+The public API is small: :class:`Ledger`, :class:`UsageRecord` and the errors in
+:mod:`kansa.errors`. Everything under ``kansa.ledger`` speaks the C2SP formats and can be
+used on its own.
+"""
+
+from kansa.api import Appended, Erasure, Ledger, StoredRecord
+from kansa.errors import (
+    ErasedError,
+    KansaError,
+    ProofError,
+    RecordError,
+    SignatureError,
+    StorageError,
+    VerificationError,
+)
+from kansa.records.model import UsageRecord
+
+__all__ = [
+    "Appended",
+    "ErasedError",
+    "Erasure",
+    "KansaError",
+    "Ledger",
+    "ProofError",
+    "RecordError",
+    "SignatureError",
+    "StorageError",
+    "StoredRecord",
+    "UsageRecord",
+    "VerificationError",
+]
+__version__ = "0.1.0"

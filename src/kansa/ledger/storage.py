@@ -60,8 +60,8 @@ _SQLITE_MIGRATIONS: list[list[str]] = [
     [  # 2: attachments and sealed keys (payload vault, erasure)
         "CREATE TABLE attachments (idx INTEGER PRIMARY KEY, grp TEXT NOT NULL, data BLOB NOT NULL)",
         "CREATE INDEX attachments_grp ON attachments (grp)",
-        "CREATE TABLE sealed_keys (ref TEXT PRIMARY KEY, data BLOB NOT NULL,"
-        " created INTEGER NOT NULL)",
+        "CREATE TABLE sealed_keys (ref TEXT PRIMARY KEY, grp TEXT NOT NULL UNIQUE,"
+        " data BLOB NOT NULL, created INTEGER NOT NULL)",
         "CREATE TABLE erased_groups (grp TEXT PRIMARY KEY, erased INTEGER NOT NULL)",
     ],
 ]
@@ -86,8 +86,8 @@ _PG_MIGRATIONS: list[list[str]] = [
     [
         "CREATE TABLE attachments (idx BIGINT PRIMARY KEY, grp TEXT NOT NULL, data BYTEA NOT NULL)",
         "CREATE INDEX attachments_grp ON attachments (grp)",
-        "CREATE TABLE sealed_keys (ref TEXT PRIMARY KEY, data BYTEA NOT NULL,"
-        " created BIGINT NOT NULL)",
+        "CREATE TABLE sealed_keys (ref TEXT PRIMARY KEY, grp TEXT NOT NULL UNIQUE,"
+        " data BYTEA NOT NULL, created BIGINT NOT NULL)",
         "CREATE TABLE erased_groups (grp TEXT PRIMARY KEY, erased BIGINT NOT NULL)",
     ],
 ]
@@ -262,19 +262,27 @@ class Store(ABC):
         rows = self._query("SELECT grp, data FROM attachments WHERE idx = ?", (index,))
         return (rows[0][0], bytes(rows[0][1])) if rows else None
 
-    def sealed_key(self, ref: str) -> bytes | None:
-        rows = self._query("SELECT data FROM sealed_keys WHERE ref = ?", (ref,))
-        return bytes(rows[0][0]) if rows else None
+    def sealed_key(self, ref: str) -> tuple[str, bytes] | None:
+        """(group, data) of the sealed key stored under ``ref``."""
+        rows = self._query("SELECT grp, data FROM sealed_keys WHERE ref = ?", (ref,))
+        return (rows[0][0], bytes(rows[0][1])) if rows else None
 
-    def put_sealed_key_if_absent(self, ref: str, data: bytes) -> bytes:
-        """Store ``data`` under ``ref`` unless another writer got there first; return the winner."""
+    def sealed_key_of_group(self, group: str) -> tuple[str, bytes] | None:
+        """(ref, data) of the sealed key belonging to erasure group ``group``."""
+        rows = self._query("SELECT ref, data FROM sealed_keys WHERE grp = ?", (group,))
+        return (rows[0][0], bytes(rows[0][1])) if rows else None
+
+    def put_sealed_key_if_absent(self, ref: str, group: str, data: bytes) -> tuple[str, bytes]:
+        """Store a sealed key unless another writer got there first; return the winner's
+        (group, data)."""
         self._execute(
-            "INSERT INTO sealed_keys (ref, data, created) VALUES (?, ?, ?) "
+            "INSERT INTO sealed_keys (ref, grp, data, created) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (ref) DO NOTHING",
-            (ref, data, now_us()),
+            (ref, group, data, now_us()),
         )
         stored = self.sealed_key(ref)
-        assert stored is not None
+        if stored is None:
+            raise StorageError(f"sealed key {ref} vanished right after it was stored")
         return stored
 
     @abstractmethod

@@ -1,0 +1,298 @@
+"""kansa's public Python API: :class:`Ledger` ties records, the vault and the log together.
+
+    import kansa
+    with kansa.Ledger.open() as ledger:                 # $KANSA_HOME, SQLite by default
+        r = ledger.append({"system": "support-bot", "subject": "user-7",
+                           "gen_ai.request.model": "gpt-4o-mini", "input": "...", "output": "..."})
+        receipt = ledger.prove(r.id)                    # C2SP tlog-proof bytes
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from kansa.errors import ErasedError, KansaError
+from kansa.home import Home
+from kansa.ledger.log import Append, Log
+from kansa.ledger.note import SignedCheckpoint, Signer, Verifier
+from kansa.ledger.storage import EntryRow, open_store
+from kansa.records.model import UsageRecord, canonical, parse_ts
+from kansa.records.vault import Vault
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+RecordLike = UsageRecord | Mapping[str, Any]
+
+
+def _micros(ts: datetime) -> int:
+    return (ts - _EPOCH) // timedelta(microseconds=1)
+
+
+@dataclass(frozen=True)
+class Appended:
+    """An acknowledged append: the record is durable at ``index``."""
+
+    index: int
+    id: str
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    index: int
+    entry: dict[str, Any]
+    entry_bytes: bytes
+    content: dict[str, Any] | None  # None when the record carries no content
+    content_state: str  # "present", "erased", "none"
+
+    @property
+    def id(self) -> str:
+        return str(self.entry.get("id", ""))
+
+
+@dataclass(frozen=True)
+class Erasure:
+    pseudonym: str
+    contents_destroyed: int
+    record: Appended
+
+
+class Ledger:
+    """A verifiable ledger of usage records. Thread-safe; use one per process."""
+
+    def __init__(self, log: Log, vault: Vault, home: Home | None = None) -> None:
+        self.log = log
+        self.vault = vault
+        self.home = home
+
+    # -- opening --------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        url: str | None = None,
+        *,
+        home: str | Path | None = None,
+        signer: Signer | None = None,
+        master_key: bytes | None = None,
+        checkpoint_interval: float = 0.25,
+    ) -> Ledger:
+        """Open a ledger. Keys come from ``signer``/``master_key`` if given, else from
+        ``home`` ($KANSA_HOME, default ./.kansa); the store is ``url`` if given, else the
+        home's configured store (SQLite ``ledger.db`` in the home by default)."""
+        h: Home | None = None
+        if signer is None or master_key is None or url is None:
+            h = Home.load(home)
+            signer = signer or h.signer()
+            master_key = master_key or h.master_key()
+            url = url or h.store_url
+        store = open_store(url)
+        try:
+            log = Log(store, signer, checkpoint_interval=checkpoint_interval)
+        except BaseException:
+            store.close()
+            raise
+        return cls(log, Vault(store, master_key), h)
+
+    @classmethod
+    def init(cls, home: str | Path | None = None, *, origin: str | None = None,
+             url: str | None = None) -> Ledger:
+        """Create keys in ``home`` and open its (new) store."""
+        h = Home.create(home, origin=origin, store_url=url)
+        return cls.open(home=h.path)
+
+    def close(self) -> None:
+        self.log.close()
+        self.log.store.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def verifier(self) -> Verifier:
+        return self.log.verifier
+
+    # -- appending ------------------------------------------------------------------------
+
+    def _prepare(self, record: RecordLike) -> Append:
+        rec = record if isinstance(record, UsageRecord) else UsageRecord.from_flat(record)
+        rec.validate()
+        if rec.content:
+            sk, commit, attachment = self.vault.seal(rec.subject, rec.id, canonical(rec.content))
+        else:
+            key = self.vault.subject_key(rec.subject)
+            assert key is not None
+            sk, commit, attachment = key, None, None
+        subject_ref = sk.pseudonym if rec.subject is not None else None
+        entry = canonical(rec.entry_object(subject_ref=subject_ref, commitment=commit))
+        return Append(entry, ts=_micros(rec.ts), group=sk.pseudonym, ext_id=rec.id,
+                      attachment=attachment)
+
+    def append(self, record: RecordLike) -> Appended:
+        """Append one record; returns once it is durable."""
+        item = self._prepare(record)
+        assert item.ext_id is not None
+        return Appended(self.log.submit(item).result(), item.ext_id)
+
+    async def aappend(self, record: RecordLike) -> Appended:
+        """Async :meth:`append`: awaits durability without blocking the event loop."""
+        item = self._prepare(record)
+        assert item.ext_id is not None
+        return Appended(await self.log.append_async(item), item.ext_id)
+
+    def append_many(
+        self, records: Iterable[RecordLike], *, progress: Callable[[int], None] | None = None
+    ) -> list[Appended]:
+        """Append many records as one stream of group commits."""
+        pending = []
+        for rec in records:
+            item = self._prepare(rec)
+            pending.append((self.log.submit(item), item.ext_id))
+        out = []
+        for fut, rid in pending:
+            out.append(Appended(fut.result(), str(rid)))
+            if progress:
+                progress(1)
+        return out
+
+    def checkpoint(self) -> SignedCheckpoint:
+        """Sign a checkpoint now if the log grew; return the latest signed checkpoint."""
+        self.log.flush()
+        return self.log.latest_checkpoint()
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def resolve(self, ref: str | int) -> int:
+        """An entry index from an index or a record id."""
+        if isinstance(ref, int):
+            index = ref
+        elif ref.isdigit():
+            index = int(ref)
+        else:
+            found = self.log.store.index_of(ref)
+            if found is None:
+                raise KansaError(f"no record with id {ref!r}")
+            return found
+        if not 0 <= index < self.log.size():
+            raise KansaError(f"no entry {index}: the log holds {self.log.size()} entries")
+        return index
+
+    def get(self, ref: str | int) -> StoredRecord:
+        index = self.resolve(ref)
+        row = self.log.store.entry(index)
+        if row is None:
+            raise KansaError(f"entry {index} is missing from the store")
+        return self._view(row)
+
+    def _view(self, row: EntryRow, *, with_content: bool = True) -> StoredRecord:
+        entry = json.loads(row.data)
+        commitment = (entry.get("content") or {}).get("commitment")
+        if commitment is None or not with_content:
+            return StoredRecord(row.index, entry, row.data, None,
+                                "none" if commitment is None else "present")
+        att = self.log.store.attachment(row.index)
+        try:
+            raw = self.vault.open(row.group or "", entry.get("id", ""),
+                                  att[1] if att else None, commitment)
+        except ErasedError:
+            return StoredRecord(row.index, entry, row.data, None, "erased")
+        return StoredRecord(row.index, entry, row.data, json.loads(raw), "present")
+
+    def find(
+        self,
+        *,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        system: str | None = None,
+        model: str | None = None,
+        subject: str | None = None,
+        limit: int | None = None,
+        with_content: bool = False,
+    ) -> Iterator[StoredRecord]:
+        """Records matching every filter given, in log order."""
+        group = None
+        if subject is not None:
+            sk = self.vault.subject_key(subject, create=False)
+            if sk is None:
+                return
+            group = sk.pseudonym
+        since_us = _micros(parse_ts(since) if isinstance(since, str) else since) if since else None
+        until_us = _micros(parse_ts(until) if isinstance(until, str) else until) if until else None
+        count = 0
+        offset = 0
+        while True:
+            rows = self.log.store.find_entries(
+                since_us=since_us, until_us=until_us, group=group, limit=2048, offset=offset
+            )
+            if not rows:
+                return
+            offset += len(rows)
+            for row in rows:
+                view = self._view(row, with_content=with_content)
+                e = view.entry
+                if system is not None and e.get("system") != system:
+                    continue
+                if model is not None and model not in (
+                    e.get("gen_ai.request.model"), e.get("gen_ai.response.model")
+                ):
+                    continue
+                yield view
+                count += 1
+                if limit is not None and count >= limit:
+                    return
+
+    # -- proofs, verification, export ----------------------------------------------------
+
+    def prove(self, ref: str | int) -> bytes:
+        """A C2SP tlog-proof receipt for one record (signs a checkpoint first if needed)."""
+        from kansa.ledger.receipt import make_receipt
+
+        index = self.resolve(ref)
+        if self.log.store.checkpoint_covering(index) is None:
+            self.checkpoint()
+        row = self.log.store.entry(index)
+        assert row is not None
+        rid = json.loads(row.data).get("id")
+        return make_receipt(self.log, index, extra=str(rid).encode() if rid else None)
+
+    def verify(self, progress: Callable[[int, int], None] | None = None) -> Any:
+        """Check the whole live store: entries, tiles, every checkpoint and their consistency."""
+        from kansa.ledger.verify import verify_store
+
+        return verify_store(self.log.store, self.verifier, progress=progress)
+
+    def export(self, directory: str | Path,
+               progress: Callable[[int, int], None] | None = None) -> Any:
+        """Write a C2SP tlog-tiles directory that verifies offline with the verifier key."""
+        from kansa.ledger.export import export_log
+
+        self.checkpoint()
+        return export_log(self.log, Path(directory), progress=progress)
+
+    # -- erasure ------------------------------------------------------------------------------
+
+    def erase(self, subject: str, *, reason: str | None = None) -> Erasure:
+        """Destroy a data subject's key, salts and content; record the erasure in the log.
+
+        Entries and proofs are untouched; the subject's content becomes unrecoverable and
+        their pseudonym unlinkable to them."""
+        result = self.vault.erase(subject)
+        if result is None:
+            raise KansaError(
+                f"no key for subject {subject!r}: never recorded, or already erased"
+            )
+        pseudonym, destroyed = result
+        attrs: dict[str, Any] = {"kansa.erasure.subject": pseudonym,
+                                 "kansa.erasure.contents_destroyed": destroyed}
+        if reason:
+            attrs["kansa.erasure.reason"] = reason
+        rec = UsageRecord(system="kansa", kind="kansa.erasure", operation="erase",
+                          attributes=attrs)
+        return Erasure(pseudonym, destroyed, self.append(rec))

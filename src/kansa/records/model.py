@@ -1,0 +1,309 @@
+"""UsageRecord: one AI call or agent action, named after the OpenTelemetry GenAI conventions.
+
+A record has two halves. The *entry* (what goes into the Merkle tree) holds metadata and
+a salted SHA-256 commitment to the content; the *payload* (prompt, response, tool
+arguments) never enters the tree and is stored encrypted beside it. Entry bytes are
+RFC 8785 (JCS) canonical JSON, so anyone can recompute them.
+
+Flat input shape (one JSON object per line for ``kansa log append``)::
+
+    {"ts": "2026-11-22T09:30:00Z", "system": "support-bot", "subject": "user-7",
+     "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o-mini",
+     "gen_ai.usage.input_tokens": 31, "input": "...", "output": "..."}
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import rfc8785
+
+from kansa.errors import RecordError
+
+ENTRY_VERSION = 1
+OUTCOMES = ("ok", "error", "timeout", "aborted", "blocked")
+KINDS = ("gen_ai.call", "agent.step", "tool.call", "kansa.erasure", "kansa.event")
+
+# input field -> (attribute name, type) for the metadata that goes into the entry
+_STR_FIELDS = {
+    "system": "system",
+    "actor": "actor",
+    "app": "app",
+    "gen_ai.provider.name": "provider",
+    "gen_ai.operation.name": "operation",
+    "gen_ai.request.model": "request_model",
+    "gen_ai.response.model": "response_model",
+    "gen_ai.response.id": "response_id",
+    "gen_ai.conversation.id": "conversation_id",
+    "gen_ai.tool.name": "tool_name",
+    "gen_ai.agent.name": "agent_name",
+    "error.type": "error_type",
+    "outcome": "outcome",
+    "kind": "kind",
+}
+_INT_FIELDS = {
+    "gen_ai.usage.input_tokens": "input_tokens",
+    "gen_ai.usage.output_tokens": "output_tokens",
+    "status": "status",
+}
+# content: committed to in the entry, stored encrypted outside the tree
+CONTENT_FIELDS = (
+    "input",
+    "output",
+    "gen_ai.system_instructions",
+    "gen_ai.input.messages",
+    "gen_ai.output.messages",
+    "gen_ai.tool.call.arguments",
+    "gen_ai.tool.call.result",
+)
+_OTHER = {"ts", "subject", "id", "latency_ms", "gen_ai.response.finish_reasons", "attributes"}
+MAX_STR = 1024  # metadata strings; content has no such limit (it is not in the entry)
+
+
+def new_record_id(ts: datetime | None = None) -> str:
+    """A UUIDv7-layout id (48-bit milliseconds, then randomness): sortable by time."""
+    ms = int((ts.timestamp() if ts else time.time()) * 1000) & ((1 << 48) - 1)
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms << 80) | (0x7 << 76) | ((rand >> 68) << 64) | (0b10 << 62) | (rand & ((1 << 62) - 1))
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def format_ts(ts: datetime) -> str:
+    """RFC 3339, UTC, microseconds: one spelling per instant, so entries are canonical."""
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_ts(value: object, *, line: int | None = None, field_name: str = "ts") -> datetime:
+    if not isinstance(value, str):
+        raise RecordError("expected an RFC 3339 timestamp string", line=line, field=field_name)
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise RecordError(
+            f"{value!r} is not an RFC 3339 timestamp (e.g. 2026-11-22T09:30:00Z)",
+            line=line,
+            field=field_name,
+        ) from None
+    if dt.tzinfo is None:
+        raise RecordError(
+            f"{value!r} has no time zone; add Z or an offset", line=line, field=field_name
+        )
+    return dt.astimezone(UTC)
+
+
+@dataclass
+class UsageRecord:
+    """One model call, agent step or tool call, as kansa records it."""
+
+    system: str
+    ts: datetime = field(default_factory=lambda: datetime.now(UTC))
+    kind: str = "gen_ai.call"
+    provider: str | None = None
+    operation: str | None = None
+    request_model: str | None = None
+    response_model: str | None = None
+    response_id: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    finish_reasons: tuple[str, ...] = ()
+    conversation_id: str | None = None
+    tool_name: str | None = None
+    agent_name: str | None = None
+    actor: str | None = None
+    app: str | None = None
+    subject: str | None = None  # the data subject; never written to the entry in clear
+    outcome: str = "ok"
+    status: int | None = None
+    error_type: str | None = None
+    latency_ms: float | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)  # other gen_ai.* scalars
+    content: dict[str, Any] = field(default_factory=dict)  # input/output/...: never in the entry
+    id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            self.id = new_record_id(self.ts)
+        self.validate()
+
+    def validate(self, line: int | None = None) -> None:
+        if not isinstance(self.system, str) or not self.system:
+            raise RecordError("a record needs a non-empty 'system'", line=line, field="system")
+        if self.outcome not in OUTCOMES:
+            raise RecordError(
+                f"outcome {self.outcome!r} is not one of {', '.join(OUTCOMES)}",
+                line=line,
+                field="outcome",
+            )
+        if self.kind not in KINDS:
+            raise RecordError(
+                f"kind {self.kind!r} is not one of {', '.join(KINDS)}", line=line, field="kind"
+            )
+        for name in ("input_tokens", "output_tokens"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+                raise RecordError(
+                    "token counts are non-negative integers",
+                    line=line,
+                    field=f"gen_ai.usage.{name}",
+                )
+        if self.latency_ms is not None and (
+            isinstance(self.latency_ms, bool)
+            or not isinstance(self.latency_ms, int | float)
+            or self.latency_ms < 0
+            or self.latency_ms != self.latency_ms
+        ):
+            raise RecordError("latency_ms is a non-negative number", line=line, field="latency_ms")
+
+    # -- parsing ----------------------------------------------------------------------
+
+    @classmethod
+    def from_flat(cls, obj: object, *, line: int | None = None) -> UsageRecord:
+        """Build a record from the flat OTel-style JSON object; errors name line and field."""
+        if not isinstance(obj, Mapping):
+            raise RecordError("each line must be a JSON object", line=line)
+        kw: dict[str, Any] = {}
+        content: dict[str, Any] = {}
+        attributes: dict[str, Any] = {}
+        for key, value in obj.items():
+            if not isinstance(key, str):
+                raise RecordError("field names must be strings", line=line)
+            if value is None:
+                continue
+            if key in _STR_FIELDS:
+                if not isinstance(value, str):
+                    raise RecordError(
+                        f"expected a string, got {type(value).__name__}", line=line, field=key
+                    )
+                if len(value) > MAX_STR:
+                    raise RecordError(
+                        f"longer than {MAX_STR} characters", line=line, field=key
+                    )
+                kw[_STR_FIELDS[key]] = value
+            elif key in _INT_FIELDS:
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise RecordError(
+                        f"expected an integer, got {type(value).__name__}", line=line, field=key
+                    )
+                if value < 0:
+                    raise RecordError("must not be negative", line=line, field=key)
+                kw[_INT_FIELDS[key]] = value
+            elif key in CONTENT_FIELDS:
+                content[key] = value
+            elif key == "ts":
+                kw["ts"] = parse_ts(value, line=line)
+            elif key == "subject":
+                if not isinstance(value, str) or not value:
+                    raise RecordError("expected a non-empty string", line=line, field=key)
+                kw["subject"] = value
+            elif key == "id":
+                if not isinstance(value, str) or not 1 <= len(value) <= 128:
+                    raise RecordError("expected a string of 1-128 characters", line=line, field=key)
+                kw["id"] = value
+            elif key == "latency_ms":
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise RecordError("expected a number", line=line, field=key)
+                kw["latency_ms"] = value
+            elif key == "gen_ai.response.finish_reasons":
+                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                    raise RecordError("expected a list of strings", line=line, field=key)
+                kw["finish_reasons"] = tuple(value)
+            elif key == "attributes":
+                if not isinstance(value, Mapping):
+                    raise RecordError("expected an object", line=line, field=key)
+                for k, v in value.items():
+                    _check_attribute(k, v, line)
+                    attributes[k] = v
+            elif key.startswith("gen_ai."):
+                _check_attribute(key, value, line)
+                attributes[key] = value
+            else:
+                raise RecordError(
+                    "unknown field (content goes in 'input'/'output', other OTel attributes "
+                    "start with 'gen_ai.' or go in 'attributes')",
+                    line=line,
+                    field=key,
+                )
+        if "system" not in kw:
+            raise RecordError("missing required field", line=line, field="system")
+        try:
+            return cls(content=content, attributes=attributes, **kw)
+        except RecordError as e:
+            if e.line is None and line is not None:
+                raise RecordError(str(e), line=line, field=e.field) from None
+            raise
+
+    # -- the entry ----------------------------------------------------------------------
+
+    def entry_object(self, *, subject_ref: str | None, commitment: str | None) -> dict[str, Any]:
+        """The JSON object that becomes the ledger entry (no content, no clear subject)."""
+        e: dict[str, Any] = {"v": ENTRY_VERSION, "kind": self.kind, "id": self.id,
+                             "ts": format_ts(self.ts), "system": self.system,
+                             "outcome": self.outcome}
+        for attr_name, key in _ENTRY_KEYS:
+            value = getattr(self, attr_name)
+            if value is not None:
+                e[key] = value
+        if self.finish_reasons:
+            e["gen_ai.response.finish_reasons"] = list(self.finish_reasons)
+        if self.latency_ms is not None:
+            # JCS numbers are IEEE doubles; round to microseconds so the entry is stable
+            e["latency_ms"] = round(float(self.latency_ms), 3)
+        if self.attributes:
+            e["attributes"] = dict(self.attributes)
+        if subject_ref is not None:
+            e["subject"] = subject_ref
+        if commitment is not None:
+            e["content"] = {"alg": "sha256-salted-v1", "commitment": commitment}
+        return e
+
+
+_ENTRY_KEYS = [
+    ("actor", "actor"),
+    ("app", "app"),
+    ("provider", "gen_ai.provider.name"),
+    ("operation", "gen_ai.operation.name"),
+    ("request_model", "gen_ai.request.model"),
+    ("response_model", "gen_ai.response.model"),
+    ("response_id", "gen_ai.response.id"),
+    ("input_tokens", "gen_ai.usage.input_tokens"),
+    ("output_tokens", "gen_ai.usage.output_tokens"),
+    ("conversation_id", "gen_ai.conversation.id"),
+    ("tool_name", "gen_ai.tool.name"),
+    ("agent_name", "gen_ai.agent.name"),
+    ("status", "status"),
+    ("error_type", "error.type"),
+]
+
+
+def _check_attribute(key: object, value: object, line: int | None) -> None:
+    if not isinstance(key, str) or not key or len(key) > 256:
+        raise RecordError("attribute names are non-empty strings", line=line, field=str(key))
+    if isinstance(value, float) and value != value:
+        raise RecordError("NaN is not allowed", line=line, field=key)
+    if not isinstance(value, str | int | float | bool) and not (
+        isinstance(value, list) and all(isinstance(v, str | int | float | bool) for v in value)
+    ):
+        raise RecordError(
+            "attributes are scalars or lists of scalars (content belongs in 'input'/'output')",
+            line=line,
+            field=key,
+        )
+    if isinstance(value, str) and len(value) > MAX_STR:
+        raise RecordError(f"longer than {MAX_STR} characters", line=line, field=key)
+
+
+def canonical(obj: Any) -> bytes:
+    """RFC 8785 (JCS) canonical JSON bytes."""
+    try:
+        return bytes(rfc8785.dumps(obj))
+    except Exception as e:  # rfc8785 raises its own types for non-JSON values
+        raise RecordError(f"value cannot be canonicalised as JSON: {e}") from None
