@@ -151,7 +151,8 @@ class NoteSignature:
     signature: bytes  # everything after the 4-byte key ID
 
     def line(self) -> str:
-        return f"{SIG_PREFIX}{self.name} {base64.b64encode(self.key_id + self.signature).decode()}\n"
+        blob = base64.b64encode(self.key_id + self.signature).decode()
+        return f"{SIG_PREFIX}{self.name} {blob}\n"
 
 
 @dataclass(frozen=True)
@@ -270,7 +271,9 @@ class SignedCheckpoint:
 
 def sign_checkpoint(cp: Checkpoint, signer: Signer) -> SignedCheckpoint:
     if cp.origin != signer.name:
-        raise SignatureError(f"checkpoint origin {cp.origin!r} differs from key {signer.name!r}")
+        raise SignatureError(
+            f"checkpoint origin {cp.origin!r} differs from key {signer.name!r}"
+        )
     return SignedCheckpoint(cp, sign_note(cp.body(), signer))
 
 

@@ -205,7 +205,8 @@ class Store(ABC):
         limit: int | None = None,
         offset: int = 0,
     ) -> list[EntryRow]:
-        where, params = [], []
+        where: list[str] = []
+        params: list[object] = []
         if since_us is not None:
             where.append("ts >= ?")
             params.append(since_us)

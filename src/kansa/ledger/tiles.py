@@ -87,7 +87,7 @@ def encode_bundle(entries: Sequence[bytes]) -> bytes:
 
 
 def decode_bundle(data: bytes, where: str = "entry bundle") -> list[bytes]:
-    entries = []
+    entries: list[bytes] = []
     pos = 0
     while pos < len(data):
         if pos + 2 > len(data):

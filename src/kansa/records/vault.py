@@ -111,7 +111,9 @@ class Vault:
             self._by_pseudonym[pseudonym] = sk
         return sk
 
-    def seal(self, subject: str | None, record_id: str, content: bytes) -> tuple[SubjectKey, str, bytes]:
+    def seal(
+        self, subject: str | None, record_id: str, content: bytes
+    ) -> tuple[SubjectKey, str, bytes]:
         """Return (subject key, commitment hex, encrypted attachment) for one record."""
         sk = self.subject_key(subject)
         assert sk is not None

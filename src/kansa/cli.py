@@ -1,0 +1,555 @@
+"""The ``kansa`` command line. Every command teaches itself through ``--help``."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from kansa.errors import KansaError, RecordError, VerificationError
+
+console = Console(stderr=True)
+out = Console(highlight=False, soft_wrap=True)
+
+app = typer.Typer(
+    name="kansa",
+    help=(
+        "kansa (監査): a tamper-evident, offline-verifiable ledger of AI usage records.\n\n"
+        "Start with 'kansa demo' to see the whole flow, or 'kansa init' to create a ledger "
+        "in $KANSA_HOME (default ./.kansa). Auditors need only the verifier key that "
+        "'kansa key' prints and a directory written by 'kansa export'."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+log_app = typer.Typer(help="Append usage records and read them back.", no_args_is_help=True)
+witness_app = typer.Typer(
+    help="Run a C2SP tlog-witness, or collect witness cosignatures for this log.",
+    no_args_is_help=True,
+)
+app.add_typer(log_app, name="log")
+app.add_typer(witness_app, name="witness")
+
+HomeOpt = Annotated[
+    Path | None,
+    typer.Option("--home", envvar="KANSA_HOME", help="Ledger home (keys, config, SQLite store)."),
+]
+StoreOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        envvar="KANSA_STORE",
+        help="Store URL (sqlite:///PATH or postgresql://...); default: the home's store.",
+    ),
+]
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except VerificationError as e:
+        for p in e.problems:
+            console.print(f"[red]✗[/] {p}")
+        raise _fail(f"verification failed: {len(e.problems)} problem(s) found") from None
+    except KansaError as e:
+        raise _fail(str(e)) from None
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+
+
+def _open(home: Path | None, store: str | None) -> Any:
+    from kansa.api import Ledger
+
+    return Ledger.open(store, home=home)
+
+
+# -- init and keys ------------------------------------------------------------------------
+
+
+@app.command()
+def init(
+    home: HomeOpt = None,
+    origin: Annotated[
+        str | None,
+        typer.Option(help="Log name, a schema-less URL like example.com/ai-log (default: "
+                     "kansa.local/<host>/<random>). It is the key name auditors see."),
+    ] = None,
+    store: StoreOpt = None,
+) -> None:
+    """Create a ledger: an Ed25519 log key, a master key for content, and the store."""
+    from kansa.api import Ledger
+
+    with _errors():
+        ledger = Ledger.init(home, origin=origin, url=store)
+        try:
+            assert ledger.home is not None
+            out.print(f"Created ledger [bold]{ledger.log.origin}[/] in {ledger.home.path}")
+            out.print(f"  store: {ledger.home.store_url}")
+            out.print("  keys:  log.key and master.key (keep secret), log.vkey (publish)")
+            out.print("Verifier key for auditors:")
+            out.print(ledger.verifier.vkey)
+        finally:
+            ledger.close()
+
+
+@app.command()
+def key(home: HomeOpt = None) -> None:
+    """Print the log's C2SP verifier key (last line), which is all an auditor needs."""
+    from kansa.home import Home
+
+    with _errors():
+        h = Home.load(home)
+        v = h.verifier()
+        out.print(f"log:    {v.name}")
+        out.print(f"key id: {v.key_id.hex()}")
+        out.print(v.vkey)
+
+
+# -- log append / show --------------------------------------------------------------------
+
+
+@log_app.command("append")
+def log_append(
+    file: Annotated[
+        str, typer.Argument(help="JSON Lines file of flat records, or - for standard input.")
+    ] = "-",
+    home: HomeOpt = None,
+    store: StoreOpt = None,
+    skip_invalid: Annotated[
+        bool,
+        typer.Option(help="Append the valid lines and report the invalid ones, instead of "
+                     "appending nothing when any line is invalid."),
+    ] = False,
+) -> None:
+    """Append usage records from JSON Lines, e.g.
+
+    {"ts": "2026-11-22T09:30:00Z", "system": "support-bot", "subject": "user-7",
+    "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o-mini",
+    "gen_ai.usage.input_tokens": 31, "input": "...", "output": "..."}
+
+    Content ('input', 'output', 'gen_ai.input.messages', ...) is stored encrypted per data
+    subject; the ledger entry holds only a salted commitment to it. All lines are checked
+    first: by default, one invalid line means nothing is appended.
+    """
+    from kansa.records.jsonl import parse_lines
+    from kansa.records.model import UsageRecord
+
+    with _errors():
+        try:
+            stream = sys.stdin if file == "-" else open(file, encoding="utf-8")  # noqa: SIM115
+        except OSError as e:
+            raise _fail(f"cannot read {file}: {e.strerror}") from None
+        try:
+            parsed = list(parse_lines(stream))
+        except UnicodeDecodeError as e:
+            raise _fail(f"{file}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+        finally:
+            if stream is not sys.stdin:
+                stream.close()
+        bad = [p for p in parsed if isinstance(p, RecordError)]
+        good = [p for p in parsed if isinstance(p, UsageRecord)]
+        for err in bad[:50]:
+            console.print(f"[red]✗[/] {file}: {err}")
+        if len(bad) > 50:
+            console.print(f"[red]… and {len(bad) - 50} more invalid lines[/]")
+        if bad and not skip_invalid:
+            raise _fail(
+                f"{len(bad)} invalid line(s); nothing was appended "
+                "(fix them, or pass --skip-invalid)",
+                code=2,
+            )
+        if not good:
+            out.print("no records to append")
+            return
+        ledger = _open(home, store)
+        try:
+            with _progress() as prog:
+                task = prog.add_task("appending", total=len(good))
+                done = ledger.append_many(good, progress=lambda n: prog.advance(task, n))
+            cp = ledger.checkpoint()
+        finally:
+            ledger.close()
+        out.print(
+            f"appended {len(done)} record(s) at {done[0].index}..{done[-1].index}; "
+            f"checkpoint signed at size {cp.checkpoint.size}"
+        )
+        if bad:
+            raise typer.Exit(2)
+
+
+@log_app.command("show")
+def log_show(
+    home: HomeOpt = None,
+    store: StoreOpt = None,
+    since: Annotated[str | None, typer.Option(help="From this time (RFC 3339).")] = None,
+    until: Annotated[str | None, typer.Option(help="Before this time (RFC 3339).")] = None,
+    system: Annotated[str | None, typer.Option(help="Only this system.")] = None,
+    model: Annotated[str | None, typer.Option(help="Only this request or response model.")] = None,
+    subject: Annotated[str | None, typer.Option(help="Only this data subject.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many records.")] = 50,
+    content: Annotated[bool, typer.Option(help="Decrypt and show content too.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """Show records, oldest first, filtered by time, system, model and subject."""
+    with _errors():
+        ledger = _open(home, store)
+        try:
+            rows = list(
+                ledger.find(since=since, until=until, system=system, model=model,
+                            subject=subject, limit=limit, with_content=content)
+            )
+        finally:
+            ledger.close()
+        if as_json:
+            for r in rows:
+                obj = {"index": r.index, "entry": r.entry, "content_state": r.content_state}
+                if content:
+                    obj["content"] = r.content
+                out.print(json.dumps(obj, ensure_ascii=False))
+            return
+        table = Table(show_lines=False)
+        for col in ("#", "time", "system", "kind", "model", "outcome", "tokens in/out"):
+            table.add_column(col)
+        if content:
+            table.add_column("content")
+        for r in rows:
+            e = r.entry
+            cells = [
+                str(r.index),
+                str(e.get("ts", ""))[:23],
+                str(e.get("system", "")),
+                str(e.get("kind", "")),
+                str(e.get("gen_ai.request.model", e.get("gen_ai.response.model", ""))),
+                str(e.get("outcome", "")),
+                f"{e.get('gen_ai.usage.input_tokens', '-')}/"
+                f"{e.get('gen_ai.usage.output_tokens', '-')}",
+            ]
+            if content:
+                if r.content_state == "erased":
+                    cells.append("[italic]erased[/]")
+                elif r.content is None:
+                    cells.append("")
+                else:
+                    text = json.dumps(r.content, ensure_ascii=False)
+                    cells.append(text[:80] + ("…" if len(text) > 80 else ""))
+            table.add_row(*cells)
+        out.print(table)
+        out.print(f"{len(rows)} record(s)")
+
+
+# -- checkpoints, export, verification, receipts -----------------------------------------
+
+
+@app.command()
+def checkpoint(home: HomeOpt = None, store: StoreOpt = None) -> None:
+    """Sign a checkpoint for the current tree (if it grew) and print the signed note."""
+    with _errors():
+        ledger = _open(home, store)
+        try:
+            cp = ledger.checkpoint()
+            cos = ledger.log.store.cosignatures(cp.checkpoint.size)
+        finally:
+            ledger.close()
+        sys.stdout.write(cp.note.to_text() + "".join(cos))
+
+
+@app.command()
+def export(
+    directory: Annotated[Path, typer.Argument(help="New directory to write (must not exist).")],
+    home: HomeOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Write the log as a C2SP tlog-tiles directory: checkpoint, tiles, entry bundles.
+
+    Anyone can check it offline with 'kansa verify DIR --key VKEY'.
+    """
+    with _errors():
+        ledger = _open(home, store)
+        try:
+            with _progress() as prog:
+                task = prog.add_task("exporting", total=None)
+
+                def tick(done: int, total: int) -> None:
+                    prog.update(task, completed=done, total=total)
+
+                summary = ledger.export(directory, progress=tick)
+            vkey = ledger.verifier.vkey
+        finally:
+            ledger.close()
+        out.print(f"exported {summary}")
+        out.print(f"verify with: kansa verify {directory} --key '{vkey}'")
+
+
+@app.command()
+def verify(
+    directory: Annotated[
+        Path | None,
+        typer.Argument(help="An exported directory; omit to verify the live store."),
+    ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option("--key", help="The log's verifier key (name+keyid+base64). Required "
+                     "for a directory; defaults to the home's log.vkey for the live store."),
+    ] = None,
+    home: HomeOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Check every entry, tile and checkpoint against the verifier key.
+
+    For an exported directory nothing else is trusted: kansa recomputes every hash.
+    """
+    from kansa.ledger.note import Verifier
+
+    with _errors():
+        with _progress() as prog:
+            task = prog.add_task("verifying", total=None)
+
+            def tick(done: int, total: int) -> None:
+                prog.update(task, completed=done, total=total)
+
+            if directory is not None:
+                if key is None:
+                    raise _fail("verifying a directory needs --key (the log's verifier key)")
+                from kansa.ledger.verify import verify_directory
+
+                report = verify_directory(directory, Verifier.parse(key), progress=tick)
+            else:
+                ledger = _open(home, store)
+                try:
+                    if key is not None and Verifier.parse(key) != ledger.verifier:
+                        raise _fail("--key is not this log's verifier key")
+                    report = ledger.verify(progress=tick)
+                finally:
+                    ledger.close()
+        out.print(f"[green]✓[/] verified: {report}")
+
+
+@app.command()
+def prove(
+    ref: Annotated[str, typer.Argument(help="Record id or entry index.")],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write here instead of stdout.")
+    ] = None,
+    home: HomeOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Write a C2SP tlog-proof receipt for one record: its entry, inclusion proof and the
+    signed checkpoint it is proven against. Check it with 'kansa verify-receipt'."""
+    with _errors():
+        ledger = _open(home, store)
+        try:
+            receipt = ledger.prove(ref)
+        finally:
+            ledger.close()
+        if output is None:
+            sys.stdout.write(receipt.decode())
+        else:
+            output.write_bytes(receipt)
+            console.print(f"receipt written to {output}")
+
+
+@app.command("verify-receipt")
+def verify_receipt_cmd(
+    file: Annotated[Path, typer.Argument(help="A .tlog-proof receipt from 'kansa prove'.")],
+    key: Annotated[str, typer.Option("--key", help="The log's verifier key.")],
+    witness: Annotated[
+        list[str] | None,
+        typer.Option("--witness", help="A witness verifier key that must have cosigned "
+                     "(repeatable)."),
+    ] = None,
+) -> None:
+    """Check a receipt offline: the entry is in the tree the log signed."""
+    from kansa.ledger.note import Verifier
+    from kansa.ledger.receipt import verify_receipt
+
+    with _errors():
+        try:
+            data = file.read_bytes()
+        except OSError as e:
+            raise _fail(f"cannot read {file}: {e.strerror}") from None
+        witnesses = [Verifier.parse(w) for w in (witness or [])]
+        r = verify_receipt(data, Verifier.parse(key), None, witnesses=witnesses,
+                           min_witnesses=len(witnesses))
+        out.print(f"[green]✓[/] entry {r.index} is in the log {r.checkpoint.origin} "
+                  f"at size {r.checkpoint.size}")
+        if r.extra:
+            with contextlib.suppress(ValueError):
+                out.print(json.dumps(json.loads(r.extra), ensure_ascii=False, indent=2))
+
+
+# -- erasure -----------------------------------------------------------------------------
+
+
+@app.command()
+def erase(
+    subject: Annotated[str, typer.Option("--subject", help="The data subject to erase.")],
+    reason: Annotated[str | None, typer.Option(help="Why (recorded in the log).")] = None,
+    home: HomeOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Erase a data subject (APPI / GDPR): destroy their key, salts and content.
+
+    The log's entries and every proof stay valid; the subject's content becomes
+    unrecoverable and their pseudonym unlinkable to them. The erasure is itself a record.
+    """
+    with _errors():
+        ledger = _open(home, store)
+        try:
+            e = ledger.erase(subject, reason=reason)
+        finally:
+            ledger.close()
+        out.print(
+            f"erased subject (pseudonym {e.pseudonym}): {e.contents_destroyed} content "
+            f"record(s) destroyed; erasure recorded as entry {e.record.index} ({e.record.id})"
+        )
+
+
+# -- witnessing ---------------------------------------------------------------------------
+
+
+@witness_app.command("keygen")
+def witness_keygen(
+    name: Annotated[str, typer.Option(help="Witness name, e.g. witness.example.org/w1.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the secret key.")],
+) -> None:
+    """Create a witness key (C2SP cosignature/v1, Ed25519); prints its verifier key."""
+    import os
+
+    from kansa.ledger.note import ALG_COSIGNATURE_V1, Signer
+
+    with _errors():
+        signer = Signer.generate(name, ALG_COSIGNATURE_V1)
+        try:
+            fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise _fail(f"{output} exists; not overwriting a key") from None
+        with os.fdopen(fd, "w") as f:
+            f.write(signer.skey + "\n")
+        out.print(f"witness key written to {output}; its verifier key:")
+        out.print(signer.verifier.vkey)
+
+
+@witness_app.command("serve")
+def witness_serve(
+    key_file: Annotated[Path, typer.Option("--key", help="Witness secret key file (keygen).")],
+    log: Annotated[
+        list[str], typer.Option("--log", help="Verifier key of a log to witness (repeatable).")
+    ],
+    state: Annotated[Path, typer.Option(help="SQLite file for the witness's state.")] = Path(
+        "witness.db"
+    ),
+    host: str = "127.0.0.1",
+    port: int = 7380,
+) -> None:
+    """Serve C2SP tlog-witness: POST /add-checkpoint checks the log's signature and a
+    consistency proof from the last checkpoint it cosigned, and only then cosigns."""
+    import uvicorn
+
+    from kansa.ledger.note import Signer, Verifier
+    from kansa.ledger.witness import create_witness_app
+
+    with _errors():
+        signer = Signer.parse(key_file.read_text())
+        logs = {v.name: v for v in (Verifier.parse(k) for k in log)}
+        web = create_witness_app(signer, state, logs)
+        console.print(f"witness {signer.name} on http://{host}:{port} for {', '.join(logs)}")
+        console.print(f"its verifier key: {signer.verifier.vkey}")
+    uvicorn.run(web, host=host, port=port, log_level="warning")
+
+
+@witness_app.command("add")
+def witness_add(
+    url: Annotated[str, typer.Argument(help="Witness base URL, e.g. http://127.0.0.1:7380.")],
+    vkey: Annotated[str, typer.Argument(help="The witness's verifier key.")],
+    home: HomeOpt = None,
+) -> None:
+    """Configure this log to ask a witness for cosignatures ('kansa witness collect')."""
+    from kansa.home import Home
+    from kansa.ledger.note import Verifier
+
+    with _errors():
+        v = Verifier.parse(vkey)
+        h = Home.load(home)
+        ws = [w for w in h.witnesses if w.get("vkey") != v.vkey]
+        ws.append({"url": url, "vkey": v.vkey})
+        h.config["witnesses"] = ws
+        h.save_config()
+        out.print(f"log will ask {v.name} at {url} ({len(ws)} witness(es) configured)")
+
+
+@witness_app.command("collect")
+def witness_collect(home: HomeOpt = None, store: StoreOpt = None) -> None:
+    """Ask every configured witness to cosign the latest checkpoint."""
+    from kansa.ledger.note import Verifier
+    from kansa.ledger.witness import collect_cosignatures
+
+    with _errors():
+        ledger = _open(home, store)
+        try:
+            assert ledger.home is not None
+            ws = [(w["url"], Verifier.parse(w["vkey"])) for w in ledger.home.witnesses]
+            if not ws:
+                raise _fail("no witnesses configured: add one with 'kansa witness add URL VKEY'")
+            ledger.checkpoint()
+            result = collect_cosignatures(ledger.log, ws)
+        finally:
+            ledger.close()
+        out.print(str(result))
+
+
+# -- demo -------------------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    home: Annotated[
+        Path | None,
+        typer.Option("--home", help="Where to create the demo ledger (default: a new "
+                     "temporary directory)."),
+    ] = None,
+    records: Annotated[int, typer.Option(help="How many usage records to append.")] = 2000,
+) -> None:
+    """Create a ledger, record realistic AI traffic, erase a person, export, verify offline,
+    prove one record, and show tampering being caught. Explains each step."""
+    from kansa.demo import run_demo
+
+    with _errors():
+        run_demo(home, records, out)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,211 @@
+"""``kansa demo``: the whole flow on the embedded SQLite store, narrated step by step."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from kansa.api import Ledger
+from kansa.errors import VerificationError
+
+_SYSTEMS = [
+    # system, provider, model, operation
+    ("support-bot", "openai", "gpt-4o-mini", "chat"),
+    ("support-bot", "anthropic", "claude-sonnet-4", "chat"),
+    ("hr-screening", "openai", "gpt-4.1", "chat"),
+    ("code-assistant", "anthropic", "claude-opus-4", "chat"),
+    ("search-rag", "openai", "text-embedding-3-small", "embeddings"),
+]
+_PROMPTS = [
+    ("注文番号 A-1042 の配送状況を教えてください。", "ご注文 A-1042 は本日発送済みです。"),
+    ("返品の手続きはどうすればいいですか？", "マイページの「注文履歴」から返品を申請できます。"),
+    ("Where is my order A-1042?", "Your order A-1042 shipped today."),
+    ("この履歴書を要約して、職務経験を三行で。",
+     "営業職 5 年、チームリーダー経験、英語は業務レベル。"),
+    ("Refactor this function to avoid the N+1 query.", "Use select_related('author') ..."),
+    ("個人情報を含むログを削除してください。", "承知しました。削除手順をご案内します。"),
+]
+_OUTCOMES = [("ok", 200, None)] * 90 + [
+    ("error", 429, "rate_limit_exceeded"),
+    ("error", 500, "upstream_error"),
+    ("timeout", 504, "timeout"),
+    ("aborted", 499, "client_disconnected"),
+    ("blocked", 403, "policy_blocked"),
+]
+
+
+def _traffic(n: int, rng: random.Random) -> list[dict[str, Any]]:
+    start = datetime.now(UTC) - timedelta(hours=2)
+    out = []
+    for i in range(n):
+        system, provider, model, op = rng.choice(_SYSTEMS)
+        outcome, status, err = rng.choice(_OUTCOMES)
+        prompt, answer = rng.choice(_PROMPTS)
+        rec: dict[str, Any] = {
+            "ts": (start + timedelta(seconds=i * 7200 / max(n, 1))).isoformat(),
+            "system": system,
+            "app": f"{system}-web",
+            "actor": rng.choice(["svc-frontend", "svc-batch", "agent-runner"]),
+            "subject": f"user-{rng.randrange(40)}",
+            "gen_ai.provider.name": provider,
+            "gen_ai.operation.name": op,
+            "gen_ai.request.model": model,
+            "outcome": outcome,
+            "status": status,
+            "latency_ms": round(rng.uniform(120, 2400), 1),
+            "input": prompt,
+        }
+        if outcome == "ok":
+            rec["gen_ai.response.model"] = model
+            rec["gen_ai.usage.input_tokens"] = rng.randrange(12, 900)
+            rec["gen_ai.usage.output_tokens"] = rng.randrange(5, 600)
+            rec["gen_ai.response.finish_reasons"] = ["stop"]
+            rec["output"] = answer
+        else:
+            rec["error.type"] = err
+        if system == "code-assistant" and rng.random() < 0.3:
+            rec["gen_ai.tool.name"] = "run_tests"
+            rec["gen_ai.tool.call.arguments"] = {"path": "tests/", "k": "orders"}
+        out.append(rec)
+    return out
+
+
+def _step(console: Console, n: int, title: str) -> None:
+    console.print()
+    console.rule(f"[bold cyan]{n}. {title}")
+
+
+def run_demo(home: Path | None, records: int, console: Console) -> None:
+    made_temp = home is None
+    base = Path(tempfile.mkdtemp(prefix="kansa-demo-")) if home is None else home
+    ledger_home = base / "home" if made_temp else base
+    rng = random.Random(7)
+
+    _step(console, 1, "Create a ledger")
+    ledger = Ledger.init(ledger_home, origin="demo.kansa.local/ai-usage")
+    vkey = ledger.verifier.vkey
+    console.print(f"A new log [bold]{ledger.log.origin}[/] in {ledger_home}, stored in SQLite "
+                  "(WAL). Its Ed25519 key signs checkpoints; this verifier key is all an "
+                  "auditor needs:")
+    console.print(f"  [green]{vkey}[/]")
+
+    try:
+        _step(console, 2, f"Record {records} AI calls")
+        traffic = _traffic(records, rng)
+        t0 = time.perf_counter()
+        with Progress(TextColumn("appending"), BarColumn(), MofNCompleteColumn(),
+                      console=console, transient=True) as prog:
+            task = prog.add_task("append", total=len(traffic))
+            done = ledger.append_many(traffic, progress=lambda k: prog.advance(task, k))
+        secs = time.perf_counter() - t0
+        cp = ledger.checkpoint()
+        outcomes: dict[str, int] = {}
+        for r in traffic:
+            outcomes[r["outcome"]] = outcomes.get(r["outcome"], 0) + 1
+        console.print(
+            f"{len(done)} records (Japanese and English; "
+            + ", ".join(f"{v} {k}" for k, v in sorted(outcomes.items()))
+            + f") appended durably in {secs:.2f} s ({len(done) / secs:,.0f}/s). Failures, "
+            "timeouts, aborted streams and blocked calls are records too."
+        )
+        console.print("Prompts and answers are not in the log: each entry holds a salted "
+                      "SHA-256 commitment, and the content is stored beside it, encrypted "
+                      "with a key per data subject. A signed checkpoint now covers "
+                      f"{cp.checkpoint.size} entries.")
+        table = Table(title="the first records (kansa log show)")
+        for col in ("#", "system", "model", "outcome", "tokens", "subject (pseudonym)"):
+            table.add_column(col)
+        for rec in ledger.find(limit=5):
+            e = rec.entry
+            table.add_row(str(rec.index), e["system"], e.get("gen_ai.request.model", ""),
+                          e["outcome"], str(e.get("gen_ai.usage.input_tokens", "-")),
+                          e.get("subject", "")[:12] + "…")
+        console.print(table)
+
+        _step(console, 3, "Prove one record to an auditor")
+        target = done[len(done) // 2]
+        receipt = ledger.prove(target.id)
+        receipt_path = base / "receipt.tlog-proof"
+        receipt_path.write_bytes(receipt)
+        from kansa.ledger.receipt import verify_receipt
+
+        r = verify_receipt(receipt, ledger.verifier, None)
+        console.print(f"Record {target.id} (entry {target.index}) has a C2SP tlog-proof "
+                      f"receipt at {receipt_path}: {len(r.proof)} hashes prove it is in the "
+                      f"tree of size {r.checkpoint.size} that the log signed. Checked offline "
+                      "with the verifier key alone: [green]valid[/].")
+
+        _step(console, 4, "Erase a person (APPI / GDPR)")
+        victim = traffic[target.index]["subject"]
+        before = ledger.get(target.id)
+        erasure = ledger.erase(victim, reason="data subject request (demo)")
+        after = ledger.get(target.id)
+        console.print(f"{victim}: key and salts destroyed, {erasure.contents_destroyed} "
+                      f"contents deleted; the erasure is itself entry {erasure.record.index}.")
+        console.print(f"  entry {target.index} content before: "
+                      f"{before.content and before.content.get('input')!r}")
+        console.print(f"  entry {target.index} content after:  [italic]{after.content_state}[/]")
+        verify_receipt(receipt, ledger.verifier, None)
+        console.print("  the receipt issued before the erasure [green]still verifies[/]: "
+                      "entries never change, so no proof breaks.")
+
+        _step(console, 5, "Export and verify offline")
+        export_dir = base / "export"
+        summary = ledger.export(export_dir)
+        console.print(f"Wrote a C2SP tlog-tiles directory: {summary}")
+        from kansa.ledger.note import Verifier
+        from kansa.ledger.verify import verify_directory
+
+        t0 = time.perf_counter()
+        report = verify_directory(export_dir, Verifier.parse(vkey))
+        console.print(f"kansa verify {export_dir} --key …: [green]✓[/] {report} "
+                      f"({time.perf_counter() - t0:.2f} s). Every hash was recomputed from "
+                      "the entries; nothing but the key was trusted.")
+
+        _step(console, 6, "Tamper with the export, and get caught")
+        forged = base / "export-tampered"
+        shutil.copytree(export_dir, forged)
+        bundle = forged / "tile" / "entries" / "000"
+        data = bytearray(bundle.read_bytes())
+        pos = data.find(b'"outcome":"error"')
+        if pos < 0:
+            pos = data.find(b'"outcome":"')
+        data[pos + 11 : pos + 13] = b"ok"[:2] if data[pos + 11 : pos + 13] != b"ok" else b"no"
+        bundle.write_bytes(bytes(data))
+        console.print("Changed one record's outcome in tile/entries/000 (an 'error' made to "
+                      "look fine). Verifying again:")
+        try:
+            verify_directory(forged, Verifier.parse(vkey))
+            console.print("[bold red]tampering was NOT detected[/]")
+        except VerificationError as e:
+            for p in e.problems[:3]:
+                console.print(f"  [red]✗[/] {p}")
+            console.print("  [green]caught[/]: the altered entry no longer matches the tree "
+                          "the log signed.")
+
+        cp = ledger.checkpoint()
+    finally:
+        ledger.close()
+
+    console.print()
+    console.print(Panel.fit(
+        f"What just happened: {records} AI calls became a tamper-evident log signed by "
+        f"{ledger.log.origin}; one record was proven, one person erased without breaking "
+        "any proof, and the log was exported and verified offline, catching a forged "
+        "entry.\n\n"
+        f"Ledger home: {ledger_home}\n"
+        f"Try:  kansa log show --home {ledger_home} --limit 10\n"
+        f"      kansa verify {base / 'export'} --key '{vkey}'\n"
+        f"      kansa verify-receipt {base / 'receipt.tlog-proof'} --key '{vkey}'",
+        title="kansa demo",
+    ))
