@@ -145,3 +145,44 @@ def test_fuzz_json_objects_are_validated_not_crashing(obj: dict[str, object]) ->
         return
     entry = canonical(rec.entry_object(subject_ref=None, commitment=None))
     assert json.loads(entry)["system"] == rec.system
+
+
+jcs_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(jcs_values)
+def test_canonical_equals_rfc8785_reference(obj: object) -> None:
+    """Our fast path must produce exactly the bytes of the rfc8785 reference encoder."""
+    import rfc8785
+
+    try:
+        expected = rfc8785.dumps(obj)
+    except Exception:
+        with pytest.raises(RecordError):
+            canonical(obj)
+        return
+    assert canonical(obj) == expected
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        {"\U0001f600": 1, "\ue000": 2, "a": 3},  # UTF-16 order differs from code point order
+        {"x": 12.0}, {"x": 1e-7}, {"x": 1e21}, {"x": 0.1}, {"x": 123.456},
+        {"s": "\u2028\u007f\x1f\"\\/"}, [1, "二", None, True],
+    ],
+)
+def test_canonical_edge_cases(obj: object) -> None:
+    import rfc8785
+
+    assert canonical(obj) == rfc8785.dumps(obj)

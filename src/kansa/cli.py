@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -24,7 +25,7 @@ from rich.table import Table
 
 from kansa.errors import KansaError, RecordError, VerificationError
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
 app = typer.Typer(
@@ -62,7 +63,7 @@ StoreOpt = Annotated[
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}")
+    console.print(f"[bold red]error:[/] {escape(message)}")
     return typer.Exit(code)
 
 
@@ -72,7 +73,7 @@ def _errors() -> Iterator[None]:
         yield
     except VerificationError as e:
         for p in e.problems:
-            console.print(f"[red]✗[/] {p}")
+            console.print(f"[red]✗[/] {escape(p)}")
         raise _fail(f"verification failed: {len(e.problems)} problem(s) found") from None
     except KansaError as e:
         raise _fail(str(e)) from None
@@ -183,7 +184,7 @@ def log_append(
         bad = [p for p in parsed if isinstance(p, RecordError)]
         good = [p for p in parsed if isinstance(p, UsageRecord)]
         for err in bad[:50]:
-            console.print(f"[red]✗[/] {file}: {err}")
+            console.print(f"[red]✗[/] {escape(file)}: {escape(str(err))}")
         if len(bad) > 50:
             console.print(f"[red]… and {len(bad) - 50} more invalid lines[/]")
         if bad and not skip_invalid:

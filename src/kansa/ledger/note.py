@@ -66,7 +66,7 @@ class Verifier:
 
     @classmethod
     def parse(cls, vkey: str) -> Verifier:
-        parts = vkey.strip().split("+")
+        parts = vkey.strip().split("+", 2)  # base64 may itself contain '+'
         if len(parts) != 3:
             raise KeyFormatError("a verifier key has the form name+hexkeyid+base64key")
         name, hex_id, blob = parts
@@ -121,7 +121,7 @@ class Signer:
 
     @classmethod
     def parse(cls, skey: str) -> Signer:
-        parts = skey.strip().split("+")
+        parts = skey.strip().split("+", 4)  # base64 may itself contain '+'
         if len(parts) != 5 or parts[:2] != ["PRIVATE", "KEY"]:
             raise KeyFormatError("a signer key has the form PRIVATE+KEY+name+hexkeyid+base64key")
         _, _, name, hex_id, blob = parts

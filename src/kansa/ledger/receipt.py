@@ -2,14 +2,17 @@
 the log, optionally witnessed.
 
     c2sp.org/tlog-proof@v1
-    extra <base64>             (optional; kansa puts the record id here)
+    extra <base64>             (optional; kansa puts the entry itself here, see below)
     index <decimal>
     <base64 hash>              (the inclusion proof, zero or more lines)
     <empty line>
     <the signed checkpoint note, verbatim, with any witness cosignatures>
 
 The spec's own words are quoted beside the code that follows them. The extra data is not
-authenticated: "Applications MUST NOT implicitly trust the extra data".
+authenticated: "Applications MUST NOT implicitly trust the extra data". kansa's receipts
+carry the entry itself there, which makes them self-contained: ``verify_receipt(data,
+key, None)`` hashes those bytes as the leaf, so they are trusted only because the
+inclusion proof leads from exactly them to the signed root.
 """
 
 from __future__ import annotations
@@ -19,12 +22,13 @@ import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from kansa.errors import FormatError, ProofError, SignatureError, StorageError
+from kansa.errors import FormatError, KeyFormatError, ProofError, SignatureError, StorageError
 from kansa.ledger import merkle
 from kansa.ledger.export import cosigned_note, load_checkpoint
 from kansa.ledger.log import Log
 from kansa.ledger.merkle import HASH_SIZE
 from kansa.ledger.note import (
+    ALG_COSIGNATURE_V1,
     Checkpoint,
     Note,
     SignedCheckpoint,
@@ -144,8 +148,14 @@ def _check_witnesses(note: Note, witnesses: Sequence[Verifier], min_witnesses: i
     """At least ``min_witnesses`` of ``witnesses`` must have cosigned the checkpoint. A
     present but invalid cosignature by a trusted witness is an error in itself."""
     unique = list({(w.name, w.key_id): w for w in witnesses}.values())
+    for w in unique:
+        if w.alg != ALG_COSIGNATURE_V1:
+            raise KeyFormatError(f"witness key {w.name} is not a cosignature/v1 (0x04) key")
     if min_witnesses > len(unique):
-        raise ValueError(f"{min_witnesses} witnesses required but only {len(unique)} given")
+        raise SignatureError(
+            f"receipt: {min_witnesses} witness cosignatures are required but only "
+            f"{len(unique)} distinct witness keys are trusted: no receipt can satisfy that"
+        )
     missing = []
     for w in unique:
         present = any(s.name == w.name and s.key_id == w.key_id for s in note.signatures)
@@ -167,19 +177,31 @@ def _check_witnesses(note: Note, witnesses: Sequence[Verifier], min_witnesses: i
 def verify_receipt(
     data: bytes,
     verifier: Verifier,
-    entry: bytes,
+    entry: bytes | None,
     *,
     witnesses: Sequence[Verifier] = (),
     min_witnesses: int = 0,
 ) -> Receipt:
     """Verify that ``entry`` is at the receipt's index in a tree the log signed.
 
+    kansa's own receipts carry the entry itself as the extra data; pass ``entry=None``
+    to prove exactly those bytes. The extra data is then trusted only because its leaf
+    hash is what the inclusion proof leads from, never implicitly.
+
     Raises :class:`FormatError` (malformed), :class:`SignatureError` (checkpoint not
-    signed by ``verifier``, its origin not the key's name, or too few valid witness
-    cosignatures) or :class:`ProofError` (the proof does not lead from the entry to the
-    signed root). The returned receipt's ``extra`` is still unauthenticated.
+    signed by ``verifier``, its origin not the key's name, an invalid cosignature by a
+    trusted witness, or fewer than ``min_witnesses`` valid ones), :class:`ProofError`
+    (the proof does not lead from the entry to the signed root) or
+    :class:`KeyFormatError` (a witness key that is not a cosignature/v1 key). With an
+    explicit ``entry``, the returned ``extra`` is unauthenticated.
     """
     receipt = parse_receipt(data)
+    what = "this entry"
+    if entry is None:
+        if receipt.extra is None:
+            raise FormatError("receipt carries no entry in its extra data; supply the entry")
+        entry = receipt.extra
+        what = "the entry in the receipt's extra data"
     try:
         signed = verify_checkpoint(receipt.note.to_text(), verifier)
     except SignatureError as e:
@@ -192,7 +214,7 @@ def verify_receipt(
         )
     except ProofError as e:
         raise ProofError(
-            f"receipt: this entry is not proven at index {receipt.index} of the tree of size "
+            f"receipt: {what} is not proven at index {receipt.index} of the tree of size "
             f"{cp.size} ({e})"
         ) from None
     _check_witnesses(receipt.note, witnesses, min_witnesses)

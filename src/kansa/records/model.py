@@ -14,7 +14,7 @@ Flat input shape (one JSON object per line for ``kansa log append``)::
 
 from __future__ import annotations
 
-import os
+import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +23,7 @@ from typing import Any
 
 import rfc8785
 
+from kansa._random import random_bytes
 from kansa.errors import RecordError
 
 ENTRY_VERSION = 1
@@ -68,7 +69,7 @@ MAX_STR = 1024  # metadata strings; content has no such limit (it is not in the 
 def new_record_id(ts: datetime | None = None) -> str:
     """A UUIDv7-layout id (48-bit milliseconds, then randomness): sortable by time."""
     ms = int((ts.timestamp() if ts else time.time()) * 1000) & ((1 << 48) - 1)
-    rand = int.from_bytes(os.urandom(10), "big")
+    rand = int.from_bytes(random_bytes(10), "big")
     value = (
         (ms << 80) | (0x7 << 76) | ((rand >> 68) << 64) | (0b10 << 62) | (rand & ((1 << 62) - 1))
     )
@@ -257,8 +258,9 @@ class UsageRecord:
         if self.finish_reasons:
             e["gen_ai.response.finish_reasons"] = list(self.finish_reasons)
         if self.latency_ms is not None:
-            # JCS numbers are IEEE doubles; round to microseconds so the entry is stable
-            e["latency_ms"] = round(float(self.latency_ms), 3)
+            # round to microseconds; a whole number is written as an integer, as JCS would
+            ms = round(float(self.latency_ms), 3)
+            e["latency_ms"] = int(ms) if ms.is_integer() else ms
         if self.attributes:
             e["attributes"] = dict(self.attributes)
         if subject_ref is not None:
@@ -304,8 +306,47 @@ def _check_attribute(key: object, value: object, line: int | None) -> None:
 
 
 def canonical(obj: Any) -> bytes:
-    """RFC 8785 (JCS) canonical JSON bytes."""
+    """RFC 8785 (JCS) canonical JSON bytes.
+
+    The rfc8785 package is pure Python and cost ~0.3 ms per record, the largest part of an
+    append. For values where the two provably agree, the C-accelerated json encoder gives
+    the same bytes: JCS sorts keys by UTF-16 code units (the same order as Python's for
+    keys without characters beyond U+FFFF), escapes exactly what json.dumps escapes with
+    ensure_ascii=False, and prints numbers as ECMAScript does, which matches Python's
+    repr for integers and for non-integral floats with 1e-4 <= |x| < 1e16. Everything
+    else goes to rfc8785. A property test checks the two agree.
+    """
+    if _fast_ok(obj):
+        text = json.dumps(
+            obj, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
+        )
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: let rfc8785 name the problem
+            pass
     try:
         return bytes(rfc8785.dumps(obj))
     except Exception as e:  # rfc8785 raises its own types for non-JSON values
         raise RecordError(f"value cannot be canonicalised as JSON: {e}") from None
+
+
+def _fast_ok(obj: Any, depth: int = 0) -> bool:
+    t = type(obj)
+    if t is str or obj is None or t is bool:
+        return True
+    if t is int:
+        return bool(-(2**53) < obj < 2**53)  # JCS numbers are IEEE doubles
+    if t is float:
+        return bool(obj == obj and obj != int(obj) and 1e-4 <= abs(obj) < 1e16)
+    if depth > 32:
+        return False
+    if t is dict:
+        for k, v in obj.items():
+            if type(k) is not str or (not k.isascii() and any(ord(c) > 0xFFFF for c in k)):
+                return False
+            if type(v) is not str and not _fast_ok(v, depth + 1):
+                return False
+        return True
+    if t is list or t is tuple:
+        return all(type(v) is str or _fast_ok(v, depth + 1) for v in obj)
+    return False

@@ -21,11 +21,12 @@ import hashlib
 import hmac
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from kansa._random import random_bytes
 from kansa.errors import ErasedError, KansaError
 from kansa.ledger.storage import Store
 
@@ -38,6 +39,10 @@ class SubjectKey:
     ref: str  # where the wrapped key is stored: HMAC(master, subject), not the subject
     key: bytes
     pseudonym: str
+    aead: AESGCM = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "aead", AESGCM(self.key))
 
     def salt(self, record_id: str) -> bytes:
         return hmac.new(self.key, b"kansa/salt/v1\x00" + record_id.encode(), "sha256").digest()
@@ -117,8 +122,8 @@ class Vault:
         """Return (subject key, commitment hex, encrypted attachment) for one record."""
         sk = self.subject_key(subject)
         assert sk is not None
-        nonce = os.urandom(12)
-        ct = AESGCM(sk.key).encrypt(nonce, content, record_id.encode())
+        nonce = random_bytes(12)
+        ct = sk.aead.encrypt(nonce, content, record_id.encode())
         return sk, commitment(sk.salt(record_id), content), _FORMAT + nonce + ct
 
     def open(self, pseudonym: str, record_id: str, attachment: bytes | None,
@@ -135,7 +140,7 @@ class Vault:
         if attachment[:1] != _FORMAT or len(attachment) < 29:
             raise KansaError(f"stored content of record {record_id} is malformed")
         try:
-            content = AESGCM(sk.key).decrypt(attachment[1:13], attachment[13:], record_id.encode())
+            content = sk.aead.decrypt(attachment[1:13], attachment[13:], record_id.encode())
         except InvalidTag:
             raise KansaError(f"stored content of record {record_id} fails authentication") from None
         if expected_commitment is not None and not hmac.compare_digest(

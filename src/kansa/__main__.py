@@ -1,0 +1,3 @@
+from kansa.cli import main
+
+main()
