@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kansa.errors import FormatError, KansaError, ProofError, SignatureError
+from kansa.errors import FormatError, KansaError, KeyFormatError, ProofError, SignatureError
 from kansa.ledger import merkle
 from kansa.ledger.log import Append, Log
 from kansa.ledger.note import (
@@ -68,6 +68,23 @@ def test_round_trip(log: Log, signer: Signer) -> None:
     assert r.checkpoint.root == log.latest_checkpoint().checkpoint.root
     assert list(r.proof) == log.inclusion_proof(273, 300)
     assert parse_receipt(data) == r and r.to_bytes() == data
+
+
+def test_self_contained_receipt_carries_the_entry(log: Log, signer: Signer) -> None:
+    """kansa's receipts put the entry in the extra data; entry=None proves those bytes."""
+    data = make_receipt(log, 99, extra=entry(99))
+    r = verify_receipt(data, signer.verifier, None)
+    assert (r.index, r.extra) == (99, entry(99))
+    # the extra data is now what the proof authenticates: altering it is caught
+    forged = data.replace(base64.b64encode(entry(99)), base64.b64encode(entry(98)))
+    assert forged != data
+    with pytest.raises(ProofError, match="the entry in the receipt's extra data is not proven"):
+        verify_receipt(forged, signer.verifier, None)
+    with pytest.raises(FormatError, match="carries no entry in its extra data"):
+        verify_receipt(make_receipt(log, 99), signer.verifier, None)
+    # an explicit entry still wins over the extra data
+    with pytest.raises(ProofError, match="this entry is not proven"):
+        verify_receipt(data, signer.verifier, entry(98))
 
 
 def test_layout_follows_the_spec(log: Log) -> None:
@@ -216,9 +233,12 @@ def test_witness_cosignatures(log: Log, signer: Signer) -> None:
                        match="cosigned by 1 of the 2 witnesses required; none from witness"):
         verify_receipt(data, signer.verifier, entry(7), witnesses=[w1.verifier, w2.verifier],
                        min_witnesses=2)
-    with pytest.raises(ValueError, match="2 witnesses required but only 1 given"):
+    with pytest.raises(SignatureError, match="2 witness cosignatures are required but only 1 "
+                       "distinct witness keys are trusted"):
         verify_receipt(data, signer.verifier, entry(7), witnesses=[w1.verifier, w1.verifier],
                        min_witnesses=2)
+    with pytest.raises(KeyFormatError, match="is not a cosignature/v1"):
+        verify_receipt(data, signer.verifier, entry(7), witnesses=[signer.verifier])
 
 
 def test_altered_cosignature(log: Log, signer: Signer) -> None:
@@ -346,3 +366,28 @@ def test_fuzz_mutations_never_verify_something_else(
         original.index, original.checkpoint, list(original.proof)
     )
     assert merkle.leaf_hash(entry(17)) and r.note.text == original.note.text
+
+
+@pytest.fixture(scope="module")
+def self_contained(sample: tuple[bytes, Signer]) -> tuple[bytes, Signer]:
+    data, signer = sample
+    r = parse_receipt(data)
+    return Receipt(r.index, r.proof, r.checkpoint, r.note, entry(17)).to_bytes(), signer
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pos=st.integers(min_value=0), byte=st.integers(min_value=0, max_value=255))
+def test_fuzz_mutations_of_self_contained_receipts(
+    self_contained: tuple[bytes, Signer], pos: int, byte: int
+) -> None:
+    """With the entry in the extra data, no one-byte change verifies as another entry."""
+    data, signer = self_contained
+    assert verify_receipt(data, signer.verifier, None).extra == entry(17)
+    i = pos % len(data)
+    mutated = data[:i] + bytes([byte]) + data[i + 1 :]
+    try:
+        r = verify_receipt(mutated, signer.verifier, None)
+    except KansaError:
+        assert mutated != data
+        return
+    assert (r.index, r.extra, r.checkpoint) == (17, entry(17), parse_receipt(data).checkpoint)

@@ -49,7 +49,7 @@ from kansa.ledger.tiles import (
 CHECKPOINT_FILE = "checkpoint"
 METADATA_FILE = "kansa-export.json"
 METADATA_FORMAT = "kansa-export/v1"
-ENTRY_BATCH = 32 * TILE_WIDTH  # entries read from the store per query
+ENTRY_BATCH = 4 * TILE_WIDTH  # entries per query: at most 64 MiB even if all are 64 KiB
 
 Progress = Callable[[int, int], None]  # (entries done, entries in total)
 
@@ -113,7 +113,13 @@ def cosigned_note(note_text: str, cosignature_lines: Sequence[str]) -> Note:
 def load_checkpoint(log: Log, stored: StoredCheckpoint) -> SignedCheckpoint:
     """A stored checkpoint with its stored cosignatures; signature checked when the log
     has its key loaded, otherwise only parsed."""
-    note = cosigned_note(stored.note, log.store.cosignatures(stored.size))
+    try:
+        note = cosigned_note(stored.note, log.store.cosignatures(stored.size))
+    except FormatError as e:
+        raise StorageError(
+            f"the checkpoint of size {stored.size} or a cosignature stored for it is "
+            f"malformed ({e}): run 'kansa verify'"
+        ) from None
     if log.signer is not None:
         verify_checkpoint(note.to_text(), log.signer.verifier)
     cp = Checkpoint.parse_body(note.text)

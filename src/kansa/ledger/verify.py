@@ -35,7 +35,7 @@ from kansa.ledger.note import (
     parse_note,
     verify_checkpoint,
 )
-from kansa.ledger.storage import Store
+from kansa.ledger.storage import Store, StoredCheckpoint
 from kansa.ledger.tiles import (
     TILE_HEIGHT,
     TILE_WIDTH,
@@ -375,7 +375,11 @@ class _Directory:
 
     def read(self, rel: str, what: str, width: int) -> bytes | None:
         if rel in self.files:
-            return (self.root / rel).read_bytes()
+            try:
+                return (self.root / rel).read_bytes()
+            except OSError as e:
+                self.problems.add(f"{rel}: unreadable ({e.strerror})")
+                return None
         others = [f for f in self._by_base.get(_base(rel), []) if f != rel]
         if others:
             self.named.update(others)
@@ -608,12 +612,12 @@ class _StoredTiles:
 
 
 def _store_checkpoints(
-    store: Store, verifier: Verifier, size: int, problems: _Problems
-) -> tuple[list[Checkpoint], int, int]:
-    """Every stored checkpoint whose signature verifies (in size order), how many rows
-    were checked, and how many stored cosignature lines parse."""
+    store: Store, verifier: Verifier, rows: Sequence[StoredCheckpoint], size: int,
+    problems: _Problems,
+) -> tuple[list[Checkpoint], int]:
+    """Every stored checkpoint whose signature verifies (in size order), and how many
+    stored cosignature lines parse."""
     good: list[Checkpoint] = []
-    rows = store.all_checkpoints()
     cosignatures = 0
     for row in rows:
         where = f"checkpoint at size {row.size}"
@@ -638,7 +642,7 @@ def _store_checkpoints(
                 cosignatures += 1
             except FormatError as e:
                 problems.add(f"{where}: stored cosignature {line!r} is malformed ({e})")
-    return good, len(rows), cosignatures
+    return good, cosignatures
 
 
 def _known_checkpoints(
@@ -730,7 +734,11 @@ def _extra_rows(store: Store, problems: _Problems) -> None:
     in one transaction. (The size is read again after the rows, so a concurrent append
     is not mistaken for a stray row.)"""
     size = store.size()
-    rows = store.entries(size, 1 << 62)
+    try:
+        rows = store.entries(size, 1 << 62)
+    except (StorageError, TypeError) as e:  # a corrupt row (see _StoredTiles.tile)
+        problems.add(f"entries: rows past the log size {size} are unreadable ({e})")
+        return
     after = store.size()
     stray = [r.index for r in rows if r.index >= after]
     if stray:
@@ -743,9 +751,11 @@ def _extra_rows(store: Store, problems: _Problems) -> None:
 def _consistency(
     tiles: _StoredTiles, checkpoints: Sequence[Checkpoint], problems: _Problems
 ) -> None:
-    """tlog-checkpoint: every checkpoint a log signs must be consistent with every other.
-    For each pair of consecutive checkpoints, build the RFC 9162 consistency proof from
-    the stored tiles (as the log would serve it) and verify it."""
+    """tlog-checkpoint: "A log MUST not sign any checkpoint which is inconsistent with any
+    checkpoint it previously signed. Two checkpoints are inconsistent if a consistency
+    proof can't be constructed from one to the other." For each pair of consecutive
+    checkpoints, build the RFC 9162 consistency proof from the stored tiles (as the log
+    would serve it) and verify it; consistency chains, so this covers every pair."""
     failures = []
     for old, new in zip(checkpoints, checkpoints[1:], strict=False):
         try:
@@ -780,8 +790,11 @@ def verify_store(
     origin = store.get_meta("origin")
     if origin is not None and origin != verifier.name:
         problems.add(f"store: holds log {origin!r}, not {verifier.name!r}")
+    # checkpoints first, then the size: a log signs only sizes it has already committed,
+    # so a checkpoint signed meanwhile can never look larger than the log
+    rows = store.all_checkpoints()
     size = store.size()
-    signed, rows, cosignatures = _store_checkpoints(store, verifier, size, problems)
+    signed, cosignatures = _store_checkpoints(store, verifier, rows, size, problems)
     known = _known_checkpoints(store, verifier, known_checkpoints, size, problems)
     if not signed and size > 0:
         problems.add(f"store: holds {size} entries but no valid signed checkpoint")
@@ -819,7 +832,7 @@ def verify_store(
         root=latest.root,
         entries_checked=size,
         tiles_checked=checker.tiles_checked,
-        checkpoints_checked=rows + len(known),
+        checkpoints_checked=len(rows) + len(known),
         cosignatures_checked=cosignatures,
         seconds=time.perf_counter() - started,
     )
