@@ -355,7 +355,9 @@ def test_consistency_vectors_corrupted(old: int, new: int, proof: list[bytes]) -
 
 
 # proof/verify_test.go TestVerifyConsistency: the trivial cases
-R1, R2 = b"don't care 1", b"don't care 2"
+# Go uses short "don't care" strings; kansa also rejects hashes that are not 32 bytes,
+# so the same cases use 32-byte stand-ins.
+R1, R2 = hashlib.sha256(b"don't care 1").digest(), hashlib.sha256(b"don't care 2").digest()
 TRIVIAL = {
     "0-0 different roots": (0, 0, R1, R2, [], False),
     "1-1 different roots": (1, 1, R1, R2, [], False),
@@ -706,3 +708,11 @@ def test_edge_load_rejects_short_tile() -> None:
         TreeEdge.load(300, lambda lv, ix: short.get((lv, ix)))
     with pytest.raises(ValueError):
         TreeEdge.load(300, lambda lv, ix: None if (lv, ix) == (1, 0) else stored.get((lv, ix)))
+
+
+def test_hashes_of_the_wrong_length_are_rejected() -> None:
+    h = hashlib.sha256(b"x").digest()
+    with pytest.raises(ProofError, match="bytes"):
+        merkle.verify_consistency(1, 1, b"short", b"short", [])
+    with pytest.raises(ProofError, match="bytes"):
+        merkle.verify_inclusion(0, 1, h, [], b"short")

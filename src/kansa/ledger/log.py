@@ -11,7 +11,7 @@ last checkpoint it signed; it refuses to sign otherwise.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import queue
 import threading
 import time
@@ -30,8 +30,8 @@ from kansa.ledger import merkle
 from kansa.ledger.edge import TreeEdge
 from kansa.ledger.note import (
     Checkpoint,
-    Signer,
     SignedCheckpoint,
+    Signer,
     Verifier,
     sign_checkpoint,
     verify_checkpoint,
@@ -40,6 +40,7 @@ from kansa.ledger.storage import Store, StoredCheckpoint, WriteTxn, now_us
 from kansa.ledger.tiles import MAX_ENTRY_SIZE, TileHashReader
 
 _STOP = object()
+_logger = logging.getLogger("kansa.ledger")
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,7 @@ class Log:
         self.max_batch = max_batch
         origin = store.get_meta("origin")
         if origin is None and signer is not None:
-            store.set_meta("origin", signer.name)
-            origin = signer.name
+            origin = store.claim_meta("origin", signer.name)
         if signer is not None and origin != signer.name:
             raise KansaError(f"this store belongs to log {origin!r}, not {signer.name!r}")
         self.origin = origin
@@ -164,8 +164,10 @@ class Log:
             if self._dirty and (
                 stop or time.monotonic() - self._last_cp_time >= self.checkpoint_interval
             ):
-                with contextlib.suppress(KansaError):
+                try:
                     self._sign_checkpoint()
+                except Exception as e:  # the sequencer must outlive a failed signing
+                    _logger.warning("automatic checkpoint signing failed, will retry: %s", e)
             if stop:
                 return
 
@@ -220,12 +222,13 @@ class Log:
     def _sign_checkpoint(self) -> StoredCheckpoint | None:
         if self.signer is None:
             raise KansaError("this log was opened without its signing key: it cannot sign")
+        # a failed attempt leaves the log dirty, so the sequencer tries again next interval
+        self._last_cp_time = time.monotonic()
         with self._cp_lock, self.store.writer() as txn:
             size = txn.size()
             last = txn.last_checkpoint()
-            self._dirty = False
-            self._last_cp_time = time.monotonic()
             if last is not None and last.size >= size:
+                self._dirty = False
                 return last
             edge = self._load_edge(txn, size)
             root = edge.root()
@@ -234,7 +237,8 @@ class Log:
             signed = sign_checkpoint(Checkpoint(self.signer.name, size, root), self.signer)
             stored = StoredCheckpoint(size, now_us(), signed.note.to_text())
             txn.insert_checkpoint(stored)
-            return stored
+        self._dirty = False
+        return stored
 
     def _check_consistent(self, txn: WriteTxn, last: StoredCheckpoint, size: int,
                           root: bytes) -> None:

@@ -169,6 +169,7 @@ def root_from_inclusion_proof(
     index: int, size: int, leaf: bytes, proof: Sequence[bytes]
 ) -> bytes:
     """RFC 9162 §2.1.3.2 steps 1-5, returning the computed root (callers compare it)."""
+    _check_hash(leaf)
     # 1. If leaf_index is greater than or equal to tree_size, then stop and fail.
     if index >= size or index < 0:
         raise ProofError(f"leaf index {index} is outside a tree of size {size}")
@@ -203,6 +204,7 @@ def verify_inclusion(
     index: int, size: int, leaf: bytes, proof: Sequence[bytes], root: bytes
 ) -> None:
     """Raise :class:`ProofError` unless ``proof`` shows leaf hash ``leaf`` at ``index``."""
+    _check_hash(root)
     if root_from_inclusion_proof(index, size, leaf, proof) != root:
         raise ProofError(f"inclusion proof for leaf {index} does not lead to the tree root")
 
@@ -215,19 +217,19 @@ def verify_consistency(
     proof: Sequence[bytes],
 ) -> None:
     """RFC 9162 §2.1.4.2, with the trivial cases (old size 0 or equal sizes) made explicit."""
-    for p in proof:
-        _check_hash(p)
+    for h in (old_root, new_root, *proof):
+        _check_hash(h)
     if old_size < 0 or new_size < old_size:
         raise ProofError(f"tree shrank from size {old_size} to {new_size}")
-    if old_size == 0:
-        if proof:
-            raise ProofError("a consistency proof from the empty tree must be empty")
-        return
     if old_size == new_size:
         if proof:
             raise ProofError("a consistency proof between equal sizes must be empty")
         if old_root != new_root:
             raise ProofError(f"two different roots for the same tree size {old_size}")
+        return
+    if old_size == 0:
+        if proof:
+            raise ProofError("a consistency proof from the empty tree must be empty")
         return
     # 1. If consistency_path is an empty array, stop and fail the proof verification.
     if not proof:

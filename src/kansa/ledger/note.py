@@ -40,6 +40,10 @@ def _check_name(name: str) -> None:
     # neither Unicode spaces nor plus (U+002B)."
     if not name or "+" in name or any(c.isspace() for c in name):
         raise KeyFormatError(f"key name {name!r} must be non-empty, without spaces or '+'")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise KeyFormatError(f"key name {name!r} is not valid UTF-8") from None
 
 
 def key_id(name: str, alg: int, public_key: bytes) -> bytes:
@@ -187,7 +191,8 @@ def parse_note(data: bytes | str) -> Note:
     """Split a signed note into its text and signature lines (signatures not checked)."""
     try:
         raw = data.decode("utf-8") if isinstance(data, bytes) else data
-    except UnicodeDecodeError:
+        raw.encode("utf-8")  # a str may carry lone surrogates (surrogateescape)
+    except UnicodeError:
         raise FormatError("note is not valid UTF-8") from None
     if "\r" in raw:
         raise FormatError("note contains a carriage return")
@@ -243,6 +248,10 @@ class Checkpoint:
 
     @classmethod
     def parse_body(cls, text: str) -> Checkpoint:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise FormatError("checkpoint is not valid UTF-8") from None
         lines = text.split("\n")
         if len(lines) < 4 or lines[-1] != "":
             raise FormatError("checkpoint must have origin, size and root lines")

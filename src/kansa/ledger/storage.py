@@ -95,6 +95,12 @@ _PG_MIGRATIONS: list[list[str]] = [
 SCHEMA_VERSION = len(_SQLITE_MIGRATIONS)
 
 
+def _blob(value: object, what: str) -> bytes:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    raise StorageError(f"{what} holds {type(value).__name__}, not bytes: the store is damaged")
+
+
 def now_us() -> int:
     return time.time_ns() // 1000
 
@@ -160,19 +166,30 @@ class Store(ABC):
             (key, value),
         )
 
+    def claim_meta(self, key: str, value: str) -> str:
+        """Set ``key`` unless it is set; return the value that won (race-free)."""
+        self._execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+            (key, value),
+        )
+        got = self.get_meta(key)
+        if got is None:
+            raise StorageError(f"meta {key!r} vanished right after it was set")
+        return got
+
     def size(self) -> int:
         return int(self._query("SELECT size FROM log_state WHERE id = 1")[0][0])
 
     def read_tile(self, level: int, index: int) -> bytes | None:
         rows = self._query("SELECT data FROM tiles WHERE level = ? AND idx = ?", (level, index))
-        return bytes(rows[0][0]) if rows else None
+        return _blob(rows[0][0], f"tile ({level}, {index})") if rows else None
 
     def entries(self, start: int, end: int) -> list[EntryRow]:
         rows = self._query(
             "SELECT idx, ts, grp, data FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx",
             (start, end),
         )
-        return [EntryRow(int(i), int(t), g, bytes(d)) for i, t, g, d in rows]
+        return [EntryRow(int(i), int(t), g, _blob(d, f"entry {i}")) for i, t, g, d in rows]
 
     def index_of(self, ext_id: str) -> int | None:
         rows = self._query(
@@ -191,10 +208,15 @@ class Store(ABC):
         pos = start
         while pos < stop:
             rows = self.entries(pos, min(stop, pos + batch))
-            if not rows:
-                return
-            yield from rows
-            pos = rows[-1].index + 1
+            for row in rows:
+                if row.index != pos:
+                    break
+                yield row
+                pos += 1
+            else:
+                if rows:
+                    continue
+            raise StorageError(f"entry {pos} is missing from the store (the log is damaged)")
 
     def find_entries(
         self,
@@ -402,13 +424,19 @@ class SQLiteStore(Store):
     @contextlib.contextmanager
     def writer(self) -> Iterator[WriteTxn]:
         c = self._conn()
-        c.execute("BEGIN IMMEDIATE")  # takes SQLite's write lock: one sequencer at a time
+        try:
+            c.execute("BEGIN IMMEDIATE")  # takes SQLite's write lock: one sequencer at a time
+        except sqlite3.Error as e:
+            raise StorageError(f"SQLite store {self.path}: cannot start a write: {e}") from None
         try:
             yield _SQLiteTxn(c)
-        except BaseException:
-            c.execute("ROLLBACK")
+            c.execute("COMMIT")
+        except BaseException as e:
+            with contextlib.suppress(sqlite3.Error):
+                c.execute("ROLLBACK")
+            if isinstance(e, sqlite3.Error):
+                raise StorageError(f"SQLite store {self.path}: write failed: {e}") from None
             raise
-        c.execute("COMMIT")
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         try:
@@ -525,7 +553,7 @@ class PostgresStore(Store):
 
     def _conn(self) -> Any:
         c = getattr(self._local, "conn", None)
-        if c is None or c.closed:
+        if c is None or c.closed or c.broken:
             try:
                 c = self._psycopg.connect(self.url, autocommit=True)
             except self._psycopg.OperationalError as e:
@@ -561,7 +589,7 @@ class PostgresStore(Store):
             with c.transaction():
                 c.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_LOCK_KEY,))
                 yield _PgTxn(c)
-        except self._psycopg.OperationalError as e:
+        except self._psycopg.Error as e:
             raise StorageError(f"PostgreSQL write failed: {e}") from None
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:

@@ -42,9 +42,16 @@ def decode_index(path: str) -> int:
     for i, p in enumerate(parts):
         last = i == len(parts) - 1
         digits = p if last else p[1:]
-        if (not last and not p.startswith("x")) or len(digits) != 3 or not digits.isdigit():
+        if (
+            (not last and not p.startswith("x"))
+            or len(digits) != 3
+            or not (digits.isascii() and digits.isdigit())
+        ):
             raise FormatError(f"bad tile index path {path!r}")
         n = n * 1000 + int(digits)
+    # like Go's ParseTilePath: only the canonical spelling (no x000/ prefixes) is a path
+    if encode_index(n) != path:
+        raise FormatError(f"tile index path {path!r} is not canonical")
     return n
 
 
