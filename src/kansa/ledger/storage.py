@@ -153,6 +153,19 @@ class Store(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    # -- SQL for layers above that keep their own tables beside the log -----------------
+    # (qmark placeholders on both backends; tables they create must not start with "log")
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._query(sql, params)
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self._execute(sql, params)
+
+    @property
+    def dialect(self) -> str:
+        return "postgresql" if isinstance(self, PostgresStore) else "sqlite"
+
     # -- reads ---------------------------------------------------------------------------
 
     def get_meta(self, key: str) -> str | None:
