@@ -12,6 +12,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -126,8 +127,18 @@ def grow(log: Log, prefix: str, n: int) -> None:
     log.flush()
 
 
-def post(client: TestClient | httpx.Client, body: bytes) -> httpx.Response:
-    return client.post("/add-checkpoint", content=body)
+@dataclass(frozen=True)
+class Answer:
+    """A witness's answer, whichever HTTP client (httpx, or httpx2 under TestClient) got it."""
+
+    status_code: int
+    text: str
+    headers: dict[str, str]  # lower-case names
+
+
+def post(client: TestClient | httpx.Client, body: bytes) -> Answer:
+    r = client.post("/add-checkpoint", content=body)
+    return Answer(r.status_code, r.text, {k.lower(): v for k, v in r.headers.items()})
 
 
 class Tree:
@@ -173,7 +184,7 @@ def state_of(app: Starlette) -> WitnessState:
     return state
 
 
-def cosignature_from(response: httpx.Response, checkpoint: str, witness: Verifier) -> int:
+def cosignature_from(response: Answer, checkpoint: str, witness: Verifier) -> int:
     """Check a 200 answer is exactly one valid cosignature line; return its timestamp."""
     assert response.status_code == 200, response.text
     assert response.text.startswith("\u2014 ") and response.text.endswith("\n")
