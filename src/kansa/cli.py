@@ -529,7 +529,13 @@ def witness_collect(home: HomeOpt = None, store: StoreOpt = None) -> None:
             result = collect_cosignatures(ledger.log, ws)
         finally:
             ledger.close()
-        out.print(str(result))
+        for o in result.outcomes:
+            if o.cosignature is not None:
+                out.print(f"[green]✓[/] {o.witness.name} ({o.url}) cosigned size {result.size}")
+            else:
+                out.print(f"[red]✗[/] {o.witness.name} ({o.url}): {escape(str(o.error))}")
+        if result.failures:
+            raise typer.Exit(1)
 
 
 # -- demo -------------------------------------------------------------------------------

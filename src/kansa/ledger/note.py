@@ -261,8 +261,15 @@ class Checkpoint:
         if not origin:
             raise FormatError("checkpoint origin line is empty")
         # tlog-checkpoint: "the tree size as an ASCII decimal number ... no leading zeroes"
-        if not size_s.isdigit() or not size_s.isascii() or (size_s != "0" and size_s[0] == "0"):
-            raise FormatError(f"checkpoint size {size_s!r} is not a decimal number")
+        if (
+            not size_s.isascii()
+            or not size_s.isdigit()
+            or len(size_s) > 20
+            or (size_s != "0" and size_s[0] == "0")
+        ):
+            raise FormatError(f"checkpoint size {size_s[:40]!r} is not a decimal number")
+        if int(size_s) >= 1 << 63:  # stores and witnesses keep sizes as signed 64-bit
+            raise FormatError(f"checkpoint size {size_s} is too large")
         root = _b64d(root_s, "checkpoint root hash")
         if len(root) != 32:
             raise FormatError(f"checkpoint root hash has {len(root)} bytes, expected 32")
