@@ -335,18 +335,42 @@ class Store(ABC):
 # SQLite
 
 
-class _SQLiteTxn(WriteTxn):
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.c = conn
+class _SqlTxn(WriteTxn):
+    """The statements both backends share; ``_sql`` adapts the placeholders."""
+
+    c: Any
+
+    def _sql(self, sql: str) -> str:
+        return sql
 
     def size(self) -> int:
         return int(self.c.execute("SELECT size FROM log_state WHERE id = 1").fetchone()[0])
 
     def read_tile(self, level: int, index: int) -> bytes | None:
         row = self.c.execute(
-            "SELECT data FROM tiles WHERE level = ? AND idx = ?", (level, index)
+            self._sql("SELECT data FROM tiles WHERE level = ? AND idx = ?"), (level, index)
         ).fetchone()
-        return bytes(row[0]) if row else None
+        return _blob(row[0], f"tile ({level}, {index})") if row else None
+
+    def set_size(self, size: int) -> None:
+        self.c.execute(self._sql("UPDATE log_state SET size = ? WHERE id = 1"), (size,))
+
+    def last_checkpoint(self) -> StoredCheckpoint | None:
+        row = self.c.execute(
+            "SELECT size, created, note FROM checkpoints ORDER BY size DESC LIMIT 1"
+        ).fetchone()
+        return StoredCheckpoint(int(row[0]), int(row[1]), row[2]) if row else None
+
+    def insert_checkpoint(self, cp: StoredCheckpoint) -> None:
+        self.c.execute(
+            self._sql("INSERT INTO checkpoints (size, created, note) VALUES (?, ?, ?)"),
+            (cp.size, cp.created, cp.note),
+        )
+
+
+class _SQLiteTxn(_SqlTxn):
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.c = conn
 
     def insert_entries(
         self, first: int, rows: Sequence[tuple[int, str | None, str | None, bytes]]
@@ -364,21 +388,6 @@ class _SQLiteTxn(WriteTxn):
         self.c.executemany(
             "INSERT OR REPLACE INTO tiles (level, idx, data) VALUES (?, ?, ?)",
             [(lv, ix, d) for (lv, ix), d in tiles.items()],
-        )
-
-    def set_size(self, size: int) -> None:
-        self.c.execute("UPDATE log_state SET size = ? WHERE id = 1", (size,))
-
-    def last_checkpoint(self) -> StoredCheckpoint | None:
-        row = self.c.execute(
-            "SELECT size, created, note FROM checkpoints ORDER BY size DESC LIMIT 1"
-        ).fetchone()
-        return StoredCheckpoint(int(row[0]), int(row[1]), row[2]) if row else None
-
-    def insert_checkpoint(self, cp: StoredCheckpoint) -> None:
-        self.c.execute(
-            "INSERT INTO checkpoints (size, created, note) VALUES (?, ?, ?)",
-            (cp.size, cp.created, cp.note),
         )
 
 
@@ -496,18 +505,12 @@ def _pg(sql: str) -> str:
     return sql.replace("?", "%s")
 
 
-class _PgTxn(WriteTxn):
+class _PgTxn(_SqlTxn):
     def __init__(self, conn: Any) -> None:
         self.c = conn
 
-    def size(self) -> int:
-        return int(self.c.execute("SELECT size FROM log_state WHERE id = 1").fetchone()[0])
-
-    def read_tile(self, level: int, index: int) -> bytes | None:
-        row = self.c.execute(
-            "SELECT data FROM tiles WHERE level = %s AND idx = %s", (level, index)
-        ).fetchone()
-        return bytes(row[0]) if row else None
+    def _sql(self, sql: str) -> str:
+        return _pg(sql)
 
     def insert_entries(
         self, first: int, rows: Sequence[tuple[int, str | None, str | None, bytes]]
@@ -533,21 +536,6 @@ class _PgTxn(WriteTxn):
                 "ON CONFLICT (level, idx) DO UPDATE SET data = excluded.data",
                 [(lv, ix, d) for (lv, ix), d in tiles.items()],
             )
-
-    def set_size(self, size: int) -> None:
-        self.c.execute("UPDATE log_state SET size = %s WHERE id = 1", (size,))
-
-    def last_checkpoint(self) -> StoredCheckpoint | None:
-        row = self.c.execute(
-            "SELECT size, created, note FROM checkpoints ORDER BY size DESC LIMIT 1"
-        ).fetchone()
-        return StoredCheckpoint(int(row[0]), int(row[1]), row[2]) if row else None
-
-    def insert_checkpoint(self, cp: StoredCheckpoint) -> None:
-        self.c.execute(
-            "INSERT INTO checkpoints (size, created, note) VALUES (%s, %s, %s)",
-            (cp.size, cp.created, cp.note),
-        )
 
 
 _PG_LOCK_KEY = 0x6B616E7361  # "kansa": the advisory lock that makes one sequencer at a time
