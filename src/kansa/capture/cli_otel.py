@@ -1,0 +1,67 @@
+"""``kansa otel``: receive OpenTelemetry spans (OTLP/HTTP) into the ledger."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+otel_app = typer.Typer(
+    help="Receive OpenTelemetry GenAI spans over OTLP/HTTP and record them.",
+    no_args_is_help=True,
+)
+
+
+@otel_app.command("serve")
+def otel_serve(
+    port: Annotated[int, typer.Option(help="Port (4318 is OTLP/HTTP's default).")] = 4318,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    home: Annotated[
+        Path | None,
+        typer.Option("--home", envvar="KANSA_HOME",
+                     help="Ledger home (keys, config, SQLite store)."),
+    ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option("--store", envvar="KANSA_STORE",
+                     help="Store URL (sqlite:///PATH or postgresql://...); default: the "
+                          "home's store."),
+    ] = None,
+    max_body_mib: Annotated[
+        int, typer.Option(help="Largest request body accepted, after decompression (MiB).")
+    ] = 20,
+) -> None:
+    """Serve OTLP/HTTP POST /v1/traces: each GenAI span becomes a record.
+
+    Takes protobuf or JSON, optionally gzip. Reads the OTel GenAI conventions,
+    OpenLLMetry's gen_ai.prompt.N.* and OpenInference's llm.*; other spans are skipped.
+    Point an exporter at it: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http://HOST:PORT/v1/traces
+    """
+    import uvicorn
+    from rich.console import Console
+    from rich.markup import escape
+
+    from kansa.api import Ledger
+    from kansa.capture.otel import TRACES_PATH, create_otlp_app
+    from kansa.errors import KansaError
+
+    console = Console(stderr=True, soft_wrap=True)
+    if max_body_mib < 1:
+        console.print("[bold red]error:[/] --max-body-mib must be at least 1")
+        raise typer.Exit(2)
+    try:
+        ledger = Ledger.open(store, home=home)
+    except KansaError as e:
+        console.print(f"[bold red]error:[/] {escape(str(e))}")
+        raise typer.Exit(1) from None
+    try:
+        web = create_otlp_app(ledger, max_body_size=max_body_mib * 1024 * 1024)
+        console.print(f"OTLP/HTTP intake on http://{host}:{port}{TRACES_PATH} "
+                      f"(log {escape(ledger.verifier.name)})")
+        uvicorn.run(web, host=host, port=port, log_level="warning")
+        stats = web.state.otlp_stats
+        console.print(f"{stats.recorded} spans recorded, {stats.skipped} skipped "
+                      f"(not GenAI), {stats.rejected} rejected (malformed)")
+    finally:
+        ledger.close()
