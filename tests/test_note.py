@@ -387,12 +387,19 @@ def test_checkpoint_sign_and_verify() -> None:
 @settings(max_examples=200, deadline=None)
 @given(
     origin=st.text(st.characters(exclude_characters="\n\r"), min_size=1, max_size=60),
-    size=st.integers(0, 2**64 - 1),
+    size=st.integers(0, 2**63 - 1),
     root=st.binary(min_size=32, max_size=32),
 )
 def test_checkpoint_body_round_trip(origin: str, size: int, root: bytes) -> None:
     cp = Checkpoint(origin, size, root)
     assert Checkpoint.parse_body(cp.body()) == cp
+
+
+@pytest.mark.parametrize("size", [2**63, 2**64 - 1, 10**20, int("9" * 21)])
+def test_checkpoint_sizes_beyond_signed_64_bits_are_refused(size: int) -> None:
+    root = base64.b64encode(bytes(32)).decode()
+    with pytest.raises(FormatError):
+        Checkpoint.parse_body(f"example.com/log\n{size}\n{root}\n")
 
 
 ROOT_B64 = base64.b64encode(bytes(range(32))).decode()

@@ -186,3 +186,9 @@ def test_canonical_edge_cases(obj: object) -> None:
     import rfc8785
 
     assert canonical(obj) == rfc8785.dumps(obj)
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("-inf"), float("nan"), {"x": [float("inf")]}])
+def test_non_finite_numbers_are_a_record_error(bad: object) -> None:
+    with pytest.raises(RecordError):
+        canonical(bad)

@@ -337,7 +337,8 @@ def _fast_ok(obj: Any, depth: int = 0) -> bool:
     if t is int:
         return bool(-(2**53) < obj < 2**53)  # JCS numbers are IEEE doubles
     if t is float:
-        return bool(obj == obj and obj != int(obj) and 1e-4 <= abs(obj) < 1e16)
+        # (non-finite values fail the range test before int() could overflow)
+        return bool(1e-4 <= abs(obj) < 1e16 and obj != int(obj))
     if depth > 32:
         return False
     if t is dict:
