@@ -11,12 +11,13 @@ last checkpoint it signed; it refuses to sign otherwise.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 
 from kansa.errors import (
@@ -205,11 +206,15 @@ class Log:
             self._edge = None
             err = e if isinstance(e, KansaError) else StorageError(f"append failed: {e!r}")
             for p in batch:
-                p.future.set_exception(err)
+                with contextlib.suppress(InvalidStateError):  # a waiter that gave up
+                    p.future.set_exception(err)
             return
         self._dirty = True
         for i, p in enumerate(batch):
-            p.future.set_result(size + i)
+            # durable either way; a waiter that cancelled (asyncio) just never hears of it.
+            # set_result on a cancelled future raises, which would kill this thread.
+            with contextlib.suppress(InvalidStateError):
+                p.future.set_result(size + i)
 
     # -- checkpoints ----------------------------------------------------------------------
 
