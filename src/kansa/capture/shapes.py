@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from kansa.records.model import UsageRecord
+from kansa.records.model import MAX_STR, UsageRecord
 
 # OpenTelemetry GenAI gen_ai.operation.name values, per API path
 OPERATIONS = {
@@ -56,6 +56,7 @@ class CallInfo:
     streamed: bool = False
     record_id: str = ""  # pre-assigned so a response can name its record before it ends
     attributes: dict[str, Any] = field(default_factory=dict)
+    shape: str | None = None  # wire shape ("openai", "anthropic") if not named by provider
 
 
 def _usage(provider: str, response: Any) -> tuple[int | None, int | None]:
@@ -114,9 +115,11 @@ def _output_content(provider: str, response: Any) -> dict[str, Any]:
     if not isinstance(response, dict):
         return {} if response is None else {"output": response}
     if provider == "anthropic":
-        return {"gen_ai.output.messages": [
-            {"role": response.get("role", "assistant"), "content": response.get("content")}
-        ]} if "content" in response else {}
+        if "content" in response:
+            return {"gen_ai.output.messages": [
+                {"role": response.get("role", "assistant"), "content": response.get("content")}
+            ]}
+        return {"output": response["error"]} if "error" in response else {}
     if "choices" in response:
         msgs = []
         for c in response["choices"]:
@@ -131,7 +134,8 @@ def _output_content(provider: str, response: Any) -> dict[str, Any]:
 
 
 def _str(v: Any) -> str | None:
-    return v if isinstance(v, str) and v else None
+    # metadata strings come from callers and upstreams: keep them within a record's limit
+    return v[:MAX_STR] if isinstance(v, str) and v else None
 
 
 def to_record(call: CallInfo) -> UsageRecord:
@@ -139,10 +143,11 @@ def to_record(call: CallInfo) -> UsageRecord:
     content worth keeping: only their shape is recorded."""
     req = call.request if isinstance(call.request, dict) else {}
     resp = call.response if isinstance(call.response, dict) else {}
-    in_tok, out_tok = _usage(call.provider, resp)
+    shape = call.shape or call.provider
+    in_tok, out_tok = _usage(shape, resp)
     content = _input_content(call.request)
     if call.operation not in ("embeddings", "list_models"):
-        content.update(_output_content(call.provider, call.response))
+        content.update(_output_content(shape, call.response))
     attributes = dict(call.attributes)
     if call.streamed:
         attributes["kansa.stream"] = True
@@ -169,7 +174,7 @@ def to_record(call: CallInfo) -> UsageRecord:
         response_id=_str(resp.get("id")),
         input_tokens=in_tok,
         output_tokens=out_tok,
-        finish_reasons=_finish_reasons(call.provider, resp),
+        finish_reasons=_finish_reasons(shape, resp),
         conversation_id=call.conversation_id,
         tool_name=",".join(n for n in tool_names if isinstance(n, str))[:1024] or None,
         app=call.app,
