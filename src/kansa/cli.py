@@ -23,6 +23,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from kansa.capture.cli_gateway import gateway_app
 from kansa.capture.cli_otel import otel_app
 from kansa.errors import KansaError, RecordError, VerificationError
 
@@ -48,6 +49,7 @@ witness_app = typer.Typer(
 )
 app.add_typer(log_app, name="log")
 app.add_typer(witness_app, name="witness")
+app.add_typer(gateway_app, name="gateway")
 app.add_typer(otel_app, name="otel")
 
 HomeOpt = Annotated[

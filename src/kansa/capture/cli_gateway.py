@@ -1,0 +1,321 @@
+"""``kansa gateway``: run the recording proxy, and manage its keys.
+
+    kansa gateway --upstream http://127.0.0.1:18080/v1 --port 8787
+    kansa gateway --config gateway.toml --store postgresql://... --workers 2
+    kansa gateway keys create --app support-bot --team cx
+    kansa gateway keys list
+    kansa gateway keys revoke kid_0123456789ab
+
+Registered in ``kansa.cli`` with ``app.add_typer(gateway_app, name="gateway")``. Heavy
+imports (aiohttp, uvicorn) happen only when the gateway starts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from kansa.errors import KansaError
+
+if TYPE_CHECKING:
+    from kansa.api import Ledger
+    from kansa.capture.gateway import GatewayApp, GatewayConfig
+    from kansa.ledger.storage import Store
+
+console = Console(stderr=True, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
+
+_SPEC_ENV = "KANSA_GATEWAY_SPEC"  # how `--workers N` hands its settings to each worker
+
+gateway_app = typer.Typer(
+    help=(
+        "Run an OpenAI-compatible proxy (plus Anthropic Messages) that records every request "
+        "in the ledger, and manage the keys applications use with it.\n\n"
+        "Zero-config start: 'kansa gateway --upstream http://127.0.0.1:18080/v1' (creates "
+        "the ledger in $KANSA_HOME if there is none). Real deployments: '--config FILE' "
+        "(TOML, [[upstream]] tables mapping model patterns to base_url and api_key_env)."
+    ),
+    invoke_without_command=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+keys_app = typer.Typer(
+    help="Gateway keys (ksk_...): applications authenticate with them; the store keeps only "
+         "their SHA-256. Once any key exists, the gateway requires one.",
+    no_args_is_help=True,
+)
+gateway_app.add_typer(keys_app, name="keys")
+
+HomeOpt = Annotated[
+    Path | None,
+    typer.Option("--home", envvar="KANSA_HOME", help="Ledger home (keys, config, SQLite store)."),
+]
+StoreOpt = Annotated[
+    str | None,
+    typer.Option("--store", envvar="KANSA_STORE",
+                 help="Store URL (sqlite:///PATH or postgresql://...); default: the home's."),
+]
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {escape(message)}")
+    return typer.Exit(code)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except KansaError as e:
+        raise _fail(str(e)) from None
+
+
+def _store(home: Path | None, store: str | None) -> Store:
+    from kansa.home import Home
+    from kansa.ledger.storage import open_store
+
+    return open_store(store or Home.load(home).store_url)
+
+
+def _open_ledger(home: Path | None, store: str | None, *, create: bool) -> Ledger:
+    """The ledger to record into; with ``create``, a new home if there is none."""
+    from kansa.api import Ledger
+    from kansa.home import default_home
+
+    h = home if home is not None else default_home()
+    if create and not (h / "log.key").exists():
+        ledger = Ledger.init(h, url=store)
+        console.print(f"kansa gateway: created a new ledger in {h} "
+                      f"(verifier key: 'kansa key --home {h}')")
+        return ledger
+    return Ledger.open(store, home=h)
+
+
+# -- serving ---------------------------------------------------------------------------
+
+
+@gateway_app.callback(invoke_without_command=True)
+def gateway(
+    ctx: typer.Context,
+    upstream: Annotated[
+        str | None,
+        typer.Option("--upstream", envvar="KANSA_GATEWAY_UPSTREAM",
+                     help="Base URL of one OpenAI-compatible upstream serving every model, "
+                          "e.g. https://api.openai.com/v1."),
+    ] = None,
+    upstream_key_env: Annotated[
+        str | None,
+        typer.Option("--upstream-key-env",
+                     help="Environment variable holding the --upstream's API key. Without "
+                          "it, an open gateway passes the caller's own key through."),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="Gateway config (TOML): [[upstream]] tables with "
+                     "models, base_url, api_key_env; and settings such as max_body_bytes."),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8787,
+    store: StoreOpt = None,
+    home: HomeOpt = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Worker processes; each opens its own ledger "
+                                      "(they share the store safely).")
+    ] = 1,
+    async_records: Annotated[
+        bool, typer.Option("--async-records",
+                           help="Respond before the record is durable (lower latency; "
+                                "responses say x-kansa-durability: async).")
+    ] = False,
+    require_key: Annotated[
+        bool, typer.Option("--require-key", help="Require a gateway key even if none exists.")
+    ] = False,
+    system: Annotated[
+        str | None, typer.Option(help="The records' 'system' (default: kansa-gateway).")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="Server log level.")] = "warning",
+) -> None:
+    """Run the gateway (the default command)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    with _errors():
+        cfg = _build_config(upstream, upstream_key_env, config, async_records, require_key,
+                            system)
+        ledger = _open_ledger(home, store, create=True)
+        try:
+            from kansa.capture.gateway import create_gateway_app
+
+            app = create_gateway_app(ledger, cfg)
+            _banner(app, ledger, host, port, workers)
+        except BaseException:
+            ledger.close()
+            raise
+    _quiet_cut_streams()
+    import uvicorn
+
+    if workers == 1:
+        try:
+            uvicorn.run(app, host=host, port=port, loop="auto", http="auto", lifespan="on",
+                        access_log=False, log_level=log_level)
+        finally:
+            ledger.close()
+        return
+    # each worker process opens its own ledger from this spec (keys come from the home and
+    # the environment, never from the spec)
+    assert ledger.home is not None
+    spec = {"config": cfg.to_dict(), "store": store,
+            "home": str(ledger.home.path.resolve())}
+    ledger.close()
+    os.environ[_SPEC_ENV] = json.dumps(spec)
+    uvicorn.run("kansa.capture.cli_gateway:worker_app", factory=True, workers=workers,
+                host=host, port=port, loop="auto", http="auto", lifespan="on",
+                access_log=False, log_level=log_level)
+
+
+def worker_app() -> GatewayApp:
+    """The app of one ``--workers`` process (uvicorn calls this factory in each worker)."""
+    from kansa.api import Ledger
+    from kansa.capture.gateway import GatewayConfig, create_gateway_app
+
+    _quiet_cut_streams()
+    spec = json.loads(os.environ[_SPEC_ENV])
+    cfg = GatewayConfig.from_dict(spec["config"])
+    ledger = Ledger.open(spec["store"], home=spec["home"])
+    return create_gateway_app(ledger, cfg, owns_ledger=True)
+
+
+def _build_config(upstream: str | None, key_env: str | None, path: Path | None,
+                  async_records: bool, require_key: bool, system: str | None) -> GatewayConfig:
+    from kansa.capture.gateway import GatewayConfig
+
+    if path is not None and upstream is not None:
+        raise KansaError("give --upstream or --config, not both (put the upstream in the "
+                         "config's [[upstream]] tables)")
+    if path is not None:
+        cfg = GatewayConfig.from_toml(path)
+    elif upstream is not None:
+        cfg = GatewayConfig.from_upstream(upstream, api_key_env=key_env)
+    else:
+        raise KansaError("no upstream: use --upstream URL or --config FILE "
+                         "(see 'kansa gateway --help')")
+    if async_records:
+        cfg.async_records = True
+    if require_key:
+        cfg.require_key = True
+    if system:
+        cfg.system = system
+    cfg.validate()
+    return cfg
+
+
+def _banner(app: GatewayApp, ledger: Ledger, host: str, port: int, workers: int) -> None:
+    cfg = app.config
+    console.print(f"kansa gateway on http://{host}:{port}/v1  "
+                  f"({workers} worker{'s' if workers > 1 else ''})")
+    for up in cfg.upstreams:
+        key = f", key from ${up.api_key_env}" if up.api_key_env else ""
+        console.print(f"  upstream {escape(up.name)}: {escape(up.base_url)} "
+                      f"models {', '.join(up.models)}{escape(key)}")
+    console.print(f"  ledger: {escape(ledger.log.store.url)}  (log {ledger.log.origin})")
+    if cfg.async_records:
+        console.print("  records: [yellow]async[/] — responses do not wait for their record "
+                      "(x-kansa-durability: async); a store failure loses records")
+    else:
+        console.print("  records: durable — every response completes only once its record "
+                      "is committed")
+    if app.keys_required:
+        console.print("  keys: required (gateway keys: 'kansa gateway keys list')")
+    else:
+        console.print("  keys: [yellow]none exist — the gateway is OPEN[/]: anyone who can "
+                      "reach it may use it ('kansa gateway keys create --app NAME' to lock it)")
+
+
+class _CutStreamFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        # the gateway cuts a stream on purpose (logged by kansa.gateway with the reason)
+        return "returned without completing response" not in record.getMessage()
+
+
+def _quiet_cut_streams() -> None:
+    logging.getLogger("uvicorn.error").addFilter(_CutStreamFilter())
+
+
+# -- keys ----------------------------------------------------------------------------------
+
+
+@keys_app.command("create")
+def keys_create(
+    app_name: Annotated[str, typer.Option("--app", help="The application this key is for.")],
+    team: Annotated[str | None, typer.Option("--team", help="Its team, if any.")] = None,
+    home: HomeOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Create a key for an application. The key is printed once; only its hash is stored."""
+    from kansa.capture.gateway_keys import GatewayKeys
+
+    with _errors():
+        s = _store(home, store)
+        try:
+            key, info = GatewayKeys(s).create(app_name, team)
+        finally:
+            s.close()
+    console.print(f"Created gateway key {info.key_id} for app {escape(app_name)}"
+                  + (f", team {escape(team)}" if team else "")
+                  + ". It is shown only now: store it in your secret manager.")
+    out.print(key)
+
+
+@keys_app.command("list")
+def keys_list(home: HomeOpt = None, store: StoreOpt = None) -> None:
+    """List gateway keys (ids, apps, teams; never the keys)."""
+    from kansa.capture.gateway_keys import GatewayKeys
+
+    with _errors():
+        s = _store(home, store)
+        try:
+            keys = GatewayKeys(s).list()
+        finally:
+            s.close()
+    if not keys:
+        console.print("no gateway keys: the gateway runs open unless started with --require-key")
+        return
+    t = Table("key id", "app", "team", "created", "status")
+    for k in keys:
+        t.add_row(k.key_id, escape(k.app), escape(k.team or ""), _when(k.created),
+                  "active" if k.revoked is None else f"revoked {_when(k.revoked)}")
+    out.print(t)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (kid_...) or the key itself.")],
+    home: HomeOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Revoke a key. Running gateways stop accepting it within their refresh interval (2 s)."""
+    from kansa.capture.gateway_keys import GatewayKeys
+
+    with _errors():
+        s = _store(home, store)
+        try:
+            n = GatewayKeys(s).revoke(key_id)
+        finally:
+            s.close()
+        if n == 0:
+            raise KansaError(f"no active key {key_id!r}")
+    console.print("revoked " + (escape(key_id) if key_id.startswith("kid_") else "that key"))
+
+
+def _when(us: int) -> str:
+    return datetime.fromtimestamp(us / 1e6, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
