@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -626,8 +627,10 @@ class PostgresStore(Store):
 
 
 def open_store(url: str) -> Store:
-    """``sqlite:///path/to/ledger.db``, a bare path, or ``postgresql://...``."""
-    if url.startswith(("postgresql://", "postgres://")):
+    """``sqlite:///path/to/ledger.db``, a bare path, ``postgresql://...`` or a libpq
+    ``key=value`` connection string."""
+    if url.startswith(("postgresql://", "postgres://")) or re.match(r"^\s*\w+\s*=", url):
+        # a URL, or a libpq key=value string ("host=... dbname=...")
         return PostgresStore(url)
     if url.startswith("sqlite:"):
         # SQLAlchemy's convention: sqlite:///relative/path, sqlite:////absolute/path
