@@ -600,3 +600,24 @@ def test_store_refusing_checkpoints_does_not_stop_appends(store_url: str, signer
         assert log.submit(Append(b"d")).result(timeout=5) == 3
         log.flush()
         audit(log.store, signer.verifier, log)
+
+
+def test_async_waiters_whose_loop_closed_do_not_stop_the_sequencer(
+    store_url: str, signer: Signer
+) -> None:
+    """An asyncio caller that went away (its loop closed) must not kill the sequencer:
+    resolving its future is skipped, the entry is still durable, later appends work."""
+    import asyncio
+
+    with opened(store_url, signer) as log:
+
+        async def fire_and_leave() -> None:
+            task = asyncio.ensure_future(log.append_async(Append(b"left behind")))
+            await asyncio.sleep(0)
+            task.cancel()
+
+        asyncio.run(fire_and_leave())
+        assert log.append(b"after") in (0, 1)
+        log.flush()
+        assert log.size() == 2
+        assert {r.data for r in log.store.entries(0, 2)} == {b"left behind", b"after"}

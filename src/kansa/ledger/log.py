@@ -38,7 +38,7 @@ from kansa.ledger.note import (
     verify_checkpoint,
 )
 from kansa.ledger.storage import Store, StoredCheckpoint, WriteTxn, now_us
-from kansa.ledger.tiles import MAX_ENTRY_SIZE, TileHashReader
+from kansa.ledger.tiles import MAX_ENTRY_SIZE, TileHashReader, TileLevelsCache
 
 _STOP = object()
 _logger = logging.getLogger("kansa.ledger")
@@ -55,12 +55,51 @@ class Append:
     attachment: bytes | None = None
 
 
-class _Pending:
-    __slots__ = ("item", "future")
+class _Waiter:
+    """A producer thread's reusable wake-up: one lock release instead of a Future."""
 
-    def __init__(self, item: Append, future: Future[int]) -> None:
+    __slots__ = ("lock", "result", "error")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.lock.acquire()
+        self.result = -1
+        self.error: BaseException | None = None
+
+
+class _Pending:
+    __slots__ = ("item", "future", "waiter", "loop", "afut")
+
+    def __init__(self, item: Append, future: Future[int] | None, waiter: _Waiter | None = None,
+                 loop: asyncio.AbstractEventLoop | None = None,
+                 afut: asyncio.Future[int] | None = None) -> None:
         self.item = item
         self.future = future
+        self.waiter = waiter
+        self.loop = loop
+        self.afut = afut
+
+    def fail(self, err: BaseException) -> None:
+        if self.future is not None:
+            with contextlib.suppress(InvalidStateError):
+                self.future.set_exception(err)
+        elif self.waiter is not None:
+            self.waiter.error = err
+            self.waiter.lock.release()
+        elif self.loop is not None and self.afut is not None:
+            with contextlib.suppress(RuntimeError):  # the waiter's event loop has closed
+                self.loop.call_soon_threadsafe(_afail, self.afut, err)
+
+
+def _afail(f: asyncio.Future[int], err: BaseException) -> None:
+    if not f.done():
+        f.set_exception(err)
+
+
+def _aresolve(items: list[tuple[asyncio.Future[int], int]]) -> None:
+    for f, i in items:
+        if not f.done():
+            f.set_result(i)
 
 
 class Log:
@@ -92,6 +131,8 @@ class Log:
         self._last_cp_time = 0.0
         self._dirty = False
         self._cp_lock = threading.Lock()
+        self._tile_levels = TileLevelsCache()
+        self._local = threading.local()
 
     # -- appending ----------------------------------------------------------------------
 
@@ -108,6 +149,12 @@ class Log:
 
     def submit(self, item: Append) -> Future[int]:
         """Queue an append; the future resolves to its index once the entry is durable."""
+        self._check(item)
+        fut: Future[int] = Future()
+        self._queue.put(_Pending(item, fut))
+        return fut
+
+    def _check(self, item: Append) -> None:
         if len(item.entry) > MAX_ENTRY_SIZE:
             raise EntryTooLargeError(
                 f"entry is {len(item.entry)} bytes; the tlog-tiles entry bundle format "
@@ -116,20 +163,35 @@ class Log:
         if self.signer is None:
             raise KansaError("this log was opened without its signing key: it cannot append")
         self._ensure_thread()
-        fut: Future[int] = Future()
-        self._queue.put(_Pending(item, fut))
-        return fut
 
     def append(self, entry: bytes, **kw: object) -> int:
         """Append one entry and wait until it is durable; returns its index."""
-        return self.submit(Append(entry, **kw)).result()  # type: ignore[arg-type]
+        item = Append(entry, **kw)  # type: ignore[arg-type]
+        self._check(item)
+        w = getattr(self._local, "w", None)
+        if w is None:
+            w = self._local.w = _Waiter()
+        self._queue.put(_Pending(item, None, w))
+        try:
+            w.lock.acquire()
+        except BaseException:  # interrupted: this waiter may still be released later
+            self._local.w = None
+            raise
+        if w.error is not None:
+            err, w.error = w.error, None
+            raise err
+        return w.result
 
     def append_many(self, items: Iterable[Append]) -> list[int]:
         futs = [self.submit(i) for i in items]
         return [f.result() for f in futs]
 
     async def append_async(self, item: Append) -> int:
-        return await asyncio.wrap_future(self.submit(item))
+        self._check(item)
+        loop = asyncio.get_running_loop()
+        afut: asyncio.Future[int] = loop.create_future()
+        self._queue.put(_Pending(item, None, None, loop, afut))
+        return await afut
 
     def _run(self) -> None:
         while True:
@@ -190,31 +252,50 @@ class Log:
                 for p in batch
             ]
             hashes = [leaf(r[3]) for r in rows]
-            with self.store.writer() as txn:
-                size = txn.size()
-                edge = self._load_edge(txn, size).copy()
+            fast = getattr(self.store, "append_batch", None)
+            done = False
+            if fast is not None and self._edge is not None:
+                size = self._edge.size
+                edge = self._edge.copy()
                 changed = edge.append(hashes)
-                txn.insert_entries(size, rows)
-                txn.insert_attachments(
-                    [(size + i, p.item.group or "", p.item.attachment)
-                     for i, p in enumerate(batch) if p.item.attachment is not None]
-                )
-                txn.put_tiles(changed)
-                txn.set_size(edge.size)
+                attachments = [(size + i, p.item.group or "", p.item.attachment)
+                               for i, p in enumerate(batch) if p.item.attachment is not None]
+                done = fast(size, rows, attachments, changed, edge.size)
+                if not done:
+                    self._edge = None  # another writer appended: take the locked path
+            if not done:
+                with self.store.writer() as txn:
+                    size = txn.size()
+                    edge = self._load_edge(txn, size).copy()
+                    changed = edge.append(hashes)
+                    txn.insert_entries(size, rows)
+                    txn.insert_attachments(
+                        [(size + i, p.item.group or "", p.item.attachment)
+                         for i, p in enumerate(batch) if p.item.attachment is not None]
+                    )
+                    txn.put_tiles(changed)
+                    txn.set_size(edge.size)
             self._edge = edge
         except BaseException as e:  # every waiter learns of the failure; nothing is acked
             self._edge = None
             err = e if isinstance(e, KansaError) else StorageError(f"append failed: {e!r}")
             for p in batch:
-                with contextlib.suppress(InvalidStateError):  # a waiter that gave up
-                    p.future.set_exception(err)
+                p.fail(err)
             return
         self._dirty = True
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[int], int]]] = {}
         for i, p in enumerate(batch):
-            # durable either way; a waiter that cancelled (asyncio) just never hears of it.
-            # set_result on a cancelled future raises, which would kill this thread.
-            with contextlib.suppress(InvalidStateError):
-                p.future.set_result(size + i)
+            if p.waiter is not None:
+                p.waiter.result = size + i
+                p.waiter.lock.release()
+            elif p.future is not None:
+                with contextlib.suppress(InvalidStateError):
+                    p.future.set_result(size + i)
+            elif p.loop is not None and p.afut is not None:
+                by_loop.setdefault(p.loop, []).append((p.afut, size + i))
+        for loop, items in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # the waiters' event loop has closed
+                loop.call_soon_threadsafe(_aresolve, items)
 
     # -- checkpoints ----------------------------------------------------------------------
 
@@ -288,7 +369,7 @@ class Log:
                 raise ProofError(f"tile ({level}, {index}) is missing from the store")
             return data
 
-        return TileHashReader(fetch)
+        return TileHashReader(fetch, self._tile_levels)
 
     def size(self) -> int:
         return self.store.size()

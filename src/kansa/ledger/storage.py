@@ -510,6 +510,12 @@ class _PgTxn(_SqlTxn):
     def __init__(self, conn: Any) -> None:
         self.c = conn
 
+    def size(self) -> int:
+        # FOR UPDATE: hold the log_state row lock, which the one-statement append path
+        # (PostgresStore.append_batch) takes too, so the two paths exclude each other
+        row = self.c.execute("SELECT size FROM log_state WHERE id = 1 FOR UPDATE").fetchone()
+        return int(row[0])
+
     def _sql(self, sql: str) -> str:
         return _pg(sql)
 
@@ -538,6 +544,23 @@ class _PgTxn(_SqlTxn):
                 [(lv, ix, d) for (lv, ix), d in tiles.items()],
             )
 
+
+_PG_APPEND = """
+WITH u AS (UPDATE log_state SET size = %(new)s WHERE id = 1 AND size = %(old)s RETURNING size),
+e AS (INSERT INTO entries (idx, ts, grp, ext_id, data)
+      SELECT * FROM unnest(%(idx)b::bigint[], %(ts)b::bigint[], %(grp)s::text[],
+                           %(ext)s::text[], %(data)b::bytea[])
+      WHERE EXISTS (SELECT 1 FROM u) RETURNING 1),
+a AS (INSERT INTO attachments (idx, grp, data)
+      SELECT * FROM unnest(%(ai)b::bigint[], %(ag)s::text[], %(ad)b::bytea[])
+      WHERE EXISTS (SELECT 1 FROM u) RETURNING 1),
+t AS (INSERT INTO tiles (level, idx, data)
+      SELECT * FROM unnest(%(tl)b::int[], %(ti)b::bigint[], %(td)b::bytea[])
+      WHERE EXISTS (SELECT 1 FROM u)
+      ON CONFLICT (level, idx) DO UPDATE SET data = excluded.data RETURNING 1)
+SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM e), (SELECT count(*) FROM a),
+       (SELECT count(*) FROM t)
+"""
 
 _PG_LOCK_KEY = 0x6B616E7361  # "kansa": the advisory lock that makes one sequencer at a time
 
@@ -583,6 +606,37 @@ class PostgresStore(Store):
                 for stmt in _PG_MIGRATIONS[n]:
                     c.execute(stmt)
                 c.execute("UPDATE kansa_schema SET version = %s", (n + 1,))
+
+    def append_batch(
+        self,
+        expected: int,
+        rows: Sequence[tuple[int, str | None, str | None, bytes]],
+        attachments: Sequence[tuple[int, str, bytes]],
+        tiles: dict[tuple[int, int], bytes],
+        new_size: int,
+    ) -> bool:
+        """One statement = one round trip and its own transaction: append ``rows`` (and
+        their attachments) at ``expected`` and write ``tiles``, only if the log still has
+        ``expected`` entries. False means another writer got there first: nothing was
+        written, and the caller takes the locked path. The conditional UPDATE row-locks
+        log_state, which the locked path's SELECT ... FOR UPDATE also takes, so the two
+        paths exclude each other."""
+        n = len(rows)
+        params = {
+            "new": new_size, "old": expected,
+            "idx": list(range(expected, expected + n)),
+            "ts": [r[0] for r in rows], "grp": [r[1] for r in rows],
+            "ext": [r[2] for r in rows], "data": [r[3] for r in rows],
+            "tl": [k[0] for k in tiles], "ti": [k[1] for k in tiles],
+            "td": list(tiles.values()),
+            "ai": [a[0] for a in attachments], "ag": [a[1] for a in attachments],
+            "ad": [a[2] for a in attachments],
+        }
+        try:
+            row = self._conn().execute(_PG_APPEND, params).fetchone()
+        except self._psycopg.Error as e:
+            raise StorageError(f"PostgreSQL write failed: {e}") from None
+        return bool(row and row[0] == 1)
 
     @contextlib.contextmanager
     def writer(self) -> Iterator[WriteTxn]:

@@ -9,7 +9,10 @@ as a big-endian uint16", so one entry is at most 65,535 bytes.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import struct
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 
 from kansa.errors import FormatError, ProofError
@@ -125,33 +128,66 @@ def reduce_hashes(hashes: Sequence[bytes]) -> bytes:
 TileFetcher = Callable[[int, int], bytes]  # (level, index) -> tile bytes (any width)
 
 
+def tile_levels(data: bytes) -> list[list[bytes]]:
+    """All internal levels of one tile: levels[h][j] is the subtree of 2**h hashes at j."""
+    cur = [data[i : i + HASH_SIZE]
+           for i in range(0, len(data) - len(data) % HASH_SIZE, HASH_SIZE)]
+    out = [cur]
+    sha = hashlib.sha256
+    while len(cur) >= 2:
+        cur = [sha(b"\x01" + cur[i] + cur[i + 1]).digest() for i in range(0, len(cur) - 1, 2)]
+        out.append(cur)
+    return out
+
+
+class TileLevelsCache:
+    """Tile levels shared by readers. A stored tile only grows and the hashes it held never
+    change, so cached levels stay right for every subtree they cover (LRU-bounded)."""
+
+    def __init__(self, max_tiles: int = 1024) -> None:
+        self.max_tiles = max_tiles
+        self._d: OrderedDict[tuple[int, int], list[list[bytes]]] = OrderedDict()
+
+    def get(self, key: tuple[int, int]) -> list[list[bytes]] | None:
+        v = self._d.get(key)
+        if v is not None:
+            with contextlib.suppress(KeyError):
+                self._d.move_to_end(key)
+        return v
+
+    def put(self, key: tuple[int, int], levels: list[list[bytes]]) -> None:
+        self._d[key] = levels
+        while len(self._d) > self.max_tiles:
+            with contextlib.suppress(KeyError):
+                self._d.popitem(last=False)
+
+
 class TileHashReader:
-    """HashReader over tiles, as Go's tlog.TileHashReader: subtree (k, j) lives in tile
-    level k // 8, computed from 2**(k % 8) consecutive hashes of that tile."""
+    """HashReader over tiles: subtree (k, j) lives in tile level k // 8; each tile's
+    internal levels are computed once and may be shared across readers."""
 
-    def __init__(self, fetch: TileFetcher) -> None:
+    def __init__(self, fetch: TileFetcher, shared: TileLevelsCache | None = None) -> None:
         self._fetch = fetch
-        self._cache: dict[tuple[int, int], bytes] = {}
-
-    def tile(self, level: int, index: int) -> bytes:
-        key = (level, index)
-        data = self._cache.get(key)
-        if data is None:
-            data = self._fetch(level, index)
-            self._cache[key] = data
-        return data
+        self._shared = shared
+        self._cache: dict[tuple[int, int], list[list[bytes]]] = {}
 
     def subtree(self, level: int, index: int) -> bytes:
         tile_level, h = divmod(level, TILE_HEIGHT)
         first = index << h  # position at tree level 8 * tile_level
         tile_index, offset = divmod(first, TILE_WIDTH)
-        data = self.tile(tile_level, tile_index)
-        start, end = offset * HASH_SIZE, (offset + (1 << h)) * HASH_SIZE
-        if len(data) < end:
+        pos = offset >> h
+        key = (tile_level, tile_index)
+        lv = self._cache.get(key)
+        if lv is None and self._shared is not None:
+            lv = self._shared.get(key)
+        if lv is None or h >= len(lv) or pos >= len(lv[h]):
+            lv = tile_levels(self._fetch(tile_level, tile_index))
+            self._cache[key] = lv
+            if self._shared is not None:
+                self._shared.put(key, lv)
+        if h >= len(lv) or pos >= len(lv[h]):
             raise ProofError(
                 f"tile {tile_path(tile_level, tile_index)} is too short for subtree "
                 f"({level}, {index})"
             )
-        if h == 0:
-            return data[start:end]
-        return reduce_hashes([data[i : i + HASH_SIZE] for i in range(start, end, HASH_SIZE)])
+        return lv[h][pos]
