@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -31,7 +32,8 @@ from aiohttp import web
 
 
 class Standin:
-    def __init__(self) -> None:
+    def __init__(self, *, behaviours: bool = True) -> None:
+        self.behaviours = behaviours  # False: every model is a normal one (for fuzzing)
         self.requests: list[dict[str, Any]] = []  # path, headers, body of every request
         self.events: list[str] = []  # e.g. "drip: client gone"
         self.release = threading.Event()
@@ -43,7 +45,7 @@ class Standin:
 
     # -- lifecycle ----------------------------------------------------------------------
 
-    def start(self) -> Standin:
+    def start(self, ssl_context: ssl.SSLContext | None = None) -> Standin:
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         sock.listen(1024)
@@ -57,7 +59,8 @@ class Standin:
             app.router.add_route("*", "/v1/{tail:.*}", self._handle)
             self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
             loop.run_until_complete(self._runner.setup())
-            loop.run_until_complete(web.SockSite(self._runner, sock).start())
+            loop.run_until_complete(web.SockSite(self._runner, sock,
+                                                 ssl_context=ssl_context).start())
             ready.set()
             loop.run_forever()
             loop.run_until_complete(self._runner.cleanup())
@@ -66,7 +69,8 @@ class Standin:
         self._thread = threading.Thread(target=run, name="standin", daemon=True)
         self._thread.start()
         ready.wait(10)
-        self.url = f"http://127.0.0.1:{port}/v1"
+        scheme = "https" if ssl_context is not None else "http"
+        self.url = f"{scheme}://127.0.0.1:{port}/v1"
         return self
 
     def stop(self) -> None:
@@ -96,9 +100,12 @@ class Standin:
             body = {"_body": body}
         tail = request.match_info["tail"]
         self.requests.append({"path": "/" + tail, "method": request.method,
-                              "headers": dict(request.headers), "body": body})
+                              "headers": {k.lower(): v for k, v in request.headers.items()},
+                              "body": body})
         self._n += 1
         model = body.get("model") if isinstance(body.get("model"), str) else "standin-model"
+        if not self.behaviours:
+            model = "standin-model"
         anthropic = tail == "messages"
         delay = float(body.get("delay", 5)) if isinstance(body.get("delay"), int | float) else 5.0
 
@@ -109,9 +116,11 @@ class Standin:
             return web.json_response({"id": tail[7:], "object": "model", "owned_by": "standin"})
         if model.startswith("fail-"):
             status = int(model[5:])
-            err = ({"type": "error", "error": {"type": "api_error", "message": "standin failure"}}
-                   if anthropic else {"error": {"message": "standin failure", "type": "server_error",
-                                                "param": None, "code": None}})
+            err = ({"type": "error", "error": {"type": "api_error",
+                                               "message": "standin failure"}}
+                   if anthropic else {"error": {"message": "standin failure",
+                                                "type": "server_error", "param": None,
+                                                "code": None}})
             return web.json_response(err, status=status)
         if model == "slow":
             await asyncio.sleep(delay)

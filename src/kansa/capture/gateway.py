@@ -54,7 +54,7 @@ from kansa.capture.gateway_keys import KEY_PREFIX, GatewayKeys, KeyInfo, hash_ke
 from kansa.capture.gateway_openapi import openapi_document
 from kansa.capture.shapes import OPERATIONS, CallInfo, StreamAssembler, to_record
 from kansa.capture.upstream import Origin, UpstreamPool, UpstreamResponse
-from kansa.errors import EntryTooLargeError, KansaError, RecordError
+from kansa.errors import EntryTooLargeError, KansaError, RecordError, StorageError
 from kansa.records.model import MAX_STR, UsageRecord, new_record_id
 
 Scope = MutableMapping[str, Any]
@@ -197,6 +197,7 @@ _DROP_RESP = frozenset({
     b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"content-encoding",
     b"date", b"server", b"proxy-authenticate", b"upgrade", b"trailer", b"te",
 })
+_DOT_SEGMENT = re.compile(r"(^|/)\.{1,2}(/|$)")  # no climbing out of the upstream's base path
 _USAGE_ONLY = re.compile(rb'"choices"\s*:\s*\[\s*\]')
 _EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 
@@ -286,8 +287,8 @@ class GatewayApp:
         self.keys = GatewayKeys(ledger.log.store)
         self._active_keys: dict[str, KeyInfo] = {}
         self._keys_exist = False
-        self._keys_loaded = 0.0
         self._key_refresh: asyncio.Future[None] | None = None
+        self._key_refresh_started = 0.0
         self._load_keys_now()
         self._pool: UpstreamPool | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -302,16 +303,30 @@ class GatewayApp:
 
     def _load_keys_now(self) -> None:
         self._active_keys, self._keys_exist = self.keys.snapshot()
-        self._keys_loaded = time.monotonic()
 
     @property
     def keys_required(self) -> bool:
         return self.config.require_key or self._keys_exist
 
-    async def _refresh_keys(self) -> None:
-        if self._key_refresh is None or self._key_refresh.done():
+    async def _refresh_keys(self, newer_than: float) -> None:
+        """Reload the keys, by a query that starts after ``newer_than`` (monotonic time).
+        Concurrent callers share one query; queries are at least 20 ms apart."""
+        while True:
+            fut = self._key_refresh
+            if fut is not None and not fut.done():
+                started = self._key_refresh_started
+                await asyncio.shield(fut)
+                if started >= newer_than:
+                    return
+                continue
+            if self._key_refresh_started >= newer_than and fut is not None:
+                return
+            gap = self._key_refresh_started + 0.02 - time.monotonic()
+            if gap > 0:
+                await asyncio.sleep(gap)
+                continue
+            self._key_refresh_started = time.monotonic()
             self._key_refresh = asyncio.ensure_future(self._do_refresh())
-        await asyncio.shield(self._key_refresh)
 
     async def _do_refresh(self) -> None:
         try:
@@ -319,23 +334,21 @@ class GatewayApp:
         except KansaError as e:
             _logger.warning("cannot refresh gateway keys (keeping the ones loaded): %s", e)
             return
-        finally:
-            self._keys_loaded = time.monotonic()
         self._active_keys, self._keys_exist = active, exist
 
     async def _key_loop(self) -> None:
         while True:
             await asyncio.sleep(self.config.key_refresh_seconds)
             with contextlib.suppress(Exception):
-                await self._refresh_keys()
+                await self._refresh_keys(newer_than=time.monotonic())
 
     async def _authenticate(self, token: str | None) -> KeyInfo | None:
         if token is None or not token.startswith(KEY_PREFIX):
             return None
         h = hash_key(token)
         info = self._active_keys.get(h)
-        if info is None and time.monotonic() - self._keys_loaded > 0.5:
-            await self._refresh_keys()  # a key created moments ago by another process
+        if info is None:  # perhaps a key created moments ago (by another process)
+            await self._refresh_keys(newer_than=time.monotonic())
             info = self._active_keys.get(h)
         return info
 
@@ -393,7 +406,7 @@ class GatewayApp:
             path = scope["path"]
             route = _ROUTES.get(path)
             if route is None:
-                if path.startswith("/v1/models/"):
+                if path.startswith("/v1/models/") and not _DOT_SEGMENT.search(path):
                     route = _Route(path[3:], OPERATIONS["models"], "openai", "GET")
                 elif path == "/openapi.json" and scope["method"] == "GET":
                     await _send_bytes(send, 200, self._openapi, b"application/json")
@@ -578,7 +591,11 @@ class GatewayApp:
                        else (b"authorization", b"Bearer " + up.key))
         elif not self.keys_required:
             fwd.extend(caller_auth)  # open gateway, no upstream key: the caller's own key
-        target = route.suffix.encode("utf-8", "surrogateescape")
+        if route.suffix.startswith("/models/"):  # the id as the client encoded it
+            raw = scope.get("raw_path") or scope["path"].encode("utf-8", "surrogateescape")
+            target = raw[3:]
+        else:
+            target = route.suffix.encode()
         qs = scope.get("query_string")
         if qs:
             target += b"?" + qs
@@ -751,8 +768,12 @@ class GatewayApp:
             return True
         try:
             await self._append(rec)
-        except KansaError as e:
+        except StorageError as e:
             self._store_failed(e)
+            return False
+        except KansaError as e:  # not the store's fault: no breaker, but no answer either
+            self.stats["records_failed"] += 1
+            _logger.error("record %s could not be appended: %s", rec.id, e)
             return False
         return True
 
@@ -760,11 +781,17 @@ class GatewayApp:
         try:
             await self.ledger.aappend(rec)
         except (RecordError, EntryTooLargeError) as e:
-            # content that JSON cannot canonicalise (lone surrogates...) or an oversized
-            # entry: keep everything, escaped or trimmed, rather than lose the record
+            # content that JSON cannot canonicalise (lone surrogates, huge numbers...) or an
+            # oversized entry: keep everything, escaped or trimmed, rather than lose the record
+            # (these fail before anything is queued, so a retry cannot duplicate)
             _logger.warning("record %s: %s; recording it escaped", rec.id, e)
             _escape_record(rec)
-            await self.ledger.aappend(rec)
+            try:
+                await self.ledger.aappend(rec)
+            except (RecordError, EntryTooLargeError):
+                rec.content = {}
+                rec.attributes = {"kansa.content.dropped": True}
+                await self.ledger.aappend(rec)
         self.stats["records"] += 1
 
     async def _append_async(self, rec: UsageRecord) -> None:
@@ -772,7 +799,10 @@ class GatewayApp:
             await self._append(rec)
         except Exception as e:
             self.stats["records_failed"] += 1
-            self._store_failed(e)
+            if isinstance(e, StorageError):
+                self._store_failed(e)
+            else:
+                _logger.error("record %s could not be appended: %s", rec.id, e)
 
     def _store_failed(self, e: Exception) -> None:
         self.stats["store_errors"] += 1
@@ -974,4 +1004,7 @@ def _estimate_usage(rec: UsageRecord) -> None:
 def _escape_record(rec: UsageRecord) -> None:
     rec.content = {k: json.dumps(v) for k, v in rec.content.items()}
     rec.finish_reasons = tuple(r[:64] for r in rec.finish_reasons[:16])
+    rec.attributes = {k: v if isinstance(v, str | bool) or (
+        isinstance(v, int | float) and abs(v) < 2**53) else str(v)[:64]
+        for k, v in rec.attributes.items()}
     rec.attributes["kansa.content.escaped"] = True

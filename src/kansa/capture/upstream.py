@@ -208,6 +208,7 @@ class _Conn(asyncio.Protocol):
         self.closed = False
         self.keep_alive = False
         self.idle_since = 0.0
+        self.counted = False  # holds one of its origin's connection slots
 
     # -- protocol ---------------------------------------------------------------------
 
@@ -232,6 +233,8 @@ class _Conn(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         r = self.resp
+        if r is None:  # idle (or never used): give its slot back now
+            self.pool._forget(self)
         if r is not None and not r._done:
             if r._headers_done and r._length is None and not r._chunked and exc is None:
                 r._complete()  # a body delimited by the connection's end
@@ -324,17 +327,25 @@ class _Conn(asyncio.Protocol):
             self.abort()
 
 
+class _OriginState:
+    __slots__ = ("idle", "open", "waiters")
+
+    def __init__(self) -> None:
+        self.idle: list[_Conn] = []
+        self.open = 0  # connections counted against the limit (idle, busy or connecting)
+        self.waiters: collections.deque[asyncio.Future[_Conn | None]] = collections.deque()
+
+
 class UpstreamPool:
-    """Keep-alive connections to any number of origins."""
+    """Keep-alive connections to any number of origins, at most ``limit_per_origin`` open
+    to each; a request beyond that waits for a connection to come back or to close."""
 
     def __init__(self, *, connect_timeout: float = 10.0, read_timeout: float = 600.0,
                  limit_per_origin: int = 1024) -> None:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.limit = limit_per_origin
-        self._idle: dict[tuple[str, str, int], list[_Conn]] = {}
-        self._slots: dict[tuple[str, str, int], asyncio.Semaphore] = {}
-        self._held: dict[_Conn, asyncio.Semaphore] = {}
+        self._origins: dict[tuple[str, str, int], _OriginState] = {}
         self._closed = False
 
     async def request(self, origin: Origin, method: bytes, target: bytes,
@@ -360,51 +371,90 @@ class UpstreamPool:
             raise
         return resp
 
+    def _state(self, key: tuple[str, str, int]) -> _OriginState:
+        st = self._origins.get(key)
+        if st is None:
+            st = self._origins[key] = _OriginState()
+        return st
+
     async def _checkout(self, origin: Origin) -> _Conn:
-        key = origin.key
-        sem = self._slots.get(key)
-        if sem is None:
-            sem = self._slots[key] = asyncio.Semaphore(self.limit)
-        idle = self._idle.get(key)
-        now = time.monotonic()
-        while idle:
-            c = idle.pop()
-            if not c.closed and now - c.idle_since < _IDLE_SECONDS:
-                return c
-            self._forget(c)
-            c.abort()
-        await sem.acquire()
-        try:
-            loop = asyncio.get_running_loop()
-            _, proto = await asyncio.wait_for(
-                loop.create_connection(lambda: _Conn(self, key), origin.host, origin.port,
-                                       ssl=origin.ssl,
-                                       server_hostname=origin.host if origin.ssl else None),
-                self.connect_timeout)
-        except BaseException:
-            sem.release()
-            raise
-        assert isinstance(proto, _Conn)
-        self._held[proto] = sem
-        return proto
+        st = self._state(origin.key)
+        loop = asyncio.get_running_loop()
+        while True:
+            now = time.monotonic()
+            while st.idle:
+                c = st.idle.pop()
+                if not c.closed and now - c.idle_since < _IDLE_SECONDS:
+                    return c
+                c.abort()
+                self._forget(c)
+            if st.open < self.limit:
+                st.open += 1
+                try:
+                    _, proto = await asyncio.wait_for(
+                        loop.create_connection(
+                            lambda: _Conn(self, origin.key), origin.host, origin.port,
+                            ssl=origin.ssl,
+                            server_hostname=origin.host if origin.ssl else None),
+                        self.connect_timeout)
+                except BaseException:
+                    st.open -= 1
+                    self._wake(st, None)
+                    raise
+                assert isinstance(proto, _Conn)
+                proto.counted = True
+                return proto
+            fut: asyncio.Future[_Conn | None] = loop.create_future()
+            st.waiters.append(fut)
+            try:
+                handed = await fut
+            except BaseException:
+                if fut.done() and not fut.cancelled() and fut.result() is not None:
+                    conn = fut.result()
+                    assert conn is not None
+                    self._checkin(conn)  # handed over as we gave up: pass it on
+                else:
+                    with contextlib.suppress(ValueError):
+                        st.waiters.remove(fut)
+                raise
+            if handed is not None:
+                return handed
+            # a connection closed: a slot is free, go round again
+
+    def _wake(self, st: _OriginState, conn: _Conn | None) -> bool:
+        while st.waiters:
+            w = st.waiters.popleft()
+            if not w.done():
+                w.set_result(conn)
+                return True
+        return False
 
     def _checkin(self, conn: _Conn) -> None:
-        if self._closed:
-            self._forget(conn)
+        if self._closed or conn.closed:
             conn.abort()
+            self._forget(conn)
+            return
+        st = self._state(conn.key)
+        if self._wake(st, conn):
             return
         conn.idle_since = time.monotonic()
-        self._idle.setdefault(conn.key, []).append(conn)
+        st.idle.append(conn)
 
     def _forget(self, conn: _Conn) -> None:
-        sem = self._held.pop(conn, None)
-        if sem is not None:
-            sem.release()
+        """The connection is gone (or going): free its slot for a waiter."""
+        if not conn.counted:
+            return
+        conn.counted = False
+        st = self._state(conn.key)
+        st.open -= 1
+        with contextlib.suppress(ValueError):
+            st.idle.remove(conn)
+        self._wake(st, None)
 
     async def close(self) -> None:
         self._closed = True
-        for conns in self._idle.values():
-            for c in conns:
-                self._forget(c)
+        for st in self._origins.values():
+            for c in list(st.idle):
                 c.abort()
-        self._idle.clear()
+                self._forget(c)
+            st.idle.clear()
