@@ -155,7 +155,8 @@ def to_record(call: CallInfo) -> UsageRecord:
                      ("max_tokens", "gen_ai.request.max_tokens"),
                      ("top_p", "gen_ai.request.top_p")):
         v = req.get(src)
-        if isinstance(v, int | float) and not isinstance(v, bool) and v == v:
+        # only numbers an RFC 8785 entry can hold (finite, exact as IEEE doubles)
+        if isinstance(v, int | float) and not isinstance(v, bool) and abs(v) < 2**53:
             attributes[dst] = v
     tool_names = [
         (t.get("function") or {}).get("name") or t.get("name")
