@@ -46,7 +46,9 @@ def _post(summary: str, props: dict[str, Any], required: list[str]) -> dict[str,
 
 
 def _responses() -> dict[str, Any]:
-    err = {"content": {"application/json": {"schema": _ERROR}}}
+    # the gateway's own errors are JSON; the same statuses passed through from an upstream
+    # carry whatever content type the upstream chose
+    err = {"content": {"application/json": {"schema": _ERROR}, "*/*": {"schema": {}}}}
     ok = {
         "description": "the upstream's answer, passed through (a stream is text/event-stream)",
         "headers": {"x-kansa-record": {"schema": {"type": "string"},
@@ -63,7 +65,8 @@ def _responses() -> dict[str, Any]:
         "502": {"description": "upstream unreachable or reset (recorded)", **err},
         "503": {"description": "the ledger store is unavailable: failing closed", **err},
         "504": {"description": "upstream timed out (recorded)", **err},
-        "default": {"description": "the upstream's status and body, passed through"},
+        "default": {"description": "the upstream's status and body, passed through",
+                    "content": {"*/*": {"schema": {}}}},
     }
 
 
