@@ -6,6 +6,7 @@ used on its own.
 """
 
 from kansa.api import Appended, Erasure, Ledger, StoredRecord
+from kansa.capture.sdk import context, step, tool, wrap
 from kansa.errors import (
     ErasedError,
     KansaError,
@@ -30,5 +31,9 @@ __all__ = [
     "StoredRecord",
     "UsageRecord",
     "VerificationError",
+    "context",
+    "step",
+    "tool",
+    "wrap",
 ]
 __version__ = "0.1.0"
