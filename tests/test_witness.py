@@ -655,7 +655,9 @@ def test_fuzzed_bodies_never_cause_a_server_error(
 
     relative = st.tuples(st.booleans(), st.integers(0, 6), st.integers(-1, 1)).map(from_recorded)
 
-    @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    # derandomized: the same 600 examples every run, so the coverage check below is stable
+    @settings(max_examples=600, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.too_slow])
     @given(body=st.one_of(genuine, relative, assembled, st.binary(max_size=400)))
     def run(body: bytes) -> None:
         r = post(client, body)
