@@ -173,3 +173,4 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "still verifies" in out
     assert "caught" in out
     assert "NOT detected" not in out
+    assert "nothing is missing" in out

@@ -131,7 +131,10 @@ def run_demo(home: Path | None, records: int, console: Console) -> None:
                           e.get("subject", "")[:12] + "…")
         console.print(table)
 
-        _step(console, 3, "Prove one record to an auditor")
+        _step(console, 3, "Capture live calls through the gateway")
+        gateway_summary = _gateway_traffic(ledger, console, rng)
+
+        _step(console, 4, "Prove one record to an auditor")
         target = done[len(done) // 2]
         receipt = ledger.prove(target.id)
         receipt_path = base / "receipt.tlog-proof"
@@ -145,7 +148,7 @@ def run_demo(home: Path | None, records: int, console: Console) -> None:
                       "Checked offline "
                       "with the verifier key alone: [green]valid[/].")
 
-        _step(console, 4, "Erase a person (APPI / GDPR)")
+        _step(console, 5, "Erase a person (APPI / GDPR)")
         victim = traffic[target.index]["subject"]
         before = ledger.get(target.id)
         erasure = ledger.erase(victim, reason="data subject request (demo)")
@@ -159,7 +162,7 @@ def run_demo(home: Path | None, records: int, console: Console) -> None:
         console.print("  the receipt issued before the erasure [green]still verifies[/]: "
                       "entries never change, so no proof breaks.")
 
-        _step(console, 5, "Export and verify offline")
+        _step(console, 6, "Export and verify offline")
         export_dir = base / "export"
         summary = ledger.export(export_dir)
         console.print(f"Wrote a C2SP tlog-tiles directory: {summary}")
@@ -170,7 +173,7 @@ def run_demo(home: Path | None, records: int, console: Console) -> None:
         console.print(f"kansa verify {export_dir} --key …: [green]✓[/] {report}. Every hash "
                       "was recomputed from the entries; nothing but the key was trusted.")
 
-        _step(console, 6, "Tamper with the export, and get caught")
+        _step(console, 7, "Tamper with the export, and get caught")
         forged = base / "export-tampered"
         shutil.copytree(export_dir, forged)
         bundle = min(p for p in (forged / "tile" / "entries").rglob("*") if p.is_file())
@@ -195,9 +198,10 @@ def run_demo(home: Path | None, records: int, console: Console) -> None:
     finally:
         ledger.close()
 
-    _step(console, 7, "What just happened")
+    _step(console, 8, "What just happened")
     console.print(
-        f"{records} AI calls became a tamper-evident log signed by {ledger.log.origin}. One "
+        f"{records} AI calls, and {gateway_summary} more through the OpenAI/Anthropic-compatible "
+        f"gateway, became a tamper-evident log signed by {ledger.log.origin}. One "
         "record was proven with a receipt, one person was erased without breaking any proof, "
         "and the log was exported and verified offline, catching a forged entry."
     )
@@ -206,3 +210,81 @@ def run_demo(home: Path | None, records: int, console: Console) -> None:
     console.print(f"  kansa log show --home {ledger_home} --limit 10 --content")
     console.print(f"  kansa verify {base / 'export'} --key '{vkey}'")
     console.print(f"  kansa verify-receipt {base / 'receipt.tlog-proof'} --key '{vkey}'")
+
+
+def _gateway_traffic(ledger: Ledger, console: Console, rng: random.Random) -> int:
+    """Run a stand-in provider and the gateway in this process, send a mix of calls, and
+    show that every one of them became a record. Returns the number of calls sent."""
+    import httpx
+
+    from kansa.capture.gateway import GatewayConfig, create_gateway_app
+    from kansa.capture.standin import BackgroundServer, create_standin_app
+
+    before = ledger.log.size()
+    with BackgroundServer(create_standin_app()) as upstream:
+        config = GatewayConfig.from_upstream(f"{upstream.url}/v1", read_timeout=1.0)
+        with BackgroundServer(create_gateway_app(ledger, config)) as gw, httpx.Client(
+            base_url=f"{gw.url}/v1", timeout=30
+        ) as client:
+            console.print(f"A stand-in provider on {upstream.url} and [bold]kansa gateway[/] "
+                          f"on {gw.url}: applications change one base URL and nothing else.")
+            plan: list[tuple[str, str, dict[str, Any] | bytes]] = []
+            questions = ["注文 A-1042 はいつ届きますか？", "Can I change my delivery address?",
+                         "領収書を再発行してください。", "What is your refund policy?"]
+            for i in range(24):
+                q = questions[i % len(questions)]
+                msgs = [{"role": "user", "content": q}]
+                if i % 3 == 0:
+                    plan.append(("openai stream", "/chat/completions", {
+                        "model": "gpt-4o-mini", "messages": msgs, "stream": True,
+                        "stream_options": {"include_usage": True}}))
+                elif i % 3 == 1:
+                    plan.append(("anthropic", "/messages", {
+                        "model": "claude-sonnet-4", "max_tokens": 200, "messages": msgs,
+                        "stream": i % 2 == 0}))
+                else:
+                    plan.append(("openai", "/chat/completions",
+                                 {"model": "gpt-4o-mini", "messages": msgs}))
+            plan += [("upstream 500", "/chat/completions",
+                      {"model": "fail-500", "messages": [{"role": "user", "content": "hi"}]}),
+                     ("upstream 429", "/chat/completions",
+                      {"model": "fail-429", "messages": [{"role": "user", "content": "hi"}]}),
+                     ("timeout", "/chat/completions",
+                      {"model": "slow", "messages": [{"role": "user", "content": "遅い"}]}),
+                     ("malformed JSON", "/chat/completions", b'{"model": "gpt-4o-mini", '),
+                     ("models", "/models", {})]
+            rng.shuffle(plan)
+            statuses: dict[str, list[int]] = {}
+            record_ids = []
+            for label, path, body in plan:
+                if path == "/models":
+                    r = client.get(path)
+                elif isinstance(body, bytes):
+                    r = client.post(path, content=body,
+                                    headers={"content-type": "application/json"})
+                else:
+                    r = client.post(path, json=body)
+                statuses.setdefault(label, []).append(r.status_code)
+                record_ids.append(r.headers.get("x-kansa-record"))
+    after = ledger.log.size()
+    table = Table(title="calls sent through the gateway")
+    table.add_column("kind")
+    table.add_column("calls")
+    table.add_column("HTTP status")
+    for label, codes in sorted(statuses.items()):
+        table.add_row(label, str(len(codes)), ", ".join(sorted({str(c) for c in codes})))
+    console.print(table)
+    recorded = [ledger.get(rid) for rid in record_ids if rid]
+    outcomes: dict[str, int] = {}
+    for rec in recorded:
+        outcomes[rec.entry["outcome"]] = outcomes.get(rec.entry["outcome"], 0) + 1
+    console.print(
+        f"{len(plan)} calls sent, {after - before} new records in the ledger "
+        f"({', '.join(f'{v} {k}' for k, v in sorted(outcomes.items()))}); every response "
+        "named its record in the x-kansa-record header and returned only after the record "
+        "was durable. Streams, upstream errors, the timeout and the malformed request are "
+        "all there: "
+        + ("[green]nothing is missing[/]." if after - before == len(plan) == len(recorded)
+           else "[bold red]some calls are missing[/].")
+    )
+    return len(plan)
