@@ -14,6 +14,8 @@ The request's ``model`` picks a behaviour:
     drip                 streams an event every 50 ms for 10 s; notes when the client leaves
     hold                 streams one event, then waits until ``release`` is set
     no-usage             never reports usage
+    cut-short            streams two events, then ends the stream cleanly without its end
+    error-event          streams two events, then an in-stream error event, then ends
 """
 
 from __future__ import annotations
@@ -160,6 +162,12 @@ class Standin:
         await resp.prepare(request)
         try:
             for i, ev in enumerate(events):
+                if model == "cut-short" and i == 2:
+                    break
+                if model == "error-event" and i == 2:
+                    await resp.write(_event("error", {"type": "error", "error": {
+                        "type": "overloaded_error", "message": "Overloaded"}}))
+                    break
                 if model == "drop-midstream" and i == 2:
                     _reset(request)
                     return resp

@@ -736,3 +736,24 @@ def test_config_errors_are_clear(tmp_path: Path, sqlite_ledger: Ledger) -> None:
     no_default = GatewayConfig(upstreams=[Upstream("http://x/v1", name="u", models=("gpt-*",))])
     app = create_gateway_app(sqlite_ledger, no_default)
     assert app._upstream_for("llama") is None and app._upstream_for("gpt-4") is not None
+
+
+def test_streams_that_end_badly_are_errors_as_the_sdk_records_them(ledger: Ledger,
+                                                                   standin: Standin) -> None:
+    """An upstream that ends a stream cleanly but without its final event, or with an error
+    event inside it, made an error, not a success: the gateway and kansa.wrap agree."""
+    with running_gateway(ledger, _cfg(standin)) as gw, httpx.Client(base_url=gw.url,
+                                                                     timeout=10) as c:
+        cases = {
+            ("/v1/chat/completions", "cut-short"): ("error", "incomplete_stream"),
+            ("/v1/messages", "cut-short"): ("error", "incomplete_stream"),
+            ("/v1/messages", "error-event"): ("error", "overloaded_error"),
+            ("/v1/chat/completions", "gpt-4o-mini"): ("ok", None),
+        }
+        for (path, model), (outcome, err) in cases.items():
+            body = {"model": model, "stream": True, "messages": MSG, "max_tokens": 10}
+            with c.stream("POST", path, json=body) as r:
+                rid = r.headers["x-kansa-record"]
+                b"".join(r.iter_raw())
+            e = ledger.get(rid).entry
+            assert (e["outcome"], e.get("error.type")) == (outcome, err), (path, model, e)

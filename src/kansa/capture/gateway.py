@@ -726,6 +726,8 @@ class GatewayApp:
         call.latency_ms = (time.perf_counter() - t0) * 1000
         if failure is not None:
             call.outcome, call.error_type = failure
+        elif resp.status < 400 and (ended := asm.outcome()) is not None:
+            call.outcome, call.error_type = ended  # as the SDK wrappers record it
         recorded = await self._record(call, t0)
         if failure is not None or not recorded:
             if failure is None or failure[0] != "aborted":

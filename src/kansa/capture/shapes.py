@@ -207,6 +207,7 @@ class StreamAssembler:
         self._finish: dict[int, str] = {}
         self._blocks: list[dict[str, Any]] = []
         self.done = False
+        self.error_type: str | None = None  # set by an error event inside the stream
 
     def feed(self, chunk: bytes) -> None:
         self._buf += chunk
@@ -240,6 +241,10 @@ class StreamAssembler:
         except ValueError:
             return
         if isinstance(obj, dict):
+            err = obj.get("error")
+            if obj.get("type") == "error" or isinstance(err, dict):
+                detail = err.get("type") or err.get("code") if isinstance(err, dict) else None
+                self.error_type = str(detail or "stream_error")[:128]
             if self.provider == "anthropic":
                 self._anthropic(obj)
             else:
@@ -297,6 +302,17 @@ class StreamAssembler:
                 self.response["usage"] = usage
         elif typ == "message_stop":
             self.done = True
+
+    def outcome(self) -> tuple[str, str] | None:
+        """(outcome, error.type) for a stream the upstream ended on its own, or None when it
+        ended as a complete, successful stream. The SDK wrappers and the gateway agree on
+        this: an error event inside the stream, or an end without the final event, is an
+        error, not a success."""
+        if self.error_type is not None:
+            return "error", self.error_type
+        if self.done or (self.provider != "anthropic" and self._finish):
+            return None
+        return "error", "incomplete_stream"
 
     def result(self) -> dict[str, Any]:
         """The response assembled so far (complete once ``done``)."""
