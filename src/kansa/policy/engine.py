@@ -1,0 +1,483 @@
+"""Judging records under rule packs, storing findings, replaying history, impact reports.
+
+- :func:`judge` judges one ledger entry. For each instrument it picks the pack version in
+  force at the record's time (pack ``effective_from``/``effective_until``, days in the
+  pack's time zone), then each obligation's own dates, after transitions (the first whose
+  ``applies_if`` holds replaces them). ``pin=True`` judges under every given pack instead,
+  whatever its dates (a counterfactual: "had this version governed").
+- :func:`replay` re-judges stored history, deterministically: same entries, same packs,
+  same system facts give the same findings in the same order (``ReplayResult.digest``).
+  Findings are stored beside the log in ``policy_findings``, keyed by (entry, pack hash,
+  obligation), so a replay is idempotent.
+- :func:`impact` judges history under two pack versions (pinned) and lists every record
+  whose verdict changes, by obligation, with citations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from kansa.policy.cel import Expr, compile_check, context, system_facts
+from kansa.policy.pack import Obligation, Pack, PolicyError
+from kansa.records.model import canonical
+
+if TYPE_CHECKING:
+    from kansa.api import Ledger
+    from kansa.ledger.storage import Store
+
+PASS, FAIL, NOT_APPLICABLE, EVIDENCE_NEEDED = "pass", "fail", "not_applicable", "evidence_needed"
+VERDICTS = (PASS, FAIL, NOT_APPLICABLE, EVIDENCE_NEEDED)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One obligation's verdict on one record under one pack version."""
+
+    index: int | None  # the entry's index in the log (None when judged outside a log)
+    record_id: str
+    obligation: str
+    pack: str
+    version: str
+    pack_hash: str
+    verdict: str  # pass | fail | not_applicable | evidence_needed
+    citation: str
+    legal_force: str
+    reason: str
+
+    @property
+    def pack_ref(self) -> str:
+        return f"{self.pack}@{self.version}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# -- compiled packs ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _CObl:
+    o: Obligation
+    applies: Expr | None
+    expr: Expr | None
+    transitions: tuple[tuple[Expr, int | None, int | None], ...]  # (test, from_us, until_us)
+    from_us: int
+    until_us: int | None
+    citation: str
+
+
+@dataclass(frozen=True)
+class CompiledPack:
+    pack: Pack
+    obligations: tuple[_CObl, ...]
+    from_us: int
+    until_us: int | None
+
+
+def _us(dt: datetime) -> int:
+    return (dt - _EPOCH) // _ONE_US
+
+
+_ONE_US = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC) - _EPOCH
+_compiled: dict[str, CompiledPack] = {}
+
+
+def compile_pack(pack: Pack) -> CompiledPack:
+    """Compile every CEL expression of ``pack`` once (cached by pack hash)."""
+    got = _compiled.get(pack.hash)
+    if got is not None and got.pack == pack:
+        return got
+    obls = []
+    for o in pack.obligations:
+        check = o.check
+        ev = o.evidence
+        applies_src = check.applies if check else ev.applies if ev else None
+        trs = tuple(
+            (compile_check(t.applies_if, o.id),
+             _us(pack.day_start(t.effective_from)) if t.effective_from else None,
+             _us(pack.day_start(t.effective_until)) if t.effective_until else None)
+            for t in o.transitions
+        )
+        obls.append(_CObl(
+            o,
+            compile_check(applies_src, o.id) if applies_src else None,
+            compile_check(check.expr, o.id) if check else None,
+            trs,
+            _us(pack.day_start(o.effective_from)),
+            _us(pack.day_start(o.effective_until)) if o.effective_until else None,
+            str(o.citation),
+        ))
+    cp = CompiledPack(pack, tuple(obls), _us(pack.day_start(pack.effective_from)),
+                      _us(pack.day_start(pack.effective_until)) if pack.effective_until
+                      else None)
+    if len(_compiled) > 256:
+        _compiled.clear()
+    _compiled[pack.hash] = cp
+    return cp
+
+
+def _dedupe(packs: Iterable[Pack | CompiledPack]) -> list[CompiledPack]:
+    out: dict[str, CompiledPack] = {}
+    for p in packs:
+        cp = p if isinstance(p, CompiledPack) else compile_pack(p)
+        out.setdefault(cp.pack.hash, cp)
+    by_start: dict[tuple[str, int], CompiledPack] = {}
+    for cp in out.values():
+        key = (cp.pack.id, cp.from_us)
+        other = by_start.get(key)
+        if other is not None:
+            raise PolicyError(
+                f"{cp.pack.ref} and {other.pack.ref} both take effect on "
+                f"{cp.pack.effective_from}: which governs is ambiguous")
+        by_start[key] = cp
+    return sorted(out.values(), key=lambda c: (c.pack.id, c.from_us))
+
+
+def in_force(packs: Sequence[CompiledPack], at_us: int) -> list[CompiledPack]:
+    """For each instrument, the version in force at ``at_us`` (the latest one begun)."""
+    chosen: dict[str, CompiledPack] = {}
+    for cp in packs:  # sorted by (id, start): a later start wins
+        if cp.from_us <= at_us and (cp.until_us is None or at_us < cp.until_us):
+            chosen[cp.pack.id] = cp
+    return list(chosen.values())
+
+
+# -- judging -------------------------------------------------------------------------------
+
+
+def _record_time(entry: Mapping[str, Any]) -> datetime:
+    ts = entry.get("ts")
+    if not isinstance(ts, str):
+        raise PolicyError(f"record {entry.get('id')!r} has no timestamp")
+    try:
+        dt = datetime.fromisoformat(ts.replace("z", "Z"))
+    except ValueError:
+        raise PolicyError(f"record {entry.get('id')!r}: bad timestamp {ts!r}") from None
+    if dt.tzinfo is None:
+        raise PolicyError(f"record {entry.get('id')!r}: timestamp {ts!r} has no time zone")
+    return dt.astimezone(UTC)
+
+
+def _day(us: int) -> str:
+    return (_EPOCH + us * _ONE_US).date().isoformat()
+
+
+def _judge_one(cp: CompiledPack, c: _CObl, ctx: Any, at_us: int, index: int | None,
+               record_id: str, roles: Any) -> Finding:
+    o = c.o
+    start, end, why = c.from_us, c.until_us, ""
+    for n, (test, t_from, t_until) in enumerate(c.transitions, 1):
+        if test.test(ctx, index=index, what=f"transitions[{n}].applies_if"):
+            start = t_from if t_from is not None else start
+            end = t_until if t_until is not None else end
+            why = f" (transition {n})"
+            break
+
+    def finding(verdict: str, reason: str) -> Finding:
+        return Finding(index, record_id, o.id, cp.pack.id, cp.pack.version, cp.pack.hash,
+                       verdict, c.citation, o.legal_force, reason)
+
+    if at_us < start:
+        return finding(NOT_APPLICABLE, f"not in force until {_day(start)}{why}")
+    if end is not None and at_us >= end:
+        return finding(NOT_APPLICABLE, f"not in force since {_day(end)}{why}")
+    if isinstance(roles, list) and o.role not in roles:
+        return finding(NOT_APPLICABLE, f"applies to the {o.role}; the system is "
+                       f"{', '.join(map(str, roles)) or 'in no role'}")
+    if c.applies is not None and not c.applies.test(ctx, index=index, what="applies"):
+        return finding(NOT_APPLICABLE, "does not apply to this record")
+    if c.expr is None:
+        assert o.evidence is not None
+        return finding(EVIDENCE_NEEDED, f"{o.evidence.kind}: {o.evidence.description}")
+    if c.expr.test(ctx, index=index, what="expr"):
+        return finding(PASS, "check holds" + why)
+    return finding(FAIL, "check does not hold" + why)
+
+
+def judge(
+    record_entry: Mapping[str, Any],
+    packs: Sequence[Pack | CompiledPack],
+    at: datetime | None = None,
+    *,
+    index: int | None = None,
+    systems: Mapping[str, Mapping[str, Any]] | None = None,
+    pin: bool = False,
+) -> list[Finding]:
+    """Judge one ledger entry (the stored JSON object) under ``packs``.
+
+    ``at`` is the instant judged at (default: the record's timestamp); it chooses the
+    pack versions in force and is CEL's ``now``. ``systems`` maps a system name to its
+    facts (CEL's ``system``; a ``roles`` list there limits obligations to those roles).
+    Findings come in (pack id, obligation order) order."""
+    return _Judge(_dedupe(packs), systems, pin).judge(record_entry, at, index)
+
+
+class _Judge:
+    def __init__(self, packs: list[CompiledPack],
+                 systems: Mapping[str, Mapping[str, Any]] | None, pin: bool) -> None:
+        self.packs = packs
+        self.pin = pin
+        self.systems = {str(k): system_facts(v) for k, v in (systems or {}).items()}
+
+    def judge(self, entry: Mapping[str, Any], at: datetime | None,
+              index: int | None) -> list[Finding]:
+        when = at.astimezone(UTC) if at is not None else _record_time(entry)
+        at_us = _us(when)
+        chosen = self.packs if self.pin else in_force(self.packs, at_us)
+        if not chosen:
+            return []
+        facts = self.systems.get(str(entry.get("system")), {})
+        ctx = context(entry, facts, when)
+        rid = str(entry.get("id", ""))
+        roles = facts.get("roles")
+        return [_judge_one(cp, c, ctx, at_us, index, rid, roles)
+                for cp in chosen for c in cp.obligations]
+
+
+# -- storage beside the ledger ---------------------------------------------------------
+
+
+_TABLES = [
+    "CREATE TABLE IF NOT EXISTS policy_packs (hash TEXT PRIMARY KEY, pack TEXT NOT NULL,"
+    " version TEXT NOT NULL, data TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS policy_findings (idx BIGINT NOT NULL, pack_hash TEXT NOT NULL,"
+    " obligation TEXT NOT NULL, record_id TEXT NOT NULL, pack TEXT NOT NULL,"
+    " version TEXT NOT NULL, verdict TEXT NOT NULL, citation TEXT NOT NULL,"
+    " legal_force TEXT NOT NULL, reason TEXT NOT NULL,"
+    " PRIMARY KEY (idx, pack_hash, obligation))",
+    "CREATE INDEX IF NOT EXISTS policy_findings_verdict"
+    " ON policy_findings (pack_hash, obligation, verdict)",
+]
+_COLS = ("idx", "pack_hash", "obligation", "record_id", "pack", "version", "verdict",
+         "citation", "legal_force", "reason")
+_BATCH = 500
+
+
+class FindingStore:
+    """The ``policy_findings`` and ``policy_packs`` tables in a ledger's store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        for sql in _TABLES:
+            store.execute(sql)
+
+    def save_pack(self, pack: Pack) -> None:
+        self.store.execute(
+            "INSERT INTO policy_packs (hash, pack, version, data) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (hash) DO NOTHING",
+            (pack.hash, pack.id, pack.version, pack.canonical_json().decode()))
+
+    def pack_json(self, pack_hash: str) -> dict[str, Any] | None:
+        rows = self.store.query("SELECT data FROM policy_packs WHERE hash = ?", (pack_hash,))
+        return json.loads(rows[0][0]) if rows else None
+
+    def save(self, findings: Sequence[Finding]) -> None:
+        """Upsert findings (only those judged inside a log, i.e. with an index)."""
+        rows = [f for f in findings if f.index is not None]
+        for i in range(0, len(rows), _BATCH):
+            chunk = rows[i : i + _BATCH]
+            marks = ", ".join(["(" + ", ".join("?" * len(_COLS)) + ")"] * len(chunk))
+            params: list[Any] = []
+            for f in chunk:
+                params += [f.index, f.pack_hash, f.obligation, f.record_id, f.pack, f.version,
+                           f.verdict, f.citation, f.legal_force, f.reason]
+            updates = ", ".join(f"{c} = excluded.{c}" for c in _COLS[3:])
+            self.store.execute(
+                f"INSERT INTO policy_findings ({', '.join(_COLS)}) VALUES {marks}"
+                f" ON CONFLICT (idx, pack_hash, obligation) DO UPDATE SET {updates}", params)
+
+    def findings(self, *, pack_hash: str | None = None,
+                 index: int | None = None) -> list[Finding]:
+        where: list[str] = []
+        params: list[Any] = []
+        if pack_hash is not None:
+            where.append("pack_hash = ?")
+            params.append(pack_hash)
+        if index is not None:
+            where.append("idx = ?")
+            params.append(index)
+        sql = f"SELECT {', '.join(_COLS)} FROM policy_findings"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY idx, pack, version, obligation"
+        return [Finding(int(r[0]), r[3], r[2], r[4], r[5], r[1], r[6], r[7], r[8], r[9])
+                for r in self.store.query(sql, params)]
+
+
+# -- replay ------------------------------------------------------------------------------
+
+
+@dataclass
+class ReplayResult:
+    packs: list[str]  # "id@version sha256:..." of every pack given
+    records: int = 0  # entries judged
+    findings: int = 0
+    verdicts: Counter[str] = field(default_factory=Counter)
+    digest: str = ""  # SHA-256 over every finding, in order: equal replays, equal digests
+    seconds: float = 0.0
+    collected: list[Finding] = field(default_factory=list)  # when collect=True
+
+
+def _bound(value: datetime | str | None) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        from kansa.records.model import parse_ts
+
+        value = parse_ts(value, field_name="since/until")
+    return _us(value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC))
+
+
+def _entries(ledger: Ledger, since: datetime | str | None,
+             until: datetime | str | None) -> Iterator[tuple[int, dict[str, Any]]]:
+    lo, hi = _bound(since), _bound(until)
+    for row in ledger.log.store.iter_entries():
+        if (lo is not None and row.ts < lo) or (hi is not None and row.ts >= hi):
+            continue
+        yield row.index, json.loads(row.data)
+
+
+def replay(
+    ledger: Ledger,
+    pack_versions: Sequence[Pack],
+    *,
+    since: datetime | str | None = None,
+    until: datetime | str | None = None,
+    progress: Callable[[int], None] | None = None,
+    systems: Mapping[str, Mapping[str, Any]] | None = None,
+    pin: bool = False,
+    save: bool = True,
+    collect: bool = False,
+) -> ReplayResult:
+    """Re-judge the ledger's stored entries (``since`` <= ts < ``until``) under
+    ``pack_versions``: each record under the version of each instrument in force at its
+    time (or every pack, with ``pin``). Findings are stored unless ``save=False``."""
+    t0 = time.perf_counter()
+    packs = _dedupe(pack_versions)
+    judge_ = _Judge(packs, systems, pin)
+    fs = FindingStore(ledger.log.store) if save else None
+    if fs is not None:
+        for cp in packs:
+            fs.save_pack(cp.pack)
+    result = ReplayResult([f"{cp.pack.ref} {cp.pack.hash}" for cp in packs])
+    h = hashlib.sha256()
+    pending: list[Finding] = []
+    done = 0
+    for index, entry in _entries(ledger, since, until):
+        found = judge_.judge(entry, None, index)
+        result.records += 1
+        for f in found:
+            result.verdicts[f.verdict] += 1
+            h.update(canonical(f.as_dict()))
+            h.update(b"\n")
+        result.findings += len(found)
+        if collect:
+            result.collected.extend(found)
+        if fs is not None:
+            pending.extend(found)
+            if len(pending) >= 4 * _BATCH:
+                fs.save(pending)
+                pending.clear()
+        done += 1
+        if progress is not None and done == 1024:
+            progress(done)
+            done = 0
+    if fs is not None and pending:
+        fs.save(pending)
+    if progress is not None and done:
+        progress(done)
+    result.digest = h.hexdigest()
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+# -- impact --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Change:
+    index: int
+    record_id: str
+    obligation: str
+    before: str  # verdict under the old pack (not_applicable if it lacks the obligation)
+    after: str
+    citation_before: str | None
+    citation_after: str | None
+    reason_after: str
+
+
+@dataclass
+class ImpactReport:
+    from_pack: str  # "id@version"
+    from_hash: str
+    to_pack: str
+    to_hash: str
+    records: int = 0  # records judged
+    changes: list[Change] = field(default_factory=list)
+    obligations_added: list[str] = field(default_factory=list)
+    obligations_removed: list[str] = field(default_factory=list)
+    obligations_changed: list[str] = field(default_factory=list)  # text, dates, check, ...
+
+    @property
+    def records_changed(self) -> list[int]:
+        return sorted({c.index for c in self.changes})
+
+    @property
+    def by_obligation(self) -> dict[str, list[Change]]:
+        out: dict[str, list[Change]] = {}
+        for c in self.changes:
+            out.setdefault(c.obligation, []).append(c)
+        return out
+
+    def summary(self) -> dict[str, Counter[tuple[str, str]]]:
+        """obligation -> Counter of (before, after) transitions."""
+        return {k: Counter((c.before, c.after) for c in v) for k, v in
+                self.by_obligation.items()}
+
+
+def _obligation_data(pack: Pack) -> dict[str, bytes]:
+    return {str(o["id"]): canonical(o) for o in pack.data["obligations"]}
+
+
+def impact(
+    ledger: Ledger,
+    from_pack: Pack,
+    to_pack: Pack,
+    *,
+    since: datetime | str | None = None,
+    until: datetime | str | None = None,
+    systems: Mapping[str, Mapping[str, Any]] | None = None,
+) -> ImpactReport:
+    """Which records' verdicts change if ``to_pack`` governs instead of ``from_pack``.
+
+    Both are pinned (applied whatever their own version dates); obligation dates and
+    transitions still count. An obligation one pack lacks counts as not_applicable."""
+    a, b = _Judge(_dedupe([from_pack]), systems, True), _Judge(_dedupe([to_pack]), systems, True)
+    rep = ImpactReport(from_pack.ref, from_pack.hash, to_pack.ref, to_pack.hash)
+    da, db = _obligation_data(from_pack), _obligation_data(to_pack)
+    rep.obligations_added = [k for k in db if k not in da]
+    rep.obligations_removed = [k for k in da if k not in db]
+    rep.obligations_changed = [k for k in db if k in da and da[k] != db[k]]
+    for index, entry in _entries(ledger, since, until):
+        rep.records += 1
+        before = {f.obligation: f for f in a.judge(entry, None, index)}
+        after = {f.obligation: f for f in b.judge(entry, None, index)}
+        for oid in [*before, *(k for k in after if k not in before)]:
+            fb, fa = before.get(oid), after.get(oid)
+            vb = fb.verdict if fb else NOT_APPLICABLE
+            va = fa.verdict if fa else NOT_APPLICABLE
+            if vb != va:
+                rep.changes.append(Change(
+                    index, str(entry.get("id", "")), oid, vb, va,
+                    fb.citation if fb else None, fa.citation if fa else None,
+                    fa.reason if fa else "the new pack lacks this obligation"))
+    return rep

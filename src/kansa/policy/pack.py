@@ -1,0 +1,497 @@
+"""Rule packs: one version of one instrument's obligations, authored as YAML ("laws are data").
+
+A pack file is strict: unknown keys, duplicate ids or keys, bad enum values and bad dates
+are rejected with ``PackError("file:line: reason")``. Every CEL expression is compiled at
+load time. The pack's identity is ``sha256:`` + SHA-256 of the RFC 8785 canonical JSON of
+the parsed pack (comments and layout do not change it), and every finding names it.
+
+    pack: kansa.example/ai-logging          # instrument id
+    version: "2"
+    title: "EXAMPLE ONLY (not law): ..."
+    publisher: ...
+    sources: [https://...]
+    jurisdiction: example
+    status: draft                           # draft | adopted | in_force | repealed
+    effective_from: 2026-07-01              # this version governs records from this day
+    effective_until: null                   # ... until this day (exclusive)
+    timezone: UTC                           # in which the dates above and below are days
+    obligations:
+      - id: log-2
+        title: ...
+        citation: {article: "2", paragraph: "1"}
+        source_url: https://...
+        jurisdiction: example               # default: the pack's
+        role: deployer                      # provider | deployer | developer
+        legal_force: binding                # binding | effort_duty | soft_law | voluntary
+        status: draft                       # default: the pack's
+        effective_from: 2026-07-01          # default: the pack's
+        transitions:                        # first match wins; replaces the dates above
+          - applies_if: 'system.placed_on_market < timestamp("2026-07-01T00:00:00Z")'
+            effective_from: 2027-01-01
+        text:
+          en: {kind: summary, text: "..."}  # official | translation | summary
+        check:
+          applies: 'record.kind == "gen_ai.call"'
+          expr: '"gen_ai.usage.input_tokens" in record'
+        # or: evidence: {kind: document, description: "...", applies: '...'}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, tzinfo
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+
+from kansa.errors import KansaError
+from kansa.records.model import canonical
+
+STATUSES = ("draft", "adopted", "in_force", "repealed")
+ROLES = ("provider", "deployer", "developer")
+LEGAL_FORCES = ("binding", "effort_duty", "soft_law", "voluntary")
+TEXT_KINDS = ("official", "translation", "summary")
+EVIDENCE_KINDS = ("document", "attestation", "test_report", "contract", "record", "other")
+
+_MAX_NODES = 200_000
+_MAX_DEPTH = 64
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
+_LANG_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+class PolicyError(KansaError):
+    """Base class of rule-pack and check errors."""
+
+
+class PackError(PolicyError):
+    """A rule pack is malformed; the message starts with ``file:line:``."""
+
+
+Path_ = tuple[str | int, ...]
+
+
+# -- YAML with line numbers ----------------------------------------------------------------
+
+
+def _compose(text: str, name: str) -> tuple[Any, dict[Path_, int]]:
+    """Plain Python values (str, int, float, bool, None, list, dict) and the 1-based line
+    of every path in them. Duplicate keys, non-string keys, aliases that loop or explode
+    and tags other than the YAML core schema's are errors."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        reason = e.problem or e.context or "malformed YAML"
+        raise PackError(f"{name}:{line}: YAML: {reason}") from None
+    except yaml.YAMLError as e:  # ReaderError (bad characters) and the like
+        raise PackError(f"{name}:1: YAML: {_one_line(str(e))}") from None
+    if root is None:
+        raise PackError(f"{name}:1: the file holds no YAML document")
+    lines: dict[Path_, int] = {}
+    budget = [_MAX_NODES]
+    constructor = yaml.constructor.SafeConstructor()
+
+    def walk(node: yaml.Node, path: Path_, depth: int) -> Any:
+        line = node.start_mark.line + 1
+        lines[path] = line
+        budget[0] -= 1
+        if budget[0] < 0 or depth > _MAX_DEPTH:
+            raise PackError(f"{name}:{line}: the document is too large or too deeply nested")
+        if isinstance(node, yaml.MappingNode):
+            out: dict[str, Any] = {}
+            for k, v in node.value:
+                if not isinstance(k, yaml.ScalarNode) or k.tag != "tag:yaml.org,2002:str":
+                    kline = k.start_mark.line + 1
+                    raise PackError(f"{name}:{kline}: mapping keys must be plain strings")
+                if k.value in out:
+                    raise PackError(f"{name}:{k.start_mark.line + 1}: duplicate key {k.value!r}")
+                out[k.value] = walk(v, (*path, k.value), depth + 1)
+                lines.setdefault((*path, k.value), k.start_mark.line + 1)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [walk(v, (*path, i), depth + 1) for i, v in enumerate(node.value)]
+        assert isinstance(node, yaml.ScalarNode)
+        tag = node.tag
+        if tag in ("tag:yaml.org,2002:str", "tag:yaml.org,2002:timestamp"):
+            return node.value  # dates stay the text the author wrote; validated later
+        if tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:bool",
+                   "tag:yaml.org,2002:null", "tag:yaml.org,2002:float"):
+            try:
+                value = constructor.construct_object(node)
+            except Exception:
+                raise PackError(f"{name}:{line}: cannot read {node.value!r}") from None
+            if isinstance(value, float) and not math.isfinite(value):
+                raise PackError(f"{name}:{line}: {node.value!r} is not a finite number")
+            return value
+        raise PackError(f"{name}:{line}: unsupported YAML tag {tag!r}")
+
+    return walk(root, (), 0), lines
+
+
+def _one_line(s: str) -> str:
+    return " ".join(s.split())
+
+
+# -- the model -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Citation:
+    article: str
+    paragraph: str | None = None
+    item: str | None = None
+
+    def __str__(self) -> str:
+        s = f"Art. {self.article}"
+        if self.paragraph:
+            s += f"({self.paragraph})"
+        if self.item:
+            s += f"({self.item})"
+        return s
+
+
+@dataclass(frozen=True)
+class Text:
+    kind: str  # official | translation | summary
+    text: str
+    source_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Check:
+    expr: str
+    applies: str | None = None
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Evidence:
+    kind: str
+    description: str
+    applies: str | None = None
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Transition:
+    applies_if: str
+    effective_from: date | None
+    effective_until: date | None
+    note: str | None = None
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Obligation:
+    id: str
+    title: str | None
+    citation: Citation
+    source_url: str | None
+    jurisdiction: str
+    role: str
+    legal_force: str
+    status: str
+    effective_from: date
+    effective_until: date | None
+    transitions: tuple[Transition, ...]
+    text: dict[str, Text]
+    check: Check | None
+    evidence: Evidence | None
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Pack:
+    id: str
+    version: str
+    title: str
+    publisher: str
+    sources: tuple[str, ...]
+    jurisdiction: str
+    status: str
+    effective_from: date
+    effective_until: date | None
+    timezone: str
+    obligations: tuple[Obligation, ...]
+    notes: str | None
+    data: dict[str, Any] = field(repr=False)  # the parsed pack, as hashed
+    hash: str = ""  # "sha256:<hex>"
+    source: str = ""  # the file it came from (not part of the hash)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.id}@{self.version}"
+
+    @property
+    def tz(self) -> tzinfo:
+        return UTC if self.timezone == "UTC" else ZoneInfo(self.timezone)
+
+    def day_start(self, d: date) -> datetime:
+        """The instant a day given in this pack begins (in the pack's time zone), in UTC."""
+        return datetime(d.year, d.month, d.day, tzinfo=self.tz).astimezone(UTC)
+
+    def obligation(self, oid: str) -> Obligation:
+        for o in self.obligations:
+            if o.id == oid:
+                return o
+        raise KeyError(oid)
+
+    def canonical_json(self) -> bytes:
+        return canonical(self.data)
+
+
+# -- validation ----------------------------------------------------------------------------
+
+
+class _V:
+    """Validation helpers that know the file name and every path's line."""
+
+    def __init__(self, name: str, lines: dict[Path_, int]) -> None:
+        self.name = name
+        self.lines = lines
+        self.prefix = ""
+
+    def line(self, path: Path_) -> int:
+        while path and path not in self.lines:
+            path = path[:-1]
+        return self.lines.get(path, 1)
+
+    def err(self, path: Path_, msg: str) -> PackError:
+        return PackError(f"{self.name}:{self.line(path)}: {self.prefix}{msg}")
+
+    def mapping(self, value: Any, path: Path_, what: str, required: set[str],
+                optional: set[str]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.err(path, f"{what} must be a mapping, not {_kind(value)}")
+        for key in value:
+            if key not in required and key not in optional:
+                allowed = ", ".join(sorted(required | optional))
+                raise self.err((*path, key), f"unknown key {key!r} in {what} (allowed: {allowed})")
+        for key in sorted(required):
+            if key not in value:
+                raise self.err(path, f"{what} lacks {key!r}")
+        return value
+
+    def string(self, m: dict[str, Any], key: str, path: Path_, *, optional: bool = False,
+               pattern: re.Pattern[str] | None = None) -> str | None:
+        if key not in m or (optional and m[key] is None):
+            if optional:
+                return None
+            raise self.err(path, f"lacks {key!r}")
+        v = m[key]
+        if isinstance(v, int) and not isinstance(v, bool):
+            v = str(v)  # article: 50 means "50"
+            m[key] = v
+        if not isinstance(v, str) or not v.strip():
+            raise self.err((*path, key), f"{key} must be a non-empty string, not {_kind(v)}")
+        if pattern is not None and not pattern.match(v):
+            raise self.err((*path, key), f"{key} {v!r} is not a valid identifier")
+        return v
+
+    def enum(self, m: dict[str, Any], key: str, path: Path_, choices: tuple[str, ...],
+             default: str | None = None) -> str:
+        v = m.get(key, default)
+        if v is None:
+            raise self.err(path, f"lacks {key!r}")
+        if v not in choices:
+            raise self.err((*path, key),
+                           f"{key} {v!r} is not one of {', '.join(choices)}")
+        return str(v)
+
+    def day(self, m: dict[str, Any], key: str, path: Path_, *,
+            optional: bool = False) -> date | None:
+        v = m.get(key)
+        if v is None:
+            if optional:
+                return None
+            raise self.err(path, f"lacks {key!r}")
+        if isinstance(v, str) and _DATE_RE.match(v):
+            try:
+                return date.fromisoformat(v)
+            except ValueError:
+                pass
+        raise self.err((*path, key), f"{key} is not a date (YYYY-MM-DD): {v!r}")
+
+    def url(self, v: Any, path: Path_, what: str) -> str:
+        if not isinstance(v, str) or not re.match(r"^https?://\S+$", v):
+            raise self.err(path, f"{what} must be an http(s) URL, not {v!r}")
+        return v
+
+    def cel(self, m: dict[str, Any], key: str, path: Path_, oid: str, *,
+            optional: bool = False) -> str | None:
+        from kansa.policy.cel import CheckError, compile_check
+
+        src = self.string(m, key, path, optional=optional)
+        if src is None:
+            return None
+        try:
+            compile_check(src, oid)
+        except CheckError as e:
+            raise self.err((*path, key), str(e)) from None
+        return src
+
+
+def _kind(v: Any) -> str:
+    return {dict: "a mapping", list: "a list", type(None): "empty", bool: "a boolean",
+            int: "a number", float: "a number", str: "a string"}.get(type(v), type(v).__name__)
+
+
+_PACK_REQUIRED = {"pack", "version", "title", "publisher", "sources", "jurisdiction", "status",
+                  "effective_from", "obligations"}
+_PACK_OPTIONAL = {"effective_until", "timezone", "notes"}
+_OBL_REQUIRED = {"id", "citation", "role", "legal_force", "text"}
+_OBL_OPTIONAL = {"title", "source_url", "jurisdiction", "status", "effective_from",
+                 "effective_until", "transitions", "check", "evidence", "notes"}
+
+
+def _obligation(v: _V, raw: Any, path: Path_, pack: dict[str, Any],
+                pack_from: date, pack_until: date | None) -> Obligation:
+    m = v.mapping(raw, path, "an obligation", _OBL_REQUIRED, _OBL_OPTIONAL)
+    oid = v.string(m, "id", path, pattern=_ID_RE)
+    assert oid is not None
+    v.prefix = f"obligation {oid!r}: "
+    cm = v.mapping(m["citation"], (*path, "citation"), "citation", {"article"},
+                   {"paragraph", "item"})
+    citation = Citation(
+        str(v.string(cm, "article", (*path, "citation"))),
+        v.string(cm, "paragraph", (*path, "citation"), optional=True),
+        v.string(cm, "item", (*path, "citation"), optional=True),
+    )
+    source_url = None
+    if m.get("source_url") is not None:
+        source_url = v.url(m["source_url"], (*path, "source_url"), "source_url")
+    jurisdiction = v.string(m, "jurisdiction", path, optional=True) or pack["jurisdiction"]
+    role = v.enum(m, "role", path, ROLES)
+    legal_force = v.enum(m, "legal_force", path, LEGAL_FORCES)
+    status = v.enum(m, "status", path, STATUSES, default=pack["status"])
+    eff_from = v.day(m, "effective_from", path, optional=True) or pack_from
+    eff_until = v.day(m, "effective_until", path, optional=True) or pack_until
+    if eff_until is not None and eff_until <= eff_from:
+        raise v.err((*path, "effective_until"), "effective_until must be after effective_from")
+    transitions: list[Transition] = []
+    traw = m.get("transitions") or []
+    if not isinstance(traw, list):
+        raise v.err((*path, "transitions"), f"transitions must be a list, not {_kind(traw)}")
+    for i, t in enumerate(traw):
+        tp = (*path, "transitions", i)
+        tm = v.mapping(t, tp, "a transition", {"applies_if"},
+                       {"effective_from", "effective_until", "note"})
+        if "effective_from" not in tm and "effective_until" not in tm:
+            raise v.err(tp, "a transition needs effective_from or effective_until")
+        t_from = v.day(tm, "effective_from", tp, optional=True)
+        t_until = v.day(tm, "effective_until", tp, optional=True)
+        if t_from and t_until and t_until <= t_from:
+            raise v.err((*tp, "effective_until"), "effective_until must be after effective_from")
+        transitions.append(Transition(str(v.cel(tm, "applies_if", tp, oid)), t_from, t_until,
+                                      v.string(tm, "note", tp, optional=True), v.line(tp)))
+    tx = m["text"]
+    if not isinstance(tx, dict) or not tx:
+        raise v.err((*path, "text"), "text must map a language (en, ja, ...) to a text")
+    texts: dict[str, Text] = {}
+    for lang, body in tx.items():
+        lp = (*path, "text", lang)
+        if not _LANG_RE.match(lang):
+            raise v.err(lp, f"{lang!r} is not a language tag (en, ja, ...)")
+        bm = v.mapping(body, lp, f"text {lang!r}", {"kind", "text"}, {"source_url"})
+        kind = v.enum(bm, "kind", lp, TEXT_KINDS)
+        t_url = v.url(bm["source_url"], (*lp, "source_url"), "source_url") \
+            if bm.get("source_url") is not None else None
+        if kind == "official" and not (t_url or source_url):
+            raise v.err((*lp, "kind"), f"text {lang!r} is marked official but names no "
+                        "source_url to check it against")
+        texts[lang] = Text(kind, str(v.string(bm, "text", lp)), t_url)
+    check = evidence = None
+    if ("check" in m) == ("evidence" in m):
+        raise v.err(path, "needs exactly one of 'check' (a CEL test of each record) or "
+                    "'evidence' (what a person must supply)")
+    if "check" in m:
+        cp = (*path, "check")
+        ck = v.mapping(m["check"], cp, "check", {"expr"}, {"applies"})
+        check = Check(str(v.cel(ck, "expr", cp, oid)), v.cel(ck, "applies", cp, oid,
+                                                              optional=True), v.line(cp))
+    else:
+        ep = (*path, "evidence")
+        ev = v.mapping(m["evidence"], ep, "evidence", {"kind", "description"}, {"applies"})
+        evidence = Evidence(v.enum(ev, "kind", ep, EVIDENCE_KINDS),
+                            str(v.string(ev, "description", ep)),
+                            v.cel(ev, "applies", ep, oid, optional=True), v.line(ep))
+    if m.get("notes") is not None:
+        v.string(m, "notes", path)
+    title = v.string(m, "title", path, optional=True)
+    v.prefix = ""
+    return Obligation(oid, title, citation, source_url, jurisdiction, role, legal_force,
+                      status, eff_from, eff_until, tuple(transitions), texts, check, evidence,
+                      v.line(path))
+
+
+def parse_pack(text: str, name: str = "<pack>") -> Pack:
+    """Parse and validate one pack from YAML text; ``name`` is used in error messages."""
+    data, lines = _compose(text, name)
+    v = _V(name, lines)
+    m = v.mapping(data, (), "a pack", _PACK_REQUIRED, _PACK_OPTIONAL)
+    pid = v.string(m, "pack", (), pattern=_ID_RE)
+    version = v.string(m, "version", (), pattern=_ID_RE)
+    title = v.string(m, "title", ())
+    publisher = v.string(m, "publisher", ())
+    jurisdiction = v.string(m, "jurisdiction", ())
+    status = v.enum(m, "status", (), STATUSES)
+    srcs = m["sources"]
+    if not isinstance(srcs, list) or not srcs:
+        raise v.err(("sources",), "sources must be a non-empty list of URLs")
+    sources = tuple(v.url(s, ("sources", i), "a source") for i, s in enumerate(srcs))
+    eff_from = v.day(m, "effective_from", ())
+    assert eff_from is not None
+    eff_until = v.day(m, "effective_until", (), optional=True)
+    if eff_until is not None and eff_until <= eff_from:
+        raise v.err(("effective_until",), "effective_until must be after effective_from")
+    tz = m.get("timezone", "UTC")
+    try:
+        if not isinstance(tz, str) or (tz != "UTC" and ZoneInfo(tz) is None):
+            raise ValueError
+    except (ValueError, ZoneInfoNotFoundError):
+        raise v.err(("timezone",), f"timezone {tz!r} is not an IANA time zone") from None
+    notes = v.string(m, "notes", (), optional=True)
+    obls = m["obligations"]
+    if not isinstance(obls, list) or not obls:
+        raise v.err(("obligations",), "obligations must be a non-empty list")
+    obligations: list[Obligation] = []
+    seen: dict[str, int] = {}
+    for i, raw in enumerate(obls):
+        o = _obligation(v, raw, ("obligations", i), m, eff_from, eff_until)
+        if o.id in seen:
+            raise v.err(("obligations", i, "id"),
+                        f"duplicate obligation id {o.id!r} (first at line {seen[o.id]})")
+        seen[o.id] = o.line
+        obligations.append(o)
+    try:
+        digest = hashlib.sha256(canonical(data)).hexdigest()
+    except KansaError as e:  # e.g. an integer beyond JSON's safe range
+        raise PackError(f"{name}:1: the pack is not representable as canonical JSON: {e}") \
+            from None
+    return Pack(str(pid), str(version), str(title), str(publisher), sources, str(jurisdiction),
+                status, eff_from, eff_until, tz, tuple(obligations), notes, data,
+                f"sha256:{digest}", name)
+
+
+def load_pack(path: str | Path, *, display: Callable[[Path], str] | None = None) -> Pack:
+    """Read and validate a pack file (UTF-8 YAML)."""
+    p = Path(path)
+    name = display(p) if display else str(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise PackError(f"{name}:0: cannot read: {e.strerror or e}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise PackError(f"{name}:{line}: not UTF-8 text") from None
+    return parse_pack(text, name)
