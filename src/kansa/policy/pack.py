@@ -354,6 +354,9 @@ _OBL_OPTIONAL = {"title", "source_url", "jurisdiction", "status", "effective_fro
 
 def _obligation(v: _V, raw: Any, path: Path_, pack: dict[str, Any],
                 pack_from: date, pack_until: date | None) -> Obligation:
+    v.prefix = ""
+    if isinstance(raw, dict) and isinstance(raw.get("id"), str):
+        v.prefix = f"obligation {raw['id']!r}: "
     m = v.mapping(raw, path, "an obligation", _OBL_REQUIRED, _OBL_OPTIONAL)
     oid = v.string(m, "id", path, pattern=_ID_RE)
     assert oid is not None
