@@ -26,6 +26,7 @@ from rich.table import Table
 from kansa.capture.cli_gateway import gateway_app
 from kansa.capture.cli_otel import otel_app
 from kansa.errors import KansaError, RecordError, VerificationError
+from kansa.policy.cli_policy import impact_command, packs_app, replay_command
 
 console = Console(stderr=True, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
@@ -51,6 +52,9 @@ app.add_typer(log_app, name="log")
 app.add_typer(witness_app, name="witness")
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(otel_app, name="otel")
+app.add_typer(packs_app, name="packs")
+app.command("replay")(replay_command)
+app.command("impact")(impact_command)
 
 HomeOpt = Annotated[
     Path | None,

@@ -1,0 +1,200 @@
+"""CLI for rule packs: ``kansa packs validate|show``, ``kansa replay``, ``kansa impact``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from kansa.errors import KansaError
+
+console = Console(stderr=True, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
+
+packs_app = typer.Typer(help="Validate and inspect rule packs (YAML).", no_args_is_help=True)
+
+HomeOpt = Annotated[
+    Path | None,
+    typer.Option("--home", envvar="KANSA_HOME", help="Ledger home (keys, config, SQLite store)."),
+]
+StoreOpt = Annotated[
+    str | None,
+    typer.Option("--store", envvar="KANSA_STORE",
+                 help="Store URL (sqlite:///PATH or postgresql://...); default: the home's."),
+]
+SystemsOpt = Annotated[
+    Path | None,
+    typer.Option("--systems", help="YAML or JSON file mapping each system name to its facts "
+                 "(e.g. placed_on_market: 2026-03-01, roles: [deployer])."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {escape(message)}")
+    return typer.Exit(1)
+
+
+def _systems(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise _fail(f"{path}: cannot read system facts: {e}") from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise _fail(f"{path}: system facts must map each system name to a mapping of facts")
+    return {str(k): v for k, v in data.items()}
+
+
+@packs_app.command("validate")
+def validate(files: Annotated[list[Path], typer.Argument(help="Pack files.")]) -> None:
+    """Check pack files strictly; print each pack's id@version and hash, or file:line: why."""
+    from kansa.policy.pack import PackError, load_pack
+
+    failed = 0
+    for f in files:
+        try:
+            p = load_pack(f)
+        except PackError as e:
+            out.print(f"[red]✗[/] {escape(str(e))}")
+            failed += 1
+            continue
+        out.print(f"[green]✓[/] {escape(str(f))}: {escape(p.ref)} ({p.status}, "
+                  f"{len(p.obligations)} obligations) {p.hash}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@packs_app.command("show")
+def show(file: Annotated[Path, typer.Argument(help="A pack file.")]) -> None:
+    """Print a pack's obligations: citation, role, force, dates, check or evidence."""
+    from kansa.policy.pack import PackError, load_pack
+
+    try:
+        p = load_pack(file)
+    except PackError as e:
+        raise _fail(str(e)) from None
+    out.print(f"[bold]{escape(p.title)}[/]")
+    out.print(f"{escape(p.ref)}  {p.hash}")
+    out.print(f"publisher: {escape(p.publisher)}; jurisdiction: {escape(p.jurisdiction)}; "
+              f"status: {p.status}; in force {p.effective_from} → "
+              f"{p.effective_until or '…'} ({p.timezone})")
+    for s in p.sources:
+        out.print(f"source: {escape(s)}")
+    t = Table(show_lines=True)
+    for col in ("id", "citation", "role", "force", "from", "until", "check / evidence"):
+        t.add_column(col)
+    for o in p.obligations:
+        what = (f"applies: {o.check.applies or 'always'}\nexpr: {o.check.expr}" if o.check
+                else f"evidence ({o.evidence.kind}): {o.evidence.description}"
+                if o.evidence else "")
+        if o.transitions:
+            what += "".join(f"\ntransition: if {tr.applies_if} → from "
+                            f"{tr.effective_from or '='} until {tr.effective_until or '='}"
+                            for tr in o.transitions)
+        t.add_row(escape(o.id), str(o.citation), o.role, o.legal_force,
+                  str(o.effective_from), str(o.effective_until or ""), escape(what))
+    out.print(t)
+
+
+def _load(files: list[Path]) -> list[Any]:
+    from kansa.policy.pack import PackError, load_pack
+
+    try:
+        return [load_pack(f) for f in files]
+    except PackError as e:
+        raise _fail(str(e)) from None
+
+
+def replay_command(
+    pack: Annotated[list[Path], typer.Option("--pack", help="A pack version (repeatable).")],
+    since: Annotated[str | None, typer.Option(help="Only records at or after (RFC 3339).")] = None,
+    until: Annotated[str | None, typer.Option(help="Only records before (RFC 3339).")] = None,
+    systems: SystemsOpt = None,
+    pin: Annotated[bool, typer.Option(
+        "--pin", help="Judge every record under every pack, whatever the packs' dates.")] = False,
+    save: Annotated[bool, typer.Option(help="Store the findings beside the ledger.")] = True,
+    as_json: JsonOpt = False,
+    home: HomeOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Re-judge stored history under pack versions (each record under the version in force
+    at its time). Deterministic: the digest is the same for the same history and packs."""
+    from kansa.api import Ledger
+    from kansa.policy.engine import replay
+
+    packs = _load(pack)
+    try:
+        with Ledger.open(store, home=home) as lg:
+            res = replay(lg, packs, since=since, until=until, systems=_systems(systems),
+                         pin=pin, save=save)
+    except KansaError as e:
+        raise _fail(str(e)) from None
+    if as_json:
+        out.print_json(json.dumps({"packs": res.packs, "records": res.records,
+                                   "findings": res.findings, "verdicts": dict(res.verdicts),
+                                   "digest": res.digest, "seconds": round(res.seconds, 3)}))
+        return
+    for p in res.packs:
+        out.print(f"pack {escape(p)}")
+    rate = res.records / res.seconds if res.seconds else 0.0
+    out.print(f"{res.records} records, {res.findings} findings in {res.seconds:.2f} s "
+              f"({rate:,.0f} records/s)")
+    for v, n in sorted(res.verdicts.items()):
+        out.print(f"  {v}: {n}")
+    out.print(f"digest sha256:{res.digest}")
+
+
+def impact_command(
+    from_: Annotated[Path, typer.Option("--from", help="The pack version in force now.")],
+    to: Annotated[Path, typer.Option("--to", help="The pack version to compare with.")],
+    since: Annotated[str | None, typer.Option(help="Only records at or after (RFC 3339).")] = None,
+    until: Annotated[str | None, typer.Option(help="Only records before (RFC 3339).")] = None,
+    systems: SystemsOpt = None,
+    limit: Annotated[int, typer.Option(help="Records listed per obligation.")] = 20,
+    as_json: JsonOpt = False,
+    home: HomeOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """List the records whose verdicts change if --to governed instead of --from."""
+    from kansa.api import Ledger
+    from kansa.policy.engine import impact
+
+    a, b = _load([from_, to])
+    try:
+        with Ledger.open(store, home=home) as lg:
+            rep = impact(lg, a, b, since=since, until=until, systems=_systems(systems))
+    except KansaError as e:
+        raise _fail(str(e)) from None
+    if as_json:
+        out.print_json(json.dumps({
+            "from": rep.from_pack, "from_hash": rep.from_hash, "to": rep.to_pack,
+            "to_hash": rep.to_hash, "records": rep.records,
+            "records_changed": len(rep.records_changed),
+            "obligations_added": rep.obligations_added,
+            "obligations_removed": rep.obligations_removed,
+            "obligations_changed": rep.obligations_changed,
+            "changes": [c.__dict__ for c in rep.changes]}))
+        return
+    out.print(f"{escape(rep.from_pack)} → {escape(rep.to_pack)}: {rep.records} records, "
+              f"{len(rep.records_changed)} change verdict")
+    for label, ids in (("added", rep.obligations_added), ("removed", rep.obligations_removed),
+                       ("changed", rep.obligations_changed)):
+        if ids:
+            out.print(f"obligations {label}: {', '.join(ids)}")
+    for oid, changes in rep.by_obligation.items():
+        cite = changes[0].citation_after or changes[0].citation_before
+        out.print(f"\n[bold]{escape(oid)}[/] ({cite}): {len(changes)} record(s)")
+        for (before, after), n in sorted(rep.summary()[oid].items()):
+            out.print(f"  {before} → {after}: {n}")
+        for c in changes[:limit]:
+            out.print(f"  entry {c.index} {escape(c.record_id)}: {c.before} → {c.after} "
+                      f"({escape(c.reason_after)})")
