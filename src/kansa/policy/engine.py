@@ -20,7 +20,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -57,8 +57,20 @@ class Finding:
     def pack_ref(self) -> str:
         return f"{self.pack}@{self.version}"
 
+    def row(self) -> list[Any]:
+        return [self.index, self.record_id, self.obligation, self.pack, self.version,
+                self.pack_hash, self.verdict, self.citation, self.legal_force, self.reason]
+
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return dict(zip(_FIELDS, self.row(), strict=True))
+
+    def digest_line(self) -> bytes:
+        """The finding's fields as a compact JSON array (the unit of ReplayResult.digest)."""
+        return json.dumps(self.row(), ensure_ascii=False, separators=(",", ":")).encode()
+
+
+_FIELDS = ("index", "record_id", "obligation", "pack", "version", "pack_hash", "verdict",
+           "citation", "legal_force", "reason")
 
 
 # -- compiled packs ------------------------------------------------------------------------
@@ -322,7 +334,8 @@ class ReplayResult:
     records: int = 0  # entries judged
     findings: int = 0
     verdicts: Counter[str] = field(default_factory=Counter)
-    digest: str = ""  # SHA-256 over every finding, in order: equal replays, equal digests
+    # SHA-256 over every finding's digest_line() + "\n", in order: equal replays, equal digests
+    digest: str = ""
     seconds: float = 0.0
     collected: list[Finding] = field(default_factory=list)  # when collect=True
 
@@ -377,7 +390,7 @@ def replay(
         result.records += 1
         for f in found:
             result.verdicts[f.verdict] += 1
-            h.update(canonical(f.as_dict()))
+            h.update(f.digest_line())
             h.update(b"\n")
         result.findings += len(found)
         if collect:
