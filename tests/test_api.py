@@ -7,12 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
-from kansa.ledger.receipt import verify_receipt
 
 import kansa
 from kansa.errors import KansaError
 from kansa.ledger import merkle
 from kansa.ledger.note import Signer
+from kansa.ledger.receipt import verify_receipt
 from kansa.records.model import UsageRecord
 
 
