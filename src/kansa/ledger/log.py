@@ -131,6 +131,7 @@ class Log:
         self._last_cp_time = 0.0
         self._dirty = False
         self._cp_lock = threading.Lock()
+        self._last_batch = 0
         self._tile_levels = TileLevelsCache()
         self._local = threading.local()
 
@@ -206,6 +207,7 @@ class Log:
             barriers: list[_Barrier] = []
             stop = False
             nxt: object = first
+            yields = 0
             while nxt is not None:
                 if nxt is _STOP:
                     stop = True
@@ -220,6 +222,16 @@ class Log:
                     nxt = self._queue.get_nowait()
                 except queue.Empty:
                     nxt = None
+                    if 0 < len(batch) < self._last_batch and yields < 8:
+                        # producers woken by the last commit may be about to submit: give
+                        # them the GIL once, so they join this batch, not the next one
+                        yields += 1
+                        time.sleep(0)
+                        try:
+                            nxt = self._queue.get_nowait()
+                        except queue.Empty:
+                            nxt = None
+            self._last_batch = len(batch)
             if batch:
                 self._commit(batch)
             for b in barriers:
