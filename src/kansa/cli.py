@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,12 +21,18 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from kansa._cli_common import (
+    HomeOpt,
+    StoreOpt,
+    console,  # noqa: E402  (one stderr console for all commands)
+)
+from kansa._cli_common import errors as _errors
+from kansa._cli_common import fail as _fail
 from kansa.capture.cli_gateway import gateway_app
 from kansa.capture.cli_otel import otel_app
-from kansa.errors import KansaError, RecordError, VerificationError
+from kansa.errors import RecordError
 from kansa.policy.cli_policy import impact_command, packs_app, replay_command
 
-console = Console(stderr=True, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
 app = typer.Typer(
@@ -56,35 +60,10 @@ app.add_typer(packs_app, name="packs")
 app.command("replay")(replay_command)
 app.command("impact")(impact_command)
 
-HomeOpt = Annotated[
-    Path | None,
-    typer.Option("--home", envvar="KANSA_HOME", help="Ledger home (keys, config, SQLite store)."),
-]
-StoreOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--store",
-        envvar="KANSA_STORE",
-        help="Store URL (sqlite:///PATH or postgresql://...); default: the home's store.",
-    ),
-]
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {escape(message)}")
-    return typer.Exit(code)
 
 
-@contextmanager
-def _errors() -> Iterator[None]:
-    try:
-        yield
-    except VerificationError as e:
-        for p in e.problems:
-            console.print(f"[red]✗[/] {escape(p)}")
-        raise _fail(f"verification failed: {len(e.problems)} problem(s) found") from None
-    except KansaError as e:
-        raise _fail(str(e)) from None
 
 
 def _progress() -> Progress:

@@ -15,8 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -26,6 +24,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from kansa._cli_common import HomeOpt, StoreOpt, console
+from kansa._cli_common import errors as _errors
 from kansa.errors import KansaError
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from kansa.capture.gateway import GatewayApp, GatewayConfig
     from kansa.ledger.storage import Store
 
-console = Console(stderr=True, soft_wrap=True)
+
 out = Console(highlight=False, soft_wrap=True)
 
 _SPEC_ENV = "KANSA_GATEWAY_SPEC"  # how `--workers N` hands its settings to each worker
@@ -57,28 +57,10 @@ keys_app = typer.Typer(
 )
 gateway_app.add_typer(keys_app, name="keys")
 
-HomeOpt = Annotated[
-    Path | None,
-    typer.Option("--home", envvar="KANSA_HOME", help="Ledger home (keys, config, SQLite store)."),
-]
-StoreOpt = Annotated[
-    str | None,
-    typer.Option("--store", envvar="KANSA_STORE",
-                 help="Store URL (sqlite:///PATH or postgresql://...); default: the home's."),
-]
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {escape(message)}")
-    return typer.Exit(code)
 
 
-@contextmanager
-def _errors() -> Iterator[None]:
-    try:
-        yield
-    except KansaError as e:
-        raise _fail(str(e)) from None
 
 
 def _store(home: Path | None, store: str | None) -> Store:
