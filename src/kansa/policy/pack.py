@@ -34,6 +34,18 @@ the parsed pack (comments and layout do not change it), and every finding names 
           applies: 'record.kind == "gen_ai.call"'
           expr: '"gen_ai.usage.input_tokens" in record'
         # or: evidence: {kind: document, description: "...", applies: '...'}
+        verification:                       # was the citation checked, and against what?
+          status: verified                  # verified | partly_verified | unverified
+          checked: 2026-11-22
+          against: https://...              # the source it was checked against
+          note: "..."                       # what could not be confirmed, and why
+        incident:                           # for reporting duties (incident drafts)
+          report_to: "..."
+          deadlines: [{case: "death of a person", within_hours: 240}]
+
+Optional pack keys: ``title_ja`` (the instrument's Japanese title), ``supersedes``
+(``version`` of the pack this one replaces; lineage for OSCAL), ``verification`` (as for
+an obligation, for the pack's dates and status) and ``notes``.
 """
 
 from __future__ import annotations
@@ -58,6 +70,7 @@ ROLES = ("provider", "deployer", "developer")
 LEGAL_FORCES = ("binding", "effort_duty", "soft_law", "voluntary")
 TEXT_KINDS = ("official", "translation", "summary")
 EVIDENCE_KINDS = ("document", "attestation", "test_report", "contract", "record", "other")
+VERIFICATION_STATUSES = ("verified", "partly_verified", "unverified")
 
 _MAX_NODES = 200_000
 _MAX_DEPTH = 64
@@ -190,6 +203,30 @@ class Transition:
 
 
 @dataclass(frozen=True)
+class Verification:
+    """Whether a citation, date or text was checked against a named source."""
+
+    status: str  # verified | partly_verified | unverified
+    checked: date | None = None
+    against: str | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Deadline:
+    case: str
+    within_hours: int
+
+
+@dataclass(frozen=True)
+class Incident:
+    """A reporting duty: to whom, and how soon after becoming aware, per case."""
+
+    report_to: str
+    deadlines: tuple[Deadline, ...]
+
+
+@dataclass(frozen=True)
 class Obligation:
     id: str
     title: str | None
@@ -206,6 +243,9 @@ class Obligation:
     check: Check | None
     evidence: Evidence | None
     line: int = 0
+    verification: Verification | None = None
+    incident: Incident | None = None
+    notes: str | None = None
 
 
 @dataclass(frozen=True)
@@ -225,6 +265,9 @@ class Pack:
     data: dict[str, Any] = field(repr=False)  # the parsed pack, as hashed
     hash: str = ""  # "sha256:<hex>"
     source: str = ""  # the file it came from (not part of the hash)
+    title_ja: str | None = None
+    supersedes: str | None = None
+    verification: Verification | None = None
 
     @property
     def ref(self) -> str:
@@ -346,10 +389,12 @@ def _kind(v: Any) -> str:
 
 _PACK_REQUIRED = {"pack", "version", "title", "publisher", "sources", "jurisdiction", "status",
                   "effective_from", "obligations"}
-_PACK_OPTIONAL = {"effective_until", "timezone", "notes"}
+_PACK_OPTIONAL = {"effective_until", "timezone", "notes", "title_ja", "supersedes",
+                  "verification"}
 _OBL_REQUIRED = {"id", "citation", "role", "legal_force", "text"}
 _OBL_OPTIONAL = {"title", "source_url", "jurisdiction", "status", "effective_from",
-                 "effective_until", "transitions", "check", "evidence", "notes"}
+                 "effective_until", "transitions", "check", "evidence", "notes",
+                 "verification", "incident"}
 
 
 def _obligation(v: _V, raw: Any, path: Path_, pack: dict[str, Any],
@@ -426,13 +471,49 @@ def _obligation(v: _V, raw: Any, path: Path_, pack: dict[str, Any],
         evidence = Evidence(v.enum(ev, "kind", ep, EVIDENCE_KINDS),
                             str(v.string(ev, "description", ep)),
                             v.cel(ev, "applies", ep, oid, optional=True), v.line(ep))
-    if m.get("notes") is not None:
-        v.string(m, "notes", path)
+    notes = v.string(m, "notes", path, optional=True)
     title = v.string(m, "title", path, optional=True)
+    verification = _verification(v, m, path)
+    incident = None
+    if m.get("incident") is not None:
+        ip = (*path, "incident")
+        im = v.mapping(m["incident"], ip, "incident", {"report_to", "deadlines"}, set())
+        dl = im["deadlines"]
+        if not isinstance(dl, list) or not dl:
+            raise v.err((*ip, "deadlines"), "deadlines must be a non-empty list")
+        deadlines = []
+        for i, d in enumerate(dl):
+            dp = (*ip, "deadlines", i)
+            dm = v.mapping(d, dp, "a deadline", {"case", "within_hours"}, set())
+            hours = dm["within_hours"]
+            if isinstance(hours, bool) or not isinstance(hours, int) or hours <= 0:
+                raise v.err((*dp, "within_hours"),
+                            f"within_hours must be a positive whole number, not {hours!r}")
+            deadlines.append(Deadline(str(v.string(dm, "case", dp)), hours))
+        incident = Incident(str(v.string(im, "report_to", ip)), tuple(deadlines))
     v.prefix = ""
     return Obligation(oid, title, citation, source_url, jurisdiction, role, legal_force,
                       status, eff_from, eff_until, tuple(transitions), texts, check, evidence,
-                      v.line(path))
+                      v.line(path), verification, incident, notes)
+
+
+def _verification(v: _V, m: dict[str, Any], path: Path_) -> Verification | None:
+    if m.get("verification") is None:
+        return None
+    vp = (*path, "verification")
+    vm = v.mapping(m["verification"], vp, "verification", {"status"},
+                   {"checked", "against", "note"})
+    status = v.enum(vm, "status", vp, VERIFICATION_STATUSES)
+    against = v.url(vm["against"], (*vp, "against"), "against") \
+        if vm.get("against") is not None else None
+    if status != "unverified" and against is None:
+        raise v.err((*vp, "status"), f"verification {status!r} must name the source it was "
+                    "checked 'against'")
+    if status != "verified" and not vm.get("note"):
+        raise v.err((*vp, "status"), f"verification {status!r} needs a 'note' saying what "
+                    "could not be confirmed")
+    return Verification(status, v.day(vm, "checked", vp, optional=True), against,
+                        v.string(vm, "note", vp, optional=True))
 
 
 def parse_pack(text: str, name: str = "<pack>") -> Pack:
@@ -462,6 +543,11 @@ def parse_pack(text: str, name: str = "<pack>") -> Pack:
     except (ValueError, ZoneInfoNotFoundError):
         raise v.err(("timezone",), f"timezone {tz!r} is not an IANA time zone") from None
     notes = v.string(m, "notes", (), optional=True)
+    title_ja = v.string(m, "title_ja", (), optional=True)
+    supersedes = v.string(m, "supersedes", (), optional=True, pattern=_ID_RE)
+    if supersedes is not None and supersedes == version:
+        raise v.err(("supersedes",), "a pack version cannot supersede itself")
+    pack_verification = _verification(v, m, ())
     obls = m["obligations"]
     if not isinstance(obls, list) or not obls:
         raise v.err(("obligations",), "obligations must be a non-empty list")
@@ -481,7 +567,7 @@ def parse_pack(text: str, name: str = "<pack>") -> Pack:
             from None
     return Pack(str(pid), str(version), str(title), str(publisher), sources, str(jurisdiction),
                 status, eff_from, eff_until, tz, tuple(obligations), notes, data,
-                f"sha256:{digest}", name)
+                f"sha256:{digest}", name, title_ja, supersedes, pack_verification)
 
 
 def load_pack(path: str | Path, *, display: Callable[[Path], str] | None = None) -> Pack:
