@@ -230,10 +230,12 @@ def judge(
     pack versions in force and is CEL's ``now``. ``systems`` maps a system name to its
     facts (CEL's ``system``; a ``roles`` list there limits obligations to those roles).
     Findings come in (pack id, obligation order) order."""
-    return _Judge(_dedupe(packs), systems, pin).judge(record_entry, at, index)
+    return Judge(_dedupe(packs), systems, pin).judge(record_entry, at, index)
 
 
-class _Judge:
+class Judge:
+    """Judges entries under a fixed set of compiled packs (reuse it: compiling is done once)."""
+
     def __init__(self, packs: list[CompiledPack],
                  systems: Mapping[str, Mapping[str, Any]] | None, pin: bool) -> None:
         self.packs = packs
@@ -376,7 +378,7 @@ def replay(
     time (or every pack, with ``pin``). Findings are stored unless ``save=False``."""
     t0 = time.perf_counter()
     packs = _dedupe(pack_versions)
-    judge_ = _Judge(packs, systems, pin)
+    judge_ = Judge(packs, systems, pin)
     fs = FindingStore(ledger.log.store) if save else None
     if fs is not None:
         for cp in packs:
@@ -474,7 +476,7 @@ def impact(
 
     Both are pinned (applied whatever their own version dates); obligation dates and
     transitions still count. An obligation one pack lacks counts as not_applicable."""
-    a, b = _Judge(_dedupe([from_pack]), systems, True), _Judge(_dedupe([to_pack]), systems, True)
+    a, b = Judge(_dedupe([from_pack]), systems, True), Judge(_dedupe([to_pack]), systems, True)
     rep = ImpactReport(from_pack.ref, from_pack.hash, to_pack.ref, to_pack.hash)
     da, db = _obligation_data(from_pack), _obligation_data(to_pack)
     rep.obligations_added = [k for k in db if k not in da]
