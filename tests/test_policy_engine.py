@@ -144,6 +144,21 @@ def test_roles_in_system_facts_limit_obligations() -> None:
     assert verdicts(fs)["log-model"] == "pass"
 
 
+def test_jurisdictions_in_system_facts_limit_obligations() -> None:
+    r = rec("2026-03-01T00:00:00Z", **{"gen_ai.usage.output_tokens": None})
+    fs = judge(r, [V1], systems={"bot": {"jurisdictions": ["JP", "EU"]}})
+    assert set(verdicts(fs).values()) == {"not_applicable"}
+    assert all(f.reason == "applies in example; the system is offered in JP, EU" for f in fs)
+    assert set(verdicts(judge(r, [V1], systems={"bot": {"jurisdictions": []}})).values()) \
+        == {"not_applicable"}
+    offered = {"bot": {"jurisdictions": ["example"], "roles": ["deployer"]}}
+    assert verdicts(judge(r, [V1], systems=offered)) == verdicts(judge(r, [V1])) == {
+        "log-model": "pass", "log-usage": "fail", "retention-policy": "evidence_needed"}
+    # facts for another system do not limit this one
+    assert verdicts(judge(r, [V1], systems={"x": {"jurisdictions": ["JP"]}}))["log-usage"] \
+        == "fail"
+
+
 def _pack_with(expr: str, applies: str | None = None) -> Pack:
     check = f"    check:\n      expr: '{expr}'\n"
     if applies:

@@ -91,14 +91,49 @@ def test_replay_is_deterministic_and_stored(ledger: kansa.Ledger) -> None:
         version = 1 if r["ts"] < "2026-07-01" else 2
         assert f.version == str(version)
         assert f.verdict == _oracle(version, r)[f.obligation], (f, r)
-    # stored beside the ledger, idempotently (the second replay upserted the same rows)
-    stored = FindingStore(ledger.log.store).findings()
+    # failing findings stored beside the ledger, idempotently (the second replay replaced
+    # the same rows)
+    fs = FindingStore(ledger.log.store)
     key = lambda f: (f.index, f.pack, f.version, f.obligation)  # noqa: E731
-    assert sorted(stored, key=key) == sorted(a.collected, key=key)
-    assert FindingStore(ledger.log.store).pack_json(V2.hash) == V2.data
+    failing = sorted((f for f in a.collected if f.verdict == "fail"), key=key)
+    assert failing and fs.findings() == failing == fs.findings(verdict="fail")
+    assert a.stored == b.stored == len(failing)
+    assert fs.findings(obligation="log-usage", limit=3) == \
+        [f for f in failing if f.obligation == "log-usage"][:3]
+    assert fs.pack_json(V2.hash) == V2.data
+    runs = fs.runs()
+    assert [r.run_id for r in runs] == [b.run_id, a.run_id]
+    assert runs[0].digest == b.digest and runs[0].records == 80
+    assert runs[0].verdicts == dict(b.verdicts)
+    assert {p["hash"] for p in runs[0].packs} == {V1.hash, V2.hash}
+    # the tallies of both runs agree, and the default is the latest run
+    strip = lambda rows: [(t.pack_hash, t.obligation, t.day, t.verdict, t.n)  # noqa: E731
+                          for t in rows]
+    assert fs.tally() == fs.tally(run=b.run_id)
+    assert strip(fs.tally(run=a.run_id)) == strip(fs.tally(run=b.run_id))
+    assert sum(t.n for t in fs.tally()) == b.findings
     # a different pack gives a different digest
     c = replay(ledger, [V1], systems=SYSTEMS, save=False)
     assert c.digest != a.digest
+
+
+def test_replay_replaces_findings_that_no_longer_fail(ledger: kansa.Ledger) -> None:
+    fs = FindingStore(ledger.log.store)
+    first = replay(ledger, [V1, V2], systems=SYSTEMS)
+    assert first.stored and len(fs.findings()) == first.stored
+    # offered nowhere the packs apply: nothing fails any more, in the window re-judged
+    elsewhere = {k: {**v, "jurisdictions": ["JP"]} for k, v in SYSTEMS.items()}
+    elsewhere["other"] = {"jurisdictions": ["JP"]}
+    window = replay(ledger, [V1, V2], systems=elsewhere, since="2026-07-01T00:00:00Z")
+    kept = [f for f in fs.findings() if f.index is not None]
+    assert window.stored == 0 and kept
+    assert all(_records(80)[f.index]["ts"] < "2026-07-01" for f in kept)
+    assert len(kept) == sum(1 for f in replay(ledger, [V1, V2], systems=SYSTEMS, save=False,
+                                              collect=True, until="2026-07-01T00:00:00Z")
+                            .collected if f.verdict == "fail")
+    replay(ledger, [V1, V2], systems=elsewhere)
+    assert fs.findings() == []
+    assert len(fs.runs()) == 3
 
 
 def test_replay_window_and_progress(ledger: kansa.Ledger) -> None:

@@ -7,8 +7,11 @@
   whatever its dates (a counterfactual: "had this version governed").
 - :func:`replay` re-judges stored history, deterministically: same entries, same packs,
   same system facts give the same findings in the same order (``ReplayResult.digest``).
-  Findings are stored beside the log in ``policy_findings``, keyed by (entry, pack hash,
-  obligation), so a replay is idempotent.
+  Stored beside the log (:class:`FindingStore`): failing findings in ``policy_findings``,
+  keyed by (entry, pack hash, obligation), so a replay is idempotent; every run in
+  ``policy_runs``; and, per run, every verdict counted per obligation and UTC day in
+  ``policy_tally``. System facts ``jurisdictions`` and ``roles`` make obligations of
+  other jurisdictions and roles not applicable.
 - :func:`impact` judges history under two pack versions (pinned) and lists every record
   whose verdict changes, by obligation, with citations.
 """
@@ -18,8 +21,10 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -60,6 +65,11 @@ class Finding:
     def row(self) -> list[Any]:
         return [self.index, self.record_id, self.obligation, self.pack, self.version,
                 self.pack_hash, self.verdict, self.citation, self.legal_force, self.reason]
+
+    def db_row(self) -> list[Any]:
+        """The values of a policy_findings row, in _COLS order."""
+        return [self.index, self.pack_hash, self.obligation, self.record_id, self.pack,
+                self.version, self.verdict, self.citation, self.legal_force, self.reason]
 
     def as_dict(self) -> dict[str, Any]:
         return dict(zip(_FIELDS, self.row(), strict=True))
@@ -184,7 +194,7 @@ def _day(us: int) -> str:
 
 
 def _judge_one(cp: CompiledPack, c: _CObl, ctx: Any, at_us: int, index: int | None,
-               record_id: str, roles: Any) -> Finding:
+               record_id: str, roles: Any, jurisdictions: Any) -> Finding:
     o = c.o
     start, end, why = c.from_us, c.until_us, ""
     for n, (test, t_from, t_until) in enumerate(c.transitions, 1):
@@ -202,6 +212,9 @@ def _judge_one(cp: CompiledPack, c: _CObl, ctx: Any, at_us: int, index: int | No
         return finding(NOT_APPLICABLE, f"not in force until {_day(start)}{why}")
     if end is not None and at_us >= end:
         return finding(NOT_APPLICABLE, f"not in force since {_day(end)}{why}")
+    if isinstance(jurisdictions, list) and o.jurisdiction not in jurisdictions:
+        return finding(NOT_APPLICABLE, f"applies in {o.jurisdiction}; the system is offered "
+                       f"in {', '.join(map(str, jurisdictions)) or 'no jurisdiction'}")
     if isinstance(roles, list) and o.role not in roles:
         return finding(NOT_APPLICABLE, f"applies to the {o.role}; the system is "
                        f"{', '.join(map(str, roles)) or 'in no role'}")
@@ -252,12 +265,43 @@ class Judge:
         facts = self.systems.get(str(entry.get("system")), {})
         ctx = context(entry, facts, when)
         rid = str(entry.get("id", ""))
-        roles = facts.get("roles")
-        return [_judge_one(cp, c, ctx, at_us, index, rid, roles)
+        roles, juris = facts.get("roles"), facts.get("jurisdictions")
+        return [_judge_one(cp, c, ctx, at_us, index, rid, roles, juris)
                 for cp in chosen for c in cp.obligations]
 
 
 # -- storage beside the ledger ---------------------------------------------------------
+#
+# Per (record x obligation) rows would be 10^6 x ~80 for a modest history, so only failing
+# findings are kept one per row; every verdict is counted per obligation and UTC day
+# (policy_tally), per replay (policy_runs). Reports chart the tallies and cite the rows.
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One stored replay (a row of ``policy_runs``)."""
+
+    run_id: str
+    started_at: datetime  # UTC
+    packs: list[dict[str, str]]  # {"id", "version", "hash"} of every pack given, sorted
+    since: str | None  # the window asked for, as given (RFC 3339); None when open
+    until: str | None
+    records: int  # entries judged
+    digest: str  # ReplayResult.digest
+    verdicts: dict[str, int]  # verdict -> number of findings
+    seconds: float
+
+
+@dataclass(frozen=True)
+class TallyRow:
+    """How many findings of one obligation had one verdict on one UTC day, in one run."""
+
+    run_id: str
+    pack_hash: str
+    obligation: str
+    day: str  # YYYY-MM-DD: the UTC day of the records' time
+    verdict: str
+    n: int
 
 
 _TABLES = [
@@ -270,14 +314,49 @@ _TABLES = [
     " PRIMARY KEY (idx, pack_hash, obligation))",
     "CREATE INDEX IF NOT EXISTS policy_findings_verdict"
     " ON policy_findings (pack_hash, obligation, verdict)",
+    "CREATE TABLE IF NOT EXISTS policy_runs (run_id TEXT PRIMARY KEY, started_at TEXT NOT NULL,"
+    " packs TEXT NOT NULL, since TEXT, until TEXT, records BIGINT NOT NULL,"
+    " digest TEXT NOT NULL, verdicts TEXT NOT NULL, seconds DOUBLE PRECISION NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS policy_tally (run_id TEXT NOT NULL, pack_hash TEXT NOT NULL,"
+    " obligation TEXT NOT NULL, day TEXT NOT NULL, verdict TEXT NOT NULL, n BIGINT NOT NULL,"
+    " PRIMARY KEY (run_id, pack_hash, obligation, day, verdict))",
 ]
 _COLS = ("idx", "pack_hash", "obligation", "record_id", "pack", "version", "verdict",
          "citation", "legal_force", "reason")
-_BATCH = 500
+_ROWS_PER_INSERT = 2000  # 20,000 parameters: under SQLite's 32,766 and PostgreSQL's 65,535
+_TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # fixed width, so text order is time order
+
+
+def _insert_sql(table: str, cols: Sequence[str], n: int, conflict: str) -> str:
+    row = "(" + ", ".join("?" * len(cols)) + ")"
+    return (f"INSERT INTO {table} ({', '.join(cols)}) VALUES {', '.join([row] * n)}"
+            f" {conflict}")
+
+
+_FINDING_UPSERT = ("ON CONFLICT (idx, pack_hash, obligation) DO UPDATE SET "
+                   + ", ".join(f"{c} = excluded.{c}" for c in _COLS[3:]))
+
+
+@contextmanager
+def _transaction(store: Store) -> Iterator[None]:
+    """One transaction on the calling thread's connection: a batch of rows costs one
+    commit (one fsync on SQLite) instead of one per statement. Kept short, since on
+    SQLite it holds the write lock appenders need."""
+    store.execute("BEGIN")
+    try:
+        yield
+    except BaseException:
+        store.execute("ROLLBACK")
+        raise
+    store.execute("COMMIT")
 
 
 class FindingStore:
-    """The ``policy_findings`` and ``policy_packs`` tables in a ledger's store."""
+    """The policy tables in a ledger's store (created on first use, on SQLite and
+    PostgreSQL alike): ``policy_packs`` (every pack judged under, by hash),
+    ``policy_findings`` (failing findings, one row each, keyed by entry index, pack hash
+    and obligation), ``policy_runs`` (one row per stored replay) and ``policy_tally``
+    (per run: findings counted by pack hash, obligation, UTC day and verdict)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -294,36 +373,97 @@ class FindingStore:
         rows = self.store.query("SELECT data FROM policy_packs WHERE hash = ?", (pack_hash,))
         return json.loads(rows[0][0]) if rows else None
 
-    def save(self, findings: Sequence[Finding]) -> None:
-        """Upsert findings (only those judged inside a log, i.e. with an index)."""
-        rows = [f for f in findings if f.index is not None]
-        for i in range(0, len(rows), _BATCH):
-            chunk = rows[i : i + _BATCH]
-            marks = ", ".join(["(" + ", ".join("?" * len(_COLS)) + ")"] * len(chunk))
-            params: list[Any] = []
-            for f in chunk:
-                params += [f.index, f.pack_hash, f.obligation, f.record_id, f.pack, f.version,
-                           f.verdict, f.citation, f.legal_force, f.reason]
-            updates = ", ".join(f"{c} = excluded.{c}" for c in _COLS[3:])
-            self.store.execute(
-                f"INSERT INTO policy_findings ({', '.join(_COLS)}) VALUES {marks}"
-                f" ON CONFLICT (idx, pack_hash, obligation) DO UPDATE SET {updates}", params)
+    def save(self, findings: Iterable[Finding]) -> int:
+        """Upsert the failing findings among ``findings`` (those judged inside a log, i.e.
+        with an index); the others are not stored one by one. Returns the rows written."""
+        return self._write_rows([f.db_row() for f in findings
+                                 if f.verdict == FAIL and f.index is not None], [], ())
 
-    def findings(self, *, pack_hash: str | None = None,
-                 index: int | None = None) -> list[Finding]:
+    def _write_rows(self, rows: Sequence[Sequence[Any]], clear: Sequence[tuple[int, int]],
+                    pack_hashes: Sequence[str]) -> int:
+        """In one transaction: delete the findings of ``pack_hashes`` on entries in the
+        index ranges ``clear`` (inclusive; what a replay re-judged), then upsert ``rows``
+        (each in _COLS order)."""
+        if not rows and not (clear and pack_hashes):
+            return 0
+        with _transaction(self.store):
+            if pack_hashes:
+                marks = ", ".join("?" * len(pack_hashes))
+                for lo, hi in clear:
+                    self.store.execute(
+                        f"DELETE FROM policy_findings WHERE pack_hash IN ({marks})"
+                        " AND idx >= ? AND idx <= ?", [*pack_hashes, lo, hi])
+            for i in range(0, len(rows), _ROWS_PER_INSERT):
+                chunk = rows[i : i + _ROWS_PER_INSERT]
+                self.store.execute(_insert_sql("policy_findings", _COLS, len(chunk),
+                                               _FINDING_UPSERT),
+                                   [v for r in chunk for v in r])
+        return len(rows)
+
+    def _save_run(self, run: RunInfo, tally: Sequence[TallyRow]) -> None:
+        with _transaction(self.store):
+            self.store.execute(
+                "INSERT INTO policy_runs (run_id, started_at, packs, since, until, records,"
+                " digest, verdicts, seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run.run_id, run.started_at.strftime(_TS_FORMAT), json.dumps(run.packs),
+                 run.since, run.until, run.records, run.digest,
+                 json.dumps(run.verdicts, sort_keys=True), run.seconds))
+            cols = ("run_id", "pack_hash", "obligation", "day", "verdict", "n")
+            per = _ROWS_PER_INSERT * len(_COLS) // len(cols)
+            for i in range(0, len(tally), per):
+                chunk = tally[i : i + per]
+                self.store.execute(_insert_sql("policy_tally", cols, len(chunk), ""),
+                                   [v for t in chunk for v in (t.run_id, t.pack_hash,
+                                                               t.obligation, t.day,
+                                                               t.verdict, t.n)])
+
+    def findings(self, *, pack_hash: str | None = None, index: int | None = None,
+                 verdict: str | None = None, obligation: str | None = None,
+                 limit: int | None = None) -> list[Finding]:
+        """Stored (failing) findings, in (entry index, pack id, version, obligation) order."""
         where: list[str] = []
         params: list[Any] = []
-        if pack_hash is not None:
-            where.append("pack_hash = ?")
-            params.append(pack_hash)
-        if index is not None:
-            where.append("idx = ?")
-            params.append(index)
+        for col, value in (("pack_hash", pack_hash), ("idx", index), ("verdict", verdict),
+                           ("obligation", obligation)):
+            if value is not None:
+                where.append(f"{col} = ?")
+                params.append(value)
         sql = f"SELECT {', '.join(_COLS)} FROM policy_findings"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY idx, pack, version, obligation"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
         return [Finding(int(r[0]), r[3], r[2], r[4], r[5], r[1], r[6], r[7], r[8], r[9])
+                for r in self.store.query(sql, params)]
+
+    def runs(self) -> list[RunInfo]:
+        """Every stored replay, newest first."""
+        rows = self.store.query(
+            "SELECT run_id, started_at, packs, since, until, records, digest, verdicts,"
+            " seconds FROM policy_runs ORDER BY started_at DESC, run_id DESC")
+        return [RunInfo(r[0], datetime.strptime(r[1], _TS_FORMAT).replace(tzinfo=UTC),
+                        json.loads(r[2]), r[3], r[4], int(r[5]), r[6], json.loads(r[7]),
+                        float(r[8])) for r in rows]
+
+    def tally(self, *, run: str | None = None,
+              pack_hash: str | None = None) -> list[TallyRow]:
+        """The verdict counts of run ``run`` (default: the latest run), optionally of one
+        pack, in (pack hash, obligation, day, verdict) order; [] when there is no run."""
+        if run is None:
+            latest = self.store.query(
+                "SELECT run_id FROM policy_runs ORDER BY started_at DESC, run_id DESC LIMIT 1")
+            if not latest:
+                return []
+            run = str(latest[0][0])
+        sql = ("SELECT run_id, pack_hash, obligation, day, verdict, n FROM policy_tally"
+               " WHERE run_id = ?")
+        params: list[Any] = [run]
+        if pack_hash is not None:
+            sql += " AND pack_hash = ?"
+            params.append(pack_hash)
+        sql += " ORDER BY pack_hash, obligation, day, verdict"
+        return [TallyRow(r[0], r[1], r[2], r[3], r[4], int(r[5]))
                 for r in self.store.query(sql, params)]
 
 
@@ -333,12 +473,14 @@ class FindingStore:
 @dataclass
 class ReplayResult:
     packs: list[str]  # "id@version sha256:..." of every pack given
+    run_id: str = ""  # the policy_runs row (written when save=True)
     records: int = 0  # entries judged
     findings: int = 0
     verdicts: Counter[str] = field(default_factory=Counter)
     # SHA-256 over every finding's digest_line() + "\n", in order: equal replays, equal digests
     digest: str = ""
     seconds: float = 0.0
+    stored: int = 0  # failing findings written to policy_findings
     collected: list[Finding] = field(default_factory=list)  # when collect=True
 
 
@@ -361,6 +503,43 @@ def _entries(ledger: Ledger, since: datetime | str | None,
         yield row.index, json.loads(row.data)
 
 
+def _window(value: datetime | str | None) -> str | None:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+_DAY_US = 86_400_000_000
+_FLUSH_ROWS = 20_000
+
+
+class _Sink:
+    """Failing rows and judged index ranges, written in batches; tallies, kept in memory
+    (they are small: obligations x days x verdicts) and written once at the end."""
+
+    def __init__(self, fs: FindingStore | None, pack_hashes: list[str]) -> None:
+        self.fs = fs
+        self.hashes = pack_hashes
+        self.rows: list[list[Any]] = []
+        self.ranges: list[tuple[int, int]] = []
+        self.tally: Counter[tuple[str, str, int, str]] = Counter()
+        self.stored = 0
+
+    def judged(self, index: int) -> None:
+        if self.ranges and self.ranges[-1][1] == index - 1:
+            self.ranges[-1] = (self.ranges[-1][0], index)
+        else:
+            self.ranges.append((index, index))
+
+    def flush(self) -> None:
+        if self.fs is not None:
+            self.stored += self.fs._write_rows(self.rows, self.ranges, self.hashes)
+        self.rows.clear()
+        self.ranges.clear()
+
+    def tally_rows(self, run_id: str) -> list[TallyRow]:
+        return [TallyRow(run_id, h, o, _day(d * _DAY_US), v, n)
+                for (h, o, d, v), n in sorted(self.tally.items())]
+
+
 def replay(
     ledger: Ledger,
     pack_versions: Sequence[Pack],
@@ -375,43 +554,55 @@ def replay(
 ) -> ReplayResult:
     """Re-judge the ledger's stored entries (``since`` <= ts < ``until``) under
     ``pack_versions``: each record under the version of each instrument in force at its
-    time (or every pack, with ``pin``). Findings are stored unless ``save=False``."""
+    time (or every pack, with ``pin``). Unless ``save=False``, failing findings replace
+    those the packs had on the judged entries, and the run and its tallies are stored."""
     t0 = time.perf_counter()
+    started = datetime.now(UTC)
     packs = _dedupe(pack_versions)
     judge_ = Judge(packs, systems, pin)
     fs = FindingStore(ledger.log.store) if save else None
     if fs is not None:
         for cp in packs:
             fs.save_pack(cp.pack)
-    result = ReplayResult([f"{cp.pack.ref} {cp.pack.hash}" for cp in packs])
+    result = ReplayResult([f"{cp.pack.ref} {cp.pack.hash}" for cp in packs],
+                          run_id=uuid.uuid4().hex)
+    sink = _Sink(fs, [cp.pack.hash for cp in packs])
     h = hashlib.sha256()
-    pending: list[Finding] = []
     done = 0
     for index, entry in _entries(ledger, since, until):
         found = judge_.judge(entry, None, index)
+        day = _us(_record_time(entry)) // _DAY_US if found else 0
         result.records += 1
+        sink.judged(index)
         for f in found:
             result.verdicts[f.verdict] += 1
+            sink.tally[(f.pack_hash, f.obligation, day, f.verdict)] += 1
+            if f.verdict == FAIL:
+                sink.rows.append(f.db_row())
             h.update(f.digest_line())
             h.update(b"\n")
         result.findings += len(found)
         if collect:
             result.collected.extend(found)
-        if fs is not None:
-            pending.extend(found)
-            if len(pending) >= 4 * _BATCH:
-                fs.save(pending)
-                pending.clear()
+        if len(sink.rows) >= _FLUSH_ROWS:
+            sink.flush()
         done += 1
         if progress is not None and done == 1024:
             progress(done)
             done = 0
-    if fs is not None and pending:
-        fs.save(pending)
+    sink.flush()
     if progress is not None and done:
         progress(done)
     result.digest = h.hexdigest()
+    result.stored = sink.stored
     result.seconds = time.perf_counter() - t0
+    if fs is not None:
+        fs._save_run(RunInfo(
+            result.run_id, started,
+            [{"id": cp.pack.id, "version": cp.pack.version, "hash": cp.pack.hash}
+             for cp in packs],
+            _window(since), _window(until), result.records, result.digest,
+            dict(sorted(result.verdicts.items())), result.seconds), sink.tally_rows(result.run_id))
     return result
 
 
