@@ -1,0 +1,733 @@
+"""Inline enforcement: rule packs judged while a call happens, with atomic hot reload.
+
+A *policy file* (YAML) names the packs to enforce, the facts about each AI system, and a
+mode per obligation::
+
+    packs:                                   # pack files (relative to this file) or refs
+      - packs/ai-logging-v2.yaml
+      - kansa.example/ai-logging@1           # id@version: a bundled (or feed) pack
+    bundled: false                           # true: every bundled pack as well
+    mode: observe                            # the default mode
+    modes:                                   # per pack, or per pack#obligation (wins)
+      kansa.example/ai-logging: flag
+      kansa.example/ai-logging#log-model: block
+    systems:                                 # facts (docs/VOCABULARY.md), by system name
+      support-bot: {roles: [deployer], jurisdictions: [EU], placed_on_market: 2026-03-01}
+    approval_ttl_hours: 24                   # how long an approval request stays usable
+
+Modes: ``observe`` (a failed check is listed in the record, nothing else), ``flag`` (the
+record's decision becomes ``flag``), ``block`` (the request is refused before it reaches
+the model) and ``require_approval`` (refused until a person approves it; the approved
+retry passes once). A malformed file is rejected with ``file:line: reason``.
+
+A :class:`PolicySnapshot` is immutable: compiled packs, modes, systems and a hash over
+them (``kansa.policy.snapshot`` in every record). A :class:`PolicyHandle` holds the
+current snapshot in one attribute; :meth:`PolicyHandle.reload` builds a whole new
+snapshot first and then swaps that one reference, so a caller that reads
+``handle.current`` once per call sees one whole snapshot, never half of one. A file that
+does not load leaves the old snapshot in place.
+
+Two moments per call. Before the call, :meth:`PolicySnapshot.check_request` judges the
+*request entry* (the entry the call would make, as if it succeeds: system, model,
+provider, attributes; no response keys) and reports failures of ``block`` and
+``require_approval`` obligations. After the call, :meth:`PolicySnapshot.judge_record`
+judges the full entry; its :class:`Decision` goes into the record's attributes before
+the record is appended, so the decision is part of the ledger. Obligations that need
+evidence from a person (no check) are never per-call findings and are left out.
+
+Speed: judging one entry with the CEL engine costs tens to hundreds of microseconds, so
+a snapshot memoizes verdicts by a *projection* of the entry: the values of the only
+keys any of its checks can read (found by :func:`reads`, a conservative reading of each
+CEL source), the system's name, and which of the packs' date boundaries the instant
+falls between. Why that is safe: a CEL program is a pure function of ``record``,
+``system`` and ``now``; ``system`` is fixed by the system's name within a snapshot; a
+check that mentions ``now`` disables the memo; and the engine compares the instant only
+with the packs', obligations' and transitions' start and end instants, so two instants
+between the same boundaries are judged alike. Any use of ``record`` the reader cannot
+pin to named keys (``record[x]``, ``size(record)``, a macro over it, a shadowing
+variable) disables the memo for that snapshot. ``tests/test_inline_policy.py`` checks
+memoized and direct judging agree on generated entries.
+"""
+
+from __future__ import annotations
+
+import ast
+import bisect
+import hashlib
+import logging
+import os
+import re
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from kansa.policy.engine import FAIL, Finding, Judge, compile_pack
+from kansa.policy.pack import _V, Pack, PackError, PolicyError, _compose, load_pack
+from kansa.records.model import UsageRecord, canonical
+
+_logger = logging.getLogger("kansa.policy")
+
+OBSERVE, FLAG, BLOCK, REQUIRE_APPROVAL = "observe", "flag", "block", "require_approval"
+MODES = (OBSERVE, FLAG, BLOCK, REQUIRE_APPROVAL)
+ENFORCING = frozenset({BLOCK, REQUIRE_APPROVAL})
+
+# decisions (kansa.policy.decision)
+ALLOW, FLAGGED, BLOCKED, APPROVAL_REQUIRED, APPROVED = (
+    "allow", "flag", "block", "approval_required", "approved")
+
+ATTR_DECISION = "kansa.policy.decision"
+ATTR_FINDINGS = "kansa.policy.findings"
+ATTR_SNAPSHOT = "kansa.policy.snapshot"
+ATTR_APPROVAL = "kansa.policy.approval"
+ATTR_ERROR = "kansa.policy.error"
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_REF_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._:/-]{0,127})@([A-Za-z0-9][A-Za-z0-9._:/-]{0,127})$")
+_DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_MAX_FINDINGS = 64  # per record: an entry must stay well under the 64 KiB bundle limit
+_MEMO_SIZE = 8192
+
+
+class PolicyBlocked(PolicyError):  # noqa: N818 - named for what happened, like the outcome
+    """A call was refused by inline enforcement (``block`` or ``require_approval``).
+
+    ``decision`` is ``block`` or ``approval_required``; ``failed`` lists the obligations
+    that failed (``pack@version#obligation``, citation); ``approval_id`` is set when an
+    approval was requested (retry with it once approved)."""
+
+    def __init__(self, message: str, *, decision: str, failed: Sequence[tuple[str, str]],
+                 snapshot: str, record_id: str | None = None,
+                 approval_id: str | None = None) -> None:
+        super().__init__(message)
+        self.decision = decision
+        self.failed = list(failed)
+        self.snapshot = snapshot
+        self.record_id = record_id
+        self.approval_id = approval_id
+
+
+# -- reading CEL sources: which record keys can a check see? ---------------------------------
+
+_TOKEN = re.compile(r"""
+    (?P<ws>\s+|//[^\n]*)
+  | (?P<str>(?:[rRbB]{1,2})?
+      (?:\"\"\"[\s\S]*?\"\"\"|'''[\s\S]*?'''|"(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*'))
+  | (?P<num>0[xX][0-9a-fA-F]+[uU]?|\d+(?:\.\d*)?(?:[eE][+-]?\d+)?[uU]?)
+  | (?P<id>[A-Za-z_][A-Za-z0-9_]*)
+  | (?P<op>&&|\|\||==|!=|<=|>=|[-+*/%!<>?:.,()\[\]{}])
+""", re.VERBOSE)
+
+_BEFORE_IN = frozenset({None, "(", ",", "&&", "||", "?", ":"})
+
+
+@dataclass(frozen=True)
+class Reads:
+    """What a set of checks reads: ``keys`` (top-level entry keys, whole values),
+    ``attributes`` (names inside ``record.attributes``), ``all_attributes`` (the whole
+    map), ``now``; ``exact`` is False when a use of ``record`` could not be pinned."""
+
+    keys: frozenset[str] = frozenset()
+    attributes: frozenset[str] = frozenset()
+    all_attributes: bool = False
+    now: bool = False
+    exact: bool = True
+
+    def __or__(self, other: Reads) -> Reads:
+        return Reads(self.keys | other.keys, self.attributes | other.attributes,
+                     self.all_attributes or other.all_attributes, self.now or other.now,
+                     self.exact and other.exact)
+
+
+def _tokens(source: str) -> list[tuple[str, str]] | None:
+    out: list[tuple[str, str]] = []
+    pos = 0
+    while pos < len(source):
+        m = _TOKEN.match(source, pos)
+        if m is None:
+            return None
+        pos = m.end()
+        kind = m.lastgroup
+        assert kind is not None
+        if kind != "ws":
+            out.append((kind, m.group()))
+    return out
+
+
+def _literal(tok: str) -> str | None:
+    if tok[0] in "bB" or (len(tok) > 1 and tok[1] in "bB"):
+        return None
+    try:
+        v = ast.literal_eval(tok)
+    except (ValueError, SyntaxError):
+        return None
+    return v if isinstance(v, str) else None
+
+
+def _chain(toks: list[tuple[str, str]], i: int) -> tuple[list[str | None], int]:
+    """Field accesses after position ``i`` (``.name`` not followed by a call, or
+    ``["lit"]``); None marks an access that is not a plain name. Returns the chain and the
+    position after it."""
+    segs: list[str | None] = []
+    while i < len(toks):
+        kind, tok = toks[i]
+        if tok == "." and i + 1 < len(toks) and toks[i + 1][0] == "id":
+            if i + 2 < len(toks) and toks[i + 2][1] == "(":
+                break  # a method call on what came before
+            segs.append(toks[i + 1][1])
+            i += 2
+        elif (tok == "[" and i + 2 < len(toks) and toks[i + 1][0] == "str"
+              and toks[i + 2][1] == "]"):
+            segs.append(_literal(toks[i + 1][1]))
+            i += 3
+        else:
+            break
+    return segs, i
+
+
+def reads(source: str) -> Reads:
+    """The record keys one CEL source can read (conservative: see :class:`Reads`)."""
+    toks = _tokens(source)
+    if toks is None:
+        return Reads(exact=False)
+    keys: set[str] = set()
+    attrs: set[str] = set()
+    all_attrs = now = False
+    for i, (kind, tok) in enumerate(toks):
+        if kind != "id" or (i > 0 and toks[i - 1][1] == "."):
+            continue
+        if tok == "now":
+            now = True
+            continue
+        if tok != "record":
+            continue
+        segs, end = _chain(toks, i + 1)
+        present = _presence_of(toks, i)
+        if not segs:
+            if present is None:
+                return Reads(exact=False)
+            keys.add("attributes#present" if present == "attributes" else present)
+            continue
+        top = segs[0]
+        if top is None:
+            return Reads(exact=False)
+        if top != "attributes":
+            keys.add(top)
+            continue
+        keys.add("attributes#present")
+        if len(segs) >= 2:
+            if segs[1] is None:
+                all_attrs = True
+            else:
+                attrs.add(segs[1])
+        elif present is not None:
+            attrs.add(present)
+        elif not (i >= 2 and toks[i - 1][1] == "(" and toks[i - 2][1] == "has"
+                  and end < len(toks) and toks[end][1] == ")"):
+            all_attrs = True  # the map itself is used: size(), exists(), ==, ...
+    return Reads(frozenset(keys), frozenset(attrs), all_attrs, now, True)
+
+
+def _presence_of(toks: list[tuple[str, str]], i: int) -> str | None:
+    """For ``"lit" in record`` (or ``in record.attributes``) at ``i``: the literal."""
+    if i < 2 or toks[i - 1][1] != "in" or toks[i - 2][0] != "str":
+        return None
+    before = toks[i - 3][1] if i >= 3 else None
+    if before not in _BEFORE_IN:
+        return None  # e.g. "a" + "b" in record: the operand is not the literal alone
+    return _literal(toks[i - 2][1])
+
+
+def _pack_reads(pack: Pack) -> Reads:
+    r = Reads()
+    for o in pack.obligations:
+        srcs = [t.applies_if for t in o.transitions]
+        if o.check is not None:
+            srcs += [o.check.expr] + ([o.check.applies] if o.check.applies else [])
+        elif o.evidence is not None and o.evidence.applies:
+            srcs.append(o.evidence.applies)
+        for s in srcs:
+            r = r | reads(s)
+    return r
+
+
+def _us(dt: datetime) -> int:
+    d = dt - _EPOCH
+    return (d.days * 86400 + d.seconds) * 1_000_000 + d.microseconds
+
+
+def _boundaries(packs: Sequence[Pack]) -> tuple[int, ...]:
+    """Every instant at which some pack, obligation or transition starts or ends."""
+    out: set[int] = set()
+    for p in packs:
+        days: list[date | None] = [p.effective_from, p.effective_until]
+        for o in p.obligations:
+            days += [o.effective_from, o.effective_until]
+            for t in o.transitions:
+                days += [t.effective_from, t.effective_until]
+        out.update(_us(p.day_start(d)) for d in days if d is not None)
+    return tuple(sorted(out))
+
+
+# -- decisions -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Failed:
+    """One obligation that did not hold (or whose pack could not be judged)."""
+
+    pack: str  # pack id
+    ref: str  # pack@version
+    obligation: str
+    verdict: str  # fail, or "error"
+    citation: str
+    mode: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.ref}#{self.obligation}={self.verdict}"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What inline enforcement decided for one call, under one snapshot."""
+
+    decision: str  # allow | flag | block | approval_required | approved
+    snapshot: str
+    failed: tuple[Failed, ...] = ()
+    error: str | None = None  # a check that could not be evaluated
+    approval: str | None = None  # the approval id a held or approved call carries
+
+    @property
+    def enforced(self) -> tuple[Failed, ...]:
+        """The failures that refuse the call (block / require_approval obligations)."""
+        return tuple(f for f in self.failed if f.mode in ENFORCING)
+
+    def attributes(self) -> dict[str, Any]:
+        """The record attributes that carry this decision (docs/VOCABULARY.md)."""
+        a: dict[str, Any] = {ATTR_DECISION: self.decision, ATTR_SNAPSHOT: self.snapshot}
+        if self.failed:
+            a[ATTR_FINDINGS] = [f.label for f in self.failed[:_MAX_FINDINGS]]
+        if self.error:
+            a[ATTR_ERROR] = self.error[:1024]
+        if self.approval:
+            a[ATTR_APPROVAL] = self.approval
+        return a
+
+    def message(self) -> str:
+        """Why a call was refused, naming the obligations and their citations."""
+        what = ("refused by policy" if self.decision == BLOCKED
+                else "held for approval by policy")
+        parts = [f"{f.ref}#{f.obligation} ({f.citation})" for f in self.enforced]
+        msg = f"kansa: {what}: " + ("; ".join(parts) or "a check could not be evaluated")
+        if self.error:
+            msg += f" [{self.error}]"
+        return msg
+
+
+# -- the policy file -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """A parsed policy file (before its packs are compiled)."""
+
+    packs: tuple[Pack, ...]
+    default_mode: str
+    modes: Mapping[str, str]  # "pack" or "pack#obligation" -> mode
+    systems: Mapping[str, Mapping[str, Any]]
+    approval_ttl_hours: float = 24.0
+    source: str = ""
+
+
+_TOP = {"packs", "bundled", "mode", "modes", "systems", "approval_ttl_hours"}
+
+
+def _resolve_ref(ref: str, home: Path | None, name: str, line: int) -> Pack:
+    """A bundled pack, or one installed from a feed (verified by ``kansa.policy.feed``)."""
+    try:
+        from kansa.policy.feed import find_pack
+    except ImportError:  # an install without the feed module: bundled packs only
+        from kansa.policy.bundled import bundled_packs
+
+        for p in bundled_packs():
+            if p.ref == ref:
+                return p
+        raise PackError(f"{name}:{line}: no bundled pack {ref}; give a file path") from None
+    from kansa.home import default_home
+
+    try:
+        return find_pack(ref, home if home is not None else default_home())
+    except PolicyError as e:
+        raise PackError(f"{name}:{line}: pack {ref}: {e}") from None
+
+
+def _facts(value: Any) -> Any:
+    """YAML dates stay text in the parser; system facts need them as dates."""
+    if isinstance(value, str) and _DAY_RE.match(value):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            return value
+    if isinstance(value, dict):
+        return {k: _facts(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_facts(v) for v in value]
+    return value
+
+
+def parse_policy(text: str, name: str = "<policy>", *, base: Path | None = None,
+                 home: Path | None = None) -> PolicySpec:
+    """Parse and validate a policy file; errors are ``PackError("file:line: reason")``."""
+    data, lines = _compose(text, name)
+    v = _V(name, lines)
+    m = v.mapping(data, (), "a policy file", {"packs"}, _TOP - {"packs"})
+    raw_packs = m["packs"]
+    if not isinstance(raw_packs, list):
+        raise v.err(("packs",), "packs must be a list of pack files or id@version refs")
+    packs: list[Pack] = []
+    for i, item in enumerate(raw_packs):
+        if not isinstance(item, str) or not item.strip():
+            raise v.err(("packs", i), "each pack is a file path or an id@version ref")
+        path = Path(item) if base is None or Path(item).is_absolute() else base / item
+        if path.is_file():
+            try:
+                packs.append(load_pack(path))
+            except PackError as e:
+                raise PackError(f"{name}:{v.line(('packs', i))}: in pack {item}: {e}") from None
+        elif _REF_RE.match(item):
+            packs.append(_resolve_ref(item, home, name, v.line(("packs", i))))
+        else:
+            raise v.err(("packs", i), f"{item!r} is neither a file nor an id@version ref")
+    bundled = m.get("bundled", False)
+    if not isinstance(bundled, bool):
+        raise v.err(("bundled",), "bundled is true or false")
+    if bundled:
+        from kansa.policy.bundled import bundled_packs
+
+        packs += bundled_packs()
+    unique: dict[str, Pack] = {}
+    starts: dict[tuple[str, date], Pack] = {}
+    for p in packs:
+        if unique.setdefault(p.hash, p) is not p:
+            continue
+        other = starts.setdefault((p.id, p.effective_from), p)
+        if other is not p:
+            raise v.err(("packs",), f"{p.ref} and {other.ref} both take effect on "
+                        f"{p.effective_from}: which governs is ambiguous")
+    if not unique:
+        raise v.err(("packs",), "the policy enforces no pack")
+    default = v.enum(m, "mode", (), MODES, default=OBSERVE)
+    modes = _modes(v, m.get("modes"), list(unique.values()))
+    systems = m.get("systems") or {}
+    if not isinstance(systems, dict) or not all(isinstance(x, dict) for x in systems.values()):
+        raise v.err(("systems",), "systems maps each system name to a mapping of facts")
+    ttl = m.get("approval_ttl_hours", 24)
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl <= 24 * 365:
+        raise v.err(("approval_ttl_hours",), "approval_ttl_hours is a positive number of hours")
+    return PolicySpec(tuple(unique.values()), default, modes,
+                      {str(k): _facts(x) for k, x in systems.items()}, float(ttl), name)
+
+
+def _modes(v: _V, raw: Any, packs: list[Pack]) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise v.err(("modes",), "modes maps pack or pack#obligation to a mode")
+    obligations = {p.id: {o.id for o in p.obligations} for p in packs}
+    out: dict[str, str] = {}
+    for key, mode in raw.items():
+        path = ("modes", key)
+        pid, _, oid = key.partition("#")
+        if pid not in obligations:
+            raise v.err(path, f"{key!r}: no pack {pid!r} in this policy")
+        if oid and oid not in obligations[pid]:
+            raise v.err(path, f"{key!r}: pack {pid} has no obligation {oid!r}")
+        if mode not in MODES:
+            raise v.err(path, f"mode {mode!r} is not one of {', '.join(MODES)}")
+        out[key] = str(mode)
+    return out
+
+
+def load_policy(path: str | Path, *, home: Path | None = None) -> PolicySnapshot:
+    """Read a policy file and build its snapshot (compiling every check)."""
+    p = Path(path)
+    try:
+        text = p.read_bytes().decode("utf-8")
+    except OSError as e:
+        raise PackError(f"{p}:0: cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise PackError(f"{p}:1: not UTF-8 text") from None
+    return PolicySnapshot(parse_policy(text, str(p), base=p.parent, home=home))
+
+
+# -- the snapshot --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Judged:
+    failed: tuple[Failed, ...]
+    error: str | None
+    error_enforcing: bool  # the check that failed to evaluate belongs to an enforcing pack
+
+
+class PolicySnapshot:
+    """One immutable set of packs, modes and system facts (build once, share freely)."""
+
+    def __init__(self, spec: PolicySpec) -> None:
+        self.spec = spec
+        self.packs = spec.packs
+        self.default_mode = spec.default_mode
+        self.modes = dict(spec.modes)
+        self.systems = {k: dict(v) for k, v in spec.systems.items()}
+        compiled = [compile_pack(p) for p in self.packs]
+        self._judge = Judge(sorted(compiled, key=lambda c: (c.pack.id, c.from_us)),
+                            self.systems, False)
+        self._pack_judges: dict[str, Judge] | None = None
+        self._mode_of: dict[tuple[str, str], str] = {
+            (p.id, o.id): self.mode(p.id, o.id) for p in self.packs for o in p.obligations}
+        self._checked = {(p.id, o.id) for p in self.packs for o in p.obligations
+                         if o.check is not None}
+        self.enforcing_packs = frozenset(
+            pid for (pid, _), mode in self._mode_of.items() if mode in ENFORCING)
+        self.enforces = bool(self.enforcing_packs)
+        r = Reads()
+        for p in self.packs:
+            r = r | _pack_reads(p)
+        self.reads = r
+        self.memoized = r.exact and not r.now
+        self._keys = tuple(sorted(k for k in r.keys if k != "attributes#present"))
+        self._attr_keys = tuple(sorted(r.attributes))
+        self._boundaries = _boundaries(self.packs)
+        self._memo: dict[tuple[Any, ...], _Judged] = {}
+        self.hash = "sha256:" + hashlib.sha256(canonical({
+            "packs": sorted(p.hash for p in self.packs),
+            "mode": self.default_mode,
+            "modes": self.modes,
+            "systems": _jsonable(self.systems),
+        })).hexdigest()
+
+    def mode(self, pack: str, obligation: str) -> str:
+        """The mode of one obligation: its own, else its pack's, else the default."""
+        return self.modes.get(f"{pack}#{obligation}") or self.modes.get(pack) \
+            or self.default_mode
+
+    # -- judging ---------------------------------------------------------------------------
+
+    def _key(self, entry: Mapping[str, Any], at_us: int) -> tuple[Any, ...]:
+        k: list[Any] = [entry.get("system"), bisect.bisect_right(self._boundaries, at_us)]
+        for name in self._keys:
+            k.append(_frozen(entry.get(name, _ABSENT)))
+        attrs = entry.get("attributes")
+        if isinstance(attrs, dict):
+            if self.reads.all_attributes:
+                k.append(_frozen(attrs))
+            else:
+                k.append(True)
+                for a in self._attr_keys:
+                    k.append(_frozen(attrs.get(a, _ABSENT)))
+        else:
+            k.append(False)
+        return tuple(k)
+
+    def judged(self, entry: Mapping[str, Any], at: datetime) -> _Judged:
+        """The failures of ``entry`` judged at ``at`` (memoized when that is safe)."""
+        if not self.memoized:
+            return self._judge_now(entry, at)
+        key = self._key(entry, _us(at))
+        got = self._memo.get(key)
+        if got is None:
+            got = self._judge_now(entry, at)
+            if len(self._memo) >= _MEMO_SIZE:
+                self._memo.clear()
+            self._memo[key] = got
+        return got
+
+    def _judge_now(self, entry: Mapping[str, Any], at: datetime) -> _Judged:
+        try:
+            return _Judged(self._failed(self._judge.judge(entry, at, None)), None, False)
+        except PolicyError:
+            pass
+        # one pack's check could not be evaluated: judge pack by pack to say which
+        if self._pack_judges is None:
+            by_id: dict[str, list[Any]] = {}
+            for p in self.packs:
+                by_id.setdefault(p.id, []).append(compile_pack(p))
+            self._pack_judges = {pid: Judge(sorted(cs, key=lambda c: c.from_us),
+                                            self.systems, False) for pid, cs in by_id.items()}
+        found: list[Finding] = []
+        errors: list[str] = []
+        enforcing = False
+        for pid, judge in sorted(self._pack_judges.items()):
+            try:
+                found += judge.judge(entry, at, None)
+            except PolicyError as e:
+                errors.append(f"{pid}: {e}")
+                enforcing = enforcing or pid in self.enforcing_packs
+        return _Judged(self._failed(found), "; ".join(errors), enforcing)
+
+    def _failed(self, findings: list[Finding]) -> tuple[Failed, ...]:
+        return tuple(
+            Failed(f.pack, f.pack_ref, f.obligation, f.verdict, f.citation,
+                   self._mode_of.get((f.pack, f.obligation), self.default_mode))
+            for f in findings if f.verdict == FAIL and (f.pack, f.obligation) in self._checked)
+
+    def check_request(self, entry: Mapping[str, Any], at: datetime | None = None,
+                      ) -> Decision | None:
+        """Before the call: a ``block`` or ``approval_required`` decision if an enforcing
+        obligation fails on the request entry (or cannot be evaluated), else None."""
+        if not self.enforces:
+            return None
+        j = self.judged(entry, at or datetime.now(UTC))
+        enforced = [f for f in j.failed if f.mode in ENFORCING]
+        if j.error is not None and j.error_enforcing:
+            return Decision(BLOCKED, self.hash, j.failed, j.error)
+        if not enforced:
+            return None
+        decision = BLOCKED if any(f.mode == BLOCK for f in enforced) else APPROVAL_REQUIRED
+        return Decision(decision, self.hash, j.failed, j.error)
+
+    def judge_record(self, entry: Mapping[str, Any], at: datetime | None = None, *,
+                     approval: str | None = None) -> Decision:
+        """After the call: the decision recorded with it. Failures of ``observe``
+        obligations are listed only; any other failure flags the record (an enforcing
+        obligation that fails only on the response can no longer stop the call)."""
+        j = self.judged(entry, at or datetime.now(UTC))
+        if approval is not None:
+            decision = APPROVED
+        elif j.error is not None or any(f.mode != OBSERVE for f in j.failed):
+            decision = FLAGGED
+        else:
+            decision = ALLOW
+        return Decision(decision, self.hash, j.failed, j.error, approval)
+
+
+_ABSENT = object()
+
+
+def _frozen(v: Any) -> Any:
+    if isinstance(v, list):
+        return tuple(_frozen(x) for x in v)
+    if isinstance(v, dict):
+        return tuple(sorted((k, _frozen(x)) for k, x in v.items()))
+    if isinstance(v, bool):
+        return ("bool", v)  # True == 1 in Python; not in CEL
+    if isinstance(v, float) and v.is_integer():
+        return ("float", v)  # 1.0 == 1 in Python; a different type in CEL
+    return v
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, date | datetime):
+        return v.isoformat()
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    return v
+
+
+# -- entries -------------------------------------------------------------------------------
+
+_SUBJECT_PLACEHOLDER = "pending"  # the pseudonym is derived when the record is sealed
+_CONTENT_PLACEHOLDER = {"alg": "sha256-salted-v1", "commitment": ""}
+
+
+def entry_of(rec: UsageRecord, *, outcome: str | None = None) -> dict[str, Any]:
+    """The ledger entry ``rec`` will become, as a check sees it. The subject pseudonym and
+    the content commitment exist only once the record is sealed: placeholders stand in
+    for them (a check can test their presence, which is all it can sensibly test)."""
+    e = rec.entry_object(subject_ref=_SUBJECT_PLACEHOLDER if rec.subject is not None else None,
+                         commitment=None)
+    if rec.content:
+        e["content"] = _CONTENT_PLACEHOLDER
+    if outcome is not None:
+        e["outcome"] = outcome
+    return e
+
+
+# -- the handle: hot reload ----------------------------------------------------------------
+
+
+@dataclass
+class ReloadResult:
+    ok: bool
+    snapshot: str  # the hash in force after the attempt
+    changed: bool  # a new snapshot was swapped in
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "snapshot": self.snapshot, "changed": self.changed,
+                "error": self.error}
+
+
+@dataclass
+class PolicyHandle:
+    """The current snapshot of a policy file, replaced whole by :meth:`reload`.
+
+    Read ``handle.current`` once per call and use that snapshot for the whole call."""
+
+    current: PolicySnapshot
+    path: Path | None = None
+    home: Path | None = None
+    reloads: int = 0
+    last_error: str | None = None
+    _stamp: tuple[int, int, int] | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def load(cls, path: str | Path, *, home: Path | None = None) -> PolicyHandle:
+        p = Path(path)
+        stamp = _file_stamp(p)
+        return cls(load_policy(p, home=home), p, home, _stamp=stamp)
+
+    @classmethod
+    def of(cls, policy: PolicyHandle | PolicySnapshot | str | Path) -> PolicyHandle:
+        """A handle for a handle (itself), a snapshot, or a policy file path."""
+        if isinstance(policy, PolicyHandle):
+            return policy
+        if isinstance(policy, PolicySnapshot):
+            return cls(policy)
+        return cls.load(policy)
+
+    def reload(self) -> ReloadResult:
+        """Build a new snapshot from the file and swap it in; on any error keep the old one
+        (the error is logged, kept in ``last_error`` and returned)."""
+        if self.path is None:
+            return ReloadResult(False, self.current.hash, False,
+                                "this policy was not loaded from a file")
+        with self._lock:  # two reloads at once must not swap an older build in last
+            stamp = _file_stamp(self.path)
+            try:
+                snap = load_policy(self.path, home=self.home)
+            except PolicyError as e:
+                self._stamp = stamp  # a watcher retries once the file changes again
+                self.last_error = str(e)
+                _logger.error("kansa policy: reload of %s failed, keeping snapshot %s: %s",
+                              self.path, self.current.hash, e)
+                return ReloadResult(False, self.current.hash, False, str(e))
+            self._stamp = stamp
+            self.last_error = None
+            changed = snap.hash != self.current.hash
+            if changed:
+                self.current = snap  # the one assignment readers can observe
+                self.reloads += 1
+                _logger.warning("kansa policy: now enforcing snapshot %s (%d pack versions)",
+                                snap.hash, len(snap.packs))
+            return ReloadResult(True, self.current.hash, changed)
+
+    def changed_on_disk(self) -> bool:
+        """Whether the file differs (mtime, size, inode) from the one last loaded."""
+        return self.path is not None and _file_stamp(self.path) != self._stamp
+
+
+def _file_stamp(p: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(p)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size, st.st_ino
