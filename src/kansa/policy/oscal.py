@@ -1,0 +1,766 @@
+"""NIST OSCAL in and out: rule packs as OSCAL catalogs, findings as OSCAL assessment-results.
+
+A pack version becomes one OSCAL catalog (JSON, OSCAL 1.1.x model):
+
+- ``metadata``: the pack's title and version, the publisher as a party, and kansa
+  properties (namespace :data:`NS`) for the pack id, hash, jurisdiction, status, dates,
+  time zone, ``title_ja`` and ``supersedes``; the pack's notes are the metadata remarks.
+- ``controls``: one per obligation, in pack order. The control id is the obligation id
+  made an OSCAL token (:func:`control_id`); the kansa id is kept in the
+  ``obligation-id`` property. The texts are parts of the ``statement`` part, one per
+  language (``lang`` and ``text-kind`` properties); a CEL check or an evidence duty is the
+  ``assessment-method`` part (method TEST or EXAMINE); transitions, incident deadlines,
+  verification and notes are kansa parts.
+- ``back-matter``: one resource per pack source (in order), and the pack's verification.
+
+The export is a pure function of the pack: uuids are UUIDv5 of the pack hash and
+``last-modified`` is the latest day the pack says it was checked (else its
+``effective_from``), so exporting the same pack twice gives the same bytes.
+
+Import (:func:`catalog_to_pack`) rebuilds the pack's parsed data exactly, including which
+optional keys the author wrote (values inherited from the pack are exported for OSCAL
+readers with ``class: inherited`` and dropped again; explicit ``null`` and ``[]`` are
+recorded in ``null`` / ``empty-list`` properties), so ``catalog_to_pack(
+pack_to_catalog(p)).hash == p.hash``. Anything else in the kansa namespace that is not
+understood is an error naming its JSON path; properties and parts in other namespaces are
+ignored, so other tools may annotate a catalog without breaking the import.
+
+Findings become OSCAL assessment-results (:func:`findings_to_assessment_results`): one
+``result`` per run, one ``finding`` and one ``observation`` per (pack version,
+obligation), whose ``relevant-evidence`` cite ledger entries (record id, entry index,
+RFC 6962 leaf hash) and the signed checkpoint (in back-matter) that covers them.
+
+OSCAL restricts some strings: a property value or party name may not start or end with
+white space or hold a line break, and a title may not hold a line break. A pack whose
+jurisdiction, citation, publisher, titles or incident cases break these rules cannot be
+exported faithfully, and :func:`pack_to_catalog` says so instead of altering it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+import yaml
+
+from kansa.policy.engine import EVIDENCE_NEEDED, FAIL, NOT_APPLICABLE, PASS, Finding
+from kansa.policy.pack import Pack, PackError, PolicyError, parse_pack
+
+NS = "https://kansa.dev/ns/oscal"
+OSCAL_VERSION = "1.1.3"
+_UUID_NS = uuid.uuid5(uuid.NAMESPACE_URL, NS)
+_TOKEN_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+_BREAKS = ("\n", "\r", "\u2028", "\u2029", "\x85")
+_ERR_RE = re.compile(r"^[^:]*:(\d+): (.*)$", re.S)
+
+
+class OscalError(PolicyError):
+    """An OSCAL document is malformed or not kansa's; the message starts with a JSON path."""
+
+
+# -- small helpers -------------------------------------------------------------------------
+
+
+def _uuid(*parts: str) -> str:
+    return str(uuid.uuid5(_UUID_NS, "\x1f".join(parts)))
+
+
+def _safe_value(s: str) -> bool:
+    """OSCAL's ``string`` type: no leading or trailing white space, no line break."""
+    return bool(s) and s == s.strip() and not any(b in s for b in _BREAKS)
+
+
+def _safe_title(s: str) -> bool:
+    return bool(s) and not any(b in s for b in _BREAKS)
+
+
+def _prop(name: str, value: str, *, cls: str | None = None, ns: str | None = NS) -> dict[str, Any]:
+    p: dict[str, Any] = {"name": name}
+    if ns is not None:
+        p["ns"] = ns
+    p["value"] = value
+    if cls is not None:
+        p["class"] = cls
+    return p
+
+
+def _part(name: str, *, prose: str | None = None, props: list[dict[str, Any]] | None = None,
+          parts: list[dict[str, Any]] | None = None, links: list[dict[str, Any]] | None = None,
+          pid: str | None = None, ns: str | None = NS) -> dict[str, Any]:
+    p: dict[str, Any] = {}
+    if pid is not None:
+        p["id"] = pid
+    p["name"] = name
+    if ns is not None:
+        p["ns"] = ns
+    if props:
+        p["props"] = props
+    if prose is not None:
+        p["prose"] = prose
+    if parts:
+        p["parts"] = parts
+    if links:
+        p["links"] = links
+    return p
+
+
+def control_id(obligation_id: str, taken: set[str]) -> str:
+    """The obligation id as an OSCAL token (``:`` and ``/`` become ``_``; a leading digit
+    gets a ``_`` prefix), made unique against ``taken`` with a ``-2``, ``-3`` ... suffix."""
+    base = re.sub(r"[^A-Za-z0-9_.\-]", "_", obligation_id)
+    if not re.match(r"^[A-Za-z_]", base):
+        base = "_" + base
+    cid, n = base, 1
+    while cid in taken:
+        n += 1
+        cid = f"{base}-{n}"
+    taken.add(cid)
+    return cid
+
+
+def _export_error(where: str, what: str, value: str) -> OscalError:
+    return OscalError(f"{where}: {what} {value!r} cannot be written in OSCAL unchanged "
+                      "(OSCAL strings may not start or end with white space or hold a line "
+                      "break)")
+
+
+def _value(where: str, what: str, value: str) -> str:
+    if not _safe_value(value):
+        raise _export_error(where, what, value)
+    return value
+
+
+def _empties(m: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, str]]:
+    """Dotted paths of keys the author wrote as ``null`` or ``[]`` (which the structure
+    alone cannot tell from an absent key), as ("null" | "empty-list", path)."""
+    for k, v in m.items():
+        path = f"{prefix}{k}"
+        if v is None:
+            yield "null", path
+        elif isinstance(v, list) and not v:
+            yield "empty-list", path
+        elif isinstance(v, dict):
+            yield from _empties(v, path + ".")
+        elif isinstance(v, list):
+            for i, item in enumerate(v):
+                if isinstance(item, dict):
+                    yield from _empties(item, f"{path}.{i}.")
+
+
+def _last_modified(data: Mapping[str, Any]) -> str:
+    days = [str(data["effective_from"])]
+    for holder in (data, *data["obligations"]):
+        ver = holder.get("verification")
+        if isinstance(ver, dict) and ver.get("checked"):
+            days.append(str(ver["checked"]))
+    return f"{max(days)}T00:00:00Z"
+
+
+# -- export: pack -> catalog ---------------------------------------------------------------
+
+
+def pack_to_catalog(pack: Pack, *, last_modified: datetime | None = None) -> dict[str, Any]:
+    """One OSCAL catalog (the JSON object, ``{"catalog": {...}}``) for one pack version."""
+    data = pack.data
+    where = pack.ref
+    meta_props = [_prop("pack-id", pack.id), _prop("pack-hash", pack.hash)]
+    for key, name in (("jurisdiction", "jurisdiction"), ("status", "status"),
+                      ("effective_from", "effective-from"),
+                      ("effective_until", "effective-until"), ("timezone", "timezone"),
+                      ("title_ja", "title-ja"), ("supersedes", "supersedes")):
+        if data.get(key) is not None:
+            meta_props.append(_prop(name, _value(where, key, str(data[key]))))
+    meta_props += [_prop(kind, path) for kind, path in _empties(
+        {k: v for k, v in data.items() if k != "obligations"})]
+    if not _safe_title(pack.title):
+        raise _export_error(where, "title", pack.title)
+    publisher = _value(where, "publisher", pack.publisher)
+    party = _uuid(pack.hash, "publisher")
+    modified = (last_modified.astimezone(UTC).isoformat().replace("+00:00", "Z")
+                if last_modified is not None else _last_modified(data))
+    metadata: dict[str, Any] = {
+        "title": pack.title,
+        "last-modified": modified,
+        "version": pack.version,
+        "oscal-version": OSCAL_VERSION,
+        "props": meta_props,
+        "roles": [{"id": "publisher", "title": "Publisher"}],
+        "parties": [{"uuid": party, "type": "organization", "name": publisher}],
+        "responsible-parties": [{"role-id": "publisher", "party-uuids": [party]}],
+    }
+    if pack.notes is not None:
+        metadata["remarks"] = pack.notes
+    taken: set[str] = set()
+    controls = [_control(pack, o, control_id(str(o["id"]), taken))
+                for o in data["obligations"]]
+    resources = [{"uuid": _uuid(pack.hash, "source", str(i)), "title": url,
+                  "props": [_prop("resource-kind", "source")], "rlinks": [{"href": url}]}
+                 for i, url in enumerate(data["sources"])]
+    ver = data.get("verification")
+    if isinstance(ver, dict):
+        res: dict[str, Any] = {"uuid": _uuid(pack.hash, "verification"),
+                               "title": "How the pack's dates and status were checked",
+                               "props": [_prop("resource-kind", "verification"),
+                                         *_verification_props(ver)]}
+        if ver.get("note") is not None:
+            res["description"] = ver["note"]
+        if ver.get("against") is not None:
+            res["rlinks"] = [{"href": ver["against"]}]
+        resources.append(res)
+    return {"catalog": {
+        "uuid": _uuid(pack.hash),
+        "metadata": metadata,
+        "controls": controls,
+        "back-matter": {"resources": resources},
+    }}
+
+
+def _verification_props(ver: Mapping[str, Any]) -> list[dict[str, Any]]:
+    props = [_prop("verification-status", str(ver["status"]))]
+    if ver.get("checked") is not None:
+        props.append(_prop("verification-checked", str(ver["checked"])))
+    return props
+
+
+def _control(pack: Pack, o: Mapping[str, Any], cid: str) -> dict[str, Any]:
+    oid = str(o["id"])
+    where = f"{pack.ref} obligation {oid!r}"
+    eff = pack.obligation(oid)
+    cit = o["citation"]
+    props = [_prop("label", str(eff.citation), ns=None), _prop("obligation-id", oid)]
+    for key in ("article", "paragraph", "item"):
+        if cit.get(key) is not None:
+            props.append(_prop(key, _value(where, f"citation.{key}", str(cit[key]))))
+    props += [_prop("role", str(o["role"])), _prop("legal-force", str(o["legal_force"]))]
+    inherited = {"jurisdiction": eff.jurisdiction, "status": eff.status,
+                 "effective_from": eff.effective_from.isoformat(),
+                 "effective_until": eff.effective_until.isoformat()
+                 if eff.effective_until else None}
+    for key, effective in inherited.items():
+        name = key.replace("_", "-")
+        if o.get(key) is not None:
+            props.append(_prop(name, _value(where, key, str(o[key]))))
+        elif effective is not None and _safe_value(effective):
+            props.append(_prop(name, effective, cls="inherited"))
+    title = o.get("title")
+    if title is None:
+        props.append(_prop("title-generated", "true"))
+    elif not _safe_title(str(title)):
+        raise _export_error(where, "title", str(title))
+    props += [_prop(kind, path) for kind, path in _empties(o)]
+    texts = [_part("text", pid=f"{cid}_smt.{lang}", prose=str(body["text"]),
+                   props=[_prop("lang", lang), _prop("text-kind", str(body["kind"]))],
+                   links=[{"href": body["source_url"], "rel": "source"}]
+                   if body.get("source_url") is not None else None)
+             for lang, body in o["text"].items()]
+    parts = [_part("statement", ns=None, pid=f"{cid}_smt", parts=texts),
+             _assessment(o, cid)]
+    parts += [_transition(t) for t in o.get("transitions") or []]
+    if isinstance(o.get("incident"), dict):
+        parts.append(_incident(o["incident"]))
+    if isinstance(o.get("verification"), dict):
+        ver = o["verification"]
+        parts.append(_part("verification", props=_verification_props(ver),
+                           prose=ver.get("note"),
+                           links=[{"href": ver["against"], "rel": "verified-against"}]
+                           if ver.get("against") is not None else None))
+    if o.get("notes") is not None:
+        parts.append(_part("notes", prose=str(o["notes"])))
+    control: dict[str, Any] = {"id": cid, "title": str(title) if title is not None
+                               else str(eff.citation), "props": props}
+    if o.get("source_url") is not None:
+        control["links"] = [{"href": o["source_url"], "rel": "source"}]
+    control["parts"] = parts
+    return control
+
+
+def _assessment(o: Mapping[str, Any], cid: str) -> dict[str, Any]:
+    if "check" in o:
+        ck = o["check"]
+        sub = [_part("expr", prose=str(ck["expr"]))]
+        if ck.get("applies") is not None:
+            sub.insert(0, _part("applies", prose=str(ck["applies"])))
+        return _part("assessment-method", ns=None, pid=f"{cid}_asm",
+                     props=[_prop("method", "TEST", ns=None), _prop("assessment", "check")],
+                     parts=sub)
+    ev = o["evidence"]
+    sub = [_part("applies", prose=str(ev["applies"]))] if ev.get("applies") is not None \
+        else []
+    return _part("assessment-method", ns=None, pid=f"{cid}_asm",
+                 props=[_prop("method", "EXAMINE", ns=None), _prop("assessment", "evidence"),
+                        _prop("evidence-kind", str(ev["kind"]))],
+                 prose=str(ev["description"]), parts=sub)
+
+
+def _transition(t: Mapping[str, Any]) -> dict[str, Any]:
+    props = [_prop(k.replace("_", "-"), str(t[k]))
+             for k in ("effective_from", "effective_until") if t.get(k) is not None]
+    sub = [_part("applies-if", prose=str(t["applies_if"]))]
+    if t.get("note") is not None:
+        sub.append(_part("note", prose=str(t["note"])))
+    return _part("transition", props=props, parts=sub)
+
+
+def _incident(inc: Mapping[str, Any]) -> dict[str, Any]:
+    deadlines = [_part("deadline", prose=str(d["case"]),
+                       props=[_prop("within-hours", str(d["within_hours"]))])
+                 for d in inc["deadlines"]]
+    return _part("incident-reporting", parts=[_part("report-to", prose=str(inc["report_to"])),
+                                              *deadlines])
+
+
+def catalog_json(catalog: Mapping[str, Any]) -> bytes:
+    """The catalog as UTF-8 JSON text, indented, keys in a stable order (the export bytes)."""
+    return (json.dumps(catalog, ensure_ascii=False, indent=2) + "\n").encode()
+
+
+# -- import: catalog -> pack ---------------------------------------------------------------
+
+
+class _Node:
+    """A JSON value and its path, with accessors that fail naming that path."""
+
+    def __init__(self, value: Any, path: str) -> None:
+        self.value = value
+        self.path = path
+
+    def err(self, msg: str) -> OscalError:
+        return OscalError(f"{self.path}: {msg}")
+
+    def obj(self) -> dict[str, Any]:
+        if not isinstance(self.value, dict):
+            raise self.err(f"must be an object, not {_json_kind(self.value)}")
+        return self.value
+
+    def get(self, key: str, *, required: bool = True) -> _Node | None:
+        m = self.obj()
+        if key not in m:
+            if required:
+                raise self.err(f"lacks {key!r}")
+            return None
+        return _Node(m[key], f"{self.path}.{key}")
+
+    def req(self, key: str) -> _Node:
+        got = self.get(key)
+        assert got is not None
+        return got
+
+    def items(self, key: str) -> list[_Node]:
+        got = self.get(key, required=False)
+        if got is None:
+            return []
+        if not isinstance(got.value, list):
+            raise got.err(f"must be an array, not {_json_kind(got.value)}")
+        return [_Node(v, f"{got.path}[{i}]") for i, v in enumerate(got.value)]
+
+    def text(self) -> str:
+        if not isinstance(self.value, str) or not self.value:
+            raise self.err(f"must be a non-empty string, not {_json_kind(self.value)}")
+        return self.value
+
+
+def _json_kind(v: Any) -> str:
+    return {dict: "an object", list: "an array", type(None): "null", bool: "a boolean",
+            int: "a number", float: "a number", str: "a string"}.get(type(v), type(v).__name__)
+
+
+class _Props:
+    """The kansa-namespace properties of one OSCAL object; taking one marks it used, and
+    :meth:`done` rejects any left over (a misspelt or foreign kansa property)."""
+
+    def __init__(self, holder: _Node) -> None:
+        self.holder = holder
+        self.props: list[tuple[_Node, str, str, str | None]] = []
+        for p in holder.items("props"):
+            if p.obj().get("ns") != NS:
+                continue
+            self.props.append((p, p.req("name").text(), p.req("value").text(),
+                               p.obj().get("class")))
+        self.used: set[int] = set()
+
+    def all(self, name: str, *, inherited: bool = False) -> list[str]:
+        out = []
+        for i, (_, n, v, cls) in enumerate(self.props):
+            if n == name:
+                self.used.add(i)
+                if inherited or cls != "inherited":
+                    out.append(v)
+        return out
+
+    def one(self, name: str, *, required: bool = False) -> str | None:
+        got = self.all(name)
+        if len(got) > 1:
+            raise self.holder.err(f"has {len(got)} kansa properties {name!r}; expected one")
+        if not got and required:
+            raise self.holder.err(f"lacks the kansa property {name!r} (ns {NS})")
+        return got[0] if got else None
+
+    def done(self) -> None:
+        for i, (p, n, _, _) in enumerate(self.props):
+            if i not in self.used:
+                raise p.err(f"unknown kansa property {n!r}")
+
+
+def _kparts(holder: _Node) -> list[tuple[_Node, str]]:
+    """The parts of ``holder`` in the kansa namespace (and OSCAL's own statement and
+    assessment-method parts), with their names."""
+    out = []
+    for p in holder.items("parts"):
+        ns = p.obj().get("ns")
+        name = p.req("name").text()
+        if ns == NS or (ns is None and name in ("statement", "assessment-method")):
+            out.append((p, name))
+    return out
+
+
+def _prose(p: _Node) -> str:
+    return p.req("prose").text()
+
+
+def _single(parts: list[tuple[_Node, str]], name: str, holder: _Node, *,
+            required: bool = False) -> _Node | None:
+    got = [p for p, n in parts if n == name]
+    if len(got) > 1:
+        raise got[1].err(f"a second {name!r} part; expected at most one")
+    if not got and required:
+        raise holder.err(f"lacks the {name!r} part")
+    return got[0] if got else None
+
+
+def _links(holder: _Node, rel: str) -> list[str]:
+    return [link.req("href").text() for link in holder.items("links")
+            if link.obj().get("rel") == rel]
+
+
+def _one_link(holder: _Node, rel: str) -> str | None:
+    got = _links(holder, rel)
+    if len(got) > 1:
+        raise holder.err(f"has {len(got)} links with rel {rel!r}; expected one")
+    return got[0] if got else None
+
+
+def _set_empty(target: dict[str, Any], kind: str, path: str, node: _Node,
+               origin: dict[tuple[str | int, ...], str],
+               base: tuple[str | int, ...]) -> None:
+    keys = path.split(".")
+    cur: Any = target
+    for k in keys[:-1]:
+        step: str | int = int(k) if k.isdigit() and isinstance(cur, list) else k
+        try:
+            cur = cur[step]
+        except (KeyError, IndexError, TypeError):
+            raise node.err(f"{kind} property {path!r} names a key that is not there") \
+                from None
+    if not isinstance(cur, dict) or keys[-1] in cur:
+        raise node.err(f"{kind} property {path!r} names a key that is already set")
+    cur[keys[-1]] = None if kind == "null" else []
+    origin[(*base, *(int(k) if k.isdigit() else k for k in keys))] = node.path
+
+
+@dataclass
+class _Import:
+    origin: dict[tuple[str | int, ...], str] = field(default_factory=dict)
+
+    def pack_data(self, doc: Any) -> tuple[dict[str, Any], str]:
+        root = _Node(doc, "$")
+        cat = root.req("catalog")
+        cat.path = "catalog"
+        meta = cat.req("metadata")
+        props = _Props(meta)
+        pack_hash = props.one("pack-hash")
+        if pack_hash is None:
+            raise meta.err(f"lacks the kansa property 'pack-hash' (ns {NS}): this catalog "
+                           "was not exported from a kansa rule pack")
+        data: dict[str, Any] = {"pack": props.one("pack-id", required=True),
+                                "version": meta.req("version").text(),
+                                "title": meta.req("title").text()}
+        self.origin.update({("pack",): meta.path + ".props", ("version",): meta.path +
+                            ".version", ("title",): meta.path + ".title"})
+        data["publisher"] = self._publisher(meta)
+        data["sources"], verification = self._resources(cat)
+        for key, name in (("title_ja", "title-ja"), ("jurisdiction", "jurisdiction"),
+                          ("status", "status"), ("effective_from", "effective-from"),
+                          ("effective_until", "effective-until"), ("timezone", "timezone"),
+                          ("supersedes", "supersedes")):
+            got = props.one(name)
+            if got is not None:
+                data[key] = got
+                self.origin[(key,)] = f"{meta.path}.props"
+        if verification is not None:
+            data["verification"] = verification
+        remarks = meta.get("remarks", required=False)
+        if remarks is not None:
+            data["notes"] = remarks.text()
+            self.origin[("notes",)] = remarks.path
+        controls = cat.items("controls")
+        if not controls:
+            raise cat.err("holds no controls: a kansa catalog has one per obligation")
+        data["obligations"] = [self._obligation(c, i) for i, c in enumerate(controls)]
+        for kind in ("null", "empty-list"):
+            for path in props.all(kind):
+                _set_empty(data, kind, path, meta, self.origin, ())
+        props.done()
+        return data, pack_hash
+
+    def _publisher(self, meta: _Node) -> str:
+        parties = meta.items("parties")
+        roles = [r for r in meta.items("responsible-parties")
+                 if r.obj().get("role-id") == "publisher"]
+        if len(roles) != 1:
+            raise meta.err("needs exactly one responsible-party with role-id 'publisher'")
+        uuids = roles[0].items("party-uuids")
+        if len(uuids) != 1:
+            raise roles[0].err("the publisher role must name exactly one party")
+        for p in parties:
+            if p.obj().get("uuid") == uuids[0].value:
+                self.origin[("publisher",)] = p.path + ".name"
+                return p.req("name").text()
+        raise uuids[0].err(f"no party has uuid {uuids[0].value!r}")
+
+    def _resources(self, cat: _Node) -> tuple[list[str], dict[str, Any] | None]:
+        bm = cat.get("back-matter", required=False)
+        sources: list[str] = []
+        verification = None
+        for r in bm.items("resources") if bm is not None else []:
+            props = _Props(r)
+            kind = props.one("resource-kind")
+            if kind == "source":
+                links = r.items("rlinks")
+                if len(links) != 1:
+                    raise r.err("a pack source resource needs exactly one rlink")
+                self.origin[("sources", len(sources))] = links[0].path + ".href"
+                sources.append(links[0].req("href").text())
+            elif kind == "verification":
+                if verification is not None:
+                    raise r.err("a second pack verification resource")
+                verification = _verification(props, r)
+                links = r.items("rlinks")
+                if links:
+                    verification["against"] = links[0].req("href").text()
+                desc = r.get("description", required=False)
+                if desc is not None:
+                    verification["note"] = desc.text()
+                self.origin[("verification",)] = r.path
+            elif kind is not None:
+                raise r.err(f"unknown kansa resource-kind {kind!r}")
+            props.done()
+        if not sources:
+            raise cat.err("back-matter names no pack source (resources with the kansa "
+                          "property resource-kind=source)")
+        return sources, verification
+
+    def _obligation(self, c: _Node, i: int) -> dict[str, Any]:
+        base: tuple[str | int, ...] = ("obligations", i)
+        self.origin[base] = c.path
+        props = _Props(c)
+        o: dict[str, Any] = {"id": props.one("obligation-id", required=True)}
+        if props.one("title-generated") != "true":
+            o["title"] = c.req("title").text()
+            self.origin[(*base, "title")] = c.path + ".title"
+        cit = {k: v for k in ("article", "paragraph", "item")
+               if (v := props.one(k)) is not None}
+        if "article" not in cit:
+            raise c.err(f"lacks the kansa property 'article' (ns {NS})")
+        o["citation"] = cit
+        src = _one_link(c, "source")
+        if src is not None:
+            o["source_url"] = src
+        for key in ("jurisdiction", "role", "legal_force", "status", "effective_from",
+                    "effective_until"):
+            got = props.one(key.replace("_", "-"), required=key in ("role", "legal_force"))
+            if got is not None:
+                o[key] = got
+        props.all("jurisdiction", inherited=True)
+        for key in ("status", "effective-from", "effective-until"):
+            props.all(key, inherited=True)
+        parts = _kparts(c)
+        o["text"] = self._texts(c, parts, base)
+        o.update(self._assessment(c, parts, base))
+        transitions = [self._transition(p, base, n) for n, (p, name) in enumerate(
+            (q for q in parts if q[1] == "transition"))]
+        if transitions:
+            o["transitions"] = transitions
+        inc = _single(parts, "incident-reporting", c)
+        if inc is not None:
+            o["incident"] = self._incident(inc)
+        ver = _single(parts, "verification", c)
+        if ver is not None:
+            vp = _Props(ver)
+            o["verification"] = _verification(vp, ver)
+            vp.done()
+            against = _one_link(ver, "verified-against")
+            if against is not None:
+                o["verification"]["against"] = against
+            if "prose" in ver.obj():
+                o["verification"]["note"] = _prose(ver)
+            self.origin[(*base, "verification")] = ver.path
+        notes = _single(parts, "notes", c)
+        if notes is not None:
+            o["notes"] = _prose(notes)
+            self.origin[(*base, "notes")] = notes.path
+        known = {"statement", "assessment-method", "transition", "incident-reporting",
+                 "verification", "notes"}
+        for p, name in parts:
+            if name not in known:
+                raise p.err(f"unknown kansa part {name!r}")
+        for kind in ("null", "empty-list"):
+            for path in props.all(kind):
+                _set_empty(o, kind, path, c, self.origin, base)
+        props.done()
+        return o
+
+    def _texts(self, c: _Node, parts: list[tuple[_Node, str]],
+               base: tuple[str | int, ...]) -> dict[str, Any]:
+        smt = _single(parts, "statement", c, required=True)
+        assert smt is not None
+        texts: dict[str, Any] = {}
+        for p, name in _kparts(smt):
+            if name != "text":
+                raise p.err(f"unknown kansa part {name!r} in a statement")
+            props = _Props(p)
+            lang = props.one("lang", required=True)
+            assert lang is not None
+            if lang in texts:
+                raise p.err(f"a second text in language {lang!r}")
+            body: dict[str, Any] = {"kind": props.one("text-kind", required=True),
+                                    "text": _prose(p)}
+            props.done()
+            src = _one_link(p, "source")
+            if src is not None:
+                body["source_url"] = src
+            texts[lang] = body
+            self.origin[(*base, "text", lang)] = p.path
+        if not texts:
+            raise smt.err("holds no text part (one per language, kansa namespace)")
+        return texts
+
+    def _assessment(self, c: _Node, parts: list[tuple[_Node, str]],
+                    base: tuple[str | int, ...]) -> dict[str, Any]:
+        am = _single(parts, "assessment-method", c, required=True)
+        assert am is not None
+        props = _Props(am)
+        kind = props.one("assessment", required=True)
+        sub = _kparts(am)
+        applies = _single(sub, "applies", am)
+        out: dict[str, Any] = {}
+        if kind == "check":
+            expr = _single(sub, "expr", am, required=True)
+            assert expr is not None
+            out["expr"] = _prose(expr)
+            self.origin[(*base, "check", "expr")] = expr.path
+        elif kind == "evidence":
+            out["kind"] = props.one("evidence-kind", required=True)
+            out["description"] = _prose(am)
+        else:
+            raise am.err(f"kansa property assessment is {kind!r}, not 'check' or 'evidence'")
+        if applies is not None:
+            out["applies"] = _prose(applies)
+            self.origin[(*base, kind, "applies")] = applies.path
+        for p, name in sub:
+            if name not in ("applies", "expr"):
+                raise p.err(f"unknown kansa part {name!r}")
+        props.done()
+        self.origin[(*base, kind)] = am.path
+        return {kind: out}
+
+    def _transition(self, p: _Node, base: tuple[str | int, ...], n: int) -> dict[str, Any]:
+        props = _Props(p)
+        t: dict[str, Any] = {}
+        sub = _kparts(p)
+        test = _single(sub, "applies-if", p, required=True)
+        assert test is not None
+        t["applies_if"] = _prose(test)
+        for key in ("effective_from", "effective_until"):
+            got = props.one(key.replace("_", "-"))
+            if got is not None:
+                t[key] = got
+        note = _single(sub, "note", p)
+        if note is not None:
+            t["note"] = _prose(note)
+        props.done()
+        self.origin[(*base, "transitions", n)] = p.path
+        self.origin[(*base, "transitions", n, "applies_if")] = test.path
+        return t
+
+    def _incident(self, p: _Node) -> dict[str, Any]:
+        sub = _kparts(p)
+        to = _single(sub, "report-to", p, required=True)
+        assert to is not None
+        deadlines = []
+        for d, name in sub:
+            if name == "deadline":
+                dp = _Props(d)
+                hours = dp.one("within-hours", required=True)
+                assert hours is not None
+                if not hours.isdigit():
+                    raise d.err(f"within-hours {hours!r} is not a whole number")
+                deadlines.append({"case": _prose(d), "within_hours": int(hours)})
+                dp.done()
+            elif name != "report-to":
+                raise d.err(f"unknown kansa part {name!r}")
+        return {"report_to": _prose(to), "deadlines": deadlines}
+
+
+def _verification(props: _Props, holder: _Node) -> dict[str, Any]:
+    ver: dict[str, Any] = {"status": props.one("verification-status", required=True)}
+    checked = props.one("verification-checked")
+    if checked is not None:
+        ver["checked"] = checked
+    return ver
+
+
+def catalog_to_pack_yaml(catalog: Any, *, check_hash: bool = True) -> tuple[Pack, str]:
+    """The pack an OSCAL catalog (the parsed JSON) was exported from, and its YAML text.
+
+    The catalog's structure is checked first (errors name the JSON path, e.g.
+    ``catalog.controls[3].props[2]: ...``), then the rebuilt pack is validated as any pack
+    file is (errors name the catalog path the offending value came from). With
+    ``check_hash``, a catalog whose content no longer hashes to the ``pack-hash`` it
+    carries (edited after export) is an error."""
+    imp = _Import()
+    data, claimed = imp.pack_data(catalog)
+    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+    try:
+        pack = parse_pack(text, "<catalog>")
+    except PackError as e:
+        raise _located(e, text, imp.origin) from None
+    if check_hash and pack.hash != claimed:
+        raise OscalError(f"catalog.metadata.props: the catalog says it is pack {claimed} but "
+                         f"its content hashes to {pack.hash}: it was changed after export "
+                         "(import it without the hash check to accept the changes)")
+    return pack, text
+
+
+def catalog_to_pack(catalog: Any, *, check_hash: bool = True) -> Pack:
+    """The pack an OSCAL catalog was exported from (see :func:`catalog_to_pack_yaml`)."""
+    return catalog_to_pack_yaml(catalog, check_hash=check_hash)[0]
+
+
+def _located(e: PackError, text: str, origin: Mapping[tuple[str | int, ...], str]) \
+        -> OscalError:
+    """A pack error in the YAML rebuilt from a catalog, re-addressed to the catalog path
+    the offending value came from."""
+    m = _ERR_RE.match(str(e))
+    if m is None:
+        return OscalError(f"catalog: {e}")
+    line, reason = int(m.group(1)), m.group(2)
+    from kansa.policy.pack import _compose
+
+    try:
+        _, lines = _compose(text, "<catalog>")
+    except PackError:
+        return OscalError(f"catalog: {reason}")
+    at_line = sorted((p for p, n in lines.items() if n == line), key=len, reverse=True)
+    for path in at_line:
+        while path:
+            if path in origin:
+                return OscalError(f"{origin[path]}: {reason}")
+            path = path[:-1]
+    return OscalError(f"catalog: {reason}")
