@@ -12,11 +12,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from kansa.errors import KansaError
+from kansa.policy.cli_feed import register as register_feed_commands
 
 console = Console(stderr=True, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
 packs_app = typer.Typer(help="Validate and inspect rule packs (YAML).", no_args_is_help=True)
+register_feed_commands(packs_app)  # sign, trust, add/update from feeds, list, activate
 
 HomeOpt = Annotated[
     Path | None,

@@ -180,7 +180,7 @@ def installed_packs(home: Path) -> list[Resolved]:
     return out
 
 
-def _bundled() -> list[Resolved]:
+def bundled_resolved() -> list[Resolved]:
     return [Resolved(p, BUNDLED, Path(p.source)) for p in bundled_packs()]
 
 
@@ -203,7 +203,7 @@ def resolve_pack(ref: str, home: Path) -> Resolved:
             return load_signed(p, trusted_publishers(home), "file")
         return Resolved(load_pack(p), "file", p)
     pack_id, version = _split_ref(ref)
-    candidates = [r for r in _bundled() if r.pack.id == pack_id]
+    candidates = [r for r in bundled_resolved() if r.pack.id == pack_id]
     if version is not None:
         candidates = [r for r in candidates if r.pack.version == version]
         target = installed_path(home, pack_id, version)
@@ -442,7 +442,7 @@ def _newest_pack(installed: list[Resolved], pack_id: str) -> Pack:
 def _plan(home: Path, fetched: list[Fetched], installed: list[Resolved], *,
           allow_older: bool) -> tuple[list[Fetched], list[str]]:
     """Which fetched packs to write; every conflict or downgrade is an error."""
-    known = {(r.pack.id, r.pack.version): r for r in _bundled() + installed}
+    known = {(r.pack.id, r.pack.version): r for r in bundled_resolved() + installed}
     todo, unchanged = [], []
     for f in fetched:
         p = f.signed.pack
