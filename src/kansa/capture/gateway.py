@@ -5,7 +5,21 @@
 
 Routes: ``POST /v1/chat/completions``, ``/v1/completions``, ``/v1/embeddings``,
 ``/v1/responses``, ``/v1/messages`` (Anthropic), ``GET /v1/models[/{id}]``; plus the
-gateway's own ``GET /openapi.json`` and ``GET /healthz`` (not recorded).
+gateway's own ``GET /openapi.json`` and ``GET /healthz`` (not recorded), and, for the
+holder of the admin token, ``GET /-/kansa/policy`` and ``POST /-/kansa/policy/reload``.
+
+Policy (``policy`` in the config, ``kansa.policy.inline``). Before a request goes
+upstream, obligations in ``block`` / ``require_approval`` mode are judged on the entry it
+would make (attributes come from ``x-kansa-ai-disclosure: true|false`` and
+``x-kansa-attr-<name>: <value>`` headers, which are recorded with or without a policy): a
+failure answers 403 ``policy_blocked``, or 428 ``approval_required`` with an approval id
+(retry with ``x-kansa-approval: ID`` once ``kansa approvals approve ID`` was run; single
+use). Refused requests are recorded too (outcome ``blocked``). Every record is judged
+before it is appended and carries ``kansa.policy.decision``, ``kansa.policy.snapshot``
+and its failures. A request reads the current snapshot once, so it is judged under one
+whole snapshot; SIGHUP, the admin reload endpoint or ``policy_watch_seconds`` (polling
+the file) swap in a new one without a restart, and a file that does not load leaves the
+old one in force. With ``--workers N`` each worker reloads on its own: use the watch.
 
 Every request to an API route becomes one record (``kansa.capture.shapes.to_record``,
 the mapping the SDK wrappers share): success, upstream error, timeout, reset, client
@@ -38,10 +52,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
+import hmac
 import json
 import logging
 import os
 import re
+import signal
 import time
 import tomllib
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -55,6 +71,15 @@ from kansa.capture.gateway_openapi import openapi_document
 from kansa.capture.shapes import OPERATIONS, CallInfo, StreamAssembler, to_record
 from kansa.capture.upstream import Origin, UpstreamPool, UpstreamResponse
 from kansa.errors import EntryTooLargeError, KansaError, RecordError, StorageError
+from kansa.policy.approvals import Approvals, request_digest
+from kansa.policy.inline import (
+    APPROVAL_REQUIRED,
+    ATTR_DECISION,
+    Decision,
+    PolicyHandle,
+    PolicySnapshot,
+    entry_of,
+)
 from kansa.records.model import MAX_STR, UsageRecord, new_record_id
 
 Scope = MutableMapping[str, Any]
@@ -97,6 +122,9 @@ class GatewayConfig:
     key_refresh_seconds: float = 2.0
     store_retry_seconds: float = 1.0  # after a store failure, refuse at once this long
     max_upstream_connections: int = 1024  # per upstream
+    policy: str | None = None  # policy file (kansa.policy.inline): packs and modes enforced
+    policy_watch_seconds: float = 0.0  # > 0: reload the policy when its file changes
+    admin_token_env: str | None = None  # env variable holding the admin endpoints' token
 
     @classmethod
     def from_upstream(cls, base_url: str, *, api_key_env: str | None = None,
@@ -164,6 +192,8 @@ class GatewayConfig:
             raise KansaError(f"default_upstream {self.default_upstream!r} is not an upstream")
         if self.max_body_bytes <= 0 or self.read_timeout <= 0 or self.connect_timeout <= 0:
             raise KansaError("timeouts and max_body_bytes must be positive")
+        if self.policy_watch_seconds < 0:
+            raise KansaError("policy_watch_seconds must not be negative")
 
 
 # -- routes ---------------------------------------------------------------------------
@@ -200,6 +230,14 @@ _DROP_RESP = frozenset({
 _DOT_SEGMENT = re.compile(r"(^|/)\.{1,2}(/|$)")  # no climbing out of the upstream's base path
 _USAGE_ONLY = re.compile(rb'"choices"\s*:\s*\[\s*\]')
 _EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+
+
+@dataclass
+class _Call(CallInfo):
+    """A call and the policy snapshot it is judged under (read once, at its start)."""
+
+    policy: PolicySnapshot | None = None
+    approval: str | None = None  # the approval it passed on
 
 
 class _TooLarge(Exception):
@@ -269,7 +307,8 @@ class _Up:
 class GatewayApp:
     """The ASGI application. Use :func:`create_gateway_app`."""
 
-    def __init__(self, ledger: Ledger, config: GatewayConfig, *, owns_ledger: bool = False):
+    def __init__(self, ledger: Ledger, config: GatewayConfig, *, owns_ledger: bool = False,
+                 policy: PolicyHandle | None = None):
         config.validate()
         self.ledger = ledger
         self.config = config
@@ -298,6 +337,19 @@ class GatewayApp:
                       "refused_store_down": 0}
         self._openapi = json.dumps(openapi_document()).encode()
         self._durability = b"async" if config.async_records else b"sync"
+        if policy is None and config.policy:
+            policy = PolicyHandle.load(config.policy, home=_home_of(ledger))
+        self.policy = policy
+        self.approvals = Approvals(ledger.log.store) if policy is not None else None
+        self._admin_token: bytes | None = None
+        if config.admin_token_env:
+            tok = os.environ.get(config.admin_token_env, "").strip()
+            if len(tok) < 16:
+                raise KansaError(f"the admin token in ${config.admin_token_env} is missing or "
+                                 "shorter than 16 characters")
+            self._admin_token = tok.encode()
+        self._watch_task: asyncio.Task[None] | None = None
+        self._sighup = False
 
     # -- keys -----------------------------------------------------------------------------
 
@@ -366,8 +418,47 @@ class GatewayApp:
 
     async def startup(self) -> None:
         self._ensure_pool()
+        if self.policy is not None and self.policy.path is not None:
+            loop = asyncio.get_running_loop()
+            try:  # only the main thread may handle signals (tests serve from a thread)
+                loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+                self._sighup = True
+            except (ValueError, RuntimeError, NotImplementedError):
+                _logger.info("SIGHUP cannot reload the policy here (not the main thread)")
+            if self.config.policy_watch_seconds > 0:
+                self._watch_task = asyncio.ensure_future(self._policy_watch())
+
+    def _on_sighup(self) -> None:
+        t = asyncio.ensure_future(self.reload_policy("SIGHUP"))
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+
+    async def reload_policy(self, why: str) -> dict[str, Any]:
+        """Build the new snapshot off the event loop (requests go on meanwhile), swap it."""
+        assert self.policy is not None
+        res = await asyncio.to_thread(self.policy.reload)
+        _logger.warning("kansa gateway: policy reload (%s): %s", why,
+                        f"snapshot {res.snapshot}" if res.ok else f"failed: {res.error}")
+        return res.as_dict()
+
+    async def _policy_watch(self) -> None:
+        assert self.policy is not None
+        while True:
+            await asyncio.sleep(self.config.policy_watch_seconds)
+            with contextlib.suppress(Exception):
+                if self.policy.changed_on_disk():
+                    await self.reload_policy("file changed")
 
     async def shutdown(self) -> None:
+        if self._sighup:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            self._sighup = False
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._watch_task
+            self._watch_task = None
         if self._key_task is not None:
             self._key_task.cancel()
             with contextlib.suppress(BaseException):
@@ -414,6 +505,9 @@ class GatewayApp:
                 elif path == "/healthz" and scope["method"] == "GET":
                     await self._health(send)
                     return
+                elif path.startswith("/-/kansa/"):
+                    await self._admin(scope, receive, send)
+                    return
                 else:
                     route = _UNKNOWN
             await self._proxy(scope, receive, send, route)
@@ -429,8 +523,39 @@ class GatewayApp:
             "keys": "required" if self.keys_required else "open",
             **self.stats,
         }
+        if self.policy is not None:
+            body["policy_snapshot"] = self.policy.current.hash
         await _send_bytes(send, 503 if down else 200, json.dumps(body).encode(),
                           b"application/json")
+
+    async def _admin(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The admin endpoints (not recorded: they touch no model)."""
+        path, method = scope["path"], scope["method"]
+        given = b""
+        for k, v in scope["headers"]:
+            if k == b"authorization" and v[:7].lower() == b"bearer ":
+                given = v[7:].strip()
+        if self._admin_token is None:
+            return await _send_json(send, 403, {"error": "admin endpoints are disabled: start "
+                                                "the gateway with an admin token "
+                                                "(--admin-token-env VAR)"})
+        if not hmac.compare_digest(given, self._admin_token):
+            return await _send_json(send, 401, {"error": "a valid admin token is required "
+                                                "(Authorization: Bearer ...)"})
+        if self.policy is None:
+            return await _send_json(send, 404, {"error": "this gateway enforces no policy"})
+        if path == "/-/kansa/policy/reload" and method == "POST":
+            res = await self.reload_policy("admin endpoint")
+            return await _send_json(send, 200 if res["ok"] else 422, res)
+        if path == "/-/kansa/policy" and method == "GET":
+            h = self.policy
+            snap = h.current
+            return await _send_json(send, 200, {
+                "snapshot": snap.hash, "file": str(h.path) if h.path else None,
+                "packs": [f"{p.ref} {p.hash}" for p in snap.packs],
+                "mode": snap.default_mode, "modes": snap.modes, "reloads": h.reloads,
+                "last_error": h.last_error})
+        await _send_json(send, 404, {"error": f"no admin route {method} {path[:200]}"})
 
     # -- one proxied request ----------------------------------------------------------------
 
@@ -438,10 +563,12 @@ class GatewayApp:
         self.stats["requests"] += 1
         t0 = time.perf_counter()
         cfg = self.config
-        call = CallInfo(system=cfg.system,
-                        provider="anthropic" if route.shape == "anthropic" else "openai",
-                        operation=route.operation, record_id=new_record_id(), shape=route.shape)
+        call = _Call(system=cfg.system,
+                     provider="anthropic" if route.shape == "anthropic" else "openai",
+                     operation=route.operation, record_id=new_record_id(), shape=route.shape,
+                     policy=self.policy.current if self.policy is not None else None)
         attrs = call.attributes
+        approval_hdr: str | None = None
         token: str | None = None
         caller_auth: list[tuple[bytes, bytes]] = []
         content_length: int | None = None
@@ -470,6 +597,10 @@ class GatewayApp:
                     app_hdr = _hstr(v)
                 elif k == b"x-kansa-conversation-id":
                     call.conversation_id = _hstr(v)
+                elif k == b"x-kansa-approval":
+                    approval_hdr = _hstr(v).strip()
+                elif k == b"x-kansa-ai-disclosure" or k.startswith(b"x-kansa-attr-"):
+                    _header_attribute(attrs, k, v)
                 continue
             if k == b"content-type":
                 has_ct = True
@@ -569,6 +700,11 @@ class GatewayApp:
             await self._unavailable(send, route)
             return
 
+        snap = call.policy
+        if snap is not None and snap.enforces and await self._enforce(
+                send, call, route, snap, body, approval_hdr, t0):
+            return
+
         # what goes upstream
         stream_req = isinstance(req, dict) and req.get("stream") is True
         strip_usage = False
@@ -610,6 +746,61 @@ class GatewayApp:
             state.finishing = True
             if not watcher.done():
                 watcher.cancel()
+
+    async def _enforce(self, send: Send, call: _Call, route: _Route, snap: PolicySnapshot,
+                       body: bytes, approval_id: str | None, t0: float) -> bool:
+        """Judge the request before it goes upstream; True if it was refused (and
+        answered and recorded)."""
+        try:
+            entry = entry_of(to_record(call), outcome="ok")
+        except RecordError:
+            return False  # not a record: the response side records it as it can
+        d = snap.check_request(entry)
+        if d is None:
+            return False
+        digest = ""
+        if d.decision == APPROVAL_REQUIRED:
+            digest = request_digest(route.suffix, call.system, call.app, body)
+            assert self.approvals is not None
+            try:
+                if approval_id:
+                    a = await asyncio.to_thread(self.approvals.consume, approval_id, digest,
+                                                call.record_id)
+                    call.approval = a.id
+                    return False
+                labels = [f"{f.ref}#{f.obligation}" for f in d.enforced]
+                a = await asyncio.to_thread(
+                    self.approvals.request, digest=digest, record_id=call.record_id,
+                    snapshot=snap.hash, system=call.system, app=call.app,
+                    model=entry.get("gen_ai.request.model"), obligations=labels,
+                    ttl_hours=snap.spec.approval_ttl_hours)
+            except StorageError as e:
+                self._store_failed(e)
+                await self._unavailable(send, route)
+                return True
+            except KansaError as e:  # the approval cannot let this request through
+                return await self._refuse(send, call, route, d, t0, 403, "approval_invalid",
+                                          f"{d.message()}; {e}")
+            d = Decision(d.decision, d.snapshot, d.failed, d.error, a.id)
+            return await self._refuse(send, call, route, d, t0, 428, "approval_required",
+                                      f"{d.message()}; approval {a.id} was requested: retry "
+                                      f"with the header x-kansa-approval: {a.id} once it is "
+                                      "approved")
+        return await self._refuse(send, call, route, d, t0, 403, "policy_blocked",
+                                  d.message())
+
+    async def _refuse(self, send: Send, call: _Call, route: _Route, d: Decision, t0: float,
+                      status: int, code: str, message: str) -> bool:
+        call.attributes.update(d.attributes())
+        body = json.loads(_error_body(route, status, code, message))
+        body["kansa"] = {"decision": d.decision, "snapshot": d.snapshot,
+                         "approval_id": d.approval, "obligations": [
+                             {"obligation": f"{f.ref}#{f.obligation}", "citation": f.citation,
+                              "mode": f.mode} for f in d.enforced]}
+        extra = [(b"x-kansa-approval-id", d.approval.encode())] if d.approval else None
+        await self._reject(send, call, route, status, code, message, t0, outcome="blocked",
+                           extra=extra, body=json.dumps(body).encode())
+        return True
 
     def _upstream_for(self, model: str | None) -> _Up | None:
         if model is None:
@@ -752,6 +943,10 @@ class GatewayApp:
         if rec.input_tokens is None and rec.output_tokens is None and rec.outcome == "ok" \
                 and rec.operation in ("chat", "text_completion", "embeddings"):
             _estimate_usage(rec)
+        if isinstance(call, _Call) and call.policy is not None \
+                and ATTR_DECISION not in rec.attributes:
+            d = call.policy.judge_record(entry_of(rec), approval=call.approval)
+            rec.attributes.update(d.attributes())
         return rec
 
     async def _record(self, call: CallInfo, t0: float) -> bool:
@@ -817,9 +1012,11 @@ class GatewayApp:
 
     async def _reject(self, send: Send, call: CallInfo, route: _Route, status: int, code: str,
                       message: str, t0: float, *, outcome: str | None = None, close: bool = False,
-                      extra: list[tuple[bytes, bytes]] | None = None) -> None:
+                      extra: list[tuple[bytes, bytes]] | None = None,
+                      body: bytes | None = None) -> None:
         """Answer with the gateway's own error, recorded like any other response."""
-        body = _error_body(route, status, code, message)
+        if body is None:
+            body = _error_body(route, status, code, message)
         call.status = status
         call.error_type = code
         if outcome:
@@ -851,14 +1048,50 @@ class GatewayApp:
         await send({"type": "http.response.body", "body": body})
 
 
-def create_gateway_app(ledger: Ledger, config: GatewayConfig, *,
-                       owns_ledger: bool = False) -> GatewayApp:
+def create_gateway_app(ledger: Ledger, config: GatewayConfig, *, owns_ledger: bool = False,
+                       policy: PolicyHandle | None = None) -> GatewayApp:
     """The gateway as an ASGI app recording into ``ledger``. With ``owns_ledger`` the app
-    closes the ledger at lifespan shutdown."""
-    return GatewayApp(ledger, config, owns_ledger=owns_ledger)
+    closes the ledger at lifespan shutdown. ``policy`` (else ``config.policy``, a file)
+    is enforced inline."""
+    return GatewayApp(ledger, config, owns_ledger=owns_ledger, policy=policy)
 
 
 # -- helpers ----------------------------------------------------------------------------------
+
+
+def _home_of(ledger: Ledger) -> Path | None:
+    home = ledger.home
+    return home.path if home is not None else None
+
+
+_MAX_HEADER_ATTRS = 32  # the attributes dict holds only header attributes at that point
+_RESERVED_ATTRS = ("kansa.policy.", "kansa.gateway.", "kansa.content.", "kansa.usage.")
+
+
+def _header_attribute(attrs: dict[str, Any], k: bytes, v: bytes) -> None:
+    """An attribute the caller states in a header: ``true``/``false`` are booleans, a
+    JSON list of scalars is a list, anything else a string. Names kansa itself sets
+    cannot be given (a caller must not forge a policy decision)."""
+    name = "kansa.ai_disclosure" if k == b"x-kansa-ai-disclosure" else \
+        k[13:].decode("latin-1")
+    if not name or len(name) > 128 or name.startswith(_RESERVED_ATTRS) or \
+            len(attrs) >= _MAX_HEADER_ATTRS:
+        return
+    s = v.decode("latin-1").strip()
+    low = s.lower()
+    value: Any = s[:MAX_STR]
+    if low in ("true", "false"):
+        value = low == "true"
+    elif s.startswith("["):
+        with contextlib.suppress(ValueError):
+            got = json.loads(s)
+            if isinstance(got, list) and all(isinstance(x, str | bool) for x in got):
+                value = got[:64]
+    attrs[name] = value
+
+
+async def _send_json(send: Send, status: int, obj: Any) -> None:
+    await _send_bytes(send, status, json.dumps(obj).encode(), b"application/json")
 
 
 def _uncancel() -> None:
