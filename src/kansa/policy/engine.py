@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 import uuid
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from kansa.policy.cel import Expr, compile_check, context, system_facts
@@ -467,6 +470,258 @@ class FindingStore:
                 for r in self.store.query(sql, params)]
 
 
+# -- memoized judging ----------------------------------------------------------------------
+#
+# A check's verdict depends only on what its expressions read of the record, the system's
+# facts (chosen by the record's system name) and which date boundaries the record's time
+# has passed. When every expression of a pack reads the record in forms recognised below
+# and never reads ``now``, one judgement serves every record that agrees on those inputs,
+# and building the CEL context (the dominant cost) is skipped for all but the first.
+
+_TOKEN_RE = re.compile(r"""
+    (?P<ws>\s+|//[^\n]*)
+  | (?P<str>[rRbB]{0,2}(?:\"\"\"(?:[^\\]|\\.)*?\"\"\"|'''(?:[^\\]|\\.)*?'''
+                      |"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'))
+  | (?P<num>\d[\w.]*)
+  | (?P<id>[A-Za-z_]\w*)
+  | (?P<op>&&|\|\||==|!=|<=|>=|[-+*/%!<>?:.,()\[\]{}])
+""", re.VERBOSE | re.DOTALL)
+
+# tokens after which `"key" in record...` is a whole operand (the operators that bind less
+# tightly than `in`, and delimiters); anything else might make the string part of a larger
+# left operand
+_IN_OPENERS = {"", "(", ",", "&&", "||", "?", ":", "[", "{"}
+
+Read = tuple[tuple[str, ...], bool]  # (a path of one or two keys, the whole value?)
+
+
+def _tokens(source: str) -> list[tuple[str, str]] | None:
+    out: list[tuple[str, str]] = []
+    pos = 0
+    while pos < len(source):
+        m = _TOKEN_RE.match(source, pos)
+        if m is None:
+            return None
+        kind = m.lastgroup or ""
+        if kind != "ws":
+            out.append((kind, m.group()))
+        pos = m.end()
+    return out
+
+
+def _key(token: tuple[str, str]) -> str | None:
+    """The value of a plain string literal without escapes; None for anything else."""
+    kind, text = token
+    if kind != "str" or text[0] not in "\"'" or "\\" in text or text[:3] in ('"""', "'''"):
+        return None
+    return text[1:-1]
+
+
+def record_reads(source: str) -> frozenset[Read] | None:
+    """What a CEL expression reads of ``record``, conservatively: ``record.X``,
+    ``record["X"]``, ``"X" in record``, ``has(record.X)`` (and the same one level down, e.g.
+    ``"Y" in record.attributes``). None when the expression reads ``now`` or uses
+    ``record`` any other way: its value may then depend on more than these reads."""
+    toks = _tokens(source)
+    if toks is None:
+        return None
+    text = [t for _, t in toks] + ["", "", ""]
+    reads: set[Read] = set()
+    for i, (kind, word) in enumerate(toks):
+        if kind != "id" or (i and text[i - 1] == "."):
+            continue  # a field name, not a variable
+        if word == "now":
+            return None
+        if word != "record":
+            continue
+        path: list[str] = []
+        j = i + 1
+        while True:
+            if text[j] == "." and toks[j + 1][0] == "id" and text[j + 2] != "(":
+                path.append(text[j + 1])
+                j += 2
+            elif text[j] == "[" and j + 2 < len(toks) and _key(toks[j + 1]) is not None \
+                    and text[j + 2] == "]":
+                path.append(str(_key(toks[j + 1])))
+                j += 3
+            else:
+                break
+        ends = text[j] not in (".", "[", "(")
+        literal = _key(toks[i - 2]) if i >= 2 else None
+        if (ends and i >= 2 and text[i - 1] == "in" and literal is not None
+                and (text[i - 3] if i >= 3 else "") in _IN_OPENERS and len(path) < 2):
+            reads.add(((*path, literal), False))  # "X" in record / "Y" in record.X
+        elif ends and i >= 2 and text[i - 1] == "(" and text[i - 2] == "has" \
+                and (i < 3 or text[i - 3] != ".") and text[j] == ")" and 1 <= len(path) <= 2:
+            reads.add((tuple(path), False))  # has(record.X) / has(record.X.Y)
+        elif path:
+            reads.add((tuple(path[:2]), True))
+        else:
+            return None  # record as a whole: size(record), record[k], ...
+    return frozenset(reads)
+
+
+def _normal(reads: Iterable[Read]) -> list[Read]:
+    """Drop reads another read covers: a whole value covers its presence and its keys."""
+    whole = {p for p, w in reads if w}
+    keep = {(p, w) for p, w in reads
+            if (w or p not in whole) and not (len(p) == 2 and (p[0],) in whole)}
+    return sorted(keep)
+
+
+_MISSING = ("<missing>",)  # a key absent from the record (no JSON value is a tuple)
+
+
+def _freeze(v: Any) -> Any:
+    """A hashable stand-in for a JSON value, equal only for values CEL cannot tell apart
+    (1, 1.0 and true are equal in Python, not in CEL)."""
+    if v is None or v.__class__ is str or v is _MISSING:
+        return v
+    if isinstance(v, dict | list):
+        return ("json", json.dumps(v, sort_keys=True, separators=(",", ":"),
+                                   ensure_ascii=False))
+    return (v.__class__, v)
+
+
+def _reader(read: Read) -> Callable[[Mapping[str, Any]], Any]:
+    path, whole = read
+    k = path[0]
+    if len(path) == 1:
+        if whole:
+            return lambda e: _freeze(e.get(k, _MISSING))
+        return lambda e: k in e
+    q = path[1]
+
+    def inner(e: Mapping[str, Any]) -> Any:
+        v = e.get(k, _MISSING)
+        if v.__class__ is not dict:
+            return _freeze(v)  # CEL errors or reads it whole: its value decides
+        return ("in", _freeze(v.get(q, _MISSING))) if whole else q in v
+
+    return inner
+
+
+class _Outcome:
+    """One pack's verdicts on every record that agrees on what the pack reads."""
+
+    __slots__ = ("cp", "verdicts", "fails", "digest")
+
+    def __init__(self, cp: CompiledPack, found: list[Finding]) -> None:
+        self.cp = cp
+        self.verdicts = tuple((f.verdict, f.reason) for f in found)
+        # (pack_hash, obligation) and the rest of a policy_findings row, for each failure
+        self.fails = tuple(((f.pack_hash, f.obligation),
+                            (f.pack, f.version, f.verdict, f.citation, f.legal_force, f.reason))
+                           for f in found if f.verdict == FAIL)
+        self.digest = hashlib.sha256(json.dumps(
+            [cp.pack.hash, [[f.obligation, f.verdict, f.reason] for f in found]],
+            ensure_ascii=False, separators=(",", ":")).encode()).digest()
+
+    def findings(self, index: int, record_id: str) -> list[Finding]:
+        p = self.cp.pack
+        return [Finding(index, record_id, c.o.id, p.id, p.version, p.hash, v, c.citation,
+                        c.o.legal_force, r)
+                for c, (v, r) in zip(self.cp.obligations, self.verdicts, strict=True)]
+
+
+_MEMO_LIMIT = 200_000  # outcomes kept per pack before the memo starts afresh
+
+
+class _Memo:
+    __slots__ = ("cp", "select", "cache")
+
+    def __init__(self, cp: CompiledPack, select: Callable[[tuple[Any, ...]], Any] | None):
+        self.cp = cp
+        self.select = select  # picks this pack's reads out of a record's projection
+        self.cache: dict[Any, _Outcome] = {}
+
+
+def _pack_reads(cp: CompiledPack) -> list[Read] | None:
+    reads: set[Read] = set()
+    for c in cp.obligations:
+        for e in (c.applies, c.expr, *(t[0] for t in c.transitions)):
+            if e is None:
+                continue
+            got = record_reads(e.source)
+            if got is None:
+                return None
+            reads |= got
+    return _normal(reads)
+
+
+class Replayer:
+    """Judges a stream of entries under fixed packs, returning per pack an outcome object
+    shared by every record that agrees on what the pack reads (see :func:`record_reads`).
+    ``memo=False`` judges every record afresh (the reference the memo is tested against)."""
+
+    def __init__(self, packs: list[CompiledPack], systems: Mapping[str, Mapping[str, Any]]
+                 | None, pin: bool, *, memo: bool = True) -> None:
+        self.judge = Judge(packs, systems, pin)
+        per_pack = {cp.pack.hash: _pack_reads(cp) if memo else None for cp in packs}
+        union = sorted({r for reads in per_pack.values() if reads for r in reads})
+        self.readers = [_reader(r) for r in union]
+        pos = {r: n for n, r in enumerate(union)}
+        memos: dict[str, _Memo] = {}
+        for cp in packs:
+            reads = per_pack[cp.pack.hash]
+            select = None
+            if reads is not None:
+                idx = [pos[r] for r in reads]
+                select = _selector(idx)
+            memos[cp.pack.hash] = _Memo(cp, select)
+        bounds: set[int] = set()
+        for cp in packs:
+            bounds.update(b for b in (cp.from_us, cp.until_us) if b is not None)
+            for c in cp.obligations:
+                bounds.update(b for b in (c.from_us, c.until_us) if b is not None)
+                for _, t_from, t_until in c.transitions:
+                    bounds.update(b for b in (t_from, t_until) if b is not None)
+        # between two boundaries every date comparison comes out the same way
+        self.bounds = sorted(bounds)
+        reps = [self.bounds[0] - 1 if self.bounds else 0, *self.bounds]
+        self.chosen = [[memos[cp.pack.hash] for cp in (packs if pin else in_force(packs, at))]
+                       for at in reps]
+
+    def outcomes(self, entry: Mapping[str, Any], index: int) -> tuple[int, list[_Outcome]]:
+        """The record's time (µs) and one outcome per pack in force."""
+        when = _record_time(entry)
+        at_us = _us(when)
+        bucket = bisect_right(self.bounds, at_us)
+        chosen = self.chosen[bucket]
+        if not chosen:
+            return at_us, []
+        system = str(entry.get("system"))
+        proj = tuple([f(entry) for f in self.readers]) if self.readers else ()
+        ctx = None
+        out = []
+        for m in chosen:
+            key = None
+            if m.select is not None:
+                key = (bucket, system, m.select(proj))
+                got = m.cache.get(key)
+                if got is not None:
+                    out.append(got)
+                    continue
+            if ctx is None:
+                ctx = context(entry, self.judge.systems.get(system, {}), when)
+            facts = self.judge.systems.get(system, {})
+            o = _Outcome(m.cp, [
+                _judge_one(m.cp, c, ctx, at_us, index, "", facts.get("roles"),
+                           facts.get("jurisdictions")) for c in m.cp.obligations])
+            if key is not None:
+                if len(m.cache) >= _MEMO_LIMIT:
+                    m.cache.clear()
+                m.cache[key] = o
+            out.append(o)
+        return at_us, out
+
+
+def _selector(positions: list[int]) -> Callable[[tuple[Any, ...]], Any]:
+    if not positions:
+        return lambda proj: ()
+    return itemgetter(*positions)
+
+
 # -- replay ------------------------------------------------------------------------------
 
 
@@ -475,9 +730,10 @@ class ReplayResult:
     packs: list[str]  # "id@version sha256:..." of every pack given
     run_id: str = ""  # the policy_runs row (written when save=True)
     records: int = 0  # entries judged
-    findings: int = 0
+    findings: int = 0  # verdicts given (records x obligations of the packs in force)
     verdicts: Counter[str] = field(default_factory=Counter)
-    # SHA-256 over every finding's digest_line() + "\n", in order: equal replays, equal digests
+    # SHA-256 over one line per judged entry, in index order (see replay()): equal
+    # history, packs and system facts give equal digests
     digest: str = ""
     seconds: float = 0.0
     stored: int = 0  # failing findings written to policy_findings
@@ -497,14 +753,28 @@ def _bound(value: datetime | str | None) -> int | None:
 def _entries(ledger: Ledger, since: datetime | str | None,
              until: datetime | str | None) -> Iterator[tuple[int, dict[str, Any]]]:
     lo, hi = _bound(since), _bound(until)
-    for row in ledger.log.store.iter_entries():
+    for row in ledger.log.store.iter_entries(batch=_READ_BATCH):
         if (lo is not None and row.ts < lo) or (hi is not None and row.ts >= hi):
             continue
         yield row.index, json.loads(row.data)
 
 
+_READ_BATCH = 16_384
+
+
 def _window(value: datetime | str | None) -> str | None:
     return value.isoformat() if isinstance(value, datetime) else value
+
+
+def digest_line(index: int, record_id: str, outcomes: Sequence[_Outcome]) -> bytes:
+    """One judged entry's contribution to ReplayResult.digest:
+    ``index TAB len(id):id TAB k TAB`` (decimal, id as UTF-8), then for each of the k packs
+    in force (by pack id) the 32-byte SHA-256 of the compact JSON
+    ``[pack_hash, [[obligation, verdict, reason], ...]]`` (obligations in pack order),
+    then LF. Lengths make it unambiguous; citations and forces are fixed by the hash."""
+    rid = record_id.encode()
+    return b"".join([b"%d\t%d:%b\t%d\t" % (index, len(rid), rid, len(outcomes)),
+                     *[o.digest for o in outcomes], b"\n"])
 
 
 _DAY_US = 86_400_000_000
@@ -513,21 +783,15 @@ _FLUSH_ROWS = 20_000
 
 class _Sink:
     """Failing rows and judged index ranges, written in batches; tallies, kept in memory
-    (they are small: obligations x days x verdicts) and written once at the end."""
+    (outcomes x days) and expanded and written once at the end."""
 
     def __init__(self, fs: FindingStore | None, pack_hashes: list[str]) -> None:
         self.fs = fs
         self.hashes = pack_hashes
-        self.rows: list[list[Any]] = []
+        self.rows: list[tuple[Any, ...]] = []
         self.ranges: list[tuple[int, int]] = []
-        self.tally: Counter[tuple[str, str, int, str]] = Counter()
+        self.counts: Counter[tuple[_Outcome, int]] = Counter()
         self.stored = 0
-
-    def judged(self, index: int) -> None:
-        if self.ranges and self.ranges[-1][1] == index - 1:
-            self.ranges[-1] = (self.ranges[-1][0], index)
-        else:
-            self.ranges.append((index, index))
 
     def flush(self) -> None:
         if self.fs is not None:
@@ -535,9 +799,14 @@ class _Sink:
         self.rows.clear()
         self.ranges.clear()
 
-    def tally_rows(self, run_id: str) -> list[TallyRow]:
-        return [TallyRow(run_id, h, o, _day(d * _DAY_US), v, n)
-                for (h, o, d, v), n in sorted(self.tally.items())]
+    def tally(self) -> Counter[tuple[str, str, int, str]]:
+        """(pack hash, obligation, day number, verdict) -> findings."""
+        out: Counter[tuple[str, str, int, str]] = Counter()
+        for (o, day), n in self.counts.items():
+            h = o.cp.pack.hash
+            for c, (v, _) in zip(o.cp.obligations, o.verdicts, strict=True):
+                out[(h, c.o.id, day, v)] += n
+        return out
 
 
 def replay(
@@ -551,15 +820,19 @@ def replay(
     pin: bool = False,
     save: bool = True,
     collect: bool = False,
+    memo: bool = True,
 ) -> ReplayResult:
     """Re-judge the ledger's stored entries (``since`` <= ts < ``until``) under
     ``pack_versions``: each record under the version of each instrument in force at its
     time (or every pack, with ``pin``). Unless ``save=False``, failing findings replace
-    those the packs had on the judged entries, and the run and its tallies are stored."""
+    those the packs had on the judged entries, and the run and its tallies are stored.
+
+    The digest is SHA-256 over :func:`digest_line` of every judged entry, in index order.
+    ``memo=False`` judges every record afresh (same results, slower; for testing)."""
     t0 = time.perf_counter()
     started = datetime.now(UTC)
     packs = _dedupe(pack_versions)
-    judge_ = Judge(packs, systems, pin)
+    rj = Replayer(packs, systems, pin, memo=memo)
     fs = FindingStore(ledger.log.store) if save else None
     if fs is not None:
         for cp in packs:
@@ -567,24 +840,26 @@ def replay(
     result = ReplayResult([f"{cp.pack.ref} {cp.pack.hash}" for cp in packs],
                           run_id=uuid.uuid4().hex)
     sink = _Sink(fs, [cp.pack.hash for cp in packs])
+    rows, ranges, counts = sink.rows, sink.ranges, sink.counts
     h = hashlib.sha256()
     done = 0
     for index, entry in _entries(ledger, since, until):
-        found = judge_.judge(entry, None, index)
-        day = _us(_record_time(entry)) // _DAY_US if found else 0
+        at_us, outs = rj.outcomes(entry, index)
+        rid = str(entry.get("id", ""))
+        if ranges and ranges[-1][1] == index - 1:
+            ranges[-1] = (ranges[-1][0], index)
+        else:
+            ranges.append((index, index))
+        day = at_us // _DAY_US
+        for o in outs:
+            counts[(o, day)] += 1
+            for head, tail in o.fails:
+                rows.append((index, *head, rid, *tail))
+            if collect:
+                result.collected.extend(o.findings(index, rid))
+        h.update(digest_line(index, rid, outs))
         result.records += 1
-        sink.judged(index)
-        for f in found:
-            result.verdicts[f.verdict] += 1
-            sink.tally[(f.pack_hash, f.obligation, day, f.verdict)] += 1
-            if f.verdict == FAIL:
-                sink.rows.append(f.db_row())
-            h.update(f.digest_line())
-            h.update(b"\n")
-        result.findings += len(found)
-        if collect:
-            result.collected.extend(found)
-        if len(sink.rows) >= _FLUSH_ROWS:
+        if len(rows) >= _FLUSH_ROWS:
             sink.flush()
         done += 1
         if progress is not None and done == 1024:
@@ -593,6 +868,10 @@ def replay(
     sink.flush()
     if progress is not None and done:
         progress(done)
+    tally = sink.tally()
+    for (_, _, _, v), n in tally.items():
+        result.verdicts[v] += n
+    result.findings = sum(result.verdicts.values())
     result.digest = h.hexdigest()
     result.stored = sink.stored
     result.seconds = time.perf_counter() - t0
@@ -602,7 +881,9 @@ def replay(
             [{"id": cp.pack.id, "version": cp.pack.version, "hash": cp.pack.hash}
              for cp in packs],
             _window(since), _window(until), result.records, result.digest,
-            dict(sorted(result.verdicts.items())), result.seconds), sink.tally_rows(result.run_id))
+            dict(sorted(result.verdicts.items())), result.seconds),
+            [TallyRow(result.run_id, ph, o, _day(d * _DAY_US), v, n)
+             for (ph, o, d, v), n in sorted(tally.items())])
     return result
 
 
@@ -667,23 +948,43 @@ def impact(
 
     Both are pinned (applied whatever their own version dates); obligation dates and
     transitions still count. An obligation one pack lacks counts as not_applicable."""
-    a, b = Judge(_dedupe([from_pack]), systems, True), Judge(_dedupe([to_pack]), systems, True)
+    a = Replayer(_dedupe([from_pack]), systems, True)
+    b = Replayer(_dedupe([to_pack]), systems, True)
     rep = ImpactReport(from_pack.ref, from_pack.hash, to_pack.ref, to_pack.hash)
     da, db = _obligation_data(from_pack), _obligation_data(to_pack)
     rep.obligations_added = [k for k in db if k not in da]
     rep.obligations_removed = [k for k in da if k not in db]
     rep.obligations_changed = [k for k in db if k in da and da[k] != db[k]]
+    diffs: dict[tuple[_Outcome | None, _Outcome | None], list[tuple[Any, ...]]] = {}
     for index, entry in _entries(ledger, since, until):
         rep.records += 1
-        before = {f.obligation: f for f in a.judge(entry, None, index)}
-        after = {f.obligation: f for f in b.judge(entry, None, index)}
-        for oid in [*before, *(k for k in after if k not in before)]:
-            fb, fa = before.get(oid), after.get(oid)
-            vb = fb.verdict if fb else NOT_APPLICABLE
-            va = fa.verdict if fa else NOT_APPLICABLE
-            if vb != va:
-                rep.changes.append(Change(
-                    index, str(entry.get("id", "")), oid, vb, va,
-                    fb.citation if fb else None, fa.citation if fa else None,
-                    fa.reason if fa else "the new pack lacks this obligation"))
+        oa, ob = a.outcomes(entry, index)[1], b.outcomes(entry, index)[1]
+        pair = (oa[0] if oa else None, ob[0] if ob else None)
+        diff = diffs.get(pair)
+        if diff is None:
+            diff = diffs[pair] = _diff(*pair)
+        if diff:
+            rid = str(entry.get("id", ""))
+            rep.changes.extend(Change(index, rid, *d) for d in diff)
     return rep
+
+
+def _diff(before: _Outcome | None, after: _Outcome | None) -> list[tuple[Any, ...]]:
+    """(obligation, before, after, citation before, citation after, reason after) for
+    each obligation whose verdict differs; an obligation a pack lacks is not_applicable."""
+    def table(o: _Outcome | None) -> dict[str, tuple[str, str, str]]:
+        if o is None:
+            return {}
+        return {c.o.id: (v, r, c.citation)
+                for c, (v, r) in zip(o.cp.obligations, o.verdicts, strict=True)}
+
+    tb, ta = table(before), table(after)
+    out = []
+    for oid in [*tb, *(k for k in ta if k not in tb)]:
+        fb, fa = tb.get(oid), ta.get(oid)
+        vb = fb[0] if fb else NOT_APPLICABLE
+        va = fa[0] if fa else NOT_APPLICABLE
+        if vb != va:
+            out.append((oid, vb, va, fb[2] if fb else None, fa[2] if fa else None,
+                        fa[1] if fa else "the new pack lacks this obligation"))
+    return out
