@@ -43,15 +43,19 @@ import hashlib
 import json
 import re
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from kansa.ledger.note import SignedCheckpoint
 from kansa.policy.engine import EVIDENCE_NEEDED, FAIL, NOT_APPLICABLE, PASS, Finding
 from kansa.policy.pack import Pack, PackError, PolicyError, parse_pack
+
+if TYPE_CHECKING:
+    from kansa.api import Ledger
 
 NS = "https://kansa.dev/ns/oscal"
 OSCAL_VERSION = "1.1.3"
@@ -583,8 +587,8 @@ class _Import:
         parts = _kparts(c)
         o["text"] = self._texts(c, parts, base)
         o.update(self._assessment(c, parts, base))
-        transitions = [self._transition(p, base, n) for n, (p, name) in enumerate(
-            (q for q in parts if q[1] == "transition"))]
+        transitions = [self._transition(p, base, n) for n, p in enumerate(
+            q for q, name in parts if name == "transition")]
         if transitions:
             o["transitions"] = transitions
         inc = _single(parts, "incident-reporting", c)
@@ -764,3 +768,365 @@ def _located(e: PackError, text: str, origin: Mapping[tuple[str | int, ...], str
                 return OscalError(f"{origin[path]}: {reason}")
             path = path[:-1]
     return OscalError(f"catalog: {reason}")
+
+
+# -- findings -> assessment-results --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LogAnchor:
+    """The signed checkpoint that findings' evidence is cited against: every cited entry
+    lies inside the tree it commits to (index < size)."""
+
+    origin: str
+    size: int
+    root_hash: str  # base64, as written in the checkpoint
+    note: str  # the signed checkpoint (C2SP signed note) text
+
+    @classmethod
+    def from_checkpoint(cls, signed: SignedCheckpoint) -> LogAnchor:
+        cp = signed.checkpoint
+        return cls(cp.origin, cp.size, base64.b64encode(cp.root).decode(),
+                   signed.to_bytes().decode())
+
+
+@dataclass(frozen=True)
+class Run:
+    """One judging run over ledger history: the pack versions, the period of evidence it
+    covers (``start`` <= record time < ``end``), the findings to cite and the verdict
+    counts per (pack hash, obligation). Without ``counts`` the findings are counted, so
+    pass every finding then; with them (e.g. a stored run's tally, where only failing
+    findings are kept), ``findings`` need only hold the ones to cite."""
+
+    title: str
+    start: datetime
+    end: datetime
+    packs: tuple[Pack, ...]
+    findings: Iterable[Finding]
+    counts: Mapping[tuple[str, str], Mapping[str, int]] | None = None
+    records: int | None = None  # entries judged, when known
+    digest: str | None = None  # ReplayResult.digest, when known
+    run_id: str | None = None  # the stored run (policy_runs), when there is one
+
+
+_CITE_ORDER = (FAIL, EVIDENCE_NEEDED, PASS)
+
+
+@dataclass
+class _Tally:
+    """What one run found for one (pack version, obligation): counts per verdict, and the
+    first entries of each verdict (to cite as evidence)."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    cited: dict[str, list[Finding]] = field(default_factory=dict)
+
+    def add(self, f: Finding, limit: int) -> None:
+        self.counts[f.verdict] = self.counts.get(f.verdict, 0) + 1
+        if f.verdict != NOT_APPLICABLE and f.index is not None:
+            got = self.cited.setdefault(f.verdict, [])
+            if len(got) < limit:
+                got.append(f)
+
+    def evidence(self, limit: int) -> list[Finding]:
+        out = [f for v in _CITE_ORDER for f in self.cited.get(v, [])]
+        return out[:limit]
+
+
+def control_ids(pack: Pack) -> dict[str, str]:
+    """Obligation id -> the control id :func:`pack_to_catalog` gives it."""
+    taken: set[str] = set()
+    return {o.id: control_id(o.id, taken) for o in pack.obligations}
+
+
+def _ts(dt: datetime) -> str:
+    if dt.tzinfo is None:
+        raise OscalError(f"time {dt.isoformat()} has no time zone")
+    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _tally(run: Run, limit: int) -> dict[tuple[str, str], _Tally]:
+    by_hash = {p.hash: p for p in run.packs}
+    tallies: dict[tuple[str, str], _Tally] = {}
+    for f in run.findings:
+        if f.pack_hash not in by_hash:
+            raise OscalError(f"run {run.title!r}: a finding names pack {f.pack_ref} "
+                             f"{f.pack_hash}, which is not among the run's packs")
+        tallies.setdefault((f.pack_hash, f.obligation), _Tally()).add(f, limit)
+    if run.counts is not None:
+        for t in tallies.values():
+            t.counts.clear()
+        for key, counts in run.counts.items():
+            tallies.setdefault(key, _Tally()).counts.update(counts)
+    return tallies
+
+
+def findings_to_assessment_results(
+    runs: Sequence[Run],
+    *,
+    anchor: LogAnchor,
+    leaf_hash: Callable[[int], bytes],
+    evidence_limit: int = 20,
+    title: str = "kansa: rule-pack findings over the ledger",
+    last_modified: datetime | None = None,
+) -> dict[str, Any]:
+    """OSCAL assessment-results (``{"assessment-results": {...}}``) for judging runs.
+
+    One ``result`` per run; in it one ``observation`` and one ``finding`` per (pack
+    version, obligation) that applied to at least one entry. The finding's target is the
+    obligation's statement in the pack's catalog (``<control-id>_smt``): not-satisfied if
+    any entry failed (reason ``fail``) or evidence is still owed (reason ``other``), else
+    satisfied (reason ``pass``). The observation counts verdicts and cites up to
+    ``evidence_limit`` entries (failures first) as ``relevant-evidence``: record id, entry
+    index, RFC 6962 leaf hash (``leaf_hash(index)``) and the signed checkpoint, kept in
+    back-matter, whose tree holds them. Output is a pure function of the arguments;
+    ``last_modified`` defaults to the latest run end."""
+    if not runs:
+        raise OscalError("assessment-results need at least one run")
+    cp_uuid = _uuid("checkpoint", anchor.origin, str(anchor.size), anchor.root_hash)
+    packs: dict[str, Pack] = {}
+    results = []
+    for run in runs:
+        for p in run.packs:
+            packs.setdefault(p.hash, p)
+        results.append(_result(run, anchor, cp_uuid, leaf_hash, evidence_limit))
+    pack_res = {h: _uuid(h, "pack-resource") for h in packs}
+    resources: list[dict[str, Any]] = [
+        {"uuid": pack_res[h], "title": f"Rule pack {p.ref}",
+         "description": f"The rule pack version judged against: {p.title}. Its OSCAL "
+                        f"catalog is `kansa packs export-oscal` of the pack with hash "
+                        f"{p.hash} (catalog uuid {_uuid(p.hash)}).",
+         "props": [_prop("pack-id", p.id), _prop("pack-version", p.version),
+                   _prop("pack-hash", p.hash), _prop("catalog-uuid", _uuid(p.hash))]}
+        for h, p in packs.items()]
+    resources.append({
+        "uuid": cp_uuid,
+        "title": f"Signed checkpoint of log {anchor.origin} at size {anchor.size}"
+        if _safe_title(anchor.origin) else f"Signed checkpoint at size {anchor.size}",
+        "description": "The C2SP tlog-checkpoint (signed note) the evidence is cited "
+                       "against: every cited entry index is below its size, and each leaf "
+                       "hash can be proven included under its root hash.",
+        "props": [_prop("log-size", str(anchor.size)),
+                  _prop("log-root-hash", anchor.root_hash)],
+        "base64": {"filename": "checkpoint.txt", "media-type": "text/plain",
+                   "value": base64.b64encode(anchor.note.encode()).decode()},
+    })
+    ends = [r["end"] for r in results]
+    body = json.dumps(results, sort_keys=True, ensure_ascii=False).encode()
+    return {"assessment-results": {
+        "uuid": _uuid("assessment-results", hashlib.sha256(body).hexdigest()),
+        "metadata": {
+            "title": title,
+            "last-modified": _ts(last_modified) if last_modified else max(ends),
+            "version": f"{anchor.origin} size {anchor.size}"
+            if _safe_value(anchor.origin) else str(anchor.size),
+            "oscal-version": OSCAL_VERSION,
+            "props": [_prop("log-size", str(anchor.size)),
+                      _prop("log-root-hash", anchor.root_hash)],
+        },
+        "import-ap": {"href": f"#{pack_res[next(iter(packs))]}",
+                      "remarks": "kansa writes no assessment plan: what was assessed is the "
+                                 "rule pack versions listed in back-matter, each judged "
+                                 "against every ledger entry in the run's period."},
+        "results": results,
+        "back-matter": {"resources": resources},
+    }}
+
+
+def _result(run: Run, anchor: LogAnchor, cp_uuid: str, leaf_hash: Callable[[int], bytes],
+            limit: int) -> dict[str, Any]:
+    tallies = _tally(run, limit)
+    rid = _uuid("result", run.title, _ts(run.start), _ts(run.end), anchor.root_hash,
+                *sorted(p.hash for p in run.packs), run.digest or "", run.run_id or "")
+    totals: dict[str, int] = {}
+    observations, findings, reviewed = [], [], []
+    for pack in run.packs:
+        cids = control_ids(pack)
+        for o in pack.obligations:
+            reviewed.append(cids[o.id])
+            t = tallies.get((pack.hash, o.id))
+            if t is None:
+                continue
+            for v, n in t.counts.items():
+                totals[v] = totals.get(v, 0) + n
+            if not any(n for v, n in t.counts.items() if v != NOT_APPLICABLE):
+                continue
+            obs = _observation(pack, o.id, t, rid, run, anchor, cp_uuid, leaf_hash, limit)
+            observations.append(obs)
+            findings.append(_finding(pack, o.id, cids[o.id], t, rid, obs["uuid"]))
+    props = [_prop("pack-hash", p.hash) for p in run.packs]
+    if run.run_id:
+        props.append(_prop("run-id", _value("run", "run_id", run.run_id)))
+    if run.records is not None:
+        props.append(_prop("records", str(run.records)))
+    if run.digest:
+        props.append(_prop("replay-digest", f"sha256:{run.digest}"))
+    props += [_prop(f"verdict-{v.replace('_', '-')}", str(n)) for v, n in sorted(totals.items())]
+    refs = ", ".join(p.ref for p in run.packs)
+    result: dict[str, Any] = {
+        "uuid": rid,
+        "title": run.title if _safe_title(run.title) else "kansa replay",
+        "description": f"Ledger entries recorded between {_ts(run.start)} and {_ts(run.end)} "
+                       f"judged under {refs}.",
+        "start": _ts(run.start),
+        "end": _ts(run.end),
+        "props": props,
+        "reviewed-controls": {
+            "description": "Every obligation of the rule pack versions judged (controls of "
+                           "their OSCAL catalogs).",
+            "control-selections": [{"include-controls": [
+                {"control-id": c} for c in dict.fromkeys(reviewed)]}]},
+    }
+    if observations:
+        result["observations"] = observations
+        result["findings"] = findings
+    return result
+
+
+def _observation(pack: Pack, oid: str, t: _Tally, rid: str, run: Run, anchor: LogAnchor,
+                 cp_uuid: str, leaf_hash: Callable[[int], bytes],
+                 limit: int) -> dict[str, Any]:
+    o = pack.obligation(oid)
+    counts = ", ".join(f"{n} {v}" for v, n in sorted(t.counts.items()))
+    evidence = []
+    for f in t.evidence(limit):
+        assert f.index is not None
+        if f.index >= anchor.size:
+            raise OscalError(f"entry {f.index} is not covered by the checkpoint (size "
+                             f"{anchor.size}): sign a newer checkpoint first")
+        evidence.append({
+            "href": f"#{cp_uuid}",
+            "description": f"Ledger entry {f.index} (record {f.record_id}): {f.verdict}: "
+                           f"{f.reason}",
+            "props": [_prop("record-id", f.record_id) if _safe_value(f.record_id)
+                      else _prop("record-id", "unnamed"),
+                      _prop("entry-index", str(f.index)),
+                      _prop("leaf-hash", "sha256:" + leaf_hash(f.index).hex()),
+                      _prop("verdict", f.verdict),
+                      _prop("checkpoint-size", str(anchor.size))],
+        })
+    obs: dict[str, Any] = {
+        "uuid": _uuid(rid, pack.hash, oid, "observation"),
+        "title": f"{pack.ref} {oid}",
+        "description": f"Obligation {oid} ({o.citation}) of {pack.ref} judged against the "
+                       f"ledger entries of the run: {counts}.",
+        "props": [_prop("pack-hash", pack.hash), _prop("obligation-id", oid),
+                  *(_prop(f"verdict-{v.replace('_', '-')}", str(n))
+                    for v, n in sorted(t.counts.items()))],
+        "methods": ["TEST" if o.check is not None else "EXAMINE"],
+        "collected": _ts(run.end),
+    }
+    if evidence:
+        obs["relevant-evidence"] = evidence
+    return obs
+
+
+def _finding(pack: Pack, oid: str, cid: str, t: _Tally, rid: str,
+             obs_uuid: str) -> dict[str, Any]:
+    o = pack.obligation(oid)
+    if t.counts.get(FAIL):
+        state, reason = "not-satisfied", "fail"
+        applicable = sum(n for v, n in t.counts.items() if v != NOT_APPLICABLE)
+        why = f"{t.counts[FAIL]} of {applicable} applicable ledger entries fail the check."
+    elif t.counts.get(EVIDENCE_NEEDED):
+        state, reason = "not-satisfied", "other"
+        ev = o.evidence
+        why = ("Evidence a person must supply is owed"
+               + (f" ({ev.kind}: {ev.description})" if ev else "") + ".")
+    else:
+        state, reason = "satisfied", "pass"
+        why = f"All {t.counts.get(PASS, 0)} applicable ledger entries pass the check."
+    return {
+        "uuid": _uuid(rid, pack.hash, oid, "finding"),
+        "title": f"{oid} ({o.citation})",
+        "description": f"{pack.ref} obligation {oid} ({o.citation}, {o.legal_force}): {why}",
+        "props": [_prop("pack-hash", pack.hash), _prop("obligation-id", oid),
+                  _prop("legal-force", o.legal_force)],
+        "target": {"type": "statement-id", "target-id": f"{cid}_smt",
+                   "status": {"state": state, "reason": reason}},
+        "related-observations": [{"observation-uuid": obs_uuid}],
+    }
+
+
+def assessment_results_json(doc: Mapping[str, Any]) -> bytes:
+    """Assessment-results as UTF-8 JSON text (indented, stable key order)."""
+    return catalog_json(doc)
+
+
+# -- from a ledger -------------------------------------------------------------------------
+
+
+def pack_from_data(data: Mapping[str, Any], expect_hash: str) -> Pack:
+    """A pack rebuilt from its parsed data (as stored beside the ledger), checked against
+    the hash it was stored under."""
+    pack = parse_pack(yaml.safe_dump(dict(data), sort_keys=False, allow_unicode=True),
+                      f"<stored pack {expect_hash}>")
+    if pack.hash != expect_hash:
+        raise OscalError(f"the pack stored as {expect_hash} hashes to {pack.hash}")
+    return pack
+
+
+def _day_start(day: str) -> datetime:
+    return datetime.fromisoformat(day).replace(tzinfo=UTC)
+
+
+def stored_run(ledger: Ledger, run_id: str | None = None, *,
+               evidence_limit: int = 20) -> Run:
+    """A replay stored beside the ledger (default: the latest) as a :class:`Run`: its packs
+    (from ``policy_packs``), its verdict counts (``policy_tally``) and up to
+    ``evidence_limit`` failing findings per obligation to cite (``policy_findings`` keeps
+    the latest verdict of each entry, so a later replay under the same pack replaces
+    them). The period is the run's ``since``/``until`` when given, else the UTC days of the
+    records judged."""
+    from kansa.policy.engine import FindingStore
+
+    store = FindingStore(ledger.log.store)
+    runs = store.runs()
+    info = next((r for r in runs if run_id is None or r.run_id == run_id), None)
+    if info is None:
+        raise OscalError(f"no stored replay {run_id!r}" if run_id else
+                         "no stored replay: run `kansa replay --pack ...` first")
+    packs = []
+    for p in info.packs:
+        data = store.pack_json(p["hash"])
+        if data is None:
+            raise OscalError(f"run {info.run_id}: pack {p['hash']} is not stored")
+        packs.append(pack_from_data(data, p["hash"]))
+    counts: dict[tuple[str, str], dict[str, int]] = {}
+    days: list[str] = []
+    for row in store.tally(run=info.run_id):
+        c = counts.setdefault((row.pack_hash, row.obligation), {})
+        c[row.verdict] = c.get(row.verdict, 0) + row.n
+        days.append(row.day)
+    cited = [f for p in packs for o in p.obligations
+             for f in store.findings(pack_hash=p.hash, obligation=o.id, verdict=FAIL,
+                                     limit=evidence_limit)]
+    start = (_parse_bound(info.since) if info.since else
+             _day_start(min(days)) if days else info.started_at)
+    end = (_parse_bound(info.until) if info.until else
+           _day_start(max(days)) + timedelta(days=1) if days else info.started_at)
+    title = "kansa replay under " + ", ".join(p.ref for p in packs)
+    return Run(title, start, end, tuple(packs), cited, counts, info.records, info.digest,
+               info.run_id)
+
+
+def _parse_bound(value: str) -> datetime:
+    from kansa.records.model import parse_ts
+
+    return parse_ts(value, field_name="since/until").astimezone(UTC)
+
+
+def assessment_results_from_ledger(ledger: Ledger, runs: Sequence[Run], *,
+                                   evidence_limit: int = 20) -> dict[str, Any]:
+    """Assessment-results for ``runs``, citing the ledger's latest signed checkpoint (one
+    is signed now if the log grew) and its entries' leaf hashes."""
+    from kansa.ledger.merkle import leaf_hash
+
+    def leaf(index: int) -> bytes:
+        row = ledger.log.store.entry(index)
+        if row is None:
+            raise OscalError(f"entry {index} is missing from the store")
+        return leaf_hash(row.data)
+
+    anchor = LogAnchor.from_checkpoint(ledger.checkpoint())
+    return findings_to_assessment_results(runs, anchor=anchor, leaf_hash=leaf,
+                                          evidence_limit=evidence_limit)
