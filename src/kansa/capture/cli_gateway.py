@@ -5,6 +5,7 @@
     kansa gateway keys create --app support-bot --team cx
     kansa gateway keys list
     kansa gateway keys revoke kid_0123456789ab
+    kansa gateway --upstream URL --policy policy.yaml --policy-watch --admin-token-env TOK
 
 Registered in ``kansa.cli`` with ``app.add_typer(gateway_app, name="gateway")``. Heavy
 imports (aiohttp, uvicorn) happen only when the gateway starts.
@@ -127,6 +128,23 @@ def gateway(
         str | None, typer.Option(help="The records' 'system' (default: kansa-gateway).")
     ] = None,
     log_level: Annotated[str, typer.Option(help="Server log level.")] = "warning",
+    policy: Annotated[
+        Path | None,
+        typer.Option("--policy", help="Policy file (YAML): rule packs to enforce inline and a "
+                     "mode per obligation (observe, flag, block, require_approval). Reload "
+                     "it with SIGHUP, POST /-/kansa/policy/reload or --policy-watch."),
+    ] = None,
+    policy_watch: Annotated[
+        bool, typer.Option("--policy-watch",
+                           help="Reload the policy whenever its file changes (polls every "
+                                "second; the way to reload every --workers process).")
+    ] = False,
+    admin_token_env: Annotated[
+        str | None,
+        typer.Option("--admin-token-env",
+                     help="Environment variable holding the token (16+ characters) that "
+                          "the admin endpoints (/-/kansa/...) require as a Bearer token."),
+    ] = None,
 ) -> None:
     """Run the gateway (the default command)."""
     if ctx.invoked_subcommand is not None:
@@ -134,6 +152,12 @@ def gateway(
     with _errors():
         cfg = _build_config(upstream, upstream_key_env, config, async_records, require_key,
                             system)
+        if policy is not None:
+            cfg.policy = str(policy.resolve())
+        if policy_watch and cfg.policy_watch_seconds <= 0:
+            cfg.policy_watch_seconds = 1.0
+        if admin_token_env:
+            cfg.admin_token_env = admin_token_env
         ledger = _open_ledger(home, store, create=True)
         try:
             from kansa.capture.gateway import create_gateway_app
@@ -216,6 +240,11 @@ def _banner(app: GatewayApp, ledger: Ledger, host: str, port: int, workers: int)
     else:
         console.print("  records: durable — every response completes only once its record "
                       "is committed")
+    if app.policy is not None:
+        snap = app.policy.current
+        console.print(f"  policy: {escape(str(app.policy.path))} snapshot {snap.hash[:19]}... "
+                      f"({len(snap.packs)} pack versions, default mode {snap.default_mode}"
+                      f"{', enforcing' if snap.enforces else ''})")
     if app.keys_required:
         console.print("  keys: required (gateway keys: 'kansa gateway keys list')")
     else:

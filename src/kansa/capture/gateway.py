@@ -71,7 +71,7 @@ from kansa.capture.gateway_openapi import openapi_document
 from kansa.capture.shapes import OPERATIONS, CallInfo, StreamAssembler, to_record
 from kansa.capture.upstream import Origin, UpstreamPool, UpstreamResponse
 from kansa.errors import EntryTooLargeError, KansaError, RecordError, StorageError
-from kansa.policy.approvals import Approvals, request_digest
+from kansa.policy.approvals import ApprovalPending, Approvals, request_digest
 from kansa.policy.inline import (
     APPROVAL_REQUIRED,
     ATTR_DECISION,
@@ -778,6 +778,11 @@ class GatewayApp:
                 self._store_failed(e)
                 await self._unavailable(send, route)
                 return True
+            except ApprovalPending as e:
+                assert approval_id is not None
+                d = Decision(d.decision, d.snapshot, d.failed, d.error, approval_id)
+                return await self._refuse(send, call, route, d, t0, 428, "approval_pending",
+                                          f"{d.message()}; {e}")
             except KansaError as e:  # the approval cannot let this request through
                 return await self._refuse(send, call, route, d, t0, 403, "approval_invalid",
                                           f"{d.message()}; {e}")

@@ -56,6 +56,10 @@ class ApprovalError(PolicyError):
     expired, or asked for another request); the message says which."""
 
 
+class ApprovalPending(ApprovalError):
+    """The approval exists but nobody has decided it yet: retry later with the same id."""
+
+
 @dataclass(frozen=True)
 class Approval:
     id: str
@@ -173,7 +177,10 @@ class Approvals:
             (USED, now, used_by, approval_id, APPROVED, digest, now))
         got = self.get(approval_id)
         if n != 1 or got is None:
-            raise ApprovalError(self._why_not(approval_id, got, now, digest=digest))
+            why = self._why_not(approval_id, got, now, digest=digest)
+            if got is not None and got.status == PENDING and got.expires > now:
+                raise ApprovalPending(why)
+            raise ApprovalError(why)
         return got
 
     @staticmethod
