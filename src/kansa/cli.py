@@ -31,6 +31,7 @@ from kansa._cli_common import fail as _fail
 from kansa.capture.cli_gateway import gateway_app
 from kansa.capture.cli_otel import otel_app
 from kansa.errors import RecordError
+from kansa.policy.cli_oscal import findings_app
 from kansa.policy.cli_policy import impact_command, packs_app, replay_command
 
 out = Console(highlight=False, soft_wrap=True)
@@ -57,6 +58,7 @@ app.add_typer(witness_app, name="witness")
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(otel_app, name="otel")
 app.add_typer(packs_app, name="packs")
+app.add_typer(findings_app, name="findings")
 app.command("replay")(replay_command)
 app.command("impact")(impact_command)
 

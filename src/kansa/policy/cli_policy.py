@@ -13,12 +13,14 @@ from rich.table import Table
 
 from kansa.errors import KansaError
 from kansa.policy.cli_feed import register as register_feed_commands
+from kansa.policy.cli_oscal import register as register_oscal_commands
 
 console = Console(stderr=True, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
 packs_app = typer.Typer(help="Validate and inspect rule packs (YAML).", no_args_is_help=True)
 register_feed_commands(packs_app)  # sign, trust, add/update from feeds, list, activate
+register_oscal_commands(packs_app)  # export-oscal, import-oscal
 
 HomeOpt = Annotated[
     Path | None,
