@@ -164,6 +164,8 @@ def scan_installed(home: Path) -> Iterator[tuple[Path, Resolved | KansaError]]:
         return
     trusted = trusted_publishers(home)
     for f in sorted(root.rglob("*.yaml")):
+        if not f.is_file():
+            continue
         try:
             yield f, load_signed(f, trusted, "installed")
         except KansaError as e:
@@ -468,12 +470,16 @@ def _write(home: Path, todo: list[Fetched]) -> list[Resolved]:
     for f in todo:
         p = f.signed.pack
         target = installed_path(home, p.id, p.version)
+        wrote_sig = False
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             # the signature first: a pack file is only ever visible with its signature
             write_atomic(sig_path(target), f.sig)
+            wrote_sig = True
             write_atomic(target, f.raw)
         except OSError as e:
+            if wrote_sig:
+                sig_path(target).unlink(missing_ok=True)
             raise InstallError(f"cannot install {p.ref} at {target}: {e.strerror or e}; "
                                "packs installed before are unchanged") from None
         done.append(Resolved(p, "installed", target, f.signed.signer))
