@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from fpdf import FPDF
-from fpdf.enums import Align, WrapMode, XPos, YPos
+from fpdf.enums import Align, TableCellFillMode, WrapMode, XPos, YPos
 from fpdf.fonts import FontFace, TTFFont
 from fpdf.util import Padding
 
@@ -211,18 +211,30 @@ def _para(pdf: _PDF, p: Para) -> None:
     pdf.ln(1.6)
 
 
-def _col_widths(pdf: _PDF, rows: Sequence[Sequence[str]], n: int) -> tuple[float, ...]:
-    """Column widths in proportion to each column's longest line (capped, so one long
-    text column does not squeeze numbers), at least a narrow minimum each."""
-    want = [8.0] * n
-    for row in rows[:200]:
+def _col_widths(pdf: _PDF, rows: Sequence[Sequence[str]], n: int,
+                align: Sequence[str]) -> tuple[float, ...]:
+    """Column widths: each column gets its minimum (numbers whole, text 14 mm), then the
+    rest of the page in proportion to how much wider each column would like to be."""
+    natural = [0.0] * n
+    least = [0.0] * n
+    for row in rows[:300]:
         for i in range(n):
             text = row[i] if i < len(row) else ""
             longest = max((pdf.get_string_width(line) for line in text.split("\n")),
-                          default=0.0)
-            want[i] = max(want[i], min(longest + 3, 90.0))
-    total = sum(want)
-    return tuple(w / total * pdf.width for w in want)
+                          default=0.0) + 3
+            natural[i] = max(natural[i], min(longest, 110.0))
+            if i < len(align) and align[i] == "r" and row is not rows[0]:
+                least[i] = max(least[i], min(longest, 30.0))
+    least = [max(m, min(nat, 14.0)) for m, nat in zip(least, natural, strict=True)]
+    spare = pdf.width - sum(least)
+    if spare <= 0:
+        return tuple(m / sum(least) * pdf.width for m in least)
+    extra = [max(nat - m, 0.0) for nat, m in zip(natural, least, strict=True)]
+    total = sum(extra)
+    if total <= spare:  # everything fits: give the rest to the widest columns alike
+        return tuple(m + x + (spare - total) * (x / total if total else 1 / n)
+                     for m, x in zip(least, extra, strict=True))
+    return tuple(m + x / total * spare for m, x in zip(least, extra, strict=True))
 
 
 def _grid(pdf: _PDF, headers: Sequence[str], rows: Sequence[Sequence[str]],
@@ -240,17 +252,18 @@ def _grid(pdf: _PDF, headers: Sequence[str], rows: Sequence[Sequence[str]],
     body = [[pdf.fit(r[i]) if i < len(r) else "" for i in range(n)] for r in rows]
     head = [pdf.fit(headers[i]) if i < len(headers) else "" for i in range(n)] if headers else []
     widths = (pdf.width * 0.3, pdf.width * 0.7) if kv and n == 2 else \
-        _col_widths(pdf, [head, *body] if head else body, n)
+        _col_widths(pdf, [head, *body] if head else [[""] * n, *body], n, align)
     aligns = tuple("RIGHT" if i < len(align) and align[i] == "r" else "LEFT" for i in range(n))
     if not body and not head:
         return
     pdf.set_draw_color(200, 206, 212)
+    pdf.set_fill_color(255, 255, 255)  # a fill left over from a note or a chart
     grey = FontFace(fill_color=(243, 245, 247))
     kw: dict[str, Any] = {
         "col_widths": widths, "text_align": aligns, "line_height": size * 0.5,
         "first_row_as_headings": bool(head), "headings_style": grey,
         "repeat_headings": 1 if head else 0, "wrapmode": WrapMode.CHAR,
-        "padding": (0.8, 1.2),
+        "padding": (0.8, 1.2), "cell_fill_mode": TableCellFillMode.NONE,
     }
     if kv:
         kw["first_row_as_headings"] = False
