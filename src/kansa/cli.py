@@ -31,6 +31,7 @@ from kansa._cli_common import fail as _fail
 from kansa.capture.cli_gateway import gateway_app
 from kansa.capture.cli_otel import otel_app
 from kansa.errors import RecordError
+from kansa.policy.cli_approvals import approvals_app
 from kansa.policy.cli_oscal import findings_app
 from kansa.policy.cli_policy import impact_command, packs_app, replay_command
 
@@ -59,6 +60,7 @@ app.add_typer(gateway_app, name="gateway")
 app.add_typer(otel_app, name="otel")
 app.add_typer(packs_app, name="packs")
 app.add_typer(findings_app, name="findings")
+app.add_typer(approvals_app, name="approvals")
 app.command("replay")(replay_command)
 app.command("impact")(impact_command)
 

@@ -1,0 +1,126 @@
+"""``kansa approvals list|approve|deny``: decide calls held by ``require_approval``.
+
+    kansa approvals list                       # pending ones (--all for every one)
+    kansa approvals approve apr_0123... --by alice --note "ticket 42"
+    kansa approvals deny apr_0123...
+
+Registered in ``kansa.cli`` with ``app.add_typer(approvals_app, name="approvals")``.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from kansa._cli_common import HomeOpt, StoreOpt, console
+from kansa._cli_common import errors as _errors
+
+if TYPE_CHECKING:
+    from kansa.policy.approvals import Approvals
+
+out = Console(highlight=False, soft_wrap=True)
+
+approvals_app = typer.Typer(
+    help="Calls held by a require_approval obligation wait here. Approve one and the caller "
+         "retries it with the header x-kansa-approval: ID; it passes once.",
+    no_args_is_help=True,
+)
+
+ByOpt = Annotated[str | None, typer.Option("--by", help="Who decides (default: your login).")]
+NoteOpt = Annotated[str | None, typer.Option("--note", help="Why (kept with the approval).")]
+
+
+def _approvals(home: HomeOpt, store: StoreOpt) -> Approvals:
+    from kansa.home import Home
+    from kansa.ledger.storage import open_store
+    from kansa.policy.approvals import Approvals
+
+    return Approvals(open_store(store or Home.load(home).store_url))
+
+
+def _when(us: int | None) -> str:
+    if us is None:
+        return ""
+    return datetime.fromtimestamp(us / 1e6, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+@approvals_app.command("list")
+def list_command(
+    all_: Annotated[bool, typer.Option("--all", help="Every approval, not only pending.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    home: HomeOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """List approval requests (pending ones unless --all)."""
+    with _errors():
+        ap = _approvals(home, store)
+        try:
+            rows = ap.list(None if all_ else "pending")
+        finally:
+            ap.store.close()
+    if as_json:
+        out.print(json.dumps([a.as_dict() for a in rows], indent=2), markup=False)
+        return
+    if not rows:
+        console.print("no approvals" if all_ else "no pending approvals")
+        return
+    t = Table("id", "status", "requested", "expires", "system", "app", "model", "obligations",
+              "held record")
+    for a in rows:
+        t.add_row(a.id, a.status, _when(a.created), _when(a.expires), escape(a.system),
+                  escape(a.app or ""), escape(a.model or ""), escape(", ".join(a.obligations)),
+                  a.record_id)
+    out.print(t)
+
+
+def _decide(approval_id: str, approve: bool, by: str | None, note: str | None,
+            home: HomeOpt, store: StoreOpt) -> None:
+    with _errors():
+        ap = _approvals(home, store)
+        try:
+            a = ap.decide(approval_id, approve=approve, by=by or _login(), note=note)
+        finally:
+            ap.store.close()
+    if approve:
+        console.print(f"approved {a.id}: the caller may now retry the held request once, with "
+                      f"the header x-kansa-approval: {a.id}")
+    else:
+        console.print(f"denied {a.id}")
+
+
+def _login() -> str | None:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return None
+
+
+@approvals_app.command("approve")
+def approve_command(
+    approval_id: Annotated[str, typer.Argument(help="The approval id (apr_...).")],
+    by: ByOpt = None,
+    note: NoteOpt = None,
+    home: HomeOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Approve a pending request: its retry (same request) passes once."""
+    _decide(approval_id, True, by, note, home, store)
+
+
+@approvals_app.command("deny")
+def deny_command(
+    approval_id: Annotated[str, typer.Argument(help="The approval id (apr_...).")],
+    by: ByOpt = None,
+    note: NoteOpt = None,
+    home: HomeOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Deny a pending request: retries with it are refused."""
+    _decide(approval_id, False, by, note, home, store)
