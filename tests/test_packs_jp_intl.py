@@ -45,7 +45,7 @@ PINNED_HASHES = {
     "jp.cao/ai-basic-plan@2025-12-23":
         "sha256:2a0e63fe879cca00ba01bad63cd70415eaf963235884706be3739e36924d1cde",
     "jp.cao/ai-basic-plan@2026-06-draft":
-        "sha256:cc276aedaec53ca419c0ebca9be556db8cdb5657608d47a5f8cc99dc6b171234",
+        "sha256:b72a71de657bac38ffbe85ae7dba83e58bddb23d8cf846ada28a69c9d27d4789",
     "jp.cao/ai-promotion-act@2025-06-04":
         "sha256:28de39d21951b644cdc0c47ca82824bec57da2319af78576e6e45df41025fb9f",
     "jp.meti-mic/ai-guidelines-for-business@1.0":
