@@ -389,6 +389,22 @@ def test_activation_history_survives_reopening(store_url: str, home: Path, feed:
         assert [p.hash for p in active_packs(home, lg)] == [load_pack(V1_PATH).hash]
 
 
+def test_pack_event_times_follow_log_order_and_records_are_complete(
+        ledger: kansa.Ledger, home: Path, feed: Path) -> None:
+    add_from(home, feed)
+    activate(ledger, resolve_pack(f"{PACK_ID}@2", home), at=_at("2026-06-01T00:00:00"))
+    with pytest.raises(ActivationError, match="before the last pack activation event"):
+        activate(ledger, resolve_pack(f"{PACK_ID}@1", home), at=_at("2026-05-01T00:00:00"))
+    with pytest.raises(ActivationError, match="before the last pack activation event"):
+        deactivate(ledger, PACK_ID, at=_at("2026-05-31T00:00:00"))
+    # a hand-made event lacking the pack hash makes the history unreadable, loudly
+    ledger.append({"system": "kansa", "kind": "kansa.event", "ts": "2026-07-01T00:00:00Z",
+                   "attributes": {"kansa.event": "pack.activated", "kansa.pack.id": PACK_ID,
+                                  "kansa.pack.version": "1", "kansa.pack.signer": "x"}})
+    with pytest.raises(ActivationError, match=r"ledger entry 1 .* without kansa.pack.hash"):
+        activations(ledger)
+
+
 def test_unsigned_file_cannot_be_activated(ledger: kansa.Ledger, home: Path,
                                            tmp_path: Path) -> None:
     f = tmp_path / "draft.yaml"

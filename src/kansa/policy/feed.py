@@ -595,20 +595,36 @@ def _events(ledger: Ledger) -> Iterator[tuple[int, dict[str, Any]]]:
             yield row.index, e
 
 
+_REQUIRED = ("kansa.pack.id", "kansa.pack.version", "kansa.pack.hash", "kansa.pack.signer")
+
+
+def _attrs(index: int, e: dict[str, Any]) -> dict[str, str]:
+    a = e["attributes"]
+    missing = [k for k in _REQUIRED if not isinstance(a.get(k), str)]
+    if missing:
+        raise ActivationError(f"ledger entry {index} is a {a['kansa.event']} record without "
+                              f"{', '.join(missing)}: the activation history is unreadable")
+    return {k: v for k, v in a.items() if isinstance(v, str)}
+
+
 def activations(ledger: Ledger) -> list[Activation]:
-    """Every activation interval, in log order; ``until`` is None while still active."""
+    """Every activation interval, in log order; ``until`` is None while still active.
+
+    An interval runs from its activation record's ``ts`` to its deactivation record's
+    ``ts`` (exclusive). The log order says which record came first; ``activate`` and
+    ``deactivate`` keep the times in that order too."""
     done: list[Activation] = []
     open_: dict[tuple[str, str], Activation] = {}
     for index, e in _events(ledger):
-        a = e["attributes"]
-        key = (str(a.get("kansa.pack.id")), str(a.get("kansa.pack.version")))
+        a = _attrs(index, e)
+        key = (a["kansa.pack.id"], a["kansa.pack.version"])
         ts = parse_ts(e["ts"])
         if a["kansa.event"] == ACTIVATED:
-            if key in open_:  # activate() refuses this; a hand-made record is still counted
+            if key in open_:  # activate() refuses this; a hand-made one changes nothing
                 continue
-            open_[key] = Activation(key[0], key[1], str(a.get("kansa.pack.hash")),
-                                    str(a.get("kansa.pack.signer")),
-                                    a.get("kansa.pack.signer_key"), ts, index, str(e["id"]))
+            open_[key] = Activation(key[0], key[1], a["kansa.pack.hash"],
+                                    a["kansa.pack.signer"], a.get("kansa.pack.signer_key"),
+                                    ts, index, str(e["id"]))
         elif key in open_:
             start = open_.pop(key)
             done.append(Activation(**{**start.__dict__, "until": ts, "until_index": index,
@@ -622,25 +638,42 @@ def active_at(ledger: Ledger, when: datetime | str) -> list[Activation]:
     return [a for a in activations(ledger) if a.active_at(t)]
 
 
+def _when(history: list[Activation], at: datetime | None) -> datetime:
+    """The new event's time: now, or ``at`` (imports, tests), never before the last event,
+    so that the times of pack events follow their order in the log."""
+    when = (at or datetime.now(UTC)).astimezone(UTC)
+    last = max((t for a in history for t in (a.since, a.until) if t is not None), default=None)
+    if last is not None and when < last:
+        raise ActivationError(f"{when.isoformat()} is before the last pack activation event "
+                              f"({last.isoformat()}); the history only moves forward")
+    return when
+
+
 def activate(ledger: Ledger, r: Resolved, *, at: datetime | None = None) -> Appended:
-    """Record that pack version ``r`` is active from now (or ``at``)."""
+    """Record that pack version ``r`` is active from now (or ``at``).
+
+    The record's time is what the activation claims; its ledger index, the signed
+    checkpoints after it and their witnesses' cosignatures bound when it was written."""
     if r.origin == "file" and r.signer is None:
         raise ActivationError(f"{r.pack.ref} ({r.path}) is unsigned; only bundled packs and "
                               "packs signed by a trusted publisher can be activated")
-    for a in activations(ledger):
+    history = activations(ledger)
+    for a in history:
         if a.until is None and (a.pack_id, a.version) == (r.pack.id, r.pack.version):
             raise ActivationError(f"{r.pack.ref} is already active (since "
                                   f"{a.since.isoformat()}, ledger entry {a.index})")
-    return ledger.append(activation_record(r, ACTIVATED, at=at))
+    return ledger.append(activation_record(r, ACTIVATED, at=_when(history, at)))
 
 
 def deactivate(ledger: Ledger, ref: str, *, at: datetime | None = None) -> list[Appended]:
     """Record that ``ID@VERSION`` (or every active version of ``ID``) is no longer active."""
     pack_id, version = _split_ref(ref)
-    current = [a for a in activations(ledger) if a.until is None and a.pack_id == pack_id
+    history = activations(ledger)
+    current = [a for a in history if a.until is None and a.pack_id == pack_id
                and version in (None, a.version)]
     if not current:
         raise ActivationError(f"{ref} is not active")
+    when = _when(history, at)
     out = []
     for a in current:
         attrs: dict[str, Any] = {"kansa.event": DEACTIVATED, "kansa.pack.id": a.pack_id,
@@ -649,8 +682,8 @@ def deactivate(ledger: Ledger, ref: str, *, at: datetime | None = None) -> list[
         if a.signer_key:
             attrs["kansa.pack.signer_key"] = a.signer_key
         out.append(ledger.append(UsageRecord(
-            system="kansa", kind="kansa.event", operation=DEACTIVATED,
-            ts=at or datetime.now(UTC), attributes=attrs)))
+            system="kansa", kind="kansa.event", operation=DEACTIVATED, ts=when,
+            attributes=attrs)))
     return out
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -317,7 +318,7 @@ def trust_remove(home: Path, name: str) -> list[Verifier]:
 def write_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     """Write ``path`` so that it holds either its old bytes or all of ``data``, never a
     part: a temporary file in the same directory, fsync, rename, fsync the directory."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         with os.fdopen(fd, "wb") as f:
