@@ -70,7 +70,11 @@ _MAX_BARS = 120  # more days than this are charted by week
 
 
 class ReportError(KansaError):
-    """An evidence report cannot be built (no replay, unknown pack or run)."""
+    """An evidence report cannot be built (unknown pack or run, empty period)."""
+
+
+class NoReplayError(ReportError):
+    """No stored replay judged the packs over the period (run one first)."""
 
 
 @dataclass(frozen=True)
@@ -159,10 +163,11 @@ def packs_of_run(fs: FindingStore, run: RunInfo) -> list[Pack]:
     return out
 
 
-def covering_run(fs: FindingStore, packs: Sequence[Pack] | None,
-                 run_id: str | None = None) -> RunInfo | None:
+def covering_run(fs: FindingStore, packs: Sequence[Pack] | None, run_id: str | None = None,
+                 since: datetime | None = None, until: datetime | None = None) -> RunInfo | None:
     """The stored replay to report: ``run_id``, else the newest one that judged every
-    pack of ``packs`` (any, if ``packs`` is None); None when there is none."""
+    pack of ``packs`` (any, if ``packs`` is None) over a window holding [since, until);
+    None when there is none."""
     runs = fs.runs()
     if run_id is not None:
         for r in runs:
@@ -171,8 +176,13 @@ def covering_run(fs: FindingStore, packs: Sequence[Pack] | None,
         raise ReportError(f"no stored replay {run_id!r} (see 'kansa replay')")
     want = {p.hash for p in packs or ()}
     for r in runs:  # newest first
-        if want <= {p["hash"] for p in r.packs}:
-            return r
+        if not want <= {p["hash"] for p in r.packs}:
+            continue
+        lo, hi = _as_utc(r.since, "since"), _as_utc(r.until, "until")
+        if (lo is not None and (since is None or since < lo)) or \
+                (hi is not None and (until is None or until > hi)):
+            continue  # that replay judged only part of the period
+        return r
     return None
 
 
@@ -283,10 +293,11 @@ def collect_evidence(
     signed = ledger.checkpoint()
     store = ledger.log.store
     fs = FindingStore(store)
-    info = covering_run(fs, packs, run)
+    info = covering_run(fs, packs, run, lo, hi)
     if info is None and system is None:
         wanted = ", ".join(p.ref for p in packs or ()) or "any pack"
-        raise ReportError(f"no stored replay judged {wanted}: run 'kansa replay' first")
+        raise NoReplayError(f"no stored replay judged {wanted} over the period: run "
+                            "'kansa replay' first")
     chosen = list(packs) if packs else packs_of_run(fs, info) if info else []
     if not chosen:
         raise ReportError("no rule packs to report on: give --pack")

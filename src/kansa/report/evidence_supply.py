@@ -112,11 +112,10 @@ def _candidate_rows(ledger: Ledger) -> Iterator[tuple[int, bytes]]:
     """Entries whose bytes mention the event, found by the store (one pass in SQL, no
     JSON parsed in Python for the other entries)."""
     store = ledger.log.store
-    text = f"%{_MARK}%"
-    pattern: str | bytes = text.encode() if store.dialect == "postgresql" else text
-    # (entries.data is bytea on PostgreSQL, a BLOB that LIKE reads as text on SQLite)
-    for idx, data in store.query("SELECT idx, data FROM entries WHERE data LIKE ?"
-                                 " ORDER BY idx", (pattern,)):
+    # a binary substring search: entries.data is a BLOB (SQLite) or bytea (PostgreSQL)
+    find = "position(? in data) > 0" if store.dialect == "postgresql" else "instr(data, ?) > 0"
+    for idx, data in store.query(f"SELECT idx, data FROM entries WHERE {find} ORDER BY idx",
+                                 (_MARK.encode(),)):
         yield int(idx), bytes(data)
 
 

@@ -1,0 +1,217 @@
+"""CLI: ``kansa report evidence`` (HTML/PDF evidence reports) and ``kansa evidence add``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from kansa._cli_common import HomeOpt, StoreOpt, console, errors, fail
+
+if TYPE_CHECKING:
+    from kansa.api import Ledger
+    from kansa.policy.pack import Pack
+
+out = Console(highlight=False, soft_wrap=True)
+
+report_app = typer.Typer(
+    help=(
+        "Write reports from the ledger: 'kansa report evidence' shows, per obligation of "
+        "each rule pack, the verdicts on recorded usage, failing examples with receipts "
+        "and the signed checkpoint they are proven against, as HTML and PDF, in English "
+        "or Japanese."
+    ),
+    no_args_is_help=True,
+)
+evidence_app = typer.Typer(
+    help=(
+        "Evidence supplied by people, for obligations no record can show (a written "
+        "policy, a test report, a contract). 'kansa evidence add' records a file's SHA-256 "
+        "in the ledger; evidence reports list it with its receipt."
+    ),
+    no_args_is_help=True,
+)
+
+FORMATS = ("html", "pdf")
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
+                    MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+                    transient=True, disable=not console.is_terminal)
+
+
+def _formats(value: str) -> list[str]:
+    wanted = [f.strip().lower() for f in value.split(",") if f.strip()]
+    bad = [f for f in wanted if f not in FORMATS]
+    if bad or not wanted:
+        raise fail(f"--format takes html, pdf or html,pdf (got {value!r})")
+    return list(dict.fromkeys(wanted))
+
+
+def _home_path(ledger: Ledger, home: Path | None) -> Path:
+    if ledger.home is not None:
+        return ledger.home.path
+    return home or Path(".kansa")
+
+
+def _packs(refs: list[str], home: Path) -> list[Pack]:
+    from kansa.policy.feed import find_pack
+
+    return [find_pack(ref, home) for ref in refs]
+
+
+def _systems(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise fail(f"{path}: cannot read system facts: {e}") from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise fail(f"{path}: system facts must map each system name to a mapping of facts")
+    return {str(k): v for k, v in data.items()}
+
+
+def _replay_first(ledger: Ledger, packs: list[Pack], systems: dict[str, Any]) -> None:
+    from kansa.policy.engine import replay
+
+    total = ledger.log.size()
+    console.print(f"no stored replay covers {', '.join(p.ref for p in packs)} over the "
+                  f"period: replaying all {total:,} records first")
+    with _progress() as prog:
+        task = prog.add_task("replaying", total=total)
+        res = replay(ledger, packs, systems=systems,
+                     progress=lambda n: prog.advance(task, n))
+    console.print(f"replayed {res.records:,} records in {res.seconds:.1f} s "
+                  f"(run {res.run_id})")
+
+
+@report_app.command("evidence")
+def evidence_report(
+    lang: Annotated[str, typer.Option(
+        "--lang", help="Language of the report: en (English) or ja (Japanese).")] = "en",
+    formats: Annotated[str, typer.Option(
+        "--format", help="html, pdf or html,pdf (comma-separated).")] = "html,pdf",
+    out_dir: Annotated[Path, typer.Option(
+        "--out", help="Directory to write into (created if missing).")] = Path("."),
+    pack: Annotated[list[str] | None, typer.Option(
+        "--pack", help="A pack to report on: ID@VERSION, ID (newest version) or a YAML "
+        "file (repeatable). Default: the packs of the newest stored replay.")] = None,
+    since: Annotated[str | None, typer.Option(
+        help="Only records at or after this instant (RFC 3339, e.g. 2026-07-01T00:00:00Z).")
+    ] = None,
+    until: Annotated[str | None, typer.Option(
+        help="Only records before this instant (RFC 3339).")] = None,
+    system: Annotated[str | None, typer.Option(
+        help="Only the records of this AI system (judges its records again: tallies are "
+        "not kept per system).")] = None,
+    systems: Annotated[Path | None, typer.Option(
+        "--systems", help="YAML/JSON file of system facts (as for 'kansa replay'), used "
+        "when this command has to judge records.")] = None,
+    examples: Annotated[int, typer.Option(
+        help="Failing examples shown per obligation, each with a receipt.", min=0, max=100)
+    ] = 3,
+    run: Annotated[str | None, typer.Option(
+        help="Report this stored replay (its run id) instead of the newest one.")] = None,
+    home: HomeOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Write the evidence report: per obligation its status and verdict counts, failing
+    examples with ledger receipts, the signed checkpoint they are proven against, charts
+    of verdicts per day, and evidence people supplied.
+
+    Counts come from the newest stored replay ('kansa replay') that
+    judged the packs over the period; if there is none, this command
+    replays the whole log first and says so. Files are named
+    evidence-report-LANG.html and evidence-report-LANG.pdf.
+
+    Examples:
+
+      kansa report evidence --lang ja --out reports/
+
+      kansa report evidence --pack ID@VERSION --since 2026-07-01T00:00:00Z
+    """
+    from kansa.api import Ledger
+    from kansa.report.evidence import NoReplayError, collect_evidence, evidence_document
+    from kansa.report.i18n import check_lang
+    from kansa.report.render_html import render_html
+    from kansa.report.render_pdf import render_pdf
+
+    fmts = _formats(formats)
+    facts = _systems(systems)
+    with errors():
+        check_lang(lang)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise fail(f"cannot create {out_dir}: {e.strerror or e}") from None
+        with Ledger.open(store, home=home) as lg:
+            packs = _packs(pack or [], _home_path(lg, home)) or None
+            try:
+                data = collect_evidence(lg, packs, since=since, until=until, system=system,
+                                        systems=facts, examples=examples, run=run)
+            except NoReplayError:
+                if run is not None or system is not None or not packs:
+                    raise
+                _replay_first(lg, packs, facts)
+                data = collect_evidence(lg, packs, since=since, until=until,
+                                        examples=examples)
+        doc = evidence_document(data, lang)
+        written = []
+        for f in fmts:
+            target = out_dir / f"evidence-report-{lang}.{f}"
+            with console.status(f"writing {target}"):
+                if f == "html":
+                    target.write_text(render_html(doc), encoding="utf-8")
+                else:
+                    render_pdf(doc, target)
+            written.append(target)
+    failing = sum(1 for r in data.results if r.status == "failing")
+    needed = sum(1 for r in data.results if r.status == "evidence_needed")
+    out.print(f"{len(data.results)} obligations in {len(data.packs)} pack(s): {failing} "
+              f"failing, {needed} awaiting evidence; proven against checkpoint of size "
+              f"{data.checkpoint.checkpoint.size}")
+    for w in written:
+        out.print(f"wrote {escape(str(w))}")
+
+
+@evidence_app.command("add")
+def evidence_add(
+    file: Annotated[Path, typer.Argument(help="The evidence file (its SHA-256 is recorded; "
+                                         "the file itself stays where it is).")],
+    pack: Annotated[str, typer.Option("--pack", help="The pack id, e.g. jp.ai-guidelines.")],
+    obligation: Annotated[str, typer.Option("--obligation", help="The obligation id.")],
+    title: Annotated[str | None, typer.Option(
+        help="A title for the evidence (default: the file name).")] = None,
+    home: HomeOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Record that FILE was supplied as evidence for an obligation that needs a
+    person's evidence.
+
+    The pack and obligation must exist (bundled, installed or a pack file).
+
+    Example:
+
+      kansa evidence add --pack ID --obligation OID policy.pdf
+          --title "Log retention policy 2026"
+    """
+    from kansa.api import Ledger
+    from kansa.policy.feed import find_pack
+    from kansa.report.evidence_supply import check_obligation, supply_evidence
+
+    with errors(), Ledger.open(store, home=home) as lg:
+        found = find_pack(pack, _home_path(lg, home))
+        check_obligation([found], found.id, obligation)
+        ev = supply_evidence(lg, pack=found.id, obligation=obligation, file=file, title=title)
+    out.print(f"recorded evidence for {escape(found.id)} {escape(obligation)}: "
+              f"entry {ev.index}, record {ev.record_id}")
+    out.print(f"sha256 {ev.sha256} ({ev.size:,} bytes, {escape(ev.filename)})")
+    out.print(f"prove it with: kansa prove {ev.record_id}")
