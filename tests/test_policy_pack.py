@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kansa.policy.cel import CheckError, compile_check
-from kansa.policy.pack import PackError, load_pack, parse_pack
+from kansa.policy.pack import Citation, PackError, load_pack, parse_pack
 
 EXAMPLES = Path(__file__).parent.parent / "src/kansa/policy/packs/example"
 V1 = EXAMPLES / "ai-logging-v1.yaml"
@@ -215,3 +215,35 @@ def test_fuzz_cel_compile_raises_only_check_error(src: str) -> None:
         compile_check(src, "o")
     except CheckError as e:
         assert e.obligation == "o"
+
+
+def test_role_may_be_a_list_and_each_role_is_validated() -> None:
+    p = parse_pack(MINIMAL.replace("role: deployer", "role: [developer, deployer]"))
+    o = p.obligation("o-1")
+    assert o.roles == ("developer", "deployer") and o.role == "developer"
+    assert parse_pack(MINIMAL).obligation("o-1").roles == ("deployer",)
+    bad = MINIMAL.replace("role: deployer", "role: [deployer, regulator]")
+    msg = _err(bad)
+    assert msg.startswith(f"packs/x.yaml:{_line_of(bad, 'role:')}:") and "regulator" in msg
+    assert "distinct" in _err(MINIMAL.replace("role: deployer", "role: [deployer, deployer]"))
+    assert "distinct" in _err(MINIMAL.replace("role: deployer", "role: []"))
+
+
+def test_verification_and_incident_blocks_are_validated() -> None:
+    ok = MINIMAL.replace("    check:", """\
+    verification: {status: partly_verified, against: "https://example.org/src",
+                   note: article number from a secondary source}
+    incident:
+      report_to: the market surveillance authority
+      deadlines: [{case: general, within_hours: 360}, {case: death, within_hours: 240}]
+    check:""")
+    o = parse_pack(ok).obligation("o-1")
+    assert o.verification is not None and o.verification.status == "partly_verified"
+    assert o.incident is not None and [d.within_hours for d in o.incident.deadlines] == [360, 240]
+    assert "needs a 'note'" in _err(ok.replace(
+        "note: article number from a secondary source", "checked: 2026-11-22"))
+    assert "'against'" in _err(MINIMAL.replace(
+        "    check:", "    verification: {status: verified}\n    check:"))
+    assert "within_hours" in _err(ok.replace("within_hours: 240", "within_hours: -1"))
+    assert str(Citation("Part 2 C, principle 6")) == "Part 2 C, principle 6"
+    assert str(Citation("50", "2")) == "Art. 50(2)"

@@ -21,7 +21,7 @@ the parsed pack (comments and layout do not change it), and every finding names 
         citation: {article: "2", paragraph: "1"}
         source_url: https://...
         jurisdiction: example               # default: the pack's
-        role: deployer                      # provider | deployer | developer
+        role: deployer                      # provider | deployer | developer, or a list
         legal_force: binding                # binding | effort_duty | soft_law | voluntary
         status: draft                       # default: the pack's
         effective_from: 2026-07-01          # default: the pack's
@@ -163,7 +163,9 @@ class Citation:
     item: str | None = None
 
     def __str__(self) -> str:
-        s = f"Art. {self.article}"
+        # "Art. 50(2)" for numbered articles; plans, principles and code sections
+        # ("Part 2 C, principle 6", "§22757.3") are printed as written
+        s = f"Art. {self.article}" if self.article[:1].isdigit() else self.article
         if self.paragraph:
             s += f"({self.paragraph})"
         if self.item:
@@ -246,6 +248,11 @@ class Obligation:
     verification: Verification | None = None
     incident: Incident | None = None
     notes: str | None = None
+    roles: tuple[str, ...] = ()  # every role the duty falls on (``role`` is the first)
+
+    def __post_init__(self) -> None:
+        if not self.roles:
+            object.__setattr__(self, "roles", (self.role,))
 
 
 @dataclass(frozen=True)
@@ -417,7 +424,18 @@ def _obligation(v: _V, raw: Any, path: Path_, pack: dict[str, Any],
     if m.get("source_url") is not None:
         source_url = v.url(m["source_url"], (*path, "source_url"), "source_url")
     jurisdiction = v.string(m, "jurisdiction", path, optional=True) or pack["jurisdiction"]
-    role = v.enum(m, "role", path, ROLES)
+    # one role, or a list when a duty falls on several (the guidelines address
+    # developers, providers and users alike)
+    raw_role = m.get("role")
+    if isinstance(raw_role, list):
+        if not raw_role or len(set(map(str, raw_role))) != len(raw_role):
+            raise v.err((*path, "role"), "role must be one role or a non-empty list of "
+                        "distinct roles")
+        roles = tuple(v.enum({"role": r}, "role", (*path, "role", i), ROLES)
+                      for i, r in enumerate(raw_role))
+    else:
+        roles = (v.enum(m, "role", path, ROLES),)
+    role = roles[0]
     legal_force = v.enum(m, "legal_force", path, LEGAL_FORCES)
     status = v.enum(m, "status", path, STATUSES, default=pack["status"])
     eff_from = v.day(m, "effective_from", path, optional=True) or pack_from
@@ -494,7 +512,7 @@ def _obligation(v: _V, raw: Any, path: Path_, pack: dict[str, Any],
     v.prefix = ""
     return Obligation(oid, title, citation, source_url, jurisdiction, role, legal_force,
                       status, eff_from, eff_until, tuple(transitions), texts, check, evidence,
-                      v.line(path), verification, incident, notes)
+                      v.line(path), verification, incident, notes, roles)
 
 
 def _verification(v: _V, m: dict[str, Any], path: Path_) -> Verification | None:
