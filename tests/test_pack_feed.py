@@ -22,6 +22,7 @@ from kansa.ledger.receipt import verify_receipt
 from kansa.policy.bundled import example_pack_files
 from kansa.policy.feed import (
     ActivationError,
+    ActivationHistory,
     ConflictError,
     DowngradeError,
     FeedError,
@@ -341,6 +342,8 @@ def test_activations_reconstruct_the_active_set_with_receipts(
     ledger.append({"system": "bot", "ts": "2026-01-01T00:00:00Z"})
     a1 = activate(ledger, r1, at=_at("2026-01-10T00:00:00"))
     ledger.append({"system": "bot", "ts": "2026-02-01T00:00:00Z"})
+    history = ActivationHistory()
+    assert [a.ref for a in history.refresh(ledger)] == [f"{PACK_ID}@1"]
     a2 = activate(ledger, r2, at=_at("2026-06-01T00:00:00"))
     with pytest.raises(ActivationError, match="already active"):
         activate(ledger, r2)
@@ -350,6 +353,8 @@ def test_activations_reconstruct_the_active_set_with_receipts(
         deactivate(ledger, f"{PACK_ID}@1")
 
     acts = activations(ledger)
+    # a long-lived reader that refreshes sees the same history as a fresh read
+    assert history.refresh(ledger) == acts and history.scanned == ledger.log.size()
     assert [(a.ref, a.index, a.until_index) for a in acts] == [
         (f"{PACK_ID}@1", a1.index, d1.index), (f"{PACK_ID}@2", a2.index, None)]
     assert acts[0].hash == r1.pack.hash and acts[1].hash == r2.pack.hash
