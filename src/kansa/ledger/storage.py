@@ -233,6 +233,29 @@ class Store(ABC):
                     continue
             raise StorageError(f"entry {pos} is missing from the store (the log is damaged)")
 
+    def scan_entries(
+        self, start: int = 0, end: int | None = None, *, batch: int = 16384
+    ) -> Iterator[tuple[int, int, bytes]]:
+        """(index, ts, data) of entries ``start`` .. ``end - 1`` in order, as plain tuples:
+        the bulk read for whole-log passes (policy replay), a few times cheaper per entry
+        than :meth:`iter_entries`' row objects."""
+        stop = self.size() if end is None else end
+        pos = start
+        while pos < stop:
+            rows = self._query(
+                "SELECT idx, ts, data FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx",
+                (pos, min(stop, pos + batch)),
+            )
+            for index, ts, data in rows:
+                if index != pos:
+                    break
+                yield pos, ts, data if data.__class__ is bytes else _blob(data, f"entry {pos}")
+                pos += 1
+            else:
+                if rows:
+                    continue
+            raise StorageError(f"entry {pos} is missing from the store (the log is damaged)")
+
     def find_entries(
         self,
         *,
