@@ -437,3 +437,89 @@ def test_sighup_reloads_a_running_gateway_process(tmp_path: Path, standin: Stand
         proc.wait(15)
     assert status and status["snapshot"] == hb and "mode 'sometimes'" in status["last_error"]
     assert r.status_code == 200
+
+
+# -- the SDK applies the same decisions -----------------------------------------------------
+
+
+def _wrapped(standin: Standin, ledger: Ledger, policy: Any, cls: Any = None) -> Any:
+    import openai
+
+    import kansa
+
+    client = (cls or openai.OpenAI)(base_url=standin.url, api_key="sk-test", max_retries=0)
+    return kansa.wrap(client, ledger=ledger, system="bot", app="web", policy=policy)
+
+
+def test_sdk_block_raises_and_records_like_the_gateway(
+        tmp_path: Path, ledger: Ledger, standin: Standin) -> None:
+    import kansa
+
+    p = write_policy(tmp_path, "mode: flag\nmodes:\n  test.inline/rules#model-allowed: block\n")
+    snap = load_policy(p)
+    client = _wrapped(standin, ledger, p)
+    before = _sent(standin, "forbidden-model")
+    with pytest.raises(kansa.PolicyBlocked) as e:
+        client.chat.completions.create(model="forbidden-model", messages=MSG)
+    assert e.value.decision == "block" and e.value.snapshot == snap.hash
+    assert e.value.failed == [("test.inline/rules@1#model-allowed", "Art. 2(1)")]
+    assert "test.inline/rules@1#model-allowed (Art. 2(1))" in str(e.value)
+    assert isinstance(e.value, kansa.KansaError)
+    assert _sent(standin, "forbidden-model") == before
+    blocked = ledger.get(str(e.value.record_id)).entry
+    assert blocked["outcome"] == "blocked" and blocked["error.type"] == "policy_blocked"
+    assert blocked["attributes"][ATTR_DECISION] == "block"
+    assert blocked["attributes"][ATTR_SNAPSHOT] == snap.hash
+    client.chat.completions.create(model="gpt-x", messages=MSG)
+    from kansa.capture.sdk import last_record_id
+
+    ok = ledger.get(str(last_record_id())).entry
+    assert ok["outcome"] == "ok" and ok["attributes"][ATTR_DECISION] == "flag"
+    assert ok["attributes"][ATTR_FINDINGS] == ["test.inline/rules@1#disclosure=fail"]
+    with kansa.context(attributes={"kansa.ai_disclosure": True}):
+        client.chat.completions.create(model="gpt-x", messages=MSG)
+    told = ledger.get(str(last_record_id())).entry
+    assert told["attributes"][ATTR_DECISION] == "allow"
+
+
+def test_sdk_approval_flow_and_async_client(tmp_path: Path, ledger: Ledger,
+                                            standin: Standin) -> None:
+    import asyncio
+
+    import openai
+
+    import kansa
+    from kansa.policy.approvals import Approvals
+
+    p = write_policy(tmp_path, "modes:\n  test.inline/rules#sensitive: require_approval\n")
+    client = _wrapped(standin, ledger, PolicyHandle.load(p))
+    with kansa.context(attributes={"app.sensitive": True}):
+        with pytest.raises(kansa.PolicyBlocked) as e:
+            client.chat.completions.create(model="sdk-held", messages=MSG)
+        aid = e.value.approval_id
+        assert e.value.decision == "approval_required" and aid is not None
+        Approvals(ledger.log.store).decide(aid, approve=True, by="bob")
+        r = client.chat.completions.create(model="sdk-held", messages=MSG,
+                                           extra_headers={"x-kansa-approval": aid})
+        assert r.choices
+        from kansa.capture.sdk import last_record_id
+
+        passed = ledger.get(str(last_record_id())).entry
+        with pytest.raises(kansa.PolicyBlocked, match="already used"):
+            client.chat.completions.create(model="sdk-held", messages=MSG,
+                                           extra_headers={"x-kansa-approval": aid})
+        aclient = _wrapped(standin, ledger, p, cls=openai.AsyncOpenAI)
+
+        async def go() -> kansa.PolicyBlocked:
+            try:
+                await aclient.chat.completions.create(model="sdk-held", messages=MSG)
+            except kansa.PolicyBlocked as err:
+                return err
+            raise AssertionError("not held")
+
+        held = asyncio.run(go())
+    assert passed["attributes"][ATTR_DECISION] == "approved"
+    assert passed["attributes"][ATTR_APPROVAL] == aid
+    assert _sent(standin, "sdk-held") == 1
+    assert held.approval_id is not None and held.approval_id != aid
+    assert ledger.get(str(held.record_id)).entry["outcome"] == "blocked"

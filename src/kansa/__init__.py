@@ -24,6 +24,7 @@ __all__ = [
     "Erasure",
     "KansaError",
     "Ledger",
+    "PolicyBlocked",
     "ProofError",
     "RecordError",
     "SignatureError",
@@ -37,3 +38,12 @@ __all__ = [
     "wrap",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # PolicyBlocked lives with inline enforcement, whose CEL engine is imported only on use
+    if name == "PolicyBlocked":
+        from kansa.policy.inline import PolicyBlocked
+
+        return PolicyBlocked
+    raise AttributeError(f"module 'kansa' has no attribute {name!r}")

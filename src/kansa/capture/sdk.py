@@ -26,6 +26,17 @@ Records are built by :func:`kansa.capture.shapes.to_record` from the request bod
 sent and the response JSON as received, which is what the gateway sees on the wire,
 so the SDK and the gateway write the same records for the same exchange.
 
+Policy: ``wrap(client, policy="policy.yaml")`` (a file, a
+:class:`kansa.policy.inline.PolicyHandle` or a snapshot) enforces rule packs as the
+gateway does. Before a call, obligations in ``block`` / ``require_approval`` mode are
+judged on the entry the call would make; a failure records the call (outcome
+``blocked``) and raises :class:`kansa.PolicyBlocked` instead of calling the model (for
+``require_approval`` it carries an approval id: once ``kansa approvals approve ID`` has
+run, repeat the same call with ``extra_headers={"x-kansa-approval": ID}``; it passes
+once). Every record carries the decision (``kansa.policy.decision``, ``.snapshot``,
+``.findings``). A call reads the handle's current snapshot once, at its start; call
+``handle.reload()`` to swap in a changed file.
+
 Durability: with ``durable=True`` (the default) a call returns only once its record is
 durable in the ledger (concurrent calls share one group commit); if the record cannot be
 written the call raises the ledger's error instead of returning an unrecorded response.
@@ -63,10 +74,11 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from kansa.capture.shapes import OPERATIONS, CallInfo, StreamAssembler, to_record
 from kansa.errors import RecordError
-from kansa.records.model import UsageRecord, new_record_id
+from kansa.records.model import UsageRecord, canonical, new_record_id
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # kansa.policy (CEL, YAML) is imported only when a policy is given
     from kansa.api import Ledger
+    from kansa.policy.inline import Decision, PolicyBlocked, PolicyHandle, PolicySnapshot
 
 __all__ = [
     "context",
@@ -250,6 +262,12 @@ def _as_record(obj: _Call | UsageRecord) -> UsageRecord:
     if isinstance(obj, UsageRecord):
         return obj
     rec = to_record(obj.info())
+    snap = obj.policy
+    if snap is not None and "kansa.policy.decision" not in rec.attributes:
+        from kansa.policy.inline import entry_of
+
+        rec.attributes.update(snap.judge_record(entry_of(rec), approval=obj.approval)
+                              .attributes())
     obj.release()
     return rec
 
@@ -443,11 +461,15 @@ class _Call:
 
     __slots__ = ("cfg", "operation", "wall", "t0", "meta", "subject", "body", "extra",
                  "response", "status", "events", "ended_by", "done", "latency_ms", "outcome",
-                 "error_type",
+                 "error_type", "policy", "approval", "policy_attrs",
                  "_id")
 
     def __init__(self, cfg: _Config, operation: str) -> None:
         self.cfg = cfg
+        # the snapshot this call is judged under, before and after: read once, here
+        self.policy: PolicySnapshot | None = cfg.policy.current if cfg.policy else None
+        self.approval: str | None = None
+        self.policy_attrs: dict[str, Any] | None = None
         self.operation = operation
         meta = self.meta = _META.get()
         subject = meta.subject
@@ -484,6 +506,8 @@ class _Call:
         attrs: dict[str, Any] = dict(meta.attributes) if meta.attributes else {}
         if meta.parent_id is not None:
             attrs["kansa.parent_id"] = meta.parent_id
+        if self.policy_attrs:
+            attrs.update(self.policy_attrs)
         outcome, error_type, response = self.outcome, self.error_type, self.response
         events = self.events
         if events is not None:  # reassemble the stream now, off the caller's path
@@ -656,10 +680,13 @@ def _request_body(body: Any, extra: Any) -> Any:
 
 
 class _Config:
-    __slots__ = ("provider", "is_async", "sink", "system", "app", "actor", "subject")
+    __slots__ = ("provider", "is_async", "sink", "system", "app", "actor", "subject",
+                 "policy")
 
     def __init__(self, provider: str, is_async: bool, sink: _Sink, system: str | None,
-                 app: str | None, actor: str | None, subject: SubjectArg) -> None:
+                 app: str | None, actor: str | None, subject: SubjectArg,
+                 policy: PolicyHandle | None = None) -> None:
+        self.policy = policy
         self.provider = provider
         self.is_async = is_async
         self.sink = sink
@@ -704,6 +731,7 @@ def wrap(
     actor: str | None = None,
     subject: SubjectArg = None,
     durable: bool = True,
+    policy: PolicyHandle | PolicySnapshot | str | os.PathLike[str] | None = None,
 ) -> C:
     """A copy of an ``openai.OpenAI``/``AsyncOpenAI`` or ``anthropic.Anthropic``/
     ``AsyncAnthropic`` client (same class, same connection pool) whose model calls are
@@ -715,14 +743,22 @@ def wrap(
     (retries included) whether it succeeds, fails, times out or its stream is abandoned.
     Other endpoints pass through unrecorded. ``system`` defaults to $KANSA_SYSTEM, else
     "default"; ``subject`` is a string or a function called at each call. Metadata set
-    with :class:`context` takes precedence. See the module docstring for ``durable``."""
+    with :class:`context` takes precedence. See the module docstring for ``durable`` and
+    ``policy`` (a policy file, handle or snapshot to enforce inline)."""
     kind = _client_kind(client)
     if kind is None:
         raise TypeError(
             f"kansa.wrap() takes an openai or anthropic client (OpenAI, AsyncOpenAI, "
             f"Anthropic, AsyncAnthropic), not {type(client).__qualname__}"
         )
-    cfg = _Config(kind[0], kind[1], _Sink(ledger, durable), system, app, actor, subject)
+    handle = None
+    if policy is not None:
+        from kansa.policy.inline import PolicyHandle, PolicySnapshot
+
+        handle = PolicyHandle.of(policy if isinstance(policy, PolicyHandle | PolicySnapshot | str)
+                                 else str(policy))
+    cfg = _Config(kind[0], kind[1], _Sink(ledger, durable), system, app, actor, subject,
+                  handle)
     copy = type(client).copy(client)  # type: ignore[attr-defined]
     _install(copy, cfg)
     return copy  # type: ignore[no-any-return]
@@ -780,6 +816,13 @@ def _install(client: Any, cfg: _Config) -> None:
             call = cfg.begin(args, kwargs)
             if call is None:
                 return await orig_request(*args, **kwargs)
+            if call.policy is not None and call.policy.enforces:
+                d = _policy_check(call, args, kwargs)
+                if d is not None:
+                    refusal = await asyncio.to_thread(_settle, call, d, args, kwargs)
+                    if refusal is not None:
+                        await sink.acommit(call)
+                        raise refusal
             token = _CURRENT.set(call)
             try:
                 result = await orig_request(*args, **kwargs)
@@ -800,6 +843,13 @@ def _install(client: Any, cfg: _Config) -> None:
             call = cfg.begin(args, kwargs)
             if call is None:
                 return orig_request(*args, **kwargs)
+            if call.policy is not None and call.policy.enforces:
+                d = _policy_check(call, args, kwargs)
+                if d is not None:
+                    refusal = _settle(call, d, args, kwargs)
+                    if refusal is not None:
+                        sink.commit(call)
+                        raise refusal
             token = _CURRENT.set(call)
             try:
                 result = orig_request(*args, **kwargs)
@@ -825,6 +875,88 @@ def _install(client: Any, cfg: _Config) -> None:
     client.copy = copy
     client.with_options = copy
     client._kansa_wrapped = True
+
+
+# -- policy -------------------------------------------------------------------------------
+
+
+def _options(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    return args[1] if len(args) > 1 else kwargs.get("options")
+
+
+def _policy_check(call: _Call, args: tuple[Any, ...], kwargs: dict[str, Any],
+                  ) -> Decision | None:
+    """Judge the call before it is made (CPU only); a refusal, or None to go ahead."""
+    from kansa.policy.inline import entry_of
+
+    assert call.policy is not None
+    options = _options(args, kwargs)
+    call.body = getattr(options, "json_data", None)  # _build_request sets them again
+    call.extra = getattr(options, "extra_json", None)
+    try:
+        rec = to_record(call.info())
+    except RecordError:
+        return None  # the record cannot be built either: the call records what it can
+    return call.policy.check_request(entry_of(rec, outcome="ok"))
+
+
+def _header(options: Any, name: str) -> str | None:
+    headers = getattr(options, "headers", None)
+    if not isinstance(headers, Mapping):
+        return None
+    for k, v in headers.items():
+        if isinstance(k, str) and k.lower() == name and isinstance(v, str) and v.strip():
+            return v.strip()
+    return None
+
+
+def _body_bytes(body: Any) -> bytes:
+    try:
+        return canonical(body)
+    except Exception:  # objects JSON cannot hold: bind to a stable rendering instead
+        return json.dumps(_jsonable(body), sort_keys=True).encode()
+
+
+def _settle(call: _Call, d: Decision, args: tuple[Any, ...],
+            kwargs: dict[str, Any]) -> PolicyBlocked | None:
+    """Block, hold for approval, or let an approved call through (may touch the store)."""
+    from kansa.policy.approvals import ApprovalError, ApprovalPending, Approvals, request_digest
+    from kansa.policy.inline import APPROVAL_REQUIRED, PolicyBlocked
+
+    assert call.policy is not None
+    options = _options(args, kwargs)
+    message = d.message()
+    if d.decision == APPROVAL_REQUIRED:
+        info = call.info()
+        approvals = Approvals(call.cfg.sink.ledger().log.store)
+        digest = request_digest(str(getattr(options, "url", "")), info.system, info.app,
+                                _body_bytes(info.request))
+        given = _header(options, "x-kansa-approval")
+        try:
+            if given:
+                call.approval = approvals.consume(given, digest, call.id).id
+                return None
+            req = info.request if isinstance(info.request, dict) else {}
+            model = req.get("model")
+            a = approvals.request(
+                digest=digest, record_id=call.id, snapshot=d.snapshot, system=info.system,
+                app=info.app, model=model if isinstance(model, str) else None,
+                obligations=[f"{f.ref}#{f.obligation}" for f in d.enforced],
+                ttl_hours=call.policy.spec.approval_ttl_hours)
+            d = replace(d, approval=a.id)
+            message += (f"; approval {a.id} was requested: repeat the call with "
+                        f"extra_headers={{'x-kansa-approval': '{a.id}'}} once it is approved")
+        except ApprovalPending as e:
+            d = replace(d, approval=given)
+            message += f"; {e}"
+        except ApprovalError as e:
+            message += f"; {e}"
+    call.policy_attrs = d.attributes()
+    call.end("blocked", "policy_blocked" if d.decision != APPROVAL_REQUIRED
+             else "approval_required")
+    return PolicyBlocked(message, decision=d.decision, snapshot=d.snapshot,
+                         failed=[(f"{f.ref}#{f.obligation}", f.citation) for f in d.enforced],
+                         record_id=call.id, approval_id=d.approval)
 
 
 # -- streams ------------------------------------------------------------------------------
