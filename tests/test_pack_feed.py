@@ -189,6 +189,16 @@ def test_url_feed_failures_are_clear(home: Path, tmp_path: Path, serve: Any) -> 
     assert installed_packs(home) == []
 
 
+def test_feed_that_never_answers_times_out(home: Path) -> None:
+    # a listening socket nobody accepts on: the TCP handshake completes, no answer comes
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(8)
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/feed"
+        with pytest.raises(FeedError, match="timed out"):
+            add_from(home, url, timeout=0.3)
+
+
 def test_tampered_and_unsigned_packs_in_a_url_feed_are_refused(
         home: Path, tmp_path: Path, serve: Any) -> None:
     root = tmp_path / "www"
@@ -272,26 +282,32 @@ def test_same_version_with_another_hash_is_refused(home: Path, tmp_path: Path,
 def test_failed_update_keeps_the_old_install(home: Path, tmp_path: Path, feed: Path) -> None:
     add_from(home, feed, f"{PACK_ID}@1")
     v1_bytes = installed_path(home, PACK_ID, "1").read_bytes()
-    # v2 cannot be written (a directory stands where the file would go)
-    installed_path(home, PACK_ID, "2").mkdir()
-    with pytest.raises(InstallError, match="cannot install kansa.example/ai-logging@2"):
+    _put(feed, "ex/v3.yaml", V3_TEXT)
+    publish(feed)
+    # v3 cannot be written: a directory stands where its signature would go
+    blocker = installed_path(home, PACK_ID, "3").with_name("3.yaml.sig")
+    (blocker / "x").mkdir(parents=True)
+    with pytest.raises(InstallError, match="cannot install kansa.example/ai-logging@3"):
         update_from(home, feed)
     assert installed_path(home, PACK_ID, "1").read_bytes() == v1_bytes
-    assert find_pack(PACK_ID + "@1", home).hash == load_pack(V1_PATH).hash
-    leftovers = [p.name for p in installed_path(home, PACK_ID, "1").parent.iterdir()
-                 if p.name.endswith(".tmp")]
+    assert find_pack(f"{PACK_ID}@1", home).hash == load_pack(V1_PATH).hash
+    assert not installed_path(home, PACK_ID, "3").exists()
+    assert find_pack(PACK_ID, home).version == "2"  # written, complete, before v3 failed
+    leftovers = [p.name for p in blocker.parent.iterdir() if p.name.endswith(".tmp")]
     assert leftovers == []
-    assert not installed_path(home, PACK_ID, "2").with_name("2.yaml.sig").exists()
-    # a tampered v3 in the feed: nothing of it is installed, v1 stays usable
-    installed_path(home, PACK_ID, "2").rmdir()
+    # a tampered v4 in another feed: nothing of it is installed, the rest stays usable
+    (blocker / "x").rmdir()
+    blocker.rmdir()
     bad = tmp_path / "bad"
-    _put(bad, "v3.yaml", V3_TEXT)
+    v4 = _variant(V2_TEXT, "4", "2027-06-01")
+    _put(bad, "v4.yaml", v4)
     publish(bad)
-    (bad / "v3.yaml").write_text(V3_TEXT + "# appended\n")
+    (bad / "v4.yaml").write_text(v4 + "# appended\n")
     with pytest.raises(PackAlteredError):
         update_from(home, bad)
-    assert not installed_path(home, PACK_ID, "3").exists()
-    assert find_pack(PACK_ID, home).version == "1"
+    assert not installed_path(home, PACK_ID, "4").exists()
+    assert [r.pack.version for r in installed_packs(home)] == ["1", "2"]
+    assert [r.pack.ref for r in update_from(home, feed).installed] == [f"{PACK_ID}@3"]
 
 
 def test_installed_packs_are_reverified(home: Path, feed: Path) -> None:
@@ -302,6 +318,12 @@ def test_installed_packs_are_reverified(home: Path, feed: Path) -> None:
         find_pack(PACK_ID, home)
     p2.write_text(V2_TEXT)
     assert find_pack(PACK_ID, home).version == "2"
+    # a broken install is refused loudly and never overwritten by add
+    p2.write_text(V2_TEXT + "# edited\n")
+    with pytest.raises(InstallError, match="exists but does not verify"):
+        add_from(home, feed, f"{PACK_ID}@2")
+    assert p2.read_text() == V2_TEXT + "# edited\n"
+    assert find_pack(f"{PACK_ID}@1", home).version == "1"  # other versions still resolve
     trust_remove(home, PUB.name)
     with pytest.raises(UntrustedSignerError):
         find_pack(f"{PACK_ID}@1", home)

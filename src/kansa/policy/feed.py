@@ -182,6 +182,19 @@ def installed_packs(home: Path) -> list[Resolved]:
     return out
 
 
+def _installed_of(home: Path, pack_id: str) -> list[Resolved]:
+    """Every installed version of one pack; one that does not verify is an error."""
+    d = installed_path(home, pack_id, "_").parent
+    trusted = trusted_publishers(home)
+    return [load_signed(f, trusted, "installed") for f in sorted(d.glob("*.yaml"))
+            if f.is_file()]
+
+
+def _usable_installed(home: Path) -> list[Resolved]:
+    """Installed packs that verify; the others are reported when a command touches them."""
+    return [r for _, r in scan_installed(home) if isinstance(r, Resolved)]
+
+
 def bundled_resolved() -> list[Resolved]:
     return [Resolved(p, BUNDLED, Path(p.source)) for p in bundled_packs()]
 
@@ -212,7 +225,7 @@ def resolve_pack(ref: str, home: Path) -> Resolved:
         if target.exists():
             candidates.append(load_signed(target, trusted_publishers(home), "installed"))
     else:
-        candidates += [r for r in installed_packs(home) if r.pack.id == pack_id]
+        candidates += _installed_of(home, pack_id)
     if not candidates:
         raise PolicyError(f"no pack {ref} among bundled packs or those installed in "
                           f"{home / PACKS_DIR}")
@@ -460,7 +473,10 @@ def _plan(home: Path, fetched: list[Fetched], installed: list[Resolved], *,
         if newest is not None and pack_order(p) < pack_order(newest.pack) and not allow_older:
             raise DowngradeError(
                 f"{p.ref} is older than the installed {newest.pack.ref}; refusing a downgrade")
-        installed_path(home, p.id, p.version)  # the id and version must make a safe path
+        target = installed_path(home, p.id, p.version)
+        if target.exists():
+            raise InstallError(f"{target} exists but does not verify (run 'kansa packs list' "
+                               f"to see why); remove it to install {p.ref} again")
         todo.append(f)
     return todo, unchanged
 
@@ -508,7 +524,7 @@ def add_from(home: Path, location: str | Path, ref: str | None = None, *,
         fetched = [fetch(feed, e, trusted) for e in entries]
     finally:
         feed.close()
-    todo, unchanged = _plan(home, fetched, installed_packs(home), allow_older=allow_older)
+    todo, unchanged = _plan(home, fetched, _usable_installed(home), allow_older=allow_older)
     return InstallResult(_write(home, sorted(todo, key=lambda f: pack_order(f.signed.pack))),
                          unchanged)
 
@@ -519,7 +535,7 @@ def update_from(home: Path, location: str | Path, *, timeout: float = 10.0) -> I
     A feed whose newest version of an installed pack is older than the newest installed
     one is refused (a rollback), as is one offering a different pack under an installed
     id@version."""
-    installed = installed_packs(home)
+    installed = _usable_installed(home)
     ids = sorted({r.pack.id for r in installed})
     feed = open_feed(location, timeout=timeout)
     try:
