@@ -32,6 +32,8 @@ from datetime import UTC, datetime
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from kansa.policy.cel import Expr, compile_check, context, system_facts
 from kansa.policy.pack import Obligation, Pack, PolicyError
 from kansa.records.model import canonical
@@ -218,8 +220,8 @@ def _judge_one(cp: CompiledPack, c: _CObl, ctx: Any, at_us: int, index: int | No
     if isinstance(jurisdictions, list) and o.jurisdiction not in jurisdictions:
         return finding(NOT_APPLICABLE, f"applies in {o.jurisdiction}; the system is offered "
                        f"in {', '.join(map(str, jurisdictions)) or 'no jurisdiction'}")
-    if isinstance(roles, list) and o.role not in roles:
-        return finding(NOT_APPLICABLE, f"applies to the {o.role}; the system is "
+    if isinstance(roles, list) and not any(r in roles for r in o.roles):
+        return finding(NOT_APPLICABLE, f"applies to the {' or '.join(o.roles)}; the system is "
                        f"{', '.join(map(str, roles)) or 'in no role'}")
     if c.applies is not None and not c.applies.test(ctx, index=index, what="applies"):
         return finding(NOT_APPLICABLE, "does not apply to this record")
@@ -563,6 +565,7 @@ def record_reads(source: str) -> frozenset[Read] | None:
 
 def _normal(reads: Iterable[Read]) -> list[Read]:
     """Drop reads another read covers: a whole value covers its presence and its keys."""
+    reads = list(reads)
     whole = {p for p, w in reads if w}
     keep = {(p, w) for p, w in reads
             if (w or p not in whole) and not (len(p) == 2 and (p[0],) in whole)}
@@ -583,28 +586,43 @@ def _freeze(v: Any) -> Any:
     return (v.__class__, v)
 
 
-def _reader(read: Read) -> Callable[[Mapping[str, Any]], Any]:
-    path, whole = read
-    k = path[0]
-    if len(path) == 1:
-        if whole:
-            return lambda e: _freeze(e.get(k, _MISSING))
-        return lambda e: k in e
-    q = path[1]
+def _reader(key: str, subs: list[tuple[str, bool]] | None,
+            ) -> Callable[[Mapping[str, Any]], Any]:
+    """What a record holds under ``key`` as far as the checks look: the whole value
+    (``subs`` None), or when it is a map, the given entries of it (value or presence)."""
+    if subs is None:
+        return lambda e: _freeze(e.get(key, _MISSING))
 
-    def inner(e: Mapping[str, Any]) -> Any:
-        v = e.get(k, _MISSING)
+    def read(e: Mapping[str, Any]) -> Any:
+        v = e.get(key, _MISSING)
         if v.__class__ is not dict:
-            return _freeze(v)  # CEL errors or reads it whole: its value decides
-        return ("in", _freeze(v.get(q, _MISSING))) if whole else q in v
+            return _freeze(v)  # absent, or not a map: then its whole value decides
+        return ("map", tuple([_freeze(v.get(q, _MISSING)) if whole else q in v
+                              for q, whole in subs]))
 
-    return inner
+    return read
+
+
+def _readers(reads: Iterable[Read]) -> dict[str, Callable[[Mapping[str, Any]], Any]]:
+    """One reader per top-level key the reads touch."""
+    subs: dict[str, list[tuple[str, bool]] | None] = {}
+    for path, whole in _normal(reads):
+        if len(path) == 1:
+            if whole:
+                subs[path[0]] = None
+            else:
+                subs.setdefault(path[0], [])
+        else:
+            got = subs.setdefault(path[0], [])
+            if got is not None:
+                got.append((path[1], whole))
+    return {k: _reader(k, s) for k, s in sorted(subs.items())}
 
 
 class _Outcome:
     """One pack's verdicts on every record that agrees on what the pack reads."""
 
-    __slots__ = ("cp", "verdicts", "fails", "digest")
+    __slots__ = ("cp", "verdicts", "fails", "digest", "profile")
 
     def __init__(self, cp: CompiledPack, found: list[Finding]) -> None:
         self.cp = cp
@@ -616,6 +634,8 @@ class _Outcome:
         self.digest = hashlib.sha256(json.dumps(
             [cp.pack.hash, [[f.obligation, f.verdict, f.reason] for f in found]],
             ensure_ascii=False, separators=(",", ":")).encode()).digest()
+        # what the tallies count: outcomes differing only in reasons count alike
+        self.profile = (cp.pack.hash, tuple(f.verdict for f in found))
 
     def findings(self, index: int, record_id: str) -> list[Finding]:
         p = self.cp.pack
@@ -624,13 +644,27 @@ class _Outcome:
                 for c, (v, r) in zip(self.cp.obligations, self.verdicts, strict=True)]
 
 
-_MEMO_LIMIT = 200_000  # outcomes kept per pack before the memo starts afresh
+class _Combo:
+    """The outcomes of the packs in force on records that agree on everything any of them
+    reads: all a warm replay computes per record is which combo applies."""
+
+    __slots__ = ("outcomes", "tail", "fails")
+
+    def __init__(self, outcomes: list[_Outcome]) -> None:
+        self.outcomes = tuple(outcomes)
+        self.tail = b"".join([b"\t%d\t" % len(outcomes), *[o.digest for o in outcomes],
+                              b"\n"])
+        self.fails = tuple(f for o in outcomes for f in o.fails)
+
+
+_MEMO_LIMIT = 200_000  # entries kept per memo before it starts afresh (bounds memory)
 
 
 class _Memo:
     __slots__ = ("cp", "select", "cache")
 
-    def __init__(self, cp: CompiledPack, select: Callable[[tuple[Any, ...]], Any] | None):
+    def __init__(self, cp: CompiledPack,
+                 select: Callable[[tuple[Any, ...]], Any] | None) -> None:
         self.cp = cp
         self.select = select  # picks this pack's reads out of a record's projection
         self.cache: dict[Any, _Outcome] = {}
@@ -650,25 +684,27 @@ def _pack_reads(cp: CompiledPack) -> list[Read] | None:
 
 
 class Replayer:
-    """Judges a stream of entries under fixed packs, returning per pack an outcome object
-    shared by every record that agrees on what the pack reads (see :func:`record_reads`).
-    ``memo=False`` judges every record afresh (the reference the memo is tested against)."""
+    """Judges a stream of entries under fixed packs. Two memo levels: per pack, keyed on
+    (date bucket, system name, what the pack reads of the record); and, when every pack
+    is memoizable, per record for all packs at once. ``memo=False`` judges every record
+    afresh (the reference the memo is tested against)."""
 
     def __init__(self, packs: list[CompiledPack], systems: Mapping[str, Mapping[str, Any]]
                  | None, pin: bool, *, memo: bool = True) -> None:
         self.judge = Judge(packs, systems, pin)
         per_pack = {cp.pack.hash: _pack_reads(cp) if memo else None for cp in packs}
-        union = sorted({r for reads in per_pack.values() if reads for r in reads})
-        self.readers = [_reader(r) for r in union]
-        pos = {r: n for n, r in enumerate(union)}
+        readers = _readers(r for reads in per_pack.values() if reads for r in reads)
+        self.readers = list(readers.values())
+        pos = {k: n for n, k in enumerate(readers)}
         memos: dict[str, _Memo] = {}
         for cp in packs:
             reads = per_pack[cp.pack.hash]
             select = None
             if reads is not None:
-                idx = [pos[r] for r in reads]
-                select = _selector(idx)
+                select = _selector(sorted({pos[p[0]] for p, _ in reads}))
             memos[cp.pack.hash] = _Memo(cp, select)
+        self.whole = memo and all(m.select is not None for m in memos.values())
+        self.combos: dict[Any, _Combo] = {}
         bounds: set[int] = set()
         for cp in packs:
             bounds.update(b for b in (cp.from_us, cp.until_us) if b is not None)
@@ -682,38 +718,45 @@ class Replayer:
         self.chosen = [[memos[cp.pack.hash] for cp in (packs if pin else in_force(packs, at))]
                        for at in reps]
 
-    def outcomes(self, entry: Mapping[str, Any], index: int) -> tuple[int, list[_Outcome]]:
-        """The record's time (µs) and one outcome per pack in force."""
+    def combo(self, entry: Mapping[str, Any], index: int) -> tuple[int, _Combo]:
+        """The record's time (µs since the epoch) and the outcomes of the packs in force."""
         when = _record_time(entry)
         at_us = _us(when)
         bucket = bisect_right(self.bounds, at_us)
-        chosen = self.chosen[bucket]
-        if not chosen:
-            return at_us, []
         system = str(entry.get("system"))
-        proj = tuple([f(entry) for f in self.readers]) if self.readers else ()
+        proj = tuple([f(entry) for f in self.readers])
+        key = (bucket, system, proj)
+        if self.whole:
+            got = self.combos.get(key)
+            if got is not None:
+                return at_us, got
         ctx = None
         out = []
-        for m in chosen:
-            key = None
+        for m in self.chosen[bucket]:
+            mkey = None
             if m.select is not None:
-                key = (bucket, system, m.select(proj))
-                got = m.cache.get(key)
-                if got is not None:
-                    out.append(got)
+                mkey = (bucket, system, m.select(proj))
+                hit = m.cache.get(mkey)
+                if hit is not None:
+                    out.append(hit)
                     continue
-            if ctx is None:
-                ctx = context(entry, self.judge.systems.get(system, {}), when)
             facts = self.judge.systems.get(system, {})
+            if ctx is None:
+                ctx = context(entry, facts, when)
             o = _Outcome(m.cp, [
                 _judge_one(m.cp, c, ctx, at_us, index, "", facts.get("roles"),
                            facts.get("jurisdictions")) for c in m.cp.obligations])
-            if key is not None:
+            if mkey is not None:
                 if len(m.cache) >= _MEMO_LIMIT:
                     m.cache.clear()
-                m.cache[key] = o
+                m.cache[mkey] = o
             out.append(o)
-        return at_us, out
+        combo = _Combo(out)
+        if self.whole:
+            if len(self.combos) >= _MEMO_LIMIT:
+                self.combos.clear()
+            self.combos[key] = combo
+        return at_us, combo
 
 
 def _selector(positions: list[int]) -> Callable[[tuple[Any, ...]], Any]:
@@ -753,10 +796,11 @@ def _bound(value: datetime | str | None) -> int | None:
 def _entries(ledger: Ledger, since: datetime | str | None,
              until: datetime | str | None) -> Iterator[tuple[int, dict[str, Any]]]:
     lo, hi = _bound(since), _bound(until)
-    for row in ledger.log.store.iter_entries(batch=_READ_BATCH):
-        if (lo is not None and row.ts < lo) or (hi is not None and row.ts >= hi):
+    loads = orjson.loads
+    for index, ts, data in ledger.log.store.scan_entries(batch=_READ_BATCH):
+        if (lo is not None and ts < lo) or (hi is not None and ts >= hi):
             continue
-        yield row.index, json.loads(row.data)
+        yield index, loads(data)
 
 
 _READ_BATCH = 16_384
@@ -766,15 +810,15 @@ def _window(value: datetime | str | None) -> str | None:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
-def digest_line(index: int, record_id: str, outcomes: Sequence[_Outcome]) -> bytes:
+def digest_line(index: int, record_id: str, combo: _Combo) -> bytes:
     """One judged entry's contribution to ReplayResult.digest:
-    ``index TAB len(id):id TAB k TAB`` (decimal, id as UTF-8), then for each of the k packs
-    in force (by pack id) the 32-byte SHA-256 of the compact JSON
-    ``[pack_hash, [[obligation, verdict, reason], ...]]`` (obligations in pack order),
-    then LF. Lengths make it unambiguous; citations and forces are fixed by the hash."""
+    ``index TAB len(id):id TAB k TAB`` (decimal; the record id as UTF-8 and its length in
+    bytes), then for each of the k packs in force (by pack id) the 32-byte SHA-256 of the
+    compact JSON ``[pack_hash, [[obligation, verdict, reason], ...]]`` (obligations in
+    pack order), then LF. The lengths make it unambiguous; a pack's hash fixes the
+    citations and legal force of its findings."""
     rid = record_id.encode()
-    return b"".join([b"%d\t%d:%b\t%d\t" % (index, len(rid), rid, len(outcomes)),
-                     *[o.digest for o in outcomes], b"\n"])
+    return b"%d\t%d:%b%b" % (index, len(rid), rid, combo.tail)
 
 
 _DAY_US = 86_400_000_000
@@ -790,7 +834,7 @@ class _Sink:
         self.hashes = pack_hashes
         self.rows: list[tuple[Any, ...]] = []
         self.ranges: list[tuple[int, int]] = []
-        self.counts: Counter[tuple[_Outcome, int]] = Counter()
+        self.counts: Counter[tuple[_Combo, int]] = Counter()
         self.stored = 0
 
     def flush(self) -> None:
@@ -801,10 +845,15 @@ class _Sink:
 
     def tally(self) -> Counter[tuple[str, str, int, str]]:
         """(pack hash, obligation, day number, verdict) -> findings."""
+        profiles: Counter[tuple[Any, int]] = Counter()
+        packs: dict[str, CompiledPack] = {}
+        for (combo, day), n in self.counts.items():
+            for o in combo.outcomes:
+                profiles[(o.profile, day)] += n
+                packs[o.cp.pack.hash] = o.cp
         out: Counter[tuple[str, str, int, str]] = Counter()
-        for (o, day), n in self.counts.items():
-            h = o.cp.pack.hash
-            for c, (v, _) in zip(o.cp.obligations, o.verdicts, strict=True):
+        for ((h, verdicts), day), n in profiles.items():
+            for c, v in zip(packs[h].obligations, verdicts, strict=True):
                 out[(h, c.o.id, day, v)] += n
         return out
 
@@ -844,20 +893,19 @@ def replay(
     h = hashlib.sha256()
     done = 0
     for index, entry in _entries(ledger, since, until):
-        at_us, outs = rj.outcomes(entry, index)
+        at_us, combo = rj.combo(entry, index)
         rid = str(entry.get("id", ""))
         if ranges and ranges[-1][1] == index - 1:
             ranges[-1] = (ranges[-1][0], index)
         else:
             ranges.append((index, index))
-        day = at_us // _DAY_US
-        for o in outs:
-            counts[(o, day)] += 1
-            for head, tail in o.fails:
-                rows.append((index, *head, rid, *tail))
-            if collect:
+        counts[(combo, at_us // _DAY_US)] += 1
+        if combo.fails:
+            rows += [(index, *head, rid, *tail) for head, tail in combo.fails]
+        if collect:
+            for o in combo.outcomes:
                 result.collected.extend(o.findings(index, rid))
-        h.update(digest_line(index, rid, outs))
+        h.update(digest_line(index, rid, combo))
         result.records += 1
         if len(rows) >= _FLUSH_ROWS:
             sink.flush()
@@ -955,14 +1003,14 @@ def impact(
     rep.obligations_added = [k for k in db if k not in da]
     rep.obligations_removed = [k for k in da if k not in db]
     rep.obligations_changed = [k for k in db if k in da and da[k] != db[k]]
-    diffs: dict[tuple[_Outcome | None, _Outcome | None], list[tuple[Any, ...]]] = {}
+    diffs: dict[tuple[_Combo, _Combo], list[tuple[Any, ...]]] = {}
     for index, entry in _entries(ledger, since, until):
         rep.records += 1
-        oa, ob = a.outcomes(entry, index)[1], b.outcomes(entry, index)[1]
-        pair = (oa[0] if oa else None, ob[0] if ob else None)
+        pair = (a.combo(entry, index)[1], b.combo(entry, index)[1])
         diff = diffs.get(pair)
         if diff is None:
-            diff = diffs[pair] = _diff(*pair)
+            oa, ob = pair[0].outcomes, pair[1].outcomes
+            diff = diffs[pair] = _diff(oa[0] if oa else None, ob[0] if ob else None)
         if diff:
             rid = str(entry.get("id", ""))
             rep.changes.extend(Change(index, rid, *d) for d in diff)
