@@ -43,11 +43,11 @@ PINNED_HASHES = {
     "cn/ai-content-labelling@2025-09-01":
         "sha256:f1102912c714b24bbd03d71f5d68288683fe2a1ad399e604314ff96b76ef4774",
     "eu/ai-act@2024-1689":
-        "sha256:e3336b55d67bde0e94e5fcd9d27d42144953455c60a439e47e881bae13196413",
+        "sha256:80a38e97ecdc5ec1ef81a34b256238aedea4891c2b55dcf5d4037894af1181fa",
     "eu/ai-act@2026-omnibus":
-        "sha256:0f8e186e091c23474a0678d4374683710582e64bc79a331eb1677c5d3443ee3f",
+        "sha256:cd56074b5dc813344b39a7b47d5b6be4de68d2cdfc4cd89fc7ee2fe0cf2dfa2d",
     "kr/ai-basic-act@2026-01-22":
-        "sha256:113d08882a32fbfe3154b87934924efb20de1fbec2062bb63aab757063c6e1aa",
+        "sha256:8e0020173c38ebdbe59309deb85e3d60fd169127de8e9638010c94b9d6cf8716",
     "us-ca/ai-transparency-act@sb942-ab853":
         "sha256:a93a555328a70a93f94aebb4c3b3ff704add966f6060a0afe228faa89481465b",
     "us-ca/tfaia@sb53":
