@@ -318,6 +318,15 @@ def test_installed_packs_are_reverified(home: Path, feed: Path) -> None:
         find_pack(PACK_ID, home)
     p2.write_text(V2_TEXT)
     assert find_pack(PACK_ID, home).version == "2"
+    # v1, validly signed, copied over v2's files does not pass for v2
+    p1 = installed_path(home, PACK_ID, "1")
+    p2.write_bytes(p1.read_bytes())
+    p2.with_name("2.yaml.sig").write_bytes(p1.with_name("1.yaml.sig").read_bytes())
+    with pytest.raises(InstallError, match="holds kansa.example/ai-logging@1"):
+        find_pack(f"{PACK_ID}@2", home)
+    p2.write_text(V2_TEXT)
+    p2.with_name("2.yaml.sig").write_bytes(sign_pack(V2_TEXT.encode(), PUB))
+    assert find_pack(f"{PACK_ID}@2", home).version == "2"
     # a broken install is refused loudly and never overwritten by add
     p2.write_text(V2_TEXT + "# edited\n")
     with pytest.raises(InstallError, match="exists but does not verify"):

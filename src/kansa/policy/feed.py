@@ -18,7 +18,8 @@ directory of signed packs.
 removed from the trust store, or a file edited in place, stops them being used). An
 install verifies everything first and then writes each file atomically (temporary file,
 fsync, rename), signature before pack; an installed version is never overwritten, so a
-failed add or update leaves what was installed as it was. Same id@version must mean the
+failed add or update leaves what was installed before it as it was (versions it wrote
+before failing are complete and verified). Same id@version must mean the
 same pack hash (also against bundled packs), and a feed whose newest version of a pack
 is older than the newest installed one is refused (a rollback), as is installing an
 older version unless asked for.
@@ -110,12 +111,16 @@ def _segments(value: str, what: str) -> list[str]:
     return parts
 
 
+def _pack_dir(home: Path, pack_id: str) -> Path:
+    return home.joinpath(PACKS_DIR, *_segments(pack_id, "pack id"))
+
+
 def installed_path(home: Path, pack_id: str, version: str) -> Path:
     """``$KANSA_HOME/packs/<id as path>/<version>.yaml``."""
     if "/" in version:
         raise InstallError(f"version {version!r} of {pack_id} contains '/'; cannot install it")
     _segments(version, "version")
-    return home.joinpath(PACKS_DIR, *_segments(pack_id, "pack id"), f"{version}.yaml")
+    return _pack_dir(home, pack_id) / f"{version}.yaml"
 
 
 def sig_path(pack_path: Path) -> Path:
@@ -157,6 +162,15 @@ def load_signed(path: Path, trusted: Sequence[Verifier], origin: str) -> Resolve
     return Resolved(sp.pack, origin, path, sp.signer)
 
 
+def _load_installed(home: Path, path: Path, trusted: Sequence[Verifier]) -> Resolved:
+    r = load_signed(path, trusted, "installed")
+    # a signed pack copied over another version's file must not pass for that version
+    if path != installed_path(home, r.pack.id, r.pack.version):
+        raise InstallError(f"{path} holds {r.pack.ref}, which is installed at "
+                           f"{installed_path(home, r.pack.id, r.pack.version)}")
+    return r
+
+
 def scan_installed(home: Path) -> Iterator[tuple[Path, Resolved | KansaError]]:
     """Every installed pack file, verified, or the error that makes it unusable."""
     root = home / PACKS_DIR
@@ -167,7 +181,7 @@ def scan_installed(home: Path) -> Iterator[tuple[Path, Resolved | KansaError]]:
         if not f.is_file():
             continue
         try:
-            yield f, load_signed(f, trusted, "installed")
+            yield f, _load_installed(home, f, trusted)
         except KansaError as e:
             yield f, e
 
@@ -184,10 +198,9 @@ def installed_packs(home: Path) -> list[Resolved]:
 
 def _installed_of(home: Path, pack_id: str) -> list[Resolved]:
     """Every installed version of one pack; one that does not verify is an error."""
-    d = installed_path(home, pack_id, "_").parent
     trusted = trusted_publishers(home)
-    return [load_signed(f, trusted, "installed") for f in sorted(d.glob("*.yaml"))
-            if f.is_file()]
+    return [_load_installed(home, f, trusted)
+            for f in sorted(_pack_dir(home, pack_id).glob("*.yaml")) if f.is_file()]
 
 
 def _usable_installed(home: Path) -> list[Resolved]:
@@ -223,7 +236,7 @@ def resolve_pack(ref: str, home: Path) -> Resolved:
         candidates = [r for r in candidates if r.pack.version == version]
         target = installed_path(home, pack_id, version)
         if target.exists():
-            candidates.append(load_signed(target, trusted_publishers(home), "installed"))
+            candidates.append(_load_installed(home, target, trusted_publishers(home)))
     else:
         candidates += _installed_of(home, pack_id)
     if not candidates:
