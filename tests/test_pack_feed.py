@@ -494,6 +494,11 @@ def test_cli_add_update_list_activate(tmp_path: Path, serve: Any) -> None:
 
     r = runner.invoke(app, ["packs", "deactivate", PACK_ID], env=env)
     assert r.exit_code == 0 and "ledger entry 1" in r.output
+    # an installed file edited in place is listed as unusable, with the reason
+    installed_path(home, PACK_ID, "1").write_text(V1_TEXT + "# edited\n")
+    r = runner.invoke(app, ["packs", "list", "--json"], env=env)
+    (bad,) = [row for row in json.loads(r.output) if row["pack"] is None]
+    assert bad["path"].endswith("1.yaml") and "changed after signing" in bad["problem"]
     r = runner.invoke(app, ["packs", "update", "--from", f"http://127.0.0.1:{_dead_port()}/",
                             "--timeout", "2"], env=env)
     assert r.exit_code == 1 and "cannot connect" in r.output

@@ -50,6 +50,9 @@ def test_signature_is_a_signed_note_naming_pack_version_and_hashes() -> None:
                          f"hash {pack.hash}\nfile {file_hash(V1)}\n")
     assert [s.name for s in note.signatures] == [PUB.name]
     assert verify_pack_signature(V1, SIG1, [OTHER.verifier, PUB.verifier]) == PUB.name
+    assert verify_pack_signature(V1, SIG1, [PUB.verifier.vkey]) == PUB.name
+    with pytest.raises(TrustStoreError, match="malformed"):
+        verify_pack_signature(V1, SIG1, ["not-a-key"])
     signed = verify_signed_pack(V1, SIG1, [PUB.verifier])
     assert signed.pack.hash == pack.hash and signed.signer == PUB.verifier
     assert signed.statement == Statement(pack.id, "1", pack.hash, file_hash(V1))

@@ -247,9 +247,14 @@ def check_statement(pack_bytes: bytes, note_bytes: bytes, *, name: str = "<pack>
 
 
 def verify_pack_signature(pack: bytes | Pack, note_bytes: bytes | None,
-                          trusted: Sequence[Verifier]) -> str:
-    """The name of the trusted publisher key that signed ``pack`` (else an error)."""
-    return verify_signed_pack(pack, note_bytes, trusted).signer.name
+                          trusted: Sequence[Verifier | str]) -> str:
+    """The name of the trusted publisher key that signed ``pack`` (else an error);
+    ``trusted`` holds verifiers or vkey strings."""
+    try:
+        keys = [v if isinstance(v, Verifier) else Verifier.parse(v) for v in trusted]
+    except KeyFormatError as e:
+        raise TrustStoreError(f"a trusted publisher key is malformed: {e}") from None
+    return verify_signed_pack(pack, note_bytes, keys).signer.name
 
 
 # -- the trust store ---------------------------------------------------------------------
