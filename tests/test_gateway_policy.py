@@ -74,7 +74,7 @@ def _serve(ledger: Ledger, standin: Standin, policy: Path | PolicyHandle,
 def _chat(c: httpx.Client, model: str = "gpt-x", headers: dict[str, str] | None = None,
           **body: Any) -> httpx.Response:
     return c.post("/v1/chat/completions", json={"model": model, "messages": MSG, **body},
-                  headers=headers or {})
+                  headers={"x-kansa-actor": "svc", **(headers or {})})
 
 
 def _attrs(ledger: Ledger, r: httpx.Response) -> dict[str, Any]:

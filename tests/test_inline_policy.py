@@ -83,6 +83,13 @@ obligations:
     check:
       applies: '"attributes" in record && "app.sensitive" in record.attributes'
       expr: 'record.attributes["app.sensitive"] != true'
+  - id: actor-known
+    citation: {{article: "4", paragraph: "2"}}
+    role: deployer
+    legal_force: effort_duty
+    text: {{en: {{kind: summary, text: "Know who made each call."}}}}
+    check:
+      expr: 'has(record.actor) || "app" in record'
   - id: policy-document
     citation: {{article: "5"}}
     role: deployer
@@ -108,6 +115,7 @@ def write_policy(d: Path, body: str, *, version: str = "1", name: str = "policy.
 
 def rec(**kw: Any) -> UsageRecord:
     base: dict[str, Any] = {"system": "bot", "provider": "openai", "operation": "chat",
+                            "actor": "svc",
                             "request_model": "gpt-x", "input_tokens": 3, "output_tokens": 4,
                             "ts": AT}
     base.update(kw)
@@ -285,7 +293,8 @@ def test_decision_attributes_fit_a_record(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("src", "keys", "attrs", "exact", "now"), [
     ('record.kind == "x"', {"kind"}, set(), True, False),
-    ('"gen_ai.request.model" in record', {"gen_ai.request.model"}, set(), True, False),
+    ('"gen_ai.request.model" in record', set(), set(), True, False),
+    ('has(record.actor) && record.actor != "x"', {"actor"}, set(), True, False),
     ('has(record.attributes) && record.attributes["a.b"] == 1', {"attributes#present"},
      {"a.b"}, True, False),
     ('"a.b" in record.attributes', {"attributes#present"}, {"a.b"}, True, False),
@@ -303,6 +312,13 @@ def test_reads_finds_every_key_a_check_can_see(src: str, keys: set[str], attrs: 
     assert r.exact == exact
     if exact:
         assert set(r.keys) == keys and set(r.attributes) == attrs and r.now == now
+
+
+def test_reads_tells_presence_tests_from_value_reads() -> None:
+    r = reads('"a" in record && has(record.b) && has(record.c.d) && record.e == 1')
+    assert r.present == {"a", "b"} and r.keys == {"c", "e"}
+    both = reads('"a" in record') | reads('record.a == "x"')
+    assert both.presence_only == frozenset()
 
 
 def test_reads_treats_a_whole_attributes_map_as_read() -> None:
@@ -329,10 +345,11 @@ _values = st.one_of(st.none(), st.booleans(), st.sampled_from(["gpt-x", "forbidd
        outcome=st.sampled_from(["ok", "error", "blocked"]),
        tokens=st.one_of(st.none(), st.integers(0, 5)),
        disclosure=_values, sensitive=_values, noise=st.integers(0, 10**6),
+       actor=st.sampled_from([None, "svc", "user-1"]), app=st.sampled_from([None, "web"]),
        day=st.sampled_from([datetime(2019, 6, 1, tzinfo=UTC), AT]))
 def test_memoized_judging_equals_direct_judging(
         model: str | None, outcome: str, tokens: int | None, disclosure: Any, sensitive: Any,
-        noise: int, day: datetime) -> None:
+        noise: int, actor: str | None, app: str | None, day: datetime) -> None:
     snap = _MEMO_SNAP
     attrs: dict[str, Any] = {"noise": noise}
     if disclosure is not None:
@@ -340,7 +357,7 @@ def test_memoized_judging_equals_direct_judging(
     if sensitive is not None:
         attrs["app.sensitive"] = sensitive
     r = rec(request_model=model, outcome=outcome, input_tokens=tokens, attributes=attrs,
-            ts=day)
+            ts=day, actor=actor, app=app)
     e = entry_of(r)
     direct = Judge([compile_pack(p) for p in snap.packs], snap.systems, False)
     try:
@@ -364,9 +381,12 @@ _MEMO_SNAP = _memo_snapshot()
 
 def test_memo_is_used_for_entries_that_differ_only_in_unread_keys() -> None:
     snap = PolicySnapshot(_MEMO_SNAP.spec)
-    a, b = rec(latency_ms=1.0, attributes={"noise": 1}), rec(latency_ms=9.0,
-                                                             attributes={"noise": 2})
+    a = rec(latency_ms=1.0, attributes={"noise": 1})
+    b = rec(latency_ms=9.0, attributes={"noise": 2}, actor="someone-else")
     assert snap.judged(entry_of(a), AT) is snap.judged(entry_of(b), AT)
+    nobody = snap.judged(entry_of(rec(actor=None)), AT)
+    assert nobody is not snap.judged(entry_of(a), AT)
+    assert [f.obligation for f in nobody.failed] == ["disclosure", "actor-known"]
     c = rec(attributes={"noise": 1, "kansa.ai_disclosure": True})
     assert snap.judged(entry_of(c), AT) is not snap.judged(entry_of(a), AT)
 

@@ -37,7 +37,8 @@ evidence from a person (no check) are never per-call findings and are left out.
 
 Speed: judging one entry with the CEL engine costs tens to hundreds of microseconds, so
 a snapshot memoizes verdicts by a *projection* of the entry: the values of the only
-keys any of its checks can read (found by :func:`reads`, a conservative reading of each
+keys any of its checks can read (or only whether they are there, for keys that are only
+tested for presence) (found by :func:`reads`, a conservative reading of each
 CEL source), the system's name, and which of the packs' date boundaries the instant
 falls between. Why that is safe: a CEL program is a pure function of ``record``,
 ``system`` and ``now``; ``system`` is fixed by the system's name within a snapshot; a
@@ -65,7 +66,7 @@ from pathlib import Path
 from typing import Any
 
 from kansa.policy.engine import FAIL, Finding, Judge, compile_pack
-from kansa.policy.pack import _V, Pack, PackError, PolicyError, _compose, load_pack
+from kansa.policy.pack import _V, Pack, PackError, PolicyError, _compose, parse_pack
 from kansa.records.model import UsageRecord, canonical
 
 _logger = logging.getLogger("kansa.policy")
@@ -126,19 +127,26 @@ _BEFORE_IN = frozenset({None, "(", ",", "&&", "||", "?", ":"})
 @dataclass(frozen=True)
 class Reads:
     """What a set of checks reads: ``keys`` (top-level entry keys, whole values),
-    ``attributes`` (names inside ``record.attributes``), ``all_attributes`` (the whole
-    map), ``now``; ``exact`` is False when a use of ``record`` could not be pinned."""
+    ``present`` (top-level keys whose presence alone is tested: ``"k" in record``,
+    ``has(record.k)``), ``attributes`` (names inside ``record.attributes``),
+    ``all_attributes`` (the whole map), ``now``; ``exact`` is False when a use of
+    ``record`` could not be pinned."""
 
     keys: frozenset[str] = frozenset()
     attributes: frozenset[str] = frozenset()
     all_attributes: bool = False
     now: bool = False
     exact: bool = True
+    present: frozenset[str] = frozenset()
 
     def __or__(self, other: Reads) -> Reads:
         return Reads(self.keys | other.keys, self.attributes | other.attributes,
                      self.all_attributes or other.all_attributes, self.now or other.now,
-                     self.exact and other.exact)
+                     self.exact and other.exact, self.present | other.present)
+
+    @property
+    def presence_only(self) -> frozenset[str]:
+        return self.present - self.keys
 
 
 def _tokens(source: str) -> list[tuple[str, str]] | None:
@@ -193,6 +201,7 @@ def reads(source: str) -> Reads:
     if toks is None:
         return Reads(exact=False)
     keys: set[str] = set()
+    present_keys: set[str] = set()
     attrs: set[str] = set()
     all_attrs = now = False
     for i, (kind, tok) in enumerate(toks):
@@ -205,16 +214,24 @@ def reads(source: str) -> Reads:
             continue
         segs, end = _chain(toks, i + 1)
         present = _presence_of(toks, i)
+        in_has = (i >= 2 and toks[i - 1][1] == "(" and toks[i - 2][1] == "has"
+                  and end < len(toks) and toks[end][1] == ")")
         if not segs:
             if present is None:
                 return Reads(exact=False)
-            keys.add("attributes#present" if present == "attributes" else present)
+            if present == "attributes":
+                keys.add("attributes#present")
+            else:
+                present_keys.add(present)
             continue
         top = segs[0]
         if top is None:
             return Reads(exact=False)
         if top != "attributes":
-            keys.add(top)
+            if len(segs) == 1 and in_has:
+                present_keys.add(top)
+            else:
+                keys.add(top)
             continue
         keys.add("attributes#present")
         if len(segs) >= 2:
@@ -224,10 +241,10 @@ def reads(source: str) -> Reads:
                 attrs.add(segs[1])
         elif present is not None:
             attrs.add(present)
-        elif not (i >= 2 and toks[i - 1][1] == "(" and toks[i - 2][1] == "has"
-                  and end < len(toks) and toks[end][1] == ")"):
+        elif not in_has:
             all_attrs = True  # the map itself is used: size(), exists(), ==, ...
-    return Reads(frozenset(keys), frozenset(attrs), all_attrs, now, True)
+    return Reads(frozenset(keys), frozenset(attrs), all_attrs, now, True,
+                 frozenset(present_keys))
 
 
 def _presence_of(toks: list[tuple[str, str]], i: int) -> str | None:
@@ -364,6 +381,33 @@ def _resolve_ref(ref: str, home: Path | None, name: str, line: int) -> Pack:
         raise PackError(f"{name}:{line}: pack {ref}: {e}") from None
 
 
+_PARSED: dict[tuple[str, str], Pack] = {}
+
+
+def _load_pack(path: Path, name: str) -> Pack:
+    """``load_pack``, remembering packs by their bytes: parsing and validating a pack
+    (pure-Python YAML) costs far more than judging, and a reload usually changes one
+    file of many, or none (the policy file itself)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise PackError(f"{name}:0: cannot read: {e.strerror or e}") from None
+    key = (name, hashlib.sha256(raw).hexdigest())
+    got = _PARSED.get(key)
+    if got is not None:
+        return got
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise PackError(f"{name}:{line}: not UTF-8 text") from None
+    pack = parse_pack(text, name)
+    if len(_PARSED) >= 512:
+        _PARSED.clear()
+    _PARSED[key] = pack
+    return pack
+
+
 def _facts(value: Any) -> Any:
     """YAML dates stay text in the parser; system facts need them as dates."""
     if isinstance(value, str) and _DAY_RE.match(value):
@@ -394,7 +438,7 @@ def parse_policy(text: str, name: str = "<policy>", *, base: Path | None = None,
         path = Path(item) if base is None or Path(item).is_absolute() else base / item
         if path.is_file():
             try:
-                packs.append(load_pack(path))
+                packs.append(_load_pack(path, str(path)))
             except PackError as e:
                 raise PackError(f"{name}:{v.line(('packs', i))}: in pack {item}: {e}") from None
         elif _REF_RE.match(item):
@@ -405,9 +449,9 @@ def parse_policy(text: str, name: str = "<policy>", *, base: Path | None = None,
     if not isinstance(bundled, bool):
         raise v.err(("bundled",), "bundled is true or false")
     if bundled:
-        from kansa.policy.bundled import bundled_packs
+        from kansa.policy.bundled import PACKS_DIR, bundled_pack_files
 
-        packs += bundled_packs()
+        packs += [_load_pack(f, str(f.relative_to(PACKS_DIR))) for f in bundled_pack_files()]
     unique: dict[str, Pack] = {}
     starts: dict[tuple[str, date], Pack] = {}
     for p in packs:
@@ -499,6 +543,7 @@ class PolicySnapshot:
         self.reads = r
         self.memoized = r.exact and not r.now
         self._keys = tuple(sorted(k for k in r.keys if k != "attributes#present"))
+        self._present = tuple(sorted(r.presence_only))
         self._attr_keys = tuple(sorted(r.attributes))
         self._boundaries = _boundaries(self.packs)
         self._memo: dict[tuple[Any, ...], _Judged] = {}
@@ -520,6 +565,8 @@ class PolicySnapshot:
         k: list[Any] = [entry.get("system"), bisect.bisect_right(self._boundaries, at_us)]
         for name in self._keys:
             k.append(_frozen(entry.get(name, _ABSENT)))
+        for name in self._present:
+            k.append(name in entry)
         attrs = entry.get("attributes")
         if isinstance(attrs, dict):
             if self.reads.all_attributes:
