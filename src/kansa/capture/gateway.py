@@ -44,7 +44,8 @@ once instead of being sent upstream. Nothing is acknowledged without its record.
 Credentials. Callers authenticate with gateway keys (``kansa.capture.gateway_keys``).
 Upstream keys are read from the environment variables the config names. Neither the
 caller's nor the upstream's credentials are ever part of a record: request headers are
-not recorded at all, only the parsed request and response bodies (as encrypted content).
+not recorded, except kansa's own ``x-kansa-*`` metadata (actor, app, subject, attributes);
+the parsed request and response bodies are (as encrypted content).
 """
 
 from __future__ import annotations
