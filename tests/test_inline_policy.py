@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +19,7 @@ from kansa.policy.approvals import (
     Approvals,
     request_digest,
 )
-from kansa.policy.bundled import example_pack_files
+from kansa.policy.bundled import bundled_packs, example_pack_files
 from kansa.policy.engine import FAIL, Judge, compile_pack
 from kansa.policy.inline import (
     ATTR_DECISION,
@@ -29,6 +30,7 @@ from kansa.policy.inline import (
     PolicySpec,
     entry_of,
     load_policy,
+    parse_policy,
     reads,
 )
 from kansa.policy.pack import PackError, parse_pack
@@ -179,6 +181,19 @@ def test_a_broken_pack_in_the_policy_names_both_files(tmp_path: Path) -> None:
     with pytest.raises(PackError) as e:
         load_policy(p)
     assert f"{p}:2: in pack bad.yaml:" in str(e.value) and "role 'king'" in str(e.value)
+
+
+def test_refs_resolve_bundled_packs_and_name_the_line_when_unknown(tmp_path: Path) -> None:
+    bundled = bundled_packs()
+    ref = bundled[0].ref
+    p = tmp_path / "policy.yaml"
+    p.write_text(f"mode: flag\npacks:\n  - '{ref}'\n", "utf-8")
+    assert [x.ref for x in load_policy(p, home=tmp_path / "home").packs] == [ref]
+    p.write_text("mode: flag\npacks: []\nbundled: true\n", "utf-8")
+    assert {x.hash for x in load_policy(p).packs} == {x.hash for x in bundled}
+    p.write_text("mode: flag\npacks:\n  - no.such/pack@9\n", "utf-8")
+    with pytest.raises(PackError, match=r"policy.yaml:3: pack no.such/pack@9: no pack"):
+        load_policy(p, home=tmp_path / "home")
 
 
 def test_two_versions_starting_the_same_day_are_ambiguous(tmp_path: Path) -> None:
@@ -503,3 +518,25 @@ def test_racing_retries_pass_once(tmp_path: Path) -> None:
         assert ap.get(a.id) is not None and ap.get(a.id).used_by == wins[0]  # type: ignore[union-attr]
     finally:
         led.close()
+
+
+# -- parsers never fail unexplained ---------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=300))
+def test_any_text_is_a_policy_or_an_error_with_file_and_line(text: str) -> None:
+    try:
+        parse_policy(text, "fuzz.yaml")
+    except PackError as e:
+        assert re.match(r"^fuzz\.yaml:\d+: \S", str(e)), str(e)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(['record', '.', 'attributes', '["a.b"]', '"k"', ' in ', 'has',
+                                 '(', ')', 'now', 'size', ' && ', '[', ']', 'x', ',', '1']),
+                max_size=12).map("".join))
+def test_reads_never_raises_and_pins_record_or_gives_up(src: str) -> None:
+    r = reads(src)
+    if r.exact and re.search(r"(?<![\w.])record(?!\w)", src):
+        assert r.keys or r.present  # a use of record is pinned to some key, or not exact
