@@ -181,8 +181,8 @@ def pack_to_catalog(pack: Pack, *, last_modified: datetime | None = None) -> dic
                       ("title_ja", "title-ja"), ("supersedes", "supersedes")):
         if data.get(key) is not None:
             meta_props.append(_prop(name, _value(where, key, str(data[key]))))
-    meta_props += [_prop(kind, path) for kind, path in _empties(
-        {k: v for k, v in data.items() if k != "obligations"})]
+    meta_props += [_prop(kind, path) for kind, path in sorted(_empties(
+        {k: v for k, v in data.items() if k != "obligations"}))]
     if not _safe_title(pack.title):
         raise _export_error(where, "title", pack.title)
     publisher = _value(where, "publisher", pack.publisher)
@@ -258,12 +258,12 @@ def _control(pack: Pack, o: Mapping[str, Any], cid: str) -> dict[str, Any]:
         props.append(_prop("title-generated", "true"))
     elif not _safe_title(str(title)):
         raise _export_error(where, "title", str(title))
-    props += [_prop(kind, path) for kind, path in _empties(o)]
+    props += [_prop(kind, path) for kind, path in sorted(_empties(o))]
     texts = [_part("text", pid=f"{cid}_smt.{lang}", prose=str(body["text"]),
                    props=[_prop("lang", lang), _prop("text-kind", str(body["kind"]))],
                    links=[{"href": body["source_url"], "rel": "source"}]
                    if body.get("source_url") is not None else None)
-             for lang, body in o["text"].items()]
+             for lang, body in sorted(o["text"].items())]
     parts = [_part("statement", ns=None, pid=f"{cid}_smt", parts=texts),
              _assessment(o, cid)]
     parts += [_transition(t) for t in o.get("transitions") or []]
