@@ -132,7 +132,10 @@ def gateway(
         Path | None,
         typer.Option("--policy", help="Policy file (YAML): rule packs to enforce inline and a "
                      "mode per obligation (observe, flag, block, require_approval). Reload "
-                     "it with SIGHUP, POST /-/kansa/policy/reload or --policy-watch."),
+                     "it with SIGHUP, POST /-/kansa/policy/reload or --policy-watch; a file "
+                     "that does not load keeps the policy in force. With --workers, use "
+                     "--policy-watch: SIGHUP makes uvicorn replace the workers, which then "
+                     "cannot start on a broken file."),
     ] = None,
     policy_watch: Annotated[
         bool, typer.Option("--policy-watch",
