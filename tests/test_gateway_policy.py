@@ -523,3 +523,45 @@ def test_sdk_approval_flow_and_async_client(tmp_path: Path, ledger: Ledger,
     assert _sent(standin, "sdk-held") == 1
     assert held.approval_id is not None and held.approval_id != aid
     assert ledger.get(str(held.record_id)).entry["outcome"] == "blocked"
+
+
+def test_policy_watch_reloads_every_worker_process(tmp_path: Path, standin: Standin) -> None:
+    a, b = _policy_pair(tmp_path)
+    live = tmp_path / "live.yaml"
+    _swap(live, a)
+    ha, hb = load_policy(a).hash, load_policy(b).hash
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kansa", "gateway", "--upstream", standin.url, "--port",
+         str(port), "--home", str(tmp_path / "home"), "--policy", str(live),
+         "--policy-watch", "--workers", "2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+
+    def snapshots(n: int) -> set[str]:
+        seen = set()
+        try:
+            for _ in range(n):  # fresh connections: the kernel spreads them over workers
+                r = httpx.post(url + "/v1/chat/completions", timeout=5,
+                               json={"model": "gpt-x", "messages": MSG},
+                               headers={"connection": "close"})
+                seen.add(str(ledger_attr(tmp_path, r.headers["x-kansa-record"])))
+        except httpx.HTTPError:
+            return set()
+        return seen
+
+    try:
+        assert wait_for(lambda: snapshots(4) == {ha}, timeout=40), "gateway did not start"
+        _swap(live, b)
+        assert wait_for(lambda: snapshots(20) == {hb}, timeout=20), "a worker kept A"
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def ledger_attr(tmp_path: Path, record_id: str) -> Any:
+    led = Ledger.open(None, home=tmp_path / "home")
+    try:
+        return led.get(record_id).entry["attributes"][ATTR_SNAPSHOT]
+    finally:
+        led.close()
