@@ -26,12 +26,10 @@ import importlib.util
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from fpdf import FPDF
-from fpdf.enums import Align, TableCellFillMode, WrapMode, XPos, YPos
-from fpdf.fonts import FontFace, TTFFont
-from fpdf.util import Padding
+from fpdf.enums import Align
+from fpdf.fonts import TTFFont
 
 from kansa.errors import KansaError
 from kansa.report.doc import Block, Chart, Code, Document, KeyValue, Para, Section, Table
@@ -62,6 +60,7 @@ def japanese_font_path() -> Path:
         "'pip install japanize-matplotlib'")
 
 
+_NO_BREAK_BEFORE = frozenset("、。，．・：；？！）」』】〕》〉ー々ゝゞ”’,.;:!?)]}")
 _PAGE_MARGIN = 15.0
 _HEADING_SIZES = {1: 16.0, 2: 13.0, 3: 11.5}
 _BODY = 9.5
@@ -80,6 +79,8 @@ class _PDF(FPDF):
         loaded = self.fonts[_FAMILY.lower()]
         assert isinstance(loaded, TTFFont)
         self.cmap: set[int] = set(loaded.cmap)
+        self.c_margin = 0  # cells carry no padding of their own: layout adds it
+        self.widths: dict[tuple[str, float, str], float] = {}
         self.alias_nb_pages()
 
     def footer(self) -> None:
@@ -110,6 +111,91 @@ class _PDF(FPDF):
     def width(self) -> float:
         return float(self.w - self.l_margin - self.r_margin)
 
+    @property
+    def bottom(self) -> float:
+        return float(self.h - self.b_margin)
+
+    def char_width(self, ch: str) -> float:
+        key = (self.font_family, self.font_size_pt, ch)
+        w = self.widths.get(key)
+        if w is None:
+            w = self.widths[key] = float(self.get_string_width(ch))
+        return w
+
+    def wrap(self, text: str, width: float) -> list[str]:
+        """``text`` (already fitted) broken into lines no wider than ``width``."""
+        lines: list[str] = []
+        for para in text.split("\n"):
+            lines.extend(self._wrap_para(para, width))
+        return lines
+
+    def _wrap_para(self, s: str, width: float) -> list[str]:
+        # Greedy and linear (fpdf2's own line breaking measures each line again for
+        # every character it adds, which made long reports take minutes). Breaks go
+        # after spaces, hyphens and slashes, and between CJK characters except before
+        # closing punctuation; a word wider than the line is cut between characters.
+        out: list[str] = []
+        start, i, w, brk = 0, 0, 0.0, -1
+        n = len(s)
+        while i < n:
+            ch = s[i]
+            cw = self.char_width(ch)
+            if w + cw > width and i > start:
+                if brk > start:
+                    out.append(s[start:brk].rstrip(" "))
+                    start = brk
+                    while start < n and s[start] == " ":
+                        start += 1
+                else:
+                    out.append(s[start:i])
+                    start = i
+                i, w, brk = start, 0.0, -1
+                continue
+            w += cw
+            nxt = s[i + 1] if i + 1 < n else ""
+            if nxt and nxt not in _NO_BREAK_BEFORE and (
+                    ch in " -/" or ord(ch) >= 0x2E80 or ord(nxt) >= 0x2E80):
+                brk = i + 1
+            i += 1
+        out.append(s[start:])
+        return out
+
+    def write_lines(self, lines: Sequence[str], line_h: float, *, x: float | None = None,
+                    w: float | None = None, fill: tuple[int, int, int] | None = None,
+                    pad: float = 0.0) -> None:
+        """Draw ``lines`` from the current position down, onto new pages as needed,
+        each line on a band of ``fill`` (with ``pad`` mm of it above and below)."""
+        x = self.l_margin if x is None else x
+        w = self.width if w is None else w
+        if fill is not None:
+            self.set_fill_color(*fill)
+        if pad and fill is not None:
+            if self.get_y() + pad + line_h > self.bottom:
+                self.add_page()
+            self.rect(x, self.get_y(), w, pad, style="F")
+            self.set_y(self.get_y() + pad)
+        for line in lines:
+            if self.get_y() + line_h > self.bottom:
+                self.add_page()
+                if fill is not None:
+                    self.set_fill_color(*fill)
+            y = self.get_y()
+            if fill is not None:
+                self.rect(x, y, w, line_h, style="F")
+            self.set_xy(x + pad, y)
+            self.cell(w - 2 * pad, line_h, line)
+            self.set_xy(x, y + line_h)
+        if pad and fill is not None:
+            self.rect(x, self.get_y(), w, pad, style="F")
+            self.set_y(self.get_y() + pad)
+        self.set_x(self.l_margin)
+
+    def text_block(self, text: str, size: float, line_h: float, *,
+                   fill: tuple[int, int, int] | None = None, pad: float = 0.0,
+                   family: str = _FAMILY) -> None:
+        self.set_font(family, size=size)
+        self.write_lines(self.wrap(text, self.width - 2 * pad), line_h, fill=fill, pad=pad)
+
     def room(self, need: float) -> None:
         """Start a new page unless ``need`` mm are left on this one."""
         if self.get_y() + need > self.h - self.b_margin:
@@ -133,14 +219,10 @@ def render_pdf(doc: Document, path: str | Path, *, font: str | Path | None = Non
 
 
 def _title(pdf: _PDF, doc: Document) -> None:
-    pdf.set_font(_FAMILY, size=20)
-    pdf.multi_cell(pdf.width, 9, pdf.fit(doc.title), align=Align.L,
-                   new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.text_block(pdf.fit(doc.title), 20, 9)
     if doc.subtitle:
-        pdf.set_font(_FAMILY, size=12)
         pdf.set_text_color(90, 90, 90)
-        pdf.multi_cell(pdf.width, 6.5, pdf.fit(doc.subtitle), align=Align.L,
-                       new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.text_block(pdf.fit(doc.subtitle), 12, 6.5)
         pdf.set_text_color(0, 0, 0)
     pdf.ln(3)
     if doc.meta:
@@ -154,10 +236,8 @@ def _section(pdf: _PDF, section: Section, level: int) -> None:
     pdf.ln(3 if level > 1 else 5)
     heading = pdf.fit(section.heading) or "-"
     pdf.start_section(heading[:200], level=level - 1)
-    pdf.set_font(_FAMILY, size=size)
     pdf.set_text_color(20, 45, 90)
-    pdf.multi_cell(pdf.width, size * 0.55, heading, align=Align.L,
-                   new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.text_block(heading, size, size * 0.55)
     pdf.set_text_color(0, 0, 0)
     if level == 1:
         y = pdf.get_y() + 0.8
@@ -200,13 +280,8 @@ _PARA_STYLES: dict[str, tuple[float, tuple[int, int, int], tuple[int, int, int] 
 
 def _para(pdf: _PDF, p: Para) -> None:
     size, ink, fill = _PARA_STYLES.get(p.style, _PARA_STYLES["normal"])
-    pdf.set_font(_FAMILY, size=size)
     pdf.set_text_color(*ink)
-    if fill is not None:
-        pdf.set_fill_color(*fill)
-    pdf.multi_cell(pdf.width, size * 0.53, pdf.fit(p.text), align=Align.L,
-                   fill=fill is not None, padding=Padding(1.5, 2, 1.5, 2) if fill else 0,
-                   new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.text_block(pdf.fit(p.text), size, size * 0.53, fill=fill, pad=1.8 if fill else 0.0)
     pdf.set_text_color(0, 0, 0)
     pdf.ln(1.6)
 
@@ -237,41 +312,85 @@ def _col_widths(pdf: _PDF, rows: Sequence[Sequence[str]], n: int,
     return tuple(m + x / total * spare for m, x in zip(least, extra, strict=True))
 
 
+_HEAD_FILL = (243, 245, 247)
+_PAD_X, _PAD_Y = 1.2, 0.8
+
+
 def _grid(pdf: _PDF, headers: Sequence[str], rows: Sequence[Sequence[str]],
           align: Sequence[str], caption: str | None, *, kv: bool = False) -> None:
+    """A table with borders; the header row is repeated on every page the table spans,
+    and a row too tall for one page continues on the next."""
     n = max([len(headers), *(len(r) for r in rows)], default=0)
     if n == 0:
         return
     size = 8.5
-    pdf.set_font(_FAMILY, size=size)
+    line_h = size * 0.5
     if caption:
         pdf.set_text_color(90, 90, 90)
-        pdf.multi_cell(pdf.width, 4.5, pdf.fit(caption), align=Align.L,
-                       new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.text_block(pdf.fit(caption), size, 4.5)
         pdf.set_text_color(0, 0, 0)
+    pdf.set_font(_FAMILY, size=size)
     body = [[pdf.fit(r[i]) if i < len(r) else "" for i in range(n)] for r in rows]
     head = [pdf.fit(headers[i]) if i < len(headers) else "" for i in range(n)] if headers else []
     widths = (pdf.width * 0.3, pdf.width * 0.7) if kv and n == 2 else \
         _col_widths(pdf, [head, *body] if head else [[""] * n, *body], n, align)
-    aligns = tuple("RIGHT" if i < len(align) and align[i] == "r" else "LEFT" for i in range(n))
-    if not body and not head:
-        return
+    right = [i < len(align) and align[i] == "r" for i in range(n)]
+
+    def lines_of(row: Sequence[str]) -> list[list[str]]:
+        return [pdf.wrap(cell, widths[i] - 2 * _PAD_X) for i, cell in enumerate(row)]
+
+    head_lines = lines_of(head) if head else None
+
+    def draw(cells: list[list[str]], fills: Sequence[bool]) -> None:
+        rows_n = max((len(c) for c in cells), default=1) or 1
+        h = rows_n * line_h + 2 * _PAD_Y
+        x, y = pdf.l_margin, pdf.get_y()
+        for i, lines in enumerate(cells):
+            if fills[i]:
+                pdf.set_fill_color(*_HEAD_FILL)
+            pdf.rect(x, y, widths[i], h, style="DF" if fills[i] else "D")
+            for k, line in enumerate(lines):
+                pdf.set_xy(x + _PAD_X, y + _PAD_Y + k * line_h)
+                pdf.cell(widths[i] - 2 * _PAD_X, line_h, line,
+                         align=Align.R if right[i] else Align.L)
+            x += widths[i]
+        pdf.set_xy(pdf.l_margin, y + h)
+
+    def height(cells: list[list[str]]) -> float:
+        return max((len(c) for c in cells), default=1) * line_h + 2 * _PAD_Y
+
+    def new_page() -> None:
+        pdf.add_page()
+        pdf.set_font(_FAMILY, size=size)
+        if head_lines is not None:
+            draw(head_lines, [True] * n)
+
     pdf.set_draw_color(200, 206, 212)
-    pdf.set_fill_color(255, 255, 255)  # a fill left over from a note or a chart
-    grey = FontFace(fill_color=(243, 245, 247))
-    kw: dict[str, Any] = {
-        "col_widths": widths, "text_align": aligns, "line_height": size * 0.5,
-        "first_row_as_headings": bool(head), "headings_style": grey,
-        "repeat_headings": 1 if head else 0, "wrapmode": WrapMode.CHAR,
-        "padding": (0.8, 1.2), "cell_fill_mode": TableCellFillMode.NONE,
-    }
-    if kv:
-        kw["first_row_as_headings"] = False
-    with pdf.table(**kw) as table:
-        for r in ([head] if head else []) + body:
-            row = table.row()
-            for i, cell in enumerate(r):
-                row.cell(cell, style=grey if kv and i == 0 else None)
+    first = height(head_lines) if head_lines else 0.0
+    if body and pdf.get_y() + first + height(lines_of(body[0])) > pdf.bottom:
+        pdf.add_page()  # keep the header with the first row
+        pdf.set_font(_FAMILY, size=size)
+    if head_lines is not None:
+        draw(head_lines, [True] * n)
+    fills = [kv and i == 0 for i in range(n)]
+    page_room = pdf.bottom - pdf.t_margin - first - 2 * _PAD_Y
+    for row in body:
+        cells = lines_of(row)
+        while cells:
+            h = height(cells)
+            if pdf.get_y() + h <= pdf.bottom:
+                draw(cells, fills)
+                break
+            if h <= page_room:
+                new_page()
+                continue
+            fit = int((pdf.bottom - pdf.get_y() - 2 * _PAD_Y) // line_h)
+            if fit < 1:
+                new_page()
+                continue
+            draw([c[:fit] for c in cells], fills)
+            cells = [c[fit:] for c in cells]
+            new_page()
     pdf.ln(2.5)
 
 
@@ -285,23 +404,18 @@ def _kv(pdf: _PDF, pairs: tuple[tuple[str, str], ...]) -> None:
 
 def _code(pdf: _PDF, code: Code) -> None:
     if code.caption:
-        pdf.set_font(_FAMILY, size=8.5)
         pdf.set_text_color(90, 90, 90)
-        pdf.multi_cell(pdf.width, 4.5, pdf.fit(code.caption), align=Align.L,
-                       new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.text_block(pdf.fit(code.caption), 8.5, 4.5)
         pdf.set_text_color(0, 0, 0)
     text = code.text.rstrip("\n")
     text = "".join(ch for ch in text if ch == "\n" or ord(ch) >= 0x20)
+    family = _MONO
     try:
         text.encode("windows-1252")
-        pdf.set_font(_MONO, size=7.2)
     except UnicodeEncodeError:  # a checkpoint origin or receipt in another script
-        pdf.set_font(_FAMILY, size=7.2)
+        family = _FAMILY
         text = pdf.fit(text)
-    pdf.set_fill_color(246, 248, 250)
-    pdf.multi_cell(pdf.width, 3.4, text or " ", align=Align.L, fill=True,
-                   wrapmode=WrapMode.CHAR, padding=Padding(1.5, 2, 1.5, 2),
-                   new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.text_block(text or " ", 7.2, 3.4, fill=(246, 248, 250), pad=1.8, family=family)
     pdf.ln(2)
 
 
@@ -322,9 +436,7 @@ def _chart(pdf: _PDF, chart: Chart) -> None:
     legend_rows = -(-len(chart.series) // 4)
     plot_h = 42.0
     pdf.room(plot_h + 22 + 5 * legend_rows)
-    pdf.set_font(_FAMILY, size=9)
-    pdf.multi_cell(pdf.width, 4.8, pdf.fit(chart.title), align=Align.L,
-                   new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.text_block(pdf.fit(chart.title), 9, 4.8)
     left = pdf.l_margin + 14
     plot_w = pdf.width - 16
     top = pdf.get_y() + 2
