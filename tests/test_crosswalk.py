@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -16,7 +15,6 @@ from hypothesis import strategies as st
 
 from kansa.policy.bundled import bundled_packs
 from kansa.policy.crosswalk import (
-    OSCAL_MAPPING_VERSION,
     RELATIONSHIPS,
     Crosswalk,
     CrosswalkError,
@@ -28,10 +26,8 @@ from kansa.policy.crosswalk import (
     parse_crosswalk,
     related,
     split_ref,
-    to_oscal_mapping_collection,
 )
 from kansa.policy.engine import judge
-from kansa.policy.oscal import pack_to_catalog
 from kansa.records.model import UsageRecord
 
 PACKS = bundled_packs()
@@ -206,58 +202,6 @@ def test_one_output_serves_every_labelling_law() -> None:
              for f in judge(entry, PACKS, systems={"img": facts})}
     assert again["cn/ai-content-labelling#art5-implicit-label"] == "fail"
     assert again["eu/ai-act#art50-2-machine-readable-marking"] == "pass"
-
-
-def _controls(catalog: dict[str, Any]) -> set[str]:
-    return {c["id"] for c in catalog["catalog"]["controls"]}
-
-
-def test_crosswalks_export_as_valid_oscal_mapping_collections() -> None:
-    from trestle.oscal.mapping import MappingCollection
-
-    when = datetime(2026, 11, 22, tzinfo=UTC)
-    by_hash = {p.hash: p for p in PACKS}
-    for cw in CROSSWALKS:
-        doc = to_oscal_mapping_collection(cw, PACKS, last_modified=when)
-        MappingCollection.model_validate(doc["mapping-collection"])
-        mc = doc["mapping-collection"]
-        assert mc["metadata"]["oscal-version"] == OSCAL_MAPPING_VERSION
-        assert to_oscal_mapping_collection(cw, PACKS, last_modified=when) == doc  # pure
-        resources = {r["uuid"]: r for r in mc["back-matter"]["resources"]}
-        n_maps = 0
-        for m in mc["mappings"]:
-            ends = []
-            for side in ("source-resource", "target-resource"):
-                res = resources[m[side]["href"].removeprefix("#")]
-                pack_hash = next(p["value"] for p in res["props"] if p["name"] == "pack-hash")
-                ends.append(_controls(pack_to_catalog(by_hash[pack_hash])))
-            for item in m["maps"]:  # every id-ref is a control of the catalog it points to
-                assert item["sources"][0]["id-ref"] in ends[0]
-                assert item["targets"][0]["id-ref"] in ends[1]
-                n_maps += 1
-        assert n_maps == sum(len(mp.targets) for mp in cw.mappings)
-
-
-def test_oscal_export_resolves_to_the_newest_version_with_the_obligation() -> None:
-    (labels,) = [c for c in CROSSWALKS if c.id == "kansa/labelling"]
-    mc = to_oscal_mapping_collection(labels, PACKS, last_modified=datetime(
-        2026, 11, 22, tzinfo=UTC))["mapping-collection"]
-    titles = {r["uuid"]: r["title"] for r in mc["back-matter"]["resources"]}
-    pairs = {(titles[m["source-resource"]["href"][1:]].split(" ")[0],
-              titles[m["target-resource"]["href"][1:]].split(" ")[0]): m for m in mc["mappings"]}
-    m = pairs[("eu/ai-act@2026-omnibus", "cn/ai-content-labelling@2025-09-01")]
-    (item,) = m["maps"]
-    assert item["relationship"] == "intersects-with"
-    assert item["sources"][0]["id-ref"] == "art50-2-machine-readable-marking"
-    assert "GB 45438 metadata is not C2PA" in item["remarks"]
-    assert item["confidence-score"] == {"category": "high"}
-    assert m["remarks"].startswith("Shared evidence: Per-output record attribute")
-    # a leading digit is not an OSCAL token: the catalog export's control id is used
-    ca = pairs[("eu/ai-act@2026-omnibus", "us-ca/ai-transparency-act@sb942-ab853")]
-    assert ca["maps"][0]["targets"][0]["id-ref"] == "_22757.3-b-latent-disclosure"
-    eu_only = [p for p in PACKS if p.id != "cn/ai-content-labelling"]
-    with pytest.raises(CrosswalkError, match="names no obligation of the packs given"):
-        to_oscal_mapping_collection(labels, eu_only, last_modified=datetime.now(UTC))
 
 
 _ident = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,40}", fullmatch=True)

@@ -27,17 +27,14 @@ obligation are ``CrosswalkError("file:line: reason")``.
 
 :func:`related` answers "which other obligations does the evidence for this one also
 serve?", with the relationship where the crosswalk states one.
-:func:`to_oscal_mapping_collection` writes a crosswalk as an OSCAL (1.2) mapping-collection
-between the packs' OSCAL catalogs.
+The OSCAL mapping-collection form of a crosswalk is written by ``kansa.policy.oscal``.
 """
 
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +47,6 @@ RELATIONSHIPS = ("equivalent-to", "equal-to", "subset-of", "superset-of", "inter
                  "no-relationship")
 CONFIDENCES = ("high", "medium", "low")
 _INVERSE = {"subset-of": "superset-of", "superset-of": "subset-of"}
-_UUID_NS = uuid.uuid5(uuid.NAMESPACE_URL, "https://kansa.dev/ns/oscal/crosswalk")
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
 _REF_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._:/-]{0,127})#([A-Za-z0-9][A-Za-z0-9._:/-]{0,127})$")
@@ -301,84 +297,6 @@ def bundled_crosswalks() -> list[Crosswalk]:
     from kansa.policy.bundled import bundled_packs
 
     return load_crosswalks(crosswalk_files(), bundled_packs())
-
-
-# -- OSCAL mapping-collection ----------------------------------------------------------------
-
-OSCAL_MAPPING_VERSION = "1.2.1"  # the mapping model first appeared in OSCAL 1.2.0
-
-
-def _newest_with(packs: Sequence[Pack], ref: str) -> Pack:
-    pack_id, oid = split_ref(ref)
-    having = [p for p in packs if p.id == pack_id and any(o.id == oid for o in p.obligations)]
-    if not having:
-        raise CrosswalkError(f"{ref!r} names no obligation of the packs given")
-    return max(having, key=lambda p: (p.effective_from, p.version))
-
-
-def to_oscal_mapping_collection(cw: Crosswalk, packs: Sequence[Pack], *,
-                                last_modified: datetime) -> dict[str, Any]:
-    """The crosswalk as an OSCAL mapping-collection (JSON object).
-
-    OSCAL maps controls between two catalogs, and each kansa pack version is one catalog
-    (``kansa.policy.oscal.pack_to_catalog``): a version-independent reference is resolved
-    to the newest version of its pack that has the obligation, and the maps are grouped
-    into one ``mapping`` per (source catalog, target catalog). Catalogs are back-matter
-    resources naming the pack id, version and hash; control ids are those the catalog
-    export gives. Each map keeps its relationship, gap (``remarks``), confidence and the
-    crosswalk mapping id; each mapping's remarks describe the shared evidence. Pure:
-    the same crosswalk, packs and ``last_modified`` give the same document."""
-    from kansa.policy.oscal import NS, control_ids
-
-    def uid(*parts: str) -> str:
-        return str(uuid.uuid5(_UUID_NS, "\x1f".join((cw.id, cw.version, *parts))))
-
-    resources: dict[str, dict[str, Any]] = {}
-
-    def resource(p: Pack) -> str:
-        if p.hash not in resources:
-            resources[p.hash] = {
-                "uuid": uid("resource", p.hash), "title": f"{p.ref} ({p.title})",
-                "props": [{"name": "pack-id", "ns": NS, "value": p.id},
-                          {"name": "pack-version", "ns": NS, "value": p.version},
-                          {"name": "pack-hash", "ns": NS, "value": p.hash}]}
-        return f"#{resources[p.hash]['uuid']}"
-
-    groups: dict[tuple[str, str], tuple[list[dict[str, Any]], list[str]]] = {}
-    for mp in cw.mappings:
-        sp = _newest_with(packs, mp.source)
-        scid = control_ids(sp)[split_ref(mp.source)[1]]
-        for t in mp.targets:
-            tp = _newest_with(packs, t.ref)
-            item: dict[str, Any] = {
-                "uuid": uid("map", mp.id, t.ref), "relationship": t.relationship,
-                "sources": [{"type": "control", "id-ref": scid}],
-                "targets": [{"type": "control", "id-ref": control_ids(tp)[split_ref(t.ref)[1]]}],
-                "props": [{"name": "crosswalk-mapping", "ns": NS, "value": mp.id}]}
-            if t.confidence:
-                item["confidence-score"] = {"category": t.confidence}
-            if t.gap:
-                item["remarks"] = t.gap
-            maps, evidence = groups.setdefault((resource(sp), resource(tp)), ([], []))
-            maps.append(item)
-            if mp.evidence not in evidence:
-                evidence.append(mp.evidence)
-    mappings = [{"uuid": uid("mapping", src, tgt),
-                 "source-resource": {"type": "catalog", "href": src},
-                 "target-resource": {"type": "catalog", "href": tgt},
-                 "maps": maps, "remarks": "Shared evidence: " + "\n\n".join(evidence)}
-                for (src, tgt), (maps, evidence) in groups.items()]
-    stamp = last_modified.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    return {"mapping-collection": {
-        "uuid": uid("collection"),
-        "metadata": {"title": cw.title, "last-modified": stamp, "version": cw.version,
-                     "oscal-version": OSCAL_MAPPING_VERSION,
-                     "props": [{"name": "crosswalk-id", "ns": NS, "value": cw.id}]},
-        "provenance": {"method": "human", "matching-rationale": "semantic",
-                       "status": "draft", "mapping-description": cw.description},
-        "mappings": mappings,
-        "back-matter": {"resources": list(resources.values())},
-    }}
 
 
 # -- queries -------------------------------------------------------------------------------
