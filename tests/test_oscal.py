@@ -519,3 +519,63 @@ def test_cli_export_import_and_findings(tmp_path: Path) -> None:
     evidence = [e for o in ar["assessment-results"]["results"][0]["observations"]
                 for e in o.get("relevant-evidence", [])]
     assert len(evidence) == 4  # log-model (4 of 12) and log-usage (12) fail; 2 cited each
+
+
+# -- crosswalks ----------------------------------------------------------------------------
+
+
+def test_crosswalks_as_oscal_mapping_collections() -> None:
+    from trestle.oscal.mapping import MappingCollection
+
+    from kansa.policy.bundled import bundled_packs
+    from kansa.policy.crosswalk import bundled_crosswalks, split_ref
+    from kansa.policy.oscal import crosswalk_to_mapping_collection
+
+    packs = bundled_packs()
+    crosswalks = bundled_crosswalks()
+    assert crosswalks
+    for cw in crosswalks:
+        doc = crosswalk_to_mapping_collection(cw, packs)
+        MappingCollection.model_validate(doc["mapping-collection"])
+        assert catalog_json(doc) == catalog_json(crosswalk_to_mapping_collection(cw, packs))
+        mc = doc["mapping-collection"]
+        by_res = {r["uuid"]: _props(r, "pack-hash")[0]["value"]
+                  for r in mc["back-matter"]["resources"]}
+        catalogs = {p.hash: pack_to_catalog(p)["catalog"] for p in packs}
+        seen = []
+        for mapping in mc["mappings"]:
+            for m in mapping["maps"]:
+                for side, key in (("sources", "source-resource"), ("targets", "target-resource")):
+                    cat = catalogs[by_res[mapping[key]["href"][1:]]]
+                    control = next(c for c in cat["controls"]
+                                   if c["id"] == m[side][0]["id-ref"])
+                    ref = _props(m[side][0], "obligation-ref")[0]["value"]
+                    assert _props(control, "obligation-id")[0]["value"] == split_ref(ref)[1]
+                seen.append((_props(m["sources"][0], "obligation-ref")[0]["value"],
+                             _props(m["targets"][0], "obligation-ref")[0]["value"],
+                             m["relationship"]))
+        assert sorted(seen) == sorted((mp.source, t.ref, t.relationship)
+                                      for mp in cw.mappings for t in mp.targets)
+
+
+def test_crosswalk_refs_must_resolve_to_a_given_pack() -> None:
+    from kansa.policy.crosswalk import bundled_crosswalks
+    from kansa.policy.oscal import crosswalk_to_mapping_collection
+
+    cw = bundled_crosswalks()[0]
+    with pytest.raises(OscalError, match="no given version of pack"):
+        crosswalk_to_mapping_collection(cw, [V2])
+
+
+def test_cli_crosswalk_oscal(tmp_path: Path) -> None:
+    from trestle.oscal.mapping import MappingCollection
+
+    from kansa.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "m.json"
+    ok = runner.invoke(app, ["packs", "crosswalk-oscal", "kansa/logging", "--out", str(out)])
+    assert ok.exit_code == 0, ok.output
+    MappingCollection.model_validate(json.loads(out.read_bytes())["mapping-collection"])
+    bad = runner.invoke(app, ["packs", "crosswalk-oscal", "kansa/nope"])
+    assert bad.exit_code == 1 and "no bundled crosswalk 'kansa/nope'" in bad.output

@@ -133,7 +133,49 @@ def findings_oscal(
                   + (f" → {escape(str(out))}" if out else ""))
 
 
+def crosswalk_oscal(
+    crosswalk: Annotated[str, typer.Argument(
+        help="A bundled crosswalk id (e.g. kansa/logging) or a crosswalk file (.yaml).")],
+    out: OutOpt = None,
+) -> None:
+    """Write a crosswalk as an OSCAL mapping-collection (JSON, OSCAL 1.2).
+
+    Each crosswalk target becomes a map from the anchor obligation's control to the
+    target's, with the crosswalk's relationship (equivalent-to, subset-of, intersects-with,
+    ...), its confidence, and the shared evidence and gap as remarks. References are bound
+    to the latest bundled version of each pack that has the obligation; the catalogs are
+    named in back-matter by pack hash and catalog uuid (see `kansa packs export-oscal`).
+
+    Example: kansa packs crosswalk-oscal kansa/logging --out logging-mapping.json
+    """
+    from kansa.policy.bundled import bundled_packs
+    from kansa.policy.crosswalk import (
+        bundled_crosswalks,
+        check_refs,
+        load_crosswalk,
+        obligation_index,
+    )
+    from kansa.policy.oscal import catalog_json, crosswalk_to_mapping_collection
+
+    with errors():
+        packs = bundled_packs()
+        if crosswalk.endswith((".yaml", ".yml")) or Path(crosswalk).is_file():
+            cw = load_crosswalk(crosswalk)
+            check_refs(cw, obligation_index(packs))
+        else:
+            found = [c for c in bundled_crosswalks() if c.id == crosswalk]
+            if not found:
+                known = ", ".join(c.id for c in bundled_crosswalks())
+                raise fail(f"no bundled crosswalk {crosswalk!r} (bundled: {known})")
+            cw = found[0]
+        data = catalog_json(crosswalk_to_mapping_collection(cw, packs))
+    _write(data, out)
+    console.print(f"{escape(cw.id)}@{escape(cw.version)}: {len(cw.mappings)} mappings"
+                  + (f" → {escape(str(out))}" if out else ""))
+
+
 def register(packs_app: typer.Typer) -> None:
-    """Add export-oscal and import-oscal to the ``kansa packs`` app."""
+    """Add export-oscal, import-oscal and crosswalk-oscal to the ``kansa packs`` app."""
     packs_app.command("export-oscal")(export_oscal)
     packs_app.command("import-oscal")(import_oscal)
+    packs_app.command("crosswalk-oscal")(crosswalk_oscal)

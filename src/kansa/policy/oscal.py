@@ -56,6 +56,7 @@ from kansa.policy.pack import Pack, PackError, PolicyError, parse_pack
 
 if TYPE_CHECKING:
     from kansa.api import Ledger
+    from kansa.policy.crosswalk import Crosswalk
 
 NS = "https://kansa.dev/ns/oscal"
 OSCAL_VERSION = "1.1.3"
@@ -1130,3 +1131,95 @@ def assessment_results_from_ledger(ledger: Ledger, runs: Sequence[Run], *,
     anchor = LogAnchor.from_checkpoint(ledger.checkpoint())
     return findings_to_assessment_results(runs, anchor=anchor, leaf_hash=leaf,
                                           evidence_limit=evidence_limit)
+
+
+# -- crosswalks -> mapping-collection ------------------------------------------------------
+
+MAPPING_OSCAL_VERSION = "1.2.0"  # the mapping-collection model first appears in OSCAL 1.2.0
+
+
+def _version_for(ref: str, packs: Sequence[Pack]) -> Pack:
+    """The pack version a version-independent ``pack-id#obligation-id`` is bound to: the
+    latest (by effective_from, then version) of ``packs`` that has the obligation."""
+    from kansa.policy.crosswalk import split_ref
+
+    pack_id, oid = split_ref(ref)
+    having = [p for p in packs if p.id == pack_id and any(o.id == oid for o in p.obligations)]
+    if not having:
+        raise OscalError(f"{ref}: no given version of pack {pack_id!r} has obligation {oid!r}")
+    return max(having, key=lambda p: (p.effective_from, p.version))
+
+
+def crosswalk_to_mapping_collection(cw: Crosswalk, packs: Sequence[Pack]) -> dict[str, Any]:
+    """An OSCAL mapping-collection (``{"mapping-collection": {...}}``) for one crosswalk.
+
+    Crosswalk references name obligations independently of version; here each is bound to
+    the latest version among ``packs`` that has it, and its control id in that version's
+    catalog (:func:`pack_to_catalog`). One ``mapping`` per (source catalog, target
+    catalog), one ``map`` per crosswalk target with the crosswalk's relationship (read
+    "source <relationship> target"), its confidence as the category and the shared evidence
+    and the gap as remarks. The catalogs are back-matter resources carrying the pack hash
+    and catalog uuid. A pure function of the crosswalk and the packs."""
+    bound: dict[str, Pack] = {}
+    for mp in cw.mappings:
+        for ref in mp.refs:
+            bound.setdefault(ref, _version_for(ref, packs))
+    used = {p.hash: p for p in bound.values()}
+    res_uuid = {h: _uuid("mapping-resource", h) for h in used}
+    cids = {h: control_ids(p) for h, p in used.items()}
+
+    def item(ref: str) -> dict[str, Any]:
+        from kansa.policy.crosswalk import split_ref
+
+        p = bound[ref]
+        return {"type": "control", "id-ref": cids[p.hash][split_ref(ref)[1]],
+                "props": [_prop("obligation-ref", ref)]}
+
+    by_pair: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for mp in cw.mappings:
+        src = bound[mp.source]
+        for t in mp.targets:
+            remarks = f"Shared evidence: {mp.evidence}"
+            if t.gap:
+                remarks += f"\n\nGap: {t.gap}"
+            m: dict[str, Any] = {
+                "uuid": _uuid("map", cw.id, cw.version, mp.id, t.ref),
+                "relationship": t.relationship,
+                "sources": [item(mp.source)],
+                "targets": [item(t.ref)],
+            }
+            if t.confidence:
+                m["confidence-score"] = {"category": t.confidence}
+            m["props"] = [_prop("crosswalk-mapping", mp.id)]
+            m["remarks"] = remarks
+            by_pair.setdefault((src.hash, bound[t.ref].hash), []).append(m)
+    mappings = [{
+        "uuid": _uuid("mapping", cw.id, cw.version, s, t),
+        "source-resource": {"type": "catalog", "href": f"#{res_uuid[s]}"},
+        "target-resource": {"type": "catalog", "href": f"#{res_uuid[t]}"},
+        "maps": maps,
+    } for (s, t), maps in by_pair.items()]
+    modified = max(_last_modified(p.data) for p in used.values())
+    return {"mapping-collection": {
+        "uuid": _uuid("mapping-collection", cw.id, cw.version, *sorted(used)),
+        "metadata": {
+            "title": cw.title if _safe_title(cw.title) else cw.id,
+            "last-modified": modified,
+            "version": _value(cw.id, "version", cw.version),
+            "oscal-version": MAPPING_OSCAL_VERSION,
+            "props": [_prop("crosswalk-id", cw.id)],
+            "remarks": cw.description,
+        },
+        "provenance": {
+            "method": "human",
+            "matching-rationale": "functional",
+            "status": "draft",
+            "mapping-description": cw.description,
+        },
+        "mappings": mappings,
+        "back-matter": {"resources": [
+            {"uuid": res_uuid[h], "title": f"OSCAL catalog of rule pack {p.ref}",
+             "props": [_prop("pack-id", p.id), _prop("pack-version", p.version),
+                       _prop("pack-hash", p.hash), _prop("catalog-uuid", _uuid(p.hash))]}
+            for h, p in used.items()]},
+    }}
