@@ -32,6 +32,7 @@ The OSCAL mapping-collection form of a crosswalk is written by ``kansa.policy.os
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -292,11 +293,13 @@ def load_crosswalks(files: Iterable[Path], packs: Iterable[Pack]) -> list[Crossw
     return out
 
 
-def bundled_crosswalks() -> list[Crosswalk]:
-    """The shipped crosswalks, resolved against the shipped packs."""
+@functools.cache
+def bundled_crosswalks() -> tuple[Crosswalk, ...]:
+    """The shipped crosswalks, resolved against the shipped packs (loaded once: both ship
+    with the package and loading every pack takes about a second)."""
     from kansa.policy.bundled import bundled_packs
 
-    return load_crosswalks(crosswalk_files(), bundled_packs())
+    return tuple(load_crosswalks(crosswalk_files(), bundled_packs()))
 
 
 # -- queries -------------------------------------------------------------------------------
