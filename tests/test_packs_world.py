@@ -43,9 +43,9 @@ PINNED_HASHES = {
     "cn/ai-content-labelling@2025-09-01":
         "sha256:f1102912c714b24bbd03d71f5d68288683fe2a1ad399e604314ff96b76ef4774",
     "eu/ai-act@2024-1689":
-        "sha256:80a38e97ecdc5ec1ef81a34b256238aedea4891c2b55dcf5d4037894af1181fa",
+        "sha256:8ba82cd6b603fa3a23483bc129267d9ff35d82c94630a8ac4bd9a8b46a33136a",
     "eu/ai-act@2026-omnibus":
-        "sha256:cd56074b5dc813344b39a7b47d5b6be4de68d2cdfc4cd89fc7ee2fe0cf2dfa2d",
+        "sha256:3542f289a77980954c6891f7c853341d67281508269af40abaa8dd4707a33102",
     "kr/ai-basic-act@2026-01-22":
         "sha256:8e0020173c38ebdbe59309deb85e3d60fd169127de8e9638010c94b9d6cf8716",
     "us-ca/ai-transparency-act@sb942-ab853":
