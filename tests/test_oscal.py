@@ -215,12 +215,12 @@ def _obligation(draw: st.DrawFn, oid: str) -> dict[str, Any]:
             t: dict[str, Any] = {"applies_if": draw(_CEL), "effective_from": "2027-01-01"}
             _maybe(t, "note", _PROSE, draw)
             o["transitions"].append(t)
-    if draw(st.booleans()):
-        o["verification"] = draw(_verification())
-    if draw(st.booleans()):
-        o["incident"] = {"report_to": draw(_PROSE), "deadlines": [
-            {"case": draw(_PROSE), "within_hours": draw(st.integers(1, 10**6))}
-            for _ in range(draw(st.integers(1, 3)))]}
+    _maybe(o, "verification", _verification(), draw)
+    _maybe(o, "incident", st.fixed_dictionaries({
+        "report_to": _PROSE,
+        "deadlines": st.lists(st.fixed_dictionaries({
+            "case": _PROSE, "within_hours": st.integers(1, 10**6)}), min_size=1, max_size=3),
+    }), draw)
     return o
 
 
@@ -238,8 +238,7 @@ def _pack_data(draw: st.DrawFn) -> dict[str, Any]:
     _maybe(data, "notes", _PROSE, draw)
     _maybe(data, "title_ja", _LINE, draw)
     _maybe(data, "supersedes", _IDS.filter(lambda s: s != data["version"]), draw)
-    if draw(st.booleans()):
-        data["verification"] = draw(_verification())
+    _maybe(data, "verification", _verification(), draw)
     ids = draw(st.lists(_IDS, min_size=1, max_size=4, unique=True))
     data["obligations"] = [draw(_obligation(oid)) for oid in ids]
     return data
@@ -320,10 +319,19 @@ def test_malformed_catalogs_are_rejected_naming_the_json_path() -> None:
 
 def test_invalid_values_are_reported_at_their_catalog_path() -> None:
     doc = _cat()
-    for p in _props(doc["catalog"]["controls"][1], "legal-force"):
-        p["value"] = "strong"
+    props = doc["catalog"]["controls"][1]["props"]
+    n = next(i for i, p in enumerate(props) if p["name"] == "legal-force")
+    props[n]["value"] = "strong"
     msg = _import_error(doc, check_hash=False)
-    assert msg.startswith("catalog.controls[1]") and "legal_force 'strong'" in msg
+    assert msg == (f"catalog.controls[1].props[{n}]: obligation 'log-usage': legal_force "
+                   "'strong' is not one of binding, effort_duty, soft_law, voluntary")
+    doc = _cat()
+    props = doc["catalog"]["metadata"]["props"]
+    n = next(i for i, p in enumerate(props) if p["name"] == "timezone")
+    props[n]["value"] = "Mars/Olympus"
+    msg = _import_error(doc, check_hash=False)
+    assert msg == (f"catalog.metadata.props[{n}]: timezone 'Mars/Olympus' is not an IANA "
+                   "time zone")
     doc = _cat()
     method = doc["catalog"]["controls"][0]["parts"][1]
     assert method["name"] == "assessment-method" and method["parts"][1]["name"] == "expr"

@@ -389,14 +389,16 @@ class _Props:
             self.props.append((p, p.req("name").text(), p.req("value").text(),
                                p.obj().get("class")))
         self.used: set[int] = set()
+        self.where: dict[str, str] = {}  # property name -> JSON path of the one taken
 
     def all(self, name: str, *, inherited: bool = False) -> list[str]:
         out = []
-        for i, (_, n, v, cls) in enumerate(self.props):
+        for i, (p, n, v, cls) in enumerate(self.props):
             if n == name:
                 self.used.add(i)
                 if inherited or cls != "inherited":
                     out.append(v)
+                    self.where[name] = p.path
         return out
 
     def one(self, name: str, *, required: bool = False) -> str | None:
@@ -486,7 +488,7 @@ class _Import:
         data: dict[str, Any] = {"pack": props.one("pack-id", required=True),
                                 "version": meta.req("version").text(),
                                 "title": meta.req("title").text()}
-        self.origin.update({("pack",): meta.path + ".props", ("version",): meta.path +
+        self.origin.update({("pack",): props.where["pack-id"], ("version",): meta.path +
                             ".version", ("title",): meta.path + ".title"})
         data["publisher"] = self._publisher(meta)
         data["sources"], verification = self._resources(cat)
@@ -497,7 +499,7 @@ class _Import:
             got = props.one(name)
             if got is not None:
                 data[key] = got
-                self.origin[(key,)] = f"{meta.path}.props"
+                self.origin[(key,)] = props.where[name]
         if verification is not None:
             data["verification"] = verification
         remarks = meta.get("remarks", required=False)
@@ -566,6 +568,7 @@ class _Import:
         self.origin[base] = c.path
         props = _Props(c)
         o: dict[str, Any] = {"id": props.one("obligation-id", required=True)}
+        self.origin[(*base, "id")] = props.where["obligation-id"]
         if props.one("title-generated") != "true":
             o["title"] = c.req("title").text()
             self.origin[(*base, "title")] = c.path + ".title"
@@ -574,6 +577,7 @@ class _Import:
         if "article" not in cit:
             raise c.err(f"lacks the kansa property 'article' (ns {NS})")
         o["citation"] = cit
+        self.origin.update({(*base, "citation", k): props.where[k] for k in cit})
         src = _one_link(c, "source")
         if src is not None:
             o["source_url"] = src
@@ -582,6 +586,7 @@ class _Import:
             got = props.one(key.replace("_", "-"), required=key in ("role", "legal_force"))
             if got is not None:
                 o[key] = got
+                self.origin[(*base, key)] = props.where[key.replace("_", "-")]
         props.all("jurisdiction", inherited=True)
         for key in ("status", "effective-from", "effective-until"):
             props.all(key, inherited=True)
