@@ -13,9 +13,10 @@ A pack version becomes one OSCAL catalog (JSON, OSCAL 1.1.x model):
   verification and notes are kansa parts.
 - ``back-matter``: one resource per pack source (in order), and the pack's verification.
 
-The export is a pure function of the pack: uuids are UUIDv5 of the pack hash and
-``last-modified`` is the latest day the pack says it was checked (else its
-``effective_from``), so exporting the same pack twice gives the same bytes.
+The export is a pure function of the pack's parsed data (its hash): uuids are UUIDv5 of
+the pack hash, languages and markers are sorted, and ``last-modified`` is the latest of the
+pack's ``effective_from`` and the days it says it was checked, so the same pack always
+gives the same bytes, whatever the YAML's layout or key order.
 
 Import (:func:`catalog_to_pack`) rebuilds the pack's parsed data exactly, including which
 optional keys the author wrote (values inherited from the pack are exported for OSCAL
@@ -29,11 +30,17 @@ Findings become OSCAL assessment-results (:func:`findings_to_assessment_results`
 ``result`` per run, one ``finding`` and one ``observation`` per (pack version,
 obligation), whose ``relevant-evidence`` cite ledger entries (record id, entry index,
 RFC 6962 leaf hash) and the signed checkpoint (in back-matter) that covers them.
+:func:`stored_run` reads a replay stored beside the ledger back as a :class:`Run`.
+
+Crosswalks become OSCAL 1.2 mapping-collections
+(:func:`crosswalk_to_mapping_collection`), mapping controls of the packs' catalogs.
 
 OSCAL restricts some strings: a property value or party name may not start or end with
 white space or hold a line break, and a title may not hold a line break. A pack whose
-jurisdiction, citation, publisher, titles or incident cases break these rules cannot be
-exported faithfully, and :func:`pack_to_catalog` says so instead of altering it.
+jurisdiction, citation, publisher, title, ``title_ja`` or obligation titles break these
+rules cannot be exported faithfully, and :func:`pack_to_catalog` says so instead of
+altering it. Free text (texts, checks, notes, descriptions) goes into ``prose``, which
+holds any string.
 """
 
 from __future__ import annotations
