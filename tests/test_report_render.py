@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import pypdf
 import pytest
@@ -293,3 +294,36 @@ def test_verdicts_and_dates_per_language() -> None:
         "2026年7月1日 09:05:00 UTC"
     with pytest.raises(ReportLanguageError, match="not 'fr'"):
         t("fr", "title")
+
+
+_WRAP_CHARS = list("ab cdefW-/.,") + list("。、「」日本語の監査ｱ ")
+_wrap_text = st.text(alphabet=st.sampled_from(_WRAP_CHARS), max_size=300)
+
+
+@given(_wrap_text, st.floats(min_value=2.0, max_value=120.0))
+@settings(max_examples=200, deadline=None)
+def test_pdf_wrap_keeps_every_character_and_the_width(text: str, width: float) -> None:
+    pdf = _wrapper()
+    lines = pdf.wrap(text, width)
+    # only spaces at a break may go; nothing else is lost, added or reordered
+    assert "".join(lines).replace(" ", "") == text.replace(" ", "")
+    for line in lines:
+        assert len(line) <= 1 or pdf.get_string_width(line) <= width + 1e-6, line
+    # closing punctuation never starts a line it could have followed
+    for prev, line in zip(lines, lines[1:], strict=False):
+        if prev and line:
+            assert not (line[0] in "。、」" and pdf.get_string_width(prev + line[0]) <= width)
+
+
+_PDFS: list[object] = []
+
+
+def _wrapper() -> Any:
+    from kansa.report import render_pdf as rp
+
+    if not _PDFS:
+        pdf = rp._PDF("t", japanese_font_path())
+        pdf.add_page()
+        pdf.set_font(rp._FAMILY, size=9)
+        _PDFS.append(pdf)
+    return _PDFS[0]

@@ -155,8 +155,14 @@ def evidence_report(
         with Ledger.open(store, home=home) as lg:
             packs = _packs(pack or [], _home_path(lg, home)) or None
             try:
-                data = collect_evidence(lg, packs, since=since, until=until, system=system,
-                                        systems=facts, examples=examples, run=run)
+                with _progress() as prog:
+                    # only judging one system's records reports progress (the rest is
+                    # a few queries)
+                    task = prog.add_task(f"judging {system}'s records", total=lg.log.size(),
+                                         visible=system is not None)
+                    data = collect_evidence(lg, packs, since=since, until=until,
+                                            system=system, systems=facts, examples=examples,
+                                            run=run, progress=lambda n: prog.advance(task, n))
             except NoReplayError:
                 if run is not None or system is not None or not packs:
                     raise
