@@ -207,6 +207,9 @@ def test_design_document_states_controls_from_configuration(ledger: Ledger, home
         "2 entries"
     act = _table(doc, "Rule-pack activations recorded in the ledger (#: ledger index)")
     assert act.rows[0][0] == "intl.oecd/haip-reporting@1.0" and "(#0)" in act.rows[0][3]
+    # a window after the activation still knows which packs are active
+    later = build_design_document(ledger, lang="en", since=T0 + timedelta(seconds=30))
+    assert "active now: intl.oecd/haip-reporting@1.0" in _text(later)
     # "search" is configured but has no records; its configured model was never used by it
     systems = {r[0]: r for s in _sections(doc) if s.anchor == "systems"
                for b in s.blocks if isinstance(b, Table) for r in b.rows}

@@ -104,16 +104,28 @@ class Stats:
     output_tokens: int = 0
     systems: set[str] = field(default_factory=set)
 
-    def add(self, ts: int, ok: bool, tin: int, tout: int, system: str) -> None:
-        self.count += 1
-        self.ok += ok
-        if self.first_us is None or ts < self.first_us:
-            self.first_us = ts
-        if self.last_us is None or ts > self.last_us:
-            self.last_us = ts
-        self.input_tokens += tin
-        self.output_tokens += tout
+    def merge(self, g: _Group, system: str) -> None:
+        self.count += g.count
+        self.ok += g.ok
+        if self.first_us is None or g.first_us < self.first_us:
+            self.first_us = g.first_us
+        if self.last_us is None or g.last_us > self.last_us:
+            self.last_us = g.last_us
+        self.input_tokens += g.input_tokens
+        self.output_tokens += g.output_tokens
         self.systems.add(system)
+
+
+@dataclass
+class _Group:
+    """Records sharing every value the document reports on (see :func:`_key`)."""
+
+    count: int
+    ok: int
+    first_us: int
+    last_us: int
+    input_tokens: int
+    output_tokens: int
 
 
 @dataclass(frozen=True)
@@ -166,64 +178,84 @@ def _str(v: Any) -> str:
     return v if isinstance(v, str) else ""
 
 
-def _intake(attrs: Mapping[str, Any]) -> str:
-    # the gateway stamps its upstream (or the caller's key id) on every record it routes or
-    # authenticates; the OTLP intake stamps the span's trace id. SDK, Python API and JSON
-    # Lines records carry no marker, so they cannot be told apart and count as "other".
-    if "kansa.otel.trace_id" in attrs:
-        return "otel"
-    if "kansa.gateway.upstream" in attrs or "kansa.gateway.key" in attrs:
-        return "gateway"
-    return "other"
+_ATTRS = ("kansa.otel.trace_id", "kansa.gateway.upstream", "kansa.gateway.key",
+          "kansa.output.label.machine_readable", "kansa.output.label.visible",
+          "kansa.ai_disclosure", "kansa.policy.decision", "kansa.policy.snapshot",
+          "kansa.event")
 
 
-def _add(u: Usage, index: int, ts: int, e: dict[str, Any]) -> None:
-    u.records += 1
-    kind, system, outcome = _str(e.get("kind")), _str(e.get("system")), _str(e.get("outcome"))
-    attrs = e.get("attributes")
-    if not isinstance(attrs, dict):
-        attrs = {}
-    ok = outcome == "ok"
-    tin, tout = _int(e.get("gen_ai.usage.input_tokens")), _int(e.get("gen_ai.usage.output_tokens"))
-    u.kinds[kind] += 1
-    u.outcomes[outcome] += 1
-    u.intake[_intake(attrs)] += 1
-    u.systems.setdefault(system, Stats()).add(ts, ok, tin, tout, system)
-    provider = _str(e.get("gen_ai.provider.name"))
-    req, resp = _str(e.get("gen_ai.request.model")), _str(e.get("gen_ai.response.model"))
+def _hashable(v: Any) -> Any:
+    if isinstance(v, list | tuple):
+        return tuple(_hashable(x) for x in v)
+    if isinstance(v, dict):
+        return tuple(sorted((k, _hashable(x)) for k, x in v.items()))
+    return v
+
+
+def _key(e: dict[str, Any]) -> tuple[Any, ...]:
+    """Every value of an entry the documents count by. Records share a key far more often
+    than not, so the pass does one dict lookup per record and the interpretation of
+    values happens once per group (:func:`_fold`)."""
+    a = e.get("attributes")
+    ak = None
+    if a:
+        vals = [a.get(k) for k in _ATTRS]
+        vals[0] = vals[0] is not None  # a trace id is unique per span: only its presence
+        if vals[3].__class__ is list:
+            vals[3] = tuple(vals[3])
+        ak = tuple(vals)
+    return (e.get("kind"), e.get("system"), e.get("outcome"), e.get("gen_ai.provider.name"),
+            e.get("gen_ai.request.model"), e.get("gen_ai.response.model"), "content" in e,
+            "subject" in e, ak)
+
+
+def _fold(u: Usage, key: tuple[Any, ...], g: _Group) -> None:
+    """Add one group of records to the totals."""
+    kind, system, outcome = _str(key[0]), _str(key[1]), _str(key[2])
+    provider, req, resp = _str(key[3]), _str(key[4]), _str(key[5])
+    attrs = dict(zip(_ATTRS, key[8], strict=True)) if key[8] is not None else {}
+    n = g.count
+    u.records += n
+    u.kinds[kind] += n
+    u.outcomes[outcome] += n
+    u.systems.setdefault(system, Stats()).merge(g, system)
     if provider or req or resp:
-        u.models.setdefault((provider, req, resp), Stats()).add(ts, ok, tin, tout, system)
-        u.providers.setdefault(provider, Stats()).add(ts, ok, tin, tout, system)
-    if "content" in e:
-        u.with_content += 1
-    if "subject" in e:
-        u.with_subject += 1
+        u.models.setdefault((provider, req, resp), Stats()).merge(g, system)
+        u.providers.setdefault(provider, Stats()).merge(g, system)
+    u.with_content += n if key[6] else 0
+    u.with_subject += n if key[7] else 0
     if kind == "kansa.erasure":
-        u.erasures += 1
-    if kind == "gen_ai.call" and ok:
-        u.outputs += 1
+        u.erasures += n
+    if attrs.get("kansa.otel.trace_id"):
+        # the OTLP intake stamps the span's trace id; the gateway its upstream (or the
+        # caller's key id). SDK, Python API and JSON Lines records carry no marker, so
+        # they cannot be told apart and count as "other".
+        u.intake["otel"] += n
+    elif attrs.get("kansa.gateway.upstream") is not None or \
+            attrs.get("kansa.gateway.key") is not None:
+        u.intake["gateway"] += n
+    else:
+        u.intake["other"] += n
+    if kind == "gen_ai.call" and outcome == "ok":
+        u.outputs += n
         marks = attrs.get("kansa.output.label.machine_readable")
-        if isinstance(marks, list) and marks:
-            u.labelled += 1
-            u.marks.update(str(m) for m in set(marks))
+        if isinstance(marks, tuple) and marks:
+            u.labelled += n
+            for m in set(marks):
+                u.marks[str(m)] += n
         if attrs.get("kansa.output.label.visible") is True:
-            u.visibly_labelled += 1
+            u.visibly_labelled += n
     if attrs.get("kansa.ai_disclosure") is True:
-        u.disclosed += 1
-    up = attrs.get("kansa.gateway.upstream")
-    if isinstance(up, str):
-        u.upstreams[up] += 1
-    decision = attrs.get("kansa.policy.decision")
-    if isinstance(decision, str):
-        u.decisions[decision] += 1
-    snapshot = attrs.get("kansa.policy.snapshot")
-    if isinstance(snapshot, str):
-        u.snapshots[snapshot] += 1
-    if isinstance(attrs.get("kansa.incident"), str):
-        u.incidents.append(MarkedRecord(index, ts, e))
+        u.disclosed += n
+    for name, counter in (("kansa.gateway.upstream", u.upstreams),
+                          ("kansa.policy.decision", u.decisions),
+                          ("kansa.policy.snapshot", u.snapshots)):
+        value = attrs.get(name)
+        if isinstance(value, str):
+            counter[value] += n
     event = attrs.get("kansa.event")
     if kind == "kansa.event" and isinstance(event, str):
-        u.events[event] += 1
+        u.events[event] += n
 
 
 def scan_usage(store: Store, *, since: datetime | str | None = None,
@@ -243,19 +275,46 @@ def scan_usage(store: Store, *, since: datetime | str | None = None,
         params.append(until_us)
     sql = f"SELECT idx, ts, data FROM entries WHERE idx >= ? AND idx < ?{cond} ORDER BY idx"
     size = store.size()
-    u = Usage()
+    groups: dict[tuple[Any, ...], _Group] = {}
+    incidents: list[MarkedRecord] = []
+    loads = orjson.loads
     for start in range(0, size, _BATCH):
         end = min(size, start + _BATCH)
         for idx, ts, data in store.query(sql, [start, end, *params]):
             try:
-                entry = orjson.loads(bytes(data))
+                e = loads(data)
             except orjson.JSONDecodeError:
                 raise ReportDraftError(f"entry {idx} is not a JSON record (was this log written "
                                        "by kansa.Ledger?)") from None
-            if isinstance(entry, dict):
-                _add(u, int(idx), int(ts), entry)
+            if not isinstance(e, dict):
+                continue
+            key = _key(e)
+            tin, tout = e.get("gen_ai.usage.input_tokens"), e.get("gen_ai.usage.output_tokens")
+            try:
+                g = groups.get(key)
+            except TypeError:  # a list or map where kansa writes a scalar
+                key = _hashable(key)
+                g = groups.get(key)
+            if g is None:
+                groups[key] = _Group(1, e.get("outcome") == "ok", ts, ts, _int(tin), _int(tout))
+            else:
+                g.count += 1
+                g.ok += e.get("outcome") == "ok"
+                if ts < g.first_us:
+                    g.first_us = ts
+                elif ts > g.last_us:
+                    g.last_us = ts
+                g.input_tokens += _int(tin)
+                g.output_tokens += _int(tout)
+            if key[8] is not None:
+                inc = e["attributes"].get("kansa.incident")
+                if isinstance(inc, str):
+                    incidents.append(MarkedRecord(int(idx), int(ts), e))
         if progress is not None:
             progress(end, size)
+    u = Usage(incidents=incidents)
+    for key, g in groups.items():
+        _fold(u, key, g)
     return u
 
 
@@ -798,19 +857,24 @@ class Setup:
 
 
 def gather_setup(ledger: Ledger, home: Home | None, *, systems: Mapping[str, Any] | None = None,
-                 policy: str | Path | None = None) -> Setup:
+                 policy: str | Path | None = None, usage: Usage | None = None,
+                 whole_log: bool = False) -> Setup:
     """Read configuration, the store's side tables and the pack activation history.
 
     System facts come from the home's config, then the policy file's ``systems``, then
-    ``systems`` (each wins over the one before)."""
+    ``systems`` (each wins over the one before). When ``usage`` was scanned over the
+    whole log and saw no pack event, the history is empty and is not read again (that
+    read is a second pass over the log)."""
     from kansa.policy.feed import activations
 
     snap = load_enforcement(policy, home)
     merged = merge_facts(home.config.get("systems") if home is not None else None,
                          snap.systems if snap is not None else None, systems)
     store = ledger.log.store
+    no_events = whole_log and usage is not None and not any(
+        e.startswith("pack.") for e in usage.events)
     return Setup(ledger_facts(ledger, home), merged, gateway_key_facts(store),
-                 judged_packs(store), activations(ledger), snap,
+                 judged_packs(store), [] if no_events else activations(ledger), snap,
                  str(policy) if policy is not None else None)
 
 
@@ -901,7 +965,8 @@ def build_design_document(
     check_lang(lang)
     home = home if home is not None else ledger.home
     u = usage if usage is not None else scan_usage(ledger.log.store, since=since, until=until)
-    setup = gather_setup(ledger, home, systems=systems, policy=policy)
+    setup = gather_setup(ledger, home, systems=systems, policy=policy, usage=u,
+                         whole_log=since is None and until is None)
     facts, lf = setup.facts, setup.ledger
     generated = to_us(now or datetime.now(UTC))
     doc = Document(title=_t(lang, "title"), lang=lang, subtitle=_t(lang, "subtitle"),

@@ -311,7 +311,8 @@ def build_haip_draft(
     home = home if home is not None else ledger.home
     store = ledger.log.store
     u = usage if usage is not None else scan_usage(store, since=since, until=until)
-    setup = gather_setup(ledger, home, systems=systems, policy=policy)
+    setup = gather_setup(ledger, home, systems=systems, policy=policy, usage=u,
+                         whole_log=since is None and until is None)
     pack = haip_pack(packs)
     source = (_t(lang, "src.pack", ref=pack.ref, hash=pack.hash) if pack is not None
               else _t(lang, "src.fallback", pack=HAIP_PACK))
