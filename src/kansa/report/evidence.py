@@ -447,6 +447,10 @@ def _summary(lang: str, d: EvidenceData) -> Section:
          t(lang, "col.evidence"), t(lang, "col.status")),
         tuple(rows), align=("l", "l", "l", "l", "r", "r", "r", "r", "l"))
     blocks: list[Block] = [table]
+    if d.system is None and any(b is not None and b != b.replace(hour=0, minute=0, second=0,
+                                                                  microsecond=0)
+                                for b in (d.since, d.until)):
+        blocks.append(Para(t(lang, "sec.summary.days"), "note"))
     chart = _chart(lang, t(lang, "chart.all"), total)
     blocks.append(chart if chart else Para(t(lang, "chart.none"), "small"))
     return Section(t(lang, "sec.summary"), blocks, anchor="summary")

@@ -78,6 +78,9 @@ _EN: dict[str, str] = {
         "checkpoint printed at the end."
     ),
     "sec.summary": "Obligations at a glance",
+    "sec.summary.days": (
+        "Counts are kept per UTC day: the period's first and last days are counted whole."
+    ),
     "sec.obligations": "Obligations",
     "sec.charts": "Verdicts over time",
     "sec.evidence": "Evidence to be supplied by people",
@@ -205,6 +208,10 @@ _JA: dict[str, str] = {
         "います。"
     ),
     "sec.summary": "義務の一覧",
+    "sec.summary.days": (
+        "件数はUTCの日単位で集計しているため、"
+        "期間の初日と最終日は一日分を数えています。"
+    ),
     "sec.obligations": "義務ごとの詳細",
     "sec.charts": "判定の推移",
     "sec.evidence": "人が提出すべき証拠",
