@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import dataclasses
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -416,6 +417,13 @@ def test_assessment_results_refuse_what_they_cannot_cite() -> None:
     stranger = Run("r", T0, T1, (V2,), [_finding(1, V1, "log-usage", FAIL)])
     with pytest.raises(OscalError, match="not among the run's packs"):
         findings_to_assessment_results([stranger], anchor=ANCHOR, leaf_hash=_leaf)
+    ghost_finding = dataclasses.replace(_finding(1, V1, "log-usage", FAIL), obligation="ghost")
+    ghost = Run("r", T0, T1, (V1,), [ghost_finding])
+    with pytest.raises(OscalError, match="obligation 'ghost'"):
+        findings_to_assessment_results([ghost], anchor=ANCHOR, leaf_hash=_leaf)
+    with pytest.raises(OscalError, match="names no pack version"):
+        findings_to_assessment_results([Run("r", T0, T1, (), [])], anchor=ANCHOR,
+                                       leaf_hash=_leaf)
     with pytest.raises(OscalError, match="at least one run"):
         findings_to_assessment_results([], anchor=ANCHOR, leaf_hash=_leaf)
 

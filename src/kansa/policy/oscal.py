@@ -195,8 +195,7 @@ def pack_to_catalog(pack: Pack, *, last_modified: datetime | None = None) -> dic
         raise _export_error(where, "title", pack.title)
     publisher = _value(where, "publisher", pack.publisher)
     party = _uuid(pack.hash, "publisher")
-    modified = (last_modified.astimezone(UTC).isoformat().replace("+00:00", "Z")
-                if last_modified is not None else _last_modified(data))
+    modified = _ts(last_modified) if last_modified is not None else _last_modified(data)
     metadata: dict[str, Any] = {
         "title": pack.title,
         "last-modified": modified,
@@ -858,12 +857,15 @@ def _ts(dt: datetime) -> str:
 
 
 def _tally(run: Run, limit: int) -> dict[tuple[str, str], _Tally]:
-    by_hash = {p.hash: p for p in run.packs}
+    if not run.packs:
+        raise OscalError(f"run {run.title!r} names no pack version")
+    known = {(p.hash, o.id) for p in run.packs for o in p.obligations}
     tallies: dict[tuple[str, str], _Tally] = {}
     for f in run.findings:
-        if f.pack_hash not in by_hash:
-            raise OscalError(f"run {run.title!r}: a finding names pack {f.pack_ref} "
-                             f"{f.pack_hash}, which is not among the run's packs")
+        if (f.pack_hash, f.obligation) not in known:
+            raise OscalError(f"run {run.title!r}: a finding names obligation {f.obligation!r} "
+                             f"of pack {f.pack_ref} {f.pack_hash}, which is not among the "
+                             "run's packs")
         tallies.setdefault((f.pack_hash, f.obligation), _Tally()).add(f, limit)
     if run.counts is not None:
         for t in tallies.values():
