@@ -146,7 +146,7 @@ def direct(snap: PolicySnapshot, n: int, *, unique: bool, seed: int = 7) -> dict
         cpu.append(c / 1000)
     return {"request_side_us": summary(req), "response_side_us": summary(resp),
             "total_us": summary(total), "total_cpu_us": summary(cpu),
-            "memo_entries": len(snap._memo)}
+            "memo_entries": snap.memo_size}
 
 
 def engine_only(snap: PolicySnapshot, n: int, seed: int = 7) -> dict[str, Any]:

@@ -517,26 +517,23 @@ class _Judged:
     error_enforcing: bool  # the check that failed to evaluate belongs to an enforcing pack
 
 
-class PolicySnapshot:
-    """One immutable set of packs, modes and system facts (build once, share freely)."""
+class _Judging:
+    """One engine ``Judge`` over some of a snapshot's packs, with its memo."""
 
-    def __init__(self, spec: PolicySpec) -> None:
-        self.spec = spec
-        self.packs = spec.packs
-        self.default_mode = spec.default_mode
-        self.modes = dict(spec.modes)
-        self.systems = {k: dict(v) for k, v in spec.systems.items()}
+    def __init__(self, packs: Sequence[Pack], systems: dict[str, dict[str, Any]],
+                 mode_of: dict[tuple[str, str], str], default_mode: str,
+                 enforcing_packs: frozenset[str]) -> None:
+        self.packs = tuple(packs)
+        self.systems = systems
+        self._mode_of = mode_of
+        self._default_mode = default_mode
+        self._enforcing_packs = enforcing_packs
         compiled = [compile_pack(p) for p in self.packs]
         self._judge = Judge(sorted(compiled, key=lambda c: (c.pack.id, c.from_us)),
-                            self.systems, False)
+                            systems, False)
         self._pack_judges: dict[str, Judge] | None = None
-        self._mode_of: dict[tuple[str, str], str] = {
-            (p.id, o.id): self.mode(p.id, o.id) for p in self.packs for o in p.obligations}
         self._checked = {(p.id, o.id) for p in self.packs for o in p.obligations
                          if o.check is not None}
-        self.enforcing_packs = frozenset(
-            pid for (pid, _), mode in self._mode_of.items() if mode in ENFORCING)
-        self.enforces = bool(self.enforcing_packs)
         r = Reads()
         for p in self.packs:
             r = r | _pack_reads(p)
@@ -546,20 +543,7 @@ class PolicySnapshot:
         self._present = tuple(sorted(r.presence_only))
         self._attr_keys = tuple(sorted(r.attributes))
         self._boundaries = _boundaries(self.packs)
-        self._memo: dict[tuple[Any, ...], _Judged] = {}
-        self.hash = "sha256:" + hashlib.sha256(canonical({
-            "packs": sorted(p.hash for p in self.packs),
-            "mode": self.default_mode,
-            "modes": self.modes,
-            "systems": _jsonable(self.systems),
-        })).hexdigest()
-
-    def mode(self, pack: str, obligation: str) -> str:
-        """The mode of one obligation: its own, else its pack's, else the default."""
-        return self.modes.get(f"{pack}#{obligation}") or self.modes.get(pack) \
-            or self.default_mode
-
-    # -- judging ---------------------------------------------------------------------------
+        self.memo: dict[tuple[Any, ...], _Judged] = {}
 
     def _key(self, entry: Mapping[str, Any], at_us: int) -> tuple[Any, ...]:
         k: list[Any] = [entry.get("system"), bisect.bisect_right(self._boundaries, at_us)]
@@ -580,16 +564,15 @@ class PolicySnapshot:
         return tuple(k)
 
     def judged(self, entry: Mapping[str, Any], at: datetime) -> _Judged:
-        """The failures of ``entry`` judged at ``at`` (memoized when that is safe)."""
         if not self.memoized:
             return self._judge_now(entry, at)
         key = self._key(entry, _us(at))
-        got = self._memo.get(key)
+        got = self.memo.get(key)
         if got is None:
             got = self._judge_now(entry, at)
-            if len(self._memo) >= _MEMO_SIZE:
-                self._memo.clear()
-            self._memo[key] = got
+            if len(self.memo) >= _MEMO_SIZE:
+                self.memo.clear()
+            self.memo[key] = got
         return got
 
     def _judge_now(self, entry: Mapping[str, Any], at: datetime) -> _Judged:
@@ -612,22 +595,70 @@ class PolicySnapshot:
                 found += judge.judge(entry, at, None)
             except PolicyError as e:
                 errors.append(f"{pid}: {e}")
-                enforcing = enforcing or pid in self.enforcing_packs
+                enforcing = enforcing or pid in self._enforcing_packs
         return _Judged(self._failed(found), "; ".join(errors), enforcing)
 
     def _failed(self, findings: list[Finding]) -> tuple[Failed, ...]:
         return tuple(
             Failed(f.pack, f.pack_ref, f.obligation, f.verdict, f.citation,
-                   self._mode_of.get((f.pack, f.obligation), self.default_mode))
+                   self._mode_of.get((f.pack, f.obligation), self._default_mode))
             for f in findings if f.verdict == FAIL and (f.pack, f.obligation) in self._checked)
+
+
+class PolicySnapshot:
+    """One immutable set of packs, modes and system facts (build once, share freely).
+
+    Before a call only the packs with an enforcing obligation are judged (a refused call's
+    record lists their failures); after it, every pack."""
+
+    def __init__(self, spec: PolicySpec) -> None:
+        self.spec = spec
+        self.packs = spec.packs
+        self.default_mode = spec.default_mode
+        self.modes = dict(spec.modes)
+        self.systems = {k: dict(v) for k, v in spec.systems.items()}
+        mode_of: dict[tuple[str, str], str] = {
+            (p.id, o.id): self.mode(p.id, o.id) for p in self.packs for o in p.obligations}
+        self.enforcing_packs = frozenset(
+            pid for (pid, _), mode in mode_of.items() if mode in ENFORCING)
+        self.enforces = bool(self.enforcing_packs)
+        self._all = _Judging(self.packs, self.systems, mode_of, self.default_mode,
+                             self.enforcing_packs)
+        self._request = _Judging([p for p in self.packs if p.id in self.enforcing_packs],
+                                 self.systems, mode_of, self.default_mode,
+                                 self.enforcing_packs) if self.enforces else None
+        self.reads = self._all.reads
+        self.memoized = self._all.memoized
+        self.hash = "sha256:" + hashlib.sha256(canonical({
+            "packs": sorted(p.hash for p in self.packs),
+            "mode": self.default_mode,
+            "modes": self.modes,
+            "systems": _jsonable(self.systems),
+        })).hexdigest()
+
+    def mode(self, pack: str, obligation: str) -> str:
+        """The mode of one obligation: its own, else its pack's, else the default."""
+        return self.modes.get(f"{pack}#{obligation}") or self.modes.get(pack) \
+            or self.default_mode
+
+    @property
+    def memo_size(self) -> int:
+        return len(self._all.memo) + (len(self._request.memo) if self._request else 0)
+
+    # -- judging ---------------------------------------------------------------------------
+
+    def judged(self, entry: Mapping[str, Any], at: datetime) -> _Judged:
+        """The failures of ``entry`` under every pack, judged at ``at`` (memoized when
+        that is safe)."""
+        return self._all.judged(entry, at)
 
     def check_request(self, entry: Mapping[str, Any], at: datetime | None = None,
                       ) -> Decision | None:
         """Before the call: a ``block`` or ``approval_required`` decision if an enforcing
         obligation fails on the request entry (or cannot be evaluated), else None."""
-        if not self.enforces:
+        if self._request is None:
             return None
-        j = self.judged(entry, at or datetime.now(UTC))
+        j = self._request.judged(entry, at or datetime.now(UTC))
         enforced = [f for f in j.failed if f.mode in ENFORCING]
         if j.error is not None and j.error_enforcing:
             return Decision(BLOCKED, self.hash, j.failed, j.error)
@@ -641,7 +672,7 @@ class PolicySnapshot:
         """After the call: the decision recorded with it. Failures of ``observe``
         obligations are listed only; any other failure flags the record (an enforcing
         obligation that fails only on the response can no longer stop the call)."""
-        j = self.judged(entry, at or datetime.now(UTC))
+        j = self._all.judged(entry, at or datetime.now(UTC))
         if approval is not None:
             decision = APPROVED
         elif j.error is not None or any(f.mode != OBSERVE for f in j.failed):
