@@ -96,6 +96,14 @@ def test_export_is_reproducible_byte_for_byte() -> None:
     assert reflowed.hash == V2.hash
     assert catalog_json(pack_to_catalog(reflowed)) == a
     assert doc["catalog"]["metadata"]["last-modified"] == "2026-07-01T00:00:00Z"
+    assert "published" not in doc["catalog"]["metadata"]
+    when = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)
+    stamped = pack_to_catalog(V2, published=when, last_modified=when)
+    assert stamped["catalog"]["metadata"]["published"] == "2026-11-22T09:30:00Z"
+    assert stamped["catalog"]["metadata"]["last-modified"] == "2026-11-22T09:30:00Z"
+    assert catalog_to_pack(stamped).hash == V2.hash
+    with pytest.raises(OscalError, match="has no time zone"):
+        pack_to_catalog(V2, published=datetime(2026, 11, 22))
 
 
 def test_catalog_shape_for_oscal_readers() -> None:

@@ -37,6 +37,9 @@ def export_oscal(
         help="A pack file (pack.yaml) or a pack reference: id@version, or id for the newest "
              "bundled or installed version.")],
     out: OutOpt = None,
+    published: Annotated[str | None, typer.Option(
+        help="When the catalog is made available (RFC 3339), written as metadata "
+             "published; left out by default so the bytes depend on the pack alone.")] = None,
     home: HomeOpt = None,
 ) -> None:
     """Write a rule pack version as an OSCAL catalog (JSON).
@@ -53,10 +56,12 @@ def export_oscal(
     from kansa.home import default_home
     from kansa.policy.feed import find_pack
     from kansa.policy.oscal import catalog_json, pack_to_catalog
+    from kansa.records.model import parse_ts
 
     with errors():
+        when = parse_ts(published, field_name="--published") if published else None
         p = find_pack(pack, home or default_home())
-        data = catalog_json(pack_to_catalog(p))
+        data = catalog_json(pack_to_catalog(p, published=when))
     _write(data, out)
     console.print(f"{escape(p.ref)} {p.hash}: {len(p.obligations)} controls"
                   + (f" → {escape(str(out))}" if out else ""))

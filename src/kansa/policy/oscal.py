@@ -178,8 +178,12 @@ def _last_modified(data: Mapping[str, Any]) -> str:
 # -- export: pack -> catalog ---------------------------------------------------------------
 
 
-def pack_to_catalog(pack: Pack, *, last_modified: datetime | None = None) -> dict[str, Any]:
-    """One OSCAL catalog (the JSON object, ``{"catalog": {...}}``) for one pack version."""
+def pack_to_catalog(pack: Pack, *, last_modified: datetime | None = None,
+                    published: datetime | None = None) -> dict[str, Any]:
+    """One OSCAL catalog (the JSON object, ``{"catalog": {...}}``) for one pack version.
+
+    ``published`` (when the catalog was made available) is written only when given: it is
+    not part of the pack, so the default export stays a function of the pack alone."""
     data = pack.data
     where = pack.ref
     meta_props = [_prop("pack-id", pack.id), _prop("pack-hash", pack.hash)]
@@ -196,8 +200,10 @@ def pack_to_catalog(pack: Pack, *, last_modified: datetime | None = None) -> dic
     publisher = _value(where, "publisher", pack.publisher)
     party = _uuid(pack.hash, "publisher")
     modified = _ts(last_modified) if last_modified is not None else _last_modified(data)
-    metadata: dict[str, Any] = {
-        "title": pack.title,
+    metadata: dict[str, Any] = {"title": pack.title}
+    if published is not None:
+        metadata["published"] = _ts(published)
+    metadata |= {
         "last-modified": modified,
         "version": pack.version,
         "oscal-version": OSCAL_VERSION,
