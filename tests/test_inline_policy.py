@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -540,3 +540,67 @@ def test_reads_never_raises_and_pins_record_or_gives_up(src: str) -> None:
     r = reads(src)
     if r.exact and re.search(r"(?<![\w.])record(?!\w)", src):
         assert r.keys or r.present  # a use of record is pinned to some key, or not exact
+
+
+_BUNDLED_SNAP: list[PolicySnapshot] = []
+
+
+def _bundled_snapshot() -> PolicySnapshot:
+    if not _BUNDLED_SNAP:
+        systems = {
+            "eu-bot": {"roles": ["deployer", "provider"], "jurisdictions": ["EU", "JP"],
+                       "high_risk": True, "generative": True, "gpai": False,
+                       "placed_on_market": date(2025, 3, 1), "log_retention_days": 200,
+                       "providers": ["openai"]},
+            "tiny": {"roles": ["deployer"]},
+        }
+        _BUNDLED_SNAP.append(PolicySnapshot(PolicySpec(tuple(bundled_packs()), "flag", {},
+                                                       systems)))
+    return _BUNDLED_SNAP[0]
+
+
+_ATTR_VALUES = {
+    "kansa.ai_disclosure": st.booleans(),
+    "kansa.output.modality": st.sampled_from(["text", "image", "audio", "video"]),
+    "kansa.output.label.visible": st.booleans(),
+    "kansa.output.label.machine_readable": st.lists(
+        st.sampled_from(["c2pa", "watermark", "gb45438-metadata"]), max_size=2),
+    "kansa.output.deepfake": st.booleans(),
+    "kansa.output.public_interest_text": st.booleans(),
+    "kansa.output.human_review": st.booleans(),
+    "kansa.decision.consequential": st.booleans(),
+    "kansa.decision.notice_given": st.booleans(),
+    "kansa.incident": st.sampled_from(["serious", "death"]),
+}
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(attrs=st.fixed_dictionaries({}, optional=_ATTR_VALUES),
+       system=st.sampled_from(["eu-bot", "tiny", "unknown"]),
+       outcome=st.sampled_from(["ok", "error", "blocked"]),
+       actor=st.sampled_from([None, "a", "b"]), content=st.booleans(),
+       day=st.sampled_from([datetime(2024, 1, 1, tzinfo=UTC), AT,
+                            datetime(2027, 9, 1, tzinfo=UTC)]))
+def test_memo_equals_the_engine_on_every_bundled_pack(
+        attrs: dict[str, Any], system: str, outcome: str, actor: str | None, content: bool,
+        day: datetime) -> None:
+    snap = _bundled_snapshot()
+    assert snap.memoized  # else this test compares the engine with itself
+    r = rec(system=system, outcome=outcome, actor=actor, attributes=dict(attrs), ts=day,
+            content={"gen_ai.input.messages": [{"role": "user", "content": "x"}]}
+            if content else {})
+    e = entry_of(r)
+    direct = Judge(sorted((compile_pack(p) for p in snap.packs),
+                          key=lambda c: (c.pack.id, c.from_us)), snap.systems, False)
+    try:
+        expected: list[str] | None = sorted(
+            f"{f.pack_ref}#{f.obligation}" for f in direct.judge(e, day, None)
+            if f.verdict == FAIL)
+    except Exception:
+        expected = None
+    for _ in range(2):  # the miss, then the hit
+        got = snap.judged(e, day)
+        if expected is None:
+            assert got.error
+        else:
+            assert sorted(f"{f.ref}#{f.obligation}" for f in got.failed) == expected
