@@ -1075,9 +1075,9 @@ _RESERVED_ATTRS = ("kansa.policy.", "kansa.gateway.", "kansa.content.", "kansa.u
 
 
 def _header_attribute(attrs: dict[str, Any], k: bytes, v: bytes) -> None:
-    """An attribute the caller states in a header: ``true``/``false`` are booleans, a
-    JSON list of scalars is a list, anything else a string. Names kansa itself sets
-    cannot be given (a caller must not forge a policy decision)."""
+    """An attribute the caller states in a header (HTTP lowercases the name): ``true`` /
+    ``false`` are booleans, a JSON list of strings is a list, anything else a string.
+    Names kansa itself sets cannot be given (a caller must not forge a policy decision)."""
     name = "kansa.ai_disclosure" if k == b"x-kansa-ai-disclosure" else \
         k[13:].decode("latin-1")
     if not name or len(name) > 128 or name.startswith(_RESERVED_ATTRS) or \

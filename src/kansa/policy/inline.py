@@ -29,10 +29,12 @@ does not load leaves the old snapshot in place.
 
 Two moments per call. Before the call, :meth:`PolicySnapshot.check_request` judges the
 *request entry* (the entry the call would make, as if it succeeds: system, model,
-provider, attributes; no response keys) and reports failures of ``block`` and
-``require_approval`` obligations. After the call, :meth:`PolicySnapshot.judge_record`
-judges the full entry; its :class:`Decision` goes into the record's attributes before
-the record is appended, so the decision is part of the ledger. Obligations that need
+provider, attributes; no response keys) under the packs that hold a ``block`` or
+``require_approval`` obligation, and reports those obligations' failures (a check that
+reads response keys sees them absent: enforce only what a request can show). After the
+call, :meth:`PolicySnapshot.judge_record` judges the full entry; its :class:`Decision`
+goes into the record's attributes before the record is appended, so the decision is part
+of the ledger. Obligations that need
 evidence from a person (no check) are never per-call findings and are left out.
 
 Speed: judging one entry with the CEL engine costs tens to hundreds of microseconds, so
