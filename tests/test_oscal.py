@@ -137,6 +137,20 @@ def test_control_ids_are_oscal_tokens_and_unique() -> None:
     assert ids == ["art50_1", "art50_1-2", "_1_a", "_1_a-2", "ok.id"]
 
 
+def test_ids_that_clash_as_tokens_round_trip() -> None:
+    obls = []
+    for oid in ("x:1", "x/1", "x_1", "1x"):
+        o = copy.deepcopy(V2.data["obligations"][0])
+        o["id"] = oid
+        obls.append(o)
+    pack = _variant(obligations=obls)
+    doc = pack_to_catalog(pack)
+    assert [c["id"] for c in doc["catalog"]["controls"]] == ["x_1", "x_1-2", "x_1-3", "_1x"]
+    assert list(control_ids(pack).values()) == ["x_1", "x_1-2", "x_1-3", "_1x"]
+    Catalog.model_validate(doc["catalog"])
+    assert catalog_to_pack(doc).hash == pack.hash
+
+
 # -- generated packs -----------------------------------------------------------------------
 
 _IDS = st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9._:/-]{0,12}\Z")
