@@ -52,6 +52,7 @@ _CASE_WORDS: dict[str, tuple[str, ...]] = {
     "widespread_infringement": ("widespread infringement",),
 }
 _BATCH = 8192
+_MARK = b'"kansa.incident"'
 
 
 # -- finding incidents --------------------------------------------------------------------------
@@ -63,13 +64,15 @@ def find_incidents(store: Store, *, since: datetime | str | None = None,
     ranges; only entries whose bytes mention the attribute are parsed)."""
     since_us, until_us = to_us(since), to_us(until)
     size = store.size()
+    # the store filters on the bytes, so only candidate entries travel (or are parsed)
+    found = "position(? in data) > 0" if store.dialect == "postgresql" else "instr(data, ?) > 0"
+    sql = f"SELECT idx, ts, data FROM entries WHERE idx >= ? AND idx < ? AND {found} ORDER BY idx"
     out = []
-    for start in range(0, size, _BATCH):
-        rows = store.query("SELECT idx, ts, data FROM entries WHERE idx >= ? AND idx < ?"
-                           " ORDER BY idx", (start, min(size, start + _BATCH)))
+    for start in range(0, size, _BATCH * 8):
+        rows = store.query(sql, (start, min(size, start + _BATCH * 8), _MARK))
         for idx, ts, data in rows:
             raw = bytes(data)
-            if b'"kansa.incident"' not in raw:
+            if _MARK not in raw:
                 continue
             if (since_us is not None and ts < since_us) or (until_us is not None
                                                             and ts >= until_us):
