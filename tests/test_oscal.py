@@ -446,6 +446,9 @@ def test_assessment_results_refuse_what_they_cannot_cite() -> None:
     with pytest.raises(OscalError, match="names no pack version"):
         findings_to_assessment_results([Run("r", T0, T1, (), [])], anchor=ANCHOR,
                                        leaf_hash=_leaf)
+    twice = Run("r", T0, T1, (V2,), [])
+    with pytest.raises(OscalError, match="the same run is given twice"):
+        findings_to_assessment_results([twice, twice], anchor=ANCHOR, leaf_hash=_leaf)
     with pytest.raises(OscalError, match="at least one run"):
         findings_to_assessment_results([], anchor=ANCHOR, leaf_hash=_leaf)
 
@@ -557,6 +560,26 @@ def test_cli_export_import_and_findings(tmp_path: Path) -> None:
     evidence = [e for o in ar["assessment-results"]["results"][0]["observations"]
                 for e in o.get("relevant-evidence", [])]
     assert len(evidence) == 4  # log-model (4 of 12) and log-usage (12) fail; 2 cited each
+    first = ar["assessment-results"]["results"][0]
+    first_run = _props(first, "run-id")[0]["value"]
+    rp1 = runner.invoke(app, ["replay", "--home", str(home), "--pack", str(EXAMPLES[0]),
+                              "--pin"])
+    assert rp1.exit_code == 0, rp1.output
+    latest = runner.invoke(app, ["findings", "oscal", "--home", str(home), "--out",
+                                 str(ar_path)])
+    assert latest.exit_code == 0, latest.output
+    (only,) = json.loads(ar_path.read_bytes())["assessment-results"]["results"]
+    second_run = _props(only, "run-id")[0]["value"]
+    assert second_run != first_run
+    assert [p["value"] for p in _props(only, "pack-hash")] == [V1.hash]
+    both = runner.invoke(app, ["findings", "oscal", "--home", str(home), "--out", str(ar_path),
+                               "--run", first_run, "--run", second_run, "--run", first_run])
+    assert both.exit_code == 0, both.output
+    doc2 = json.loads(ar_path.read_bytes())
+    AssessmentResults.model_validate(doc2["assessment-results"])
+    results = doc2["assessment-results"]["results"]
+    assert [_props(r, "run-id")[0]["value"] for r in results] == [first_run, second_run]
+    assert results[0]["uuid"] != results[1]["uuid"]
 
 
 # -- crosswalks ----------------------------------------------------------------------------

@@ -103,8 +103,9 @@ def import_oscal(
 
 @findings_app.command("oscal")
 def findings_oscal(
-    run: Annotated[str | None, typer.Option(
-        "--run", help="The stored replay to report (its run id); default: the latest.")] = None,
+    run: Annotated[list[str] | None, typer.Option(
+        "--run", help="A stored replay to report, by run id (repeatable: one OSCAL result "
+                      "per run); default: the latest.")] = None,
     out: OutOpt = None,
     evidence: Annotated[int, typer.Option(
         "--evidence", min=0, help="Failing ledger entries cited per obligation.")] = 20,
@@ -113,7 +114,7 @@ def findings_oscal(
 ) -> None:
     """Write a stored replay's findings as OSCAL assessment-results (JSON).
 
-    One result for the run; per pack version and obligation that applied, a finding
+    One result per run; in each, per pack version and obligation that applied, a finding
     (satisfied, or not-satisfied when entries failed or evidence is owed) targeting the
     obligation's statement in the pack's OSCAL catalog, and an observation that counts the
     verdicts and cites failing entries: record id, entry index, leaf hash, and the signed
@@ -130,12 +131,13 @@ def findings_oscal(
     )
 
     with errors(), Ledger.open(store, home=home) as lg:
-        r = stored_run(lg, run, evidence_limit=evidence)
-        doc = assessment_results_from_ledger(lg, [r], evidence_limit=evidence)
+        wanted: list[str | None] = list(dict.fromkeys(run)) if run else [None]
+        runs = [stored_run(lg, r, evidence_limit=evidence) for r in wanted]
+        doc = assessment_results_from_ledger(lg, runs, evidence_limit=evidence)
     _write(assessment_results_json(doc), out)
-    result = doc["assessment-results"]["results"][0]
-    console.print(f"run {escape(r.run_id or '')}: {len(result.get('findings', []))} findings"
-                  + (f" → {escape(str(out))}" if out else ""))
+    for r, result in zip(runs, doc["assessment-results"]["results"], strict=True):
+        console.print(f"run {escape(r.run_id or '')}: {len(result.get('findings', []))} "
+                      "findings" + (f" → {escape(str(out))}" if out else ""))
 
 
 def crosswalk_oscal(

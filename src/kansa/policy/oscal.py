@@ -931,6 +931,8 @@ def findings_to_assessment_results(
         "base64": {"filename": "checkpoint.txt", "media-type": "text/plain",
                    "value": base64.b64encode(anchor.note.encode()).decode()},
     })
+    if len({r["uuid"] for r in results}) != len(results):
+        raise OscalError("the same run is given twice (results would share a uuid)")
     ends = [r["end"] for r in results]
     body = json.dumps(results, sort_keys=True, ensure_ascii=False).encode()
     return {"assessment-results": {
