@@ -345,9 +345,9 @@ def table_exists(store: Store, name: str) -> bool:
 
 def describe_store(url: str) -> str:
     """The store's kind and location without credentials."""
+    if url.startswith("sqlite:///"):
+        return f"SQLite {url[len('sqlite:///'):]}"
     parts = urlsplit(url)
-    if parts.scheme.startswith("sqlite"):
-        return f"SQLite {parts.path}"
     host = parts.hostname or "localhost"
     port = f":{parts.port}" if parts.port else ""
     return f"PostgreSQL {host}{port}{parts.path}"
