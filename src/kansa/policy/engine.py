@@ -29,7 +29,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -586,37 +585,53 @@ def _freeze(v: Any) -> Any:
     return (v.__class__, v)
 
 
-def _reader(key: str, subs: list[tuple[str, bool]] | None,
-            ) -> Callable[[Mapping[str, Any]], Any]:
-    """What a record holds under ``key`` as far as the checks look: the whole value
-    (``subs`` None), or when it is a map, the given entries of it (value or presence)."""
-    if subs is None:
-        return lambda e: _freeze(e.get(key, _MISSING))
+def _values(m: Mapping[str, Any], keys: list[str], missing: list[Any]) -> tuple[Any, ...]:
+    """The values of ``keys`` in ``m`` (``missing``: as many _MISSING) as a hashable key,
+    paired with their types (1, 1.0 and true are equal in Python, not in CEL)."""
+    vals = tuple(map(m.get, keys, missing))
+    types = tuple(map(type, vals))
+    if list in types or dict in types:
+        vals = tuple(map(_freeze, vals))
+    return (vals, types)
+
+
+def _projector(reads: Iterable[Read]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """A function giving, for a record, a hashable value equal for two records exactly
+    when they agree on everything ``reads`` covers: whole values, presence, and entries
+    of maps (a key read one level down whose value is not a map counts whole)."""
+    whole: list[str] = []
+    present: list[str] = []
+    subs: dict[str, list[tuple[str, bool]]] = {}
+    for path, w in _normal(reads):
+        if len(path) == 2:
+            subs.setdefault(path[0], []).append((path[1], w))
+        elif w:
+            whole.append(path[0])
+        else:
+            present.append(path[0])
+    present = [k for k in present if k not in subs]  # a map's reader tells absence too
+    groups = [_map_reader(k, v) for k, v in sorted(subs.items())]
+    whole_missing = [_MISSING] * len(whole)
+
+    def project(e: Mapping[str, Any]) -> tuple[Any, ...]:
+        return (_values(e, whole, whole_missing), tuple(map(e.__contains__, present)),
+                tuple([g(e) for g in groups]))
+
+    return project
+
+
+def _map_reader(key: str, subs: list[tuple[str, bool]]) -> Callable[[Mapping[str, Any]], Any]:
+    values = [q for q, w in subs if w]
+    present = [q for q, w in subs if not w]
+    missing = [_MISSING] * len(values)
 
     def read(e: Mapping[str, Any]) -> Any:
         v = e.get(key, _MISSING)
         if v.__class__ is not dict:
             return _freeze(v)  # absent, or not a map: then its whole value decides
-        return ("map", tuple([_freeze(v.get(q, _MISSING)) if whole else q in v
-                              for q, whole in subs]))
+        return ("map", _values(v, values, missing), tuple(map(v.__contains__, present)))
 
     return read
-
-
-def _readers(reads: Iterable[Read]) -> dict[str, Callable[[Mapping[str, Any]], Any]]:
-    """One reader per top-level key the reads touch."""
-    subs: dict[str, list[tuple[str, bool]] | None] = {}
-    for path, whole in _normal(reads):
-        if len(path) == 1:
-            if whole:
-                subs[path[0]] = None
-            else:
-                subs.setdefault(path[0], [])
-        else:
-            got = subs.setdefault(path[0], [])
-            if got is not None:
-                got.append((path[1], whole))
-    return {k: _reader(k, s) for k, s in sorted(subs.items())}
 
 
 class _Outcome:
@@ -661,12 +676,13 @@ _MEMO_LIMIT = 200_000  # entries kept per memo before it starts afresh (bounds m
 
 
 class _Memo:
-    __slots__ = ("cp", "select", "cache")
+    __slots__ = ("cp", "project", "cache")
 
-    def __init__(self, cp: CompiledPack,
-                 select: Callable[[tuple[Any, ...]], Any] | None) -> None:
+    def __init__(self, cp: CompiledPack, reads: list[Read] | None) -> None:
         self.cp = cp
-        self.select = select  # picks this pack's reads out of a record's projection
+        # exactly this pack's reads (None: not memoizable); computed only when the
+        # whole-record memo misses, so they can be narrower than the record-level key
+        self.project = None if reads is None else _projector(reads)
         self.cache: dict[Any, _Outcome] = {}
 
 
@@ -693,17 +709,9 @@ class Replayer:
                  | None, pin: bool, *, memo: bool = True) -> None:
         self.judge = Judge(packs, systems, pin)
         per_pack = {cp.pack.hash: _pack_reads(cp) if memo else None for cp in packs}
-        readers = _readers(r for reads in per_pack.values() if reads for r in reads)
-        self.readers = list(readers.values())
-        pos = {k: n for n, k in enumerate(readers)}
-        memos: dict[str, _Memo] = {}
-        for cp in packs:
-            reads = per_pack[cp.pack.hash]
-            select = None
-            if reads is not None:
-                select = _selector(sorted({pos[p[0]] for p, _ in reads}))
-            memos[cp.pack.hash] = _Memo(cp, select)
-        self.whole = memo and all(m.select is not None for m in memos.values())
+        self.project = _projector(r for reads in per_pack.values() if reads for r in reads)
+        memos = {cp.pack.hash: _Memo(cp, per_pack[cp.pack.hash]) for cp in packs}
+        self.whole = memo and all(m.project is not None for m in memos.values())
         self.combos: dict[Any, _Combo] = {}
         bounds: set[int] = set()
         for cp in packs:
@@ -724,9 +732,9 @@ class Replayer:
         at_us = _us(when)
         bucket = bisect_right(self.bounds, at_us)
         system = str(entry.get("system"))
-        proj = tuple([f(entry) for f in self.readers])
-        key = (bucket, system, proj)
+        key = None
         if self.whole:
+            key = (bucket, system, self.project(entry))
             got = self.combos.get(key)
             if got is not None:
                 return at_us, got
@@ -734,8 +742,8 @@ class Replayer:
         out = []
         for m in self.chosen[bucket]:
             mkey = None
-            if m.select is not None:
-                mkey = (bucket, system, m.select(proj))
+            if m.project is not None:
+                mkey = (bucket, system, m.project(entry))
                 hit = m.cache.get(mkey)
                 if hit is not None:
                     out.append(hit)
@@ -752,17 +760,11 @@ class Replayer:
                 m.cache[mkey] = o
             out.append(o)
         combo = _Combo(out)
-        if self.whole:
+        if key is not None:
             if len(self.combos) >= _MEMO_LIMIT:
                 self.combos.clear()
             self.combos[key] = combo
         return at_us, combo
-
-
-def _selector(positions: list[int]) -> Callable[[tuple[Any, ...]], Any]:
-    if not positions:
-        return lambda proj: ()
-    return itemgetter(*positions)
 
 
 # -- replay ------------------------------------------------------------------------------
