@@ -14,6 +14,8 @@ from typing import Any
 
 import pypdf
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from kansa.api import Ledger
@@ -510,3 +512,111 @@ def test_cli_writes_the_three_documents(ledger: Ledger, home: Path, store_url: s
     assert r.exit_code == 1 and "unsupported report language 'fr'" in r.output
     r = runner.invoke(app, ["report", "haip", "--format", "docx", *common])
     assert r.exit_code == 1 and "--format takes html, pdf" in r.output
+
+
+# -- properties -------------------------------------------------------------------------------
+
+_values = st.sampled_from(["a", "b", ""]) | st.none()
+_attr_values = st.dictionaries(
+    st.sampled_from(design._ATTRS + ("kansa.incident", "other")),
+    st.none() | st.booleans() | st.sampled_from(["x", "y"])
+    | st.lists(st.sampled_from(["c2pa", "watermark"]), max_size=3), max_size=4)
+
+
+@st.composite
+def _entries(draw: st.DrawFn) -> dict[str, Any]:
+    e: dict[str, Any] = {}
+    for k in ("system", "gen_ai.provider.name", "gen_ai.request.model", "gen_ai.response.model"):
+        v = draw(_values)
+        if v is not None:
+            e[k] = v
+    e["kind"] = draw(st.sampled_from(["gen_ai.call", "tool.call", "kansa.event",
+                                      "kansa.erasure"]))
+    e["outcome"] = draw(st.sampled_from(["ok", "error"]))
+    for k in ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens"):
+        if draw(st.booleans()):
+            e[k] = draw(st.integers(0, 1000) | st.booleans())
+    if draw(st.booleans()):
+        e["content"] = {"alg": "x", "commitment": "y"}
+    attrs = draw(_attr_values)
+    if attrs:
+        e["attributes"] = attrs
+    return e
+
+
+def _naive(entries: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
+    """Per-record counting, the obvious way: what grouping must reproduce."""
+    models: dict[tuple[str, str, str], list[int]] = {}
+    out: dict[str, Any] = {"records": 0, "ok": 0, "labelled": 0, "outputs": 0, "otel": 0,
+                           "gateway": 0, "decisions": {}, "tokens": 0}
+    for ts, e in entries:
+        a = e.get("attributes") or {}
+        s = {k: (v if isinstance(v, str) else "") for k, v in e.items()}
+        out["records"] += 1
+        ok = e["outcome"] == "ok"
+        tin = e.get("gen_ai.usage.input_tokens")
+        tokens = tin if type(tin) is int else 0
+        out["tokens"] += tokens
+        key = (s.get("gen_ai.provider.name", ""), s.get("gen_ai.request.model", ""),
+               s.get("gen_ai.response.model", ""))
+        if any(key):
+            m = models.setdefault(key, [0, 0, ts, ts, 0])
+            m[0] += 1
+            m[1] += ok
+            m[2], m[3] = min(m[2], ts), max(m[3], ts)
+            m[4] += tokens
+        if e["kind"] == "gen_ai.call" and ok:
+            out["outputs"] += 1
+            marks = a.get("kansa.output.label.machine_readable")
+            out["labelled"] += isinstance(marks, list) and bool(marks)
+        if a.get("kansa.otel.trace_id") is not None:
+            out["otel"] += 1
+        elif a.get("kansa.gateway.upstream") is not None or \
+                a.get("kansa.gateway.key") is not None:
+            out["gateway"] += 1
+        d = a.get("kansa.policy.decision")
+        if isinstance(d, str):
+            out["decisions"][d] = out["decisions"].get(d, 0) + 1
+    out["models"] = models
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 10**9), _entries()), max_size=40))
+def test_grouped_counting_equals_per_record_counting(
+        entries: list[tuple[int, dict[str, Any]]]) -> None:
+    groups: dict[tuple[Any, ...], design._Group] = {}
+    for ts, e in entries:
+        key = design._hashable(design._key(e))
+        tin = e.get("gen_ai.usage.input_tokens")
+        g = groups.setdefault(key, design._Group(0, 0, ts, ts, 0, 0))
+        g.count += 1
+        g.ok += e["outcome"] == "ok"
+        g.first_us, g.last_us = min(g.first_us, ts), max(g.last_us, ts)
+        g.input_tokens += design._int(tin)
+    u = design.Usage()
+    for key, g in groups.items():
+        design._fold(u, key, g)
+    want = _naive(entries)
+    assert u.records == want["records"]
+    assert (u.outputs, u.labelled) == (want["outputs"], want["labelled"])
+    assert (u.intake["otel"], u.intake["gateway"]) == (want["otel"], want["gateway"])
+    assert dict(u.decisions) == want["decisions"]
+    assert sum(s.input_tokens for s in u.systems.values()) == want["tokens"]
+    assert {k: [s.count, s.ok, s.first_us, s.last_us, s.input_tokens]
+            for k, s in u.models.items()} == want["models"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.text(max_size=40), st.integers(1, 10_000)), min_size=1,
+                max_size=6),
+       st.sampled_from(incidents.CATEGORIES + ("other",)), st.integers(0, 2**50))
+def test_binding_deadline_is_the_shortest_applicable(
+        cases: list[tuple[str, int]], category: str, aware: int) -> None:
+    c = clock([Deadline(t, h) for t, h in cases], category, aware)
+    applicable = [h for i, (t, h) in enumerate(cases)
+                  if i == 0 or incidents._matches(t, category)]
+    assert c.binding.within_hours == min(applicable)
+    assert c.binding.due_us == aware + c.binding.within_hours * H
+    assert not c.overdue(c.binding.due_us) and c.overdue(c.binding.due_us + 1)
+    assert all(cd.due_us == aware + cd.within_hours * H for cd in c.cases)
