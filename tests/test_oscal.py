@@ -363,6 +363,19 @@ def test_invalid_values_are_reported_at_their_catalog_path() -> None:
     assert msg.startswith("catalog.controls[0].parts[1].parts[1]: ")
 
 
+def test_incident_hours_must_be_whole_numbers() -> None:
+    obls = copy.deepcopy(V2.data["obligations"])
+    obls[0]["incident"] = {"report_to": "the regulator", "deadlines": [
+        {"case": "death of a person", "within_hours": 240}]}
+    doc = pack_to_catalog(_variant(obligations=obls))
+    inc = next(p for p in doc["catalog"]["controls"][0]["parts"]
+               if p["name"] == "incident-reporting")
+    assert inc["parts"][1]["props"][0] == {"name": "within-hours", "ns": NS, "value": "240"}
+    inc["parts"][1]["props"][0]["value"] = "²"
+    assert _import_error(doc) == ("catalog.controls[0].parts[2].parts[1]: within-hours '²' "
+                                  "is not a whole number")
+
+
 def test_an_edited_catalog_needs_consent() -> None:
     doc = _cat()
     smt = doc["catalog"]["controls"][0]["parts"][0]

@@ -559,7 +559,7 @@ class _Import:
             elif kind == "verification":
                 if verification is not None:
                     raise r.err("a second pack verification resource")
-                verification = _verification(props, r)
+                verification = _verification(props)
                 links = r.items("rlinks")
                 if links:
                     verification["against"] = links[0].req("href").text()
@@ -615,7 +615,7 @@ class _Import:
         ver = _single(parts, "verification", c)
         if ver is not None:
             vp = _Props(ver)
-            o["verification"] = _verification(vp, ver)
+            o["verification"] = _verification(vp)
             vp.done()
             against = _one_link(ver, "verified-against")
             if against is not None:
@@ -721,7 +721,7 @@ class _Import:
                 dp = _Props(d)
                 hours = dp.one("within-hours", required=True)
                 assert hours is not None
-                if not hours.isdigit():
+                if not re.fullmatch(r"[0-9]{1,15}", hours):
                     raise d.err(f"within-hours {hours!r} is not a whole number")
                 deadlines.append({"case": _prose(d), "within_hours": int(hours)})
                 dp.done()
@@ -730,7 +730,7 @@ class _Import:
         return {"report_to": _prose(to), "deadlines": deadlines}
 
 
-def _verification(props: _Props, holder: _Node) -> dict[str, Any]:
+def _verification(props: _Props) -> dict[str, Any]:
     ver: dict[str, Any] = {"status": props.one("verification-status", required=True)}
     checked = props.one("verification-checked")
     if checked is not None:
