@@ -146,6 +146,8 @@ def test_block_refuses_before_the_upstream_and_records(
     assert "test.inline/rules@1#model-allowed=fail" in e["attributes"][ATTR_FINDINGS]
     assert fine.status_code == 200
     assert m.status_code == 403 and m.json()["type"] == "error"  # Anthropic's error shape
+    assert m.json()["error"]["type"] == "permission_error"
+    assert m.json()["kansa"]["decision"] == "block"
 
 
 def test_approval_flow_end_to_end_is_single_use(

@@ -1150,6 +1150,7 @@ async def _send_bytes(send: Send, status: int, body: bytes, ctype: bytes) -> Non
 
 
 _ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error",
+                    403: "permission_error", 428: "invalid_request_error",
                     404: "not_found_error", 405: "invalid_request_error",
                     413: "request_too_large", 502: "api_error", 503: "overloaded_error",
                     504: "api_error"}
