@@ -471,8 +471,10 @@ _S: dict[str, dict[str, str]] = {
                        "import. Each call becomes one record.",
         "flow.gateway": "Gateway: client → kansa gateway → provider. The gateway forwards the "
                         "request to the upstream serving the model, records the call, and "
-                        "answers the client only once the record is durable. Request headers "
-                        "(and so callers' and providers' API keys) are never recorded.",
+                        "answers the client only once the record is durable (unless run with "
+                        "--async-records). Request headers are not recorded (kansa's own "
+                        "x-kansa-* headers only set fields such as app and subject), so "
+                        "callers' and providers' API keys never reach storage.",
         "flow.sdk": "SDK: the application calls the provider directly through its official "
                     "client; kansa.wrap records the call in the same process.",
         "flow.otel": "OpenTelemetry: the application's tracer exports GenAI spans to kansa's "
@@ -493,7 +495,8 @@ _S: dict[str, dict[str, str]] = {
         "d.content": "Content: prompts, responses, tool arguments and results",
         "w.content": "attachments table, beside the log (never in an entry)",
         "p.content": "AES-256-GCM under the data subject's own key (record id as associated "
-                     "data); the entry holds only a salted SHA-256 commitment",
+                     "data; records without a subject share one erasable key); the entry "
+                     "holds only a salted SHA-256 commitment",
         "d.keys": "Per-subject keys", "w.keys": "sealed_keys table",
         "p.keys": "Wrapped with AES-256-GCM under a key derived from the master key "
                   "($KANSA_HOME/master.key, mode 0600)",
@@ -550,8 +553,11 @@ _S: dict[str, dict[str, str]] = {
                   "kansa.gateway.key",
         "c.fail": "Gateway fails closed",
         "st.fail": "by design: a response is withheld (503 ledger_unavailable) when its "
-                   "record cannot be committed; no local spool",
-        "ev.fail": "the gateway's /healthz shows store outages; code: capture/gateway.py",
+                   "record cannot be committed; no local spool. Not so for a gateway run "
+                   "with --async-records, which answers first (records do not show the "
+                   "mode): " + TBC["en"] + " which mode runs",
+        "ev.fail": "the gateway's /healthz shows \"durability\": \"sync\" or \"async\" "
+                   "and store outages; code: capture/gateway.py",
         "c.packs": "Rule packs",
         "st.packs.act": "{n} activation interval(s) in the ledger; active now: {active}",
         "st.packs.judged": "history judged under: {packs}",
@@ -615,8 +621,10 @@ _S: dict[str, dict[str, str]] = {
                        "なります。",
         "flow.gateway": "ゲートウェイ：クライアント → kansa ゲートウェイ → 提供者。"
                         "ゲートウェイはモデルを扱う上流へ要求を転送して呼び出しを記録し、"
-                        "記録が永続化されてからクライアントに応答します。要求ヘッダ（した"
-                        "がって呼び出し元と提供者の API キー）は記録しません。",
+                        "記録が永続化されてからクライアントに応答します（--async-records で"
+                        "動かす場合を除く）。要求ヘッダは記録せず（kansa 独自の x-kansa-* "
+                        "ヘッダは app や subject などの欄を設定するだけ）、呼び出し元と提供者の "
+                        "API キーが保存されることはありません。",
         "flow.sdk": "SDK：アプリケーションは公式クライアントで提供者を直接呼び出し、"
                     "kansa.wrap が同じプロセス内でその呼び出しを記録します。",
         "flow.otel": "OpenTelemetry：アプリケーションのトレーサーが GenAI スパンを kansa の "
@@ -636,8 +644,9 @@ _S: dict[str, dict[str, str]] = {
                   "順序の入れ替えを検出可能",
         "d.content": "内容：プロンプト、応答、ツールの引数と結果",
         "w.content": "台帳の横の attachments テーブル（エントリには入らない）",
-        "p.content": "データ主体ごとの鍵による AES-256-GCM（記録IDを関連データに使用）。"
-                     "エントリにはソルト付き SHA-256 コミットメントのみ",
+        "p.content": "データ主体ごとの鍵による AES-256-GCM（記録IDを関連データに使用。主体の"
+                     "ない記録は消去可能な共通の鍵を1つ共有）。エントリにはソルト付き "
+                     "SHA-256 コミットメントのみ",
         "d.keys": "データ主体ごとの鍵", "w.keys": "sealed_keys テーブル",
         "p.keys": "マスター鍵（$KANSA_HOME/master.key、モード 0600）から導出した鍵で "
                   "AES-256-GCM により包んで保存",
@@ -692,8 +701,11 @@ _S: dict[str, dict[str, str]] = {
                   "持つ",
         "c.fail": "ゲートウェイのフェイルクローズ",
         "st.fail": "設計上、記録を確定できない応答は返さない（503 ledger_unavailable）。"
-                   "ローカルへの一時保存なし",
-        "ev.fail": "ゲートウェイの /healthz がストア障害を表示。コード：capture/gateway.py",
+                   "ローカルへの一時保存なし。ただし --async-records で動かすゲートウェイは"
+                   "先に応答する（記録からはモードが分からない）：どちらのモードか"
+                   + TBC["ja"],
+        "ev.fail": "ゲートウェイの /healthz が \"durability\": \"sync\" / \"async\" とストア"
+                   "障害を表示。コード：capture/gateway.py",
         "c.packs": "ルールパック",
         "st.packs.act": "台帳に有効化期間 {n} 件。現在有効：{active}",
         "st.packs.judged": "履歴の判定に用いたパック：{packs}",
