@@ -525,8 +525,9 @@ _S: dict[str, dict[str, str]] = {
         "ev.tree": "kansa verify (recomputes every leaf and tile and checks every checkpoint); "
                    "kansa export + offline verification with the verifier key",
         "c.cp": "Signed checkpoints (Ed25519, C2SP signed-note)",
-        "st.cp": "{n} signed; latest covers {size} entries, signed {when}; signed within "
-                 "{interval} s of an append by this process's sequencer",
+        "st.cp": "{n} signed; latest covers {size} entries, signed {when}. kansa's commands "
+                 "sign within {interval} s of an append (the default of Ledger.open; an "
+                 "application using the Python API may set another interval)",
         "st.cp.none": "none signed yet",
         "ev.cp": "kansa checkpoint; kansa verify checks each checkpoint's signature and "
                  "consistency with the next",
@@ -673,8 +674,9 @@ _S: dict[str, dict[str, str]] = {
         "ev.tree": "kansa verify（全ての葉とタイルを再計算し全チェックポイントを検査）。"
                    "kansa export と検証鍵によるオフライン検証",
         "c.cp": "署名付きチェックポイント（Ed25519、C2SP signed-note）",
-        "st.cp": "署名済み {n} 件。最新は {size} 件を対象とし {when} に署名。このプロセスの"
-                 "シーケンサーは追記から {interval} 秒以内に署名",
+        "st.cp": "署名済み {n} 件。最新は {size} 件を対象とし {when} に署名。kansa の"
+                 "コマンドは追記から {interval} 秒以内に署名（Ledger.open の既定値。Python "
+                 "API を使うアプリケーションは別の間隔を設定できる）",
         "st.cp.none": "まだ署名されていない",
         "ev.cp": "kansa checkpoint。kansa verify が各チェックポイントの署名と次との整合性を"
                  "検査",
