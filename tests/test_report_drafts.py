@@ -289,6 +289,25 @@ def test_haip_draft_falls_back_to_its_own_titles_and_marks_the_organisation(
     assert text.count("組織による記入が必要") >= 8  # the organisation and seven sections
 
 
+def test_haip_section_1_reports_stored_replays(ledger: Ledger) -> None:
+    from kansa.policy.bundled import example_pack_files
+    from kansa.policy.engine import replay
+    from kansa.policy.pack import load_pack
+
+    v1 = load_pack(example_pack_files()[0])
+    ledger.append_many([
+        _call(0, "openai", "gpt-4o"),
+        {"ts": _at(1), "system": "support-bot", "gen_ai.provider.name": "openai"},  # no model
+        {"ts": _at(2), "system": "support-bot", "gen_ai.provider.name": "openai",
+         "gen_ai.request.model": "gpt-4o"},  # ok, but no token counts
+    ])
+    replay(ledger, [v1])
+    doc = build_haip_draft(ledger, lang="en", now=T0)
+    s1 = next(s for s in doc.sections if s.anchor == "section-1")
+    table = next(b for sub in s1.subsections for b in sub.blocks if isinstance(b, Table))
+    assert table.rows == (("kansa.example/ai-logging@1", "3"),)
+
+
 def test_haip_japanese_titles_come_from_the_pack(ledger: Ledger) -> None:
     pack = haip.haip_pack()
     assert pack is not None
@@ -620,3 +639,10 @@ def test_binding_deadline_is_the_shortest_applicable(
     assert c.binding.due_us == aware + c.binding.within_hours * H
     assert not c.overdue(c.binding.due_us) and c.overdue(c.binding.due_us + 1)
     assert all(cd.due_us == aware + cd.within_hours * H for cd in c.cases)
+
+
+def test_store_description_never_shows_credentials() -> None:
+    assert design.describe_store("sqlite:////var/lib/kansa/ledger.db") == \
+        "SQLite /var/lib/kansa/ledger.db"
+    d = design.describe_store("postgresql://kansa:s3cret@db.example:5433/ledger?sslmode=require")
+    assert d == "PostgreSQL db.example:5433/ledger" and "s3cret" not in d
