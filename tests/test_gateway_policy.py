@@ -177,6 +177,7 @@ def test_approval_flow_end_to_end_is_single_use(
                           temperature=0.1)
             passed = _chat(c, "held-model", headers={**hdr, "x-kansa-approval": aid})
             again = _chat(c, "held-model", headers={**hdr, "x-kansa-approval": aid})
+            counts = c.get("/healthz").json()["policy"]
     finally:
         gw.stop()
     assert other.status_code == 403 and "different request" in other.json()["error"]["message"]
@@ -195,6 +196,8 @@ def test_approval_flow_end_to_end_is_single_use(
     (row,) = json.loads(listed.stdout)
     assert row["status"] == "used" and row["used_by"] == passed.headers["x-kansa-record"]
     assert row["decided_by"] == "alice"
+    # held, pending, other request, used again: four held; one approved
+    assert counts == {"block": 0, "approval_required": 4, "flag": 0, "approved": 1}
 
 
 def test_denied_approval_refuses_the_retry(tmp_path: Path, ledger: Ledger,

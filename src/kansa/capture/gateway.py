@@ -351,6 +351,7 @@ class GatewayApp:
             self._admin_token = tok.encode()
         self._watch_task: asyncio.Task[None] | None = None
         self._sighup = False
+        self.policy_stats = {"block": 0, "approval_required": 0, "flag": 0, "approved": 0}
 
     # -- keys -----------------------------------------------------------------------------
 
@@ -517,7 +518,7 @@ class GatewayApp:
 
     async def _health(self, send: Send) -> None:
         down = time.monotonic() < self._store_down_until
-        body = {
+        body: dict[str, Any] = {
             "status": "degraded" if down or self.stats["records_failed"] else "ok",
             "ledger": "unavailable" if down else "ok",
             "durability": "async" if self.config.async_records else "sync",
@@ -526,6 +527,7 @@ class GatewayApp:
         }
         if self.policy is not None:
             body["policy_snapshot"] = self.policy.current.hash
+            body["policy"] = dict(self.policy_stats)
         await _send_bytes(send, 503 if down else 200, json.dumps(body).encode(),
                           b"application/json")
 
@@ -798,6 +800,7 @@ class GatewayApp:
     async def _refuse(self, send: Send, call: _Call, route: _Route, d: Decision, t0: float,
                       status: int, code: str, message: str) -> bool:
         call.attributes.update(d.attributes())
+        self.policy_stats[d.decision] = self.policy_stats.get(d.decision, 0) + 1
         body = json.loads(_error_body(route, status, code, message))
         body["kansa"] = {"decision": d.decision, "snapshot": d.snapshot,
                          "approval_id": d.approval, "obligations": [
@@ -953,6 +956,8 @@ class GatewayApp:
                 and ATTR_DECISION not in rec.attributes:
             d = call.policy.judge_record(entry_of(rec), approval=call.approval)
             rec.attributes.update(d.attributes())
+            if d.decision != "allow":
+                self.policy_stats[d.decision] = self.policy_stats.get(d.decision, 0) + 1
         return rec
 
     async def _record(self, call: CallInfo, t0: float) -> bool:
