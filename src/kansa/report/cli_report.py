@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from kansa._cli_common import HomeOpt, StoreOpt, console, errors, fail
+from kansa.report.cli_drafts import register as register_drafts
 
 if TYPE_CHECKING:
     from kansa.api import Ledger
@@ -221,3 +222,7 @@ def evidence_add(
               f"entry {ev.index}, record {ev.record_id}")
     out.print(f"sha256 {ev.sha256} ({ev.size:,} bytes, {escape(ev.filename)})")
     out.print(f"prove it with: kansa prove {ev.record_id}")
+
+
+# the security design document, OECD HAIP draft and incident drafts (report/cli_drafts.py)
+register_drafts(report_app)
