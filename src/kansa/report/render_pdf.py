@@ -298,8 +298,8 @@ def _col_widths(pdf: _PDF, rows: Sequence[Sequence[str]], n: int,
             longest = max((pdf.get_string_width(line) for line in text.split("\n")),
                           default=0.0) + 3
             natural[i] = max(natural[i], min(longest, 110.0))
-            if i < len(align) and align[i] == "r" and row is not rows[0]:
-                least[i] = max(least[i], min(longest, 30.0))
+            if i < len(align) and align[i] == "r":  # numbers whole, short headers too
+                least[i] = max(least[i], min(longest, 18.0 if row is rows[0] else 30.0))
     least = [max(m, min(nat, 14.0)) for m, nat in zip(least, natural, strict=True)]
     spare = pdf.width - sum(least)
     if spare <= 0:
