@@ -289,14 +289,28 @@ def test_cli_evidence_add_and_report(home: Path, tmp_path: Path) -> None:
     assert not (target / "evidence-report-en.html").exists()
 
 
+def test_cli_report_without_packs_replays_the_bundled_packs(home: Path,
+                                                            tmp_path: Path) -> None:
+    from kansa.policy.bundled import bundled_packs
+
+    code, out = _run("report", "evidence", "--format", "html", "--out", str(tmp_path),
+                     home=home)
+    assert code == 0, out
+    assert "replaying all 60 records first" in out
+    page = (tmp_path / "evidence-report-en.html").read_text("utf-8")
+    for p in bundled_packs():
+        assert p.hash in page
+
+
 def test_cli_report_errors(home: Path, tmp_path: Path) -> None:
     code, out = _run("report", "evidence", "--lang", "fr", "--out", str(tmp_path), home=home)
     assert code == 1 and "not 'fr'" in out
     code, out = _run("report", "evidence", "--format", "docx", "--out", str(tmp_path),
                      home=home)
     assert code == 1 and "--format takes html, pdf" in out
-    code, out = _run("report", "evidence", "--out", str(tmp_path), home=home)
-    assert code == 1 and "run 'kansa replay' first" in out
+    code, out = _run("report", "evidence", "--run", "nope", "--out", str(tmp_path),
+                     home=home)
+    assert code == 1 and "no stored replay 'nope'" in out
     code, out = _run("report", "evidence", "--pack", "no.such/pack@9", "--out",
                      str(tmp_path), home=home)
     assert code == 1 and "no.such/pack@9" in out

@@ -104,7 +104,8 @@ def evidence_report(
         "--out", help="Directory to write into (created if missing).")] = Path("."),
     pack: Annotated[list[str] | None, typer.Option(
         "--pack", help="A pack to report on: ID@VERSION, ID (newest version) or a YAML "
-        "file (repeatable). Default: the packs of the newest stored replay.")] = None,
+        "file (repeatable). Default: the packs of the newest stored replay, or every "
+        "bundled pack if nothing was replayed yet.")] = None,
     since: Annotated[str | None, typer.Option(
         help="Only records at or after this instant (RFC 3339, e.g. 2026-07-01T00:00:00Z).")
     ] = None,
@@ -130,7 +131,8 @@ def evidence_report(
 
     Counts come from the newest stored replay ('kansa replay') that
     judged the packs over the period; if there is none, this command
-    replays the whole log first and says so. Files are named
+    replays the whole log first (under every bundled pack when no
+    --pack is given) and says so. Files are named
     evidence-report-LANG.html and evidence-report-LANG.pdf.
 
     Examples:
@@ -165,8 +167,12 @@ def evidence_report(
                                             system=system, systems=facts, examples=examples,
                                             run=run, progress=lambda n: prog.advance(task, n))
             except NoReplayError:
-                if run is not None or system is not None or not packs:
+                if run is not None or system is not None:
                     raise
+                if not packs:  # nothing was ever replayed: judge under what kansa ships
+                    from kansa.policy.bundled import bundled_packs
+
+                    packs = bundled_packs()
                 _replay_first(lg, packs, facts)
                 data = collect_evidence(lg, packs, since=since, until=until,
                                         examples=examples)
