@@ -145,6 +145,22 @@ def test_report_counts_receipts_and_evidence(ledger: kansa.Ledger, tmp_path: Pat
     assert "DRAFT: this pack version is a draft" in page
 
 
+def test_hostile_pack_text_is_escaped(ledger: kansa.Ledger, tmp_path: Path) -> None:
+    evil = '<img src=x onerror="alert(1)">'
+    text = V2_PATH.read_text("utf-8").replace("title: Record which model was called",
+                                              f"title: '{evil}'")
+    assert evil in text
+    path = tmp_path / "evil.yaml"
+    path.write_text(text, "utf-8")
+    pack = load_pack(path)
+    replay(ledger, [pack], systems=SYSTEMS)
+    doc = build_evidence_report(ledger, [pack], lang="ja")
+    page = render_html(doc)
+    assert evil not in page and html.escape(evil) in page
+    pdf = _pdf_text(render_pdf(doc, tmp_path / "evil.pdf"))
+    assert re.sub(r"\s+", "", evil) in pdf  # shown as the text it is
+
+
 def test_a_tampered_receipt_does_not_verify(ledger: kansa.Ledger) -> None:
     replay(ledger, [V2], systems=SYSTEMS)
     page = render_html(build_evidence_report(ledger, [V2], lang="en"))
