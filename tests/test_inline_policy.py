@@ -604,3 +604,31 @@ def test_memo_equals_the_engine_on_every_bundled_pack(
             assert got.error
         else:
             assert sorted(f"{f.ref}#{f.obligation}" for f in got.failed) == expected
+
+
+_json = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.sampled_from([0.0, 1.0, 1.5]),
+              st.sampled_from(["", "a", "1"])),
+    lambda inner: st.one_of(st.lists(inner, max_size=3),
+                            st.dictionaries(st.sampled_from(["a", "b"]), inner, max_size=2)),
+    max_leaves=6)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as CEL sees JSON values: same type all the way down."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return bool(a == b)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_json, _json)
+def test_memo_key_values_are_equal_only_for_the_same_cel_value(a: Any, b: Any) -> None:
+    from kansa.policy.inline import _frozen
+
+    assert (_frozen(a) == _frozen(b)) == _same(a, b)
+    assert hash(_frozen(a)) == hash(_frozen(a))

@@ -687,16 +687,26 @@ class PolicySnapshot:
 _ABSENT = object()
 
 
+_PLAIN = frozenset({str, int, type(None), object})  # hashable, and equal only to their kind
+
+
 def _frozen(v: Any) -> Any:
-    if isinstance(v, list):
-        return tuple(_frozen(x) for x in v)
-    if isinstance(v, dict):
-        return tuple(sorted((k, _frozen(x)) for k, x in v.items()))
-    if isinstance(v, bool):
-        return ("bool", v)  # True == 1 in Python; not in CEL
-    if isinstance(v, float) and v.is_integer():
-        return ("float", v)  # 1.0 == 1 in Python; a different type in CEL
-    return v
+    """A hashable value equal to another's only if CEL sees the two as the same value
+    (Python has True == 1 == 1.0 and [x] unhashable; CEL has neither)."""
+    t = type(v)
+    if t in _PLAIN:
+        return v
+    if v is _CONTENT_PLACEHOLDER:  # in every judged entry with content: skip the sort
+        return _CONTENT_FROZEN
+    if t is list:
+        return ("list", tuple(_frozen(x) for x in v))
+    if t is dict:
+        return ("map", tuple(sorted((k, _frozen(x)) for k, x in v.items())))
+    if t is bool:
+        return ("bool", v)
+    if t is float:
+        return ("float", v)
+    return (t.__name__, repr(v))
 
 
 def _jsonable(v: Any) -> Any:
@@ -715,6 +725,7 @@ def _jsonable(v: Any) -> Any:
 
 _SUBJECT_PLACEHOLDER = "pending"  # the pseudonym is derived when the record is sealed
 _CONTENT_PLACEHOLDER = {"alg": "sha256-salted-v1", "commitment": ""}
+_CONTENT_FROZEN = ("content-placeholder",)
 
 
 def entry_of(rec: UsageRecord, *, outcome: str | None = None) -> dict[str, Any]:
