@@ -174,3 +174,10 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "caught" in out
     assert "NOT detected" not in out
     assert "nothing is missing" in out
+    # the rolling-rules steps: a finding, a signed update (a tampered copy refused), its
+    # impact, and the evidence report in both languages
+    assert "fails eu/ai-act@2024-1689 Art. 50(2)" in out
+    assert "changed after signing" in out and "a tampered pack was accepted" not in out
+    assert "fail → not_applicable" in out
+    for name in ("evidence-ja.pdf", "evidence-en.pdf", "evidence-ja.html", "evidence-en.html"):
+        assert (tmp_path / "d" / "report" / name).stat().st_size > 10_000

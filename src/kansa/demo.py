@@ -24,6 +24,7 @@ _SYSTEMS = [
     ("hr-screening", "openai", "gpt-4.1", "chat"),
     ("code-assistant", "anthropic", "claude-opus-4", "chat"),
     ("search-rag", "openai", "text-embedding-3-small", "embeddings"),
+    ("marketing-images", "openai", "gpt-image-1", "image_generation"),
 ]
 _PROMPTS = [
     ("注文番号 A-1042 の配送状況を教えてください。", "ご注文 A-1042 は本日発送済みです。"),
@@ -72,6 +73,17 @@ def _traffic(n: int, rng: random.Random) -> list[dict[str, Any]]:
             rec["output"] = answer
         else:
             rec["error.type"] = err
+        attrs: dict[str, Any] = {}
+        if op == "chat":
+            # most chat front-ends tell people they are talking to an AI; one doesn't
+            attrs["kansa.ai_disclosure"] = system != "hr-screening"
+        if op == "image_generation":
+            attrs["kansa.output.modality"] = "image"
+            # the image pipeline adds a C2PA manifest to only some of its outputs
+            attrs["kansa.output.label.machine_readable"] = ["c2pa"] if rng.random() < 0.6 \
+                else []
+        if attrs:
+            rec["attributes"] = attrs
         if system == "code-assistant" and rng.random() < 0.3:
             rec["gen_ai.tool.name"] = "run_tests"
             rec["gen_ai.tool.call.arguments"] = {"path": "tests/", "k": "orders"}
@@ -194,22 +206,30 @@ def run_demo(home: Path | None, records: int, console: Console) -> None:
             console.print("  [green]caught[/]: the altered entry no longer matches the tree "
                           "the log signed.")
 
+        from kansa.demo_rules import run_rules_steps
+
+        last = run_rules_steps(ledger, ledger_home, base, console, 8)
         cp = ledger.checkpoint()
     finally:
         ledger.close()
 
-    _step(console, 8, "What just happened")
+    _step(console, last, "What just happened")
     console.print(
         f"{records} AI calls, and {gateway_summary} more through the OpenAI/Anthropic-compatible "
         f"gateway, became a tamper-evident log signed by {ledger.log.origin}. One "
         "record was proven with a receipt, one person was erased without breaking any proof, "
-        "and the log was exported and verified offline, catching a forged entry."
+        "and the log was exported and verified offline, catching a forged entry. The "
+        "calls were judged against the EU AI Act and Japan's AI Guidelines for Business; "
+        "a signed update (the EU Digital Omnibus) was verified, its impact shown record by "
+        "record, and an evidence report written in Japanese and English."
     )
     console.print(f"Ledger home: {ledger_home}")
     console.print("Try next:")
     console.print(f"  kansa log show --home {ledger_home} --limit 10 --content")
     console.print(f"  kansa verify {base / 'export'} --key '{vkey}'")
     console.print(f"  kansa verify-receipt {base / 'receipt.tlog-proof'} --key '{vkey}'")
+    console.print(f"  kansa packs list --home {ledger_home}")
+    console.print(f"  open {base / 'report' / 'evidence-ja.pdf'}")
 
 
 def _gateway_traffic(ledger: Ledger, console: Console, rng: random.Random) -> int:

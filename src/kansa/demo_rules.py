@@ -1,0 +1,178 @@
+"""The rolling-rules part of ``kansa demo``: findings, a signed pack update, its impact
+and the evidence report, on the demo's own ledger.
+
+The story is the one the EU's 2026 Digital Omnibus tells: under the AI Act as adopted,
+generated images must carry a machine-readable mark from 2 Aug 2026; the Omnibus gives
+systems already on the market until 2 Dec 2026. The demo's calls happen today, inside
+that window, so the update turns failures into "not applicable" and the impact report
+shows exactly which records changed and why.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from kansa.api import Ledger
+from kansa.ledger.note import Signer
+from kansa.policy import feed, signing
+from kansa.policy.bundled import PACKS_DIR
+from kansa.policy.engine import FAIL, FindingStore, impact, replay
+from kansa.policy.pack import Pack
+from kansa.report.evidence import build_evidence_report
+from kansa.report.render_html import render_html
+from kansa.report.render_pdf import render_pdf
+
+EU_ADOPTED = "eu/ai-act@2024-1689"
+EU_OMNIBUS = "eu/ai-act@2026-omnibus"
+JP_GUIDELINES = "jp.meti-mic/ai-guidelines-for-business@1.2"
+
+# What the operator declares about its systems (normally a systems.yaml passed with
+# --systems): a Japanese company that also offers its services in the EU.
+SYSTEMS: dict[str, dict[str, Any]] = {
+    name: {"roles": ["provider", "deployer"], "jurisdictions": ["JP", "EU"],
+           "placed_on_market": "2026-03-01T00:00:00Z", "generative": True,
+           "log_retention_days": 365, "providers": ["openai", "anthropic"]}
+    for name in ("support-bot", "hr-screening", "code-assistant", "search-rag",
+                 "marketing-images", "gateway")
+}
+
+
+def _facts() -> dict[str, dict[str, Any]]:
+    from datetime import datetime
+
+    out: dict[str, dict[str, Any]] = {}
+    for name, facts in SYSTEMS.items():
+        f = dict(facts)
+        f["placed_on_market"] = datetime.fromisoformat(f["placed_on_market"])
+        out[name] = f
+    return out
+
+
+def _step(console: Console, n: int, title: str) -> None:
+    console.print()
+    console.rule(f"[bold cyan]{n}. {title}")
+
+
+def _failures_table(title: str, result_packs: list[Pack], ledger: Ledger,
+                    run_id: str) -> Table:
+    fs = FindingStore(ledger.log.store)
+    tally: Counter[tuple[str, str, str]] = Counter()
+    for row in fs.tally(run=run_id):
+        tally[(row.pack_hash, row.obligation, row.verdict)] += row.n
+    table = Table(title=title)
+    for col in ("pack", "obligation", "citation", "pass", "fail", "legal force"):
+        table.add_column(col, overflow="fold")
+    for p in result_packs:
+        for o in p.obligations:
+            fails = tally[(p.hash, o.id, FAIL)]
+            if fails:
+                table.add_row(p.ref, o.id, str(o.citation), str(tally[(p.hash, o.id, "pass")]),
+                              f"[red]{fails}[/]", o.legal_force)
+    return table
+
+
+def run_rules_steps(ledger: Ledger, home: Path, base: Path, console: Console,
+                    first_step: int) -> int:
+    """Steps ``first_step`` .. ``first_step + 2``; returns the next step number."""
+    facts = _facts()
+    n = first_step
+
+    _step(console, n, "Check every call against the rules in force")
+    adopted = feed.resolve_pack(EU_ADOPTED, home)
+    guidelines = feed.resolve_pack(JP_GUIDELINES, home)
+    for r in (adopted, guidelines):
+        done = feed.activate(ledger, r)
+        console.print(f"activated [bold]{r.pack.ref}[/] ({r.pack.title[:60]}…): ledger "
+                      f"entry {done.index}, so which rules were in force is provable")
+    packs = [adopted.pack, guidelines.pack]
+    res = replay(ledger, packs, systems=facts)
+    console.print(f"Replayed {res.records} records under the active packs in "
+                  f"{res.seconds:.2f} s: " + ", ".join(
+                      f"{v} {k}" for k, v in sorted(res.verdicts.items()))
+                  + f". Failing findings are stored beside the ledger (run {res.run_id}).")
+    console.print(_failures_table("obligations with failing records", packs, ledger,
+                                  res.run_id))
+    fs = FindingStore(ledger.log.store)
+    example = fs.findings(pack_hash=adopted.pack.hash, verdict=FAIL,
+                          obligation="art50-2-machine-readable-marking", limit=1)
+    if example:
+        f = example[0]
+        entry = ledger.get(f.record_id).entry
+        console.print(f"For example entry {f.index}: an image made by "
+                      f"{entry.get('system')} at {entry.get('ts')} with no machine-readable "
+                      f"mark fails {f.pack_ref} {f.citation} ({f.reason}).")
+
+    n += 1
+    _step(console, n, "A law changes: a signed pack update and its impact")
+    omnibus_file = PACKS_DIR / "eu" / "ai-act-omnibus-2026.yaml"
+    feed_dir = base / "publisher-feed"
+    feed_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(omnibus_file, feed_dir / omnibus_file.name)
+    publisher = Signer.generate("demo-publisher.example")
+    (feed_dir / (omnibus_file.name + ".sig")).write_bytes(
+        signing.sign_pack((feed_dir / omnibus_file.name).read_bytes(), publisher))
+    feed.publish(feed_dir)
+    signing.trust_add(home, publisher.verifier.vkey)
+    console.print(f"A publisher signs the amended AI Act pack ({EU_OMNIBUS}) and publishes a "
+                  f"feed in {feed_dir}; this home trusts the publisher's key.")
+    tampered = base / "tampered-feed"
+    shutil.copytree(feed_dir, tampered)
+    pack_copy = tampered / omnibus_file.name
+    pack_copy.write_bytes(pack_copy.read_bytes().replace(b"2026-12-02", b"2027-12-02", 1))
+    try:
+        feed.add_from(home, tampered)
+        console.print("[bold red]a tampered pack was accepted[/]")
+    except signing.PackSignatureError as e:
+        console.print(f"  a copy with one date changed: [green]rejected[/] ({e})")
+    installed = feed.add_from(home, feed_dir)
+    console.print(f"  the genuine feed: signature [green]verified[/]; "
+                  f"{len(installed.installed)} installed, "
+                  f"{', '.join(installed.unchanged) or 'none'} already bundled with the same "
+                  "hash.")
+    omnibus = feed.resolve_pack(EU_OMNIBUS, home)
+    rep = impact(ledger, adopted.pack, omnibus.pack, systems=facts)
+    table = Table(title=f"kansa impact --from {EU_ADOPTED} --to {EU_OMNIBUS}")
+    for col in ("obligation", "citation", "verdict change", "records"):
+        table.add_column(col, overflow="fold")
+    for oid, counts in sorted(rep.summary().items()):
+        cit = next((c.citation_after or c.citation_before for c in rep.by_obligation[oid]), "")
+        for (before, after), k in sorted(counts.items()):
+            table.add_row(oid, cit or "", f"{before} → {after}", str(k))
+    console.print(table)
+    changed = rep.by_obligation.get("art50-2-machine-readable-marking", [])
+    if changed:
+        console.print(f"{len(rep.records_changed)} of {rep.records} records change verdict. "
+                      f"Why: {changed[0].reason_after}. Drafts can be tried the same way "
+                      "before they take effect.")
+    feed.deactivate(ledger, EU_ADOPTED)
+    act = feed.activate(ledger, omnibus)
+    console.print(f"Activated {EU_OMNIBUS} (ledger entry {act.index}); {EU_ADOPTED} "
+                  "deactivated.")
+    packs = [omnibus.pack, guidelines.pack]
+    res2 = replay(ledger, packs, systems=facts)
+    console.print("Replayed under the updated rules: " + ", ".join(
+        f"{v} {k}" for k, v in sorted(res2.verdicts.items())) + ".")
+
+    n += 1
+    _step(console, n, "Write the evidence report (日本語 and English)")
+    out = base / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for lang in ("ja", "en"):
+        doc = build_evidence_report(ledger, packs, lang=lang, systems=facts)
+        html = out / f"evidence-{lang}.html"
+        html.write_text(render_html(doc), encoding="utf-8")
+        pdf = render_pdf(doc, out / f"evidence-{lang}.pdf")
+        written += [html, pdf]
+    console.print("Per obligation: status and counts, the text (marked summary where it is "
+                  "not official), failing examples with tlog-proof receipts, the signed "
+                  "checkpoint they are proven against, and verdicts over time:")
+    for p in written:
+        console.print(f"  {p}  ({p.stat().st_size:,} bytes)")
+    return n + 1
