@@ -29,10 +29,24 @@ _MESSAGES = {
 }
 
 
+_HEADERS = [
+    {"name": "x-kansa-subject", "in": "header", "required": False,
+     "schema": {"type": "string"}, "description": "the person the content is about (stored "
+     "only as a pseudonym; erasable with `kansa erase`)"},
+    {"name": "x-kansa-ai-disclosure", "in": "header", "required": False,
+     "schema": {"type": "string", "enum": ["true", "false"]},
+     "description": "whether the person was told they are interacting with AI "
+     "(record attribute kansa.ai_disclosure, read by rule-pack checks)"},
+    {"name": "x-kansa-approval", "in": "header", "required": False,
+     "schema": {"type": "string"}, "description": "a granted approval id (single use)"},
+]
+
+
 def _post(summary: str, props: dict[str, Any], required: list[str]) -> dict[str, Any]:
     return {
         "post": {
             "summary": summary,
+            "parameters": _HEADERS,
             "requestBody": {
                 "required": True,
                 "content": {"application/json": {"schema": {
@@ -60,8 +74,15 @@ def _responses() -> dict[str, Any]:
         "200": ok,
         "400": {"description": "malformed JSON or not a JSON object (recorded)", **err},
         "401": {"description": "missing or invalid gateway key (recorded)", **err},
+        "403": {"description": "refused by an obligation in block mode (policy_blocked), or "
+                "an approval that is unknown, used or for another request "
+                "(approval_invalid); recorded with outcome blocked", **err},
         "404": {"description": "no upstream serves this model (recorded)", **err},
         "413": {"description": "request body over the size limit (recorded)", **err},
+        "428": {"description": "an obligation in require_approval mode failed: the body and "
+                "x-kansa-approval-id name an approval to grant with `kansa approvals "
+                "approve ID` (approval_required), or it is not granted yet "
+                "(approval_pending); retry with x-kansa-approval: ID", **err},
         "502": {"description": "upstream unreachable or reset (recorded)", **err},
         "503": {"description": "the ledger store is unavailable: failing closed", **err},
         "504": {"description": "upstream timed out (recorded)", **err},
@@ -85,6 +106,8 @@ def openapi_document() -> dict[str, Any]:
         "components": {"securitySchemes": {
             "gatewayKey": {"type": "http", "scheme": "bearer",
                            "description": "a gateway key (ksk_...), when the gateway requires one"},
+            "adminToken": {"type": "http", "scheme": "bearer",
+                           "description": "the admin token (--admin-token-env)"},
         }},
         "security": [{}, {"gatewayKey": []}],
         "paths": {
@@ -116,6 +139,28 @@ def openapi_document() -> dict[str, Any]:
                                                                        "minimum": 1},
                  "system": {"type": "string"}, "stream": stream},
                 ["model", "messages", "max_tokens"]),
+            "/-/kansa/policy": {"get": {
+                "summary": "The policy snapshot in force (admin token required)",
+                "security": [{"adminToken": []}],
+                "responses": {"200": {"description": "snapshot hash, packs, modes, reloads",
+                                      "content": {"application/json": {"schema": {
+                                          "type": "object"}}}},
+                              "401": {"description": "no or wrong admin token"},
+                              "403": {"description": "admin endpoints disabled"},
+                              "404": {"description": "no policy enforced"}}}},
+            "/-/kansa/policy/reload": {"post": {
+                "summary": "Reload the policy file atomically (admin token required)",
+                "security": [{"adminToken": []}],
+                "responses": {"200": {"description": "the new snapshot is in force",
+                                      "content": {"application/json": {"schema": {
+                                          "type": "object"}}}},
+                              "401": {"description": "no or wrong admin token"},
+                              "403": {"description": "admin endpoints disabled"},
+                              "404": {"description": "no policy enforced"},
+                              "422": {"description": "the file is broken (file:line); the "
+                                      "old snapshot stays in force",
+                                      "content": {"application/json": {"schema": {
+                                          "type": "object"}}}}}}},
             "/v1/models": {"get": {"summary": "List models (the default upstream's)",
                                    "responses": _responses()}},
             "/v1/models/{model}": {"get": {
