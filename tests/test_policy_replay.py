@@ -186,6 +186,10 @@ def test_cli_packs_replay_impact(tmp_path: Path) -> None:
     assert rp.exit_code == 0, rp.output
     out = json.loads(rp.output)
     assert out["records"] == 30 and len(out["digest"]) == 64
+    with kansa.Ledger.open(home=home) as lg:
+        runs = FindingStore(lg.log.store).runs()
+        assert [r.run_id for r in runs] == [out["run_id"]] and runs[0].digest == out["digest"]
+        assert len(FindingStore(lg.log.store).findings()) == out["stored"]
     im = runner.invoke(app, ["impact", "--home", str(home), "--from", str(V1_PATH),
                              "--to", str(V2_PATH), "--json"])
     assert im.exit_code == 0, im.output

@@ -143,9 +143,11 @@ def replay_command(
     except KansaError as e:
         raise _fail(str(e)) from None
     if as_json:
-        out.print_json(json.dumps({"packs": res.packs, "records": res.records,
+        out.print_json(json.dumps({"run_id": res.run_id if save else None,
+                                   "packs": res.packs, "records": res.records,
                                    "findings": res.findings, "verdicts": dict(res.verdicts),
-                                   "digest": res.digest, "seconds": round(res.seconds, 3)}))
+                                   "stored": res.stored, "digest": res.digest,
+                                   "seconds": round(res.seconds, 3)}))
         return
     for p in res.packs:
         out.print(f"pack {escape(p)}")
@@ -155,6 +157,9 @@ def replay_command(
     for v, n in sorted(res.verdicts.items()):
         out.print(f"  {v}: {n}")
     out.print(f"digest sha256:{res.digest}")
+    if save:
+        out.print(f"run {res.run_id}: {res.stored} failing findings stored, tallies per "
+                  "obligation and day")
 
 
 def impact_command(
