@@ -31,6 +31,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -333,7 +334,8 @@ _ROWS_PER_INSERT = 2000  # 20,000 parameters: under SQLite's 32,766 and PostgreS
 _TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # fixed width, so text order is time order
 
 
-def _insert_sql(table: str, cols: Sequence[str], n: int, conflict: str) -> str:
+@lru_cache(maxsize=16)
+def _insert_sql(table: str, cols: tuple[str, ...], n: int, conflict: str) -> str:
     row = "(" + ", ".join("?" * len(cols)) + ")"
     return (f"INSERT INTO {table} ({', '.join(cols)}) VALUES {', '.join([row] * n)}"
             f" {conflict}")
@@ -385,15 +387,16 @@ class FindingStore:
     def save(self, findings: Iterable[Finding]) -> int:
         """Upsert the failing findings among ``findings`` (those judged inside a log, i.e.
         with an index); the others are not stored one by one. Returns the rows written."""
-        return self._write_rows([f.db_row() for f in findings
-                                 if f.verdict == FAIL and f.index is not None], [], ())
+        return self._write_rows([v for f in findings if f.verdict == FAIL
+                                 and f.index is not None for v in f.db_row()], [], ())
 
-    def _write_rows(self, rows: Sequence[Sequence[Any]], clear: Sequence[tuple[int, int]],
+    def _write_rows(self, flat: list[Any], clear: Sequence[tuple[int, int]],
                     pack_hashes: Sequence[str]) -> int:
         """In one transaction: delete the findings of ``pack_hashes`` on entries in the
-        index ranges ``clear`` (inclusive; what a replay re-judged), then upsert ``rows``
-        (each in _COLS order)."""
-        if not rows and not (clear and pack_hashes):
+        index ranges ``clear`` (inclusive; what a replay re-judged), then upsert the rows
+        in ``flat`` (their values one after another, each row in _COLS order)."""
+        width = len(_COLS)
+        if not flat and not (clear and pack_hashes):
             return 0
         with _transaction(self.store):
             if pack_hashes:
@@ -402,12 +405,12 @@ class FindingStore:
                     self.store.execute(
                         f"DELETE FROM policy_findings WHERE pack_hash IN ({marks})"
                         " AND idx >= ? AND idx <= ?", [*pack_hashes, lo, hi])
-            for i in range(0, len(rows), _ROWS_PER_INSERT):
-                chunk = rows[i : i + _ROWS_PER_INSERT]
-                self.store.execute(_insert_sql("policy_findings", _COLS, len(chunk),
-                                               _FINDING_UPSERT),
-                                   [v for r in chunk for v in r])
-        return len(rows)
+            step = _ROWS_PER_INSERT * width
+            for i in range(0, len(flat), step):
+                chunk = flat[i : i + step]
+                self.store.execute(_insert_sql("policy_findings", _COLS, len(chunk) // width,
+                                               _FINDING_UPSERT), chunk)
+        return len(flat) // width
 
     def _save_run(self, run: RunInfo, tally: Sequence[TallyRow]) -> None:
         with _transaction(self.store):
@@ -582,12 +585,17 @@ _MISSING = ("<missing>",)  # a key absent from the record (no JSON value is a tu
 def _freeze(v: Any) -> Any:
     """A hashable stand-in for a JSON value, equal only for values CEL cannot tell apart
     (1, 1.0 and true are equal in Python, not in CEL)."""
-    if v is None or v.__class__ is str or v is _MISSING:
+    cls = v.__class__
+    if v is None or cls is str or v is _MISSING:
         return v
+    if cls is list:
+        types = tuple(map(type, v))
+        if list not in types and dict not in types:  # the common case: a list of scalars
+            return ("list", tuple(v), types)
     if isinstance(v, dict | list):
         return ("json", json.dumps(v, sort_keys=True, separators=(",", ":"),
                                    ensure_ascii=False))
-    return (v.__class__, v)
+    return (cls, v)
 
 
 def _values(m: Mapping[str, Any], keys: list[str], missing: list[Any]) -> tuple[Any, ...]:
@@ -596,7 +604,8 @@ def _values(m: Mapping[str, Any], keys: list[str], missing: list[Any]) -> tuple[
     vals = tuple(map(m.get, keys, missing))
     types = tuple(map(type, vals))
     if list in types or dict in types:
-        vals = tuple(map(_freeze, vals))
+        vals = tuple([_freeze(v) if t is list or t is dict else v
+                      for v, t in zip(vals, types, strict=True)])
     return (vals, types)
 
 
@@ -829,7 +838,7 @@ def digest_line(index: int, record_id: str, combo: _Combo) -> bytes:
 
 
 _DAY_US = 86_400_000_000
-_FLUSH_ROWS = 20_000
+_FLUSH_VALUES = 20_000 * len(_COLS)
 
 
 _writer: ThreadPoolExecutor | None = None
@@ -855,7 +864,7 @@ class _Sink:
     def __init__(self, fs: FindingStore | None, pack_hashes: list[str]) -> None:
         self.fs = fs
         self.hashes = pack_hashes
-        self.rows: list[tuple[Any, ...]] = []
+        self.rows: list[Any] = []  # failing rows' values, flat
         self.ranges: list[tuple[int, int]] = []
         self.counts: Counter[tuple[_Combo, int]] = Counter()
         self.stored = 0
@@ -913,14 +922,14 @@ def _judge_into(rj: Replayer, entries: Iterable[tuple[int, dict[str, Any]]], sin
         else:
             ranges.append((index, index))
         counts[(combo, at_us // _DAY_US)] += 1
-        if combo.fails:
-            rows += [(index, *head, rid, *tail) for head, tail in combo.fails]
+        for head, tail in combo.fails:
+            rows += (index, *head, rid, *tail)
         if collect:
             for o in combo.outcomes:
                 result.collected.extend(o.findings(index, rid))
         h.update(digest_line(index, rid, combo))
         result.records += 1
-        if len(rows) >= _FLUSH_ROWS:
+        if len(rows) >= _FLUSH_VALUES:
             sink.flush()
         done += 1
         if progress is not None and done == 1024:
