@@ -34,7 +34,6 @@ from kansa.errors import RecordError
 from kansa.policy.cli_approvals import approvals_app
 from kansa.policy.cli_oscal import findings_app
 from kansa.policy.cli_policy import impact_command, packs_app, replay_command
-from kansa.report.cli_drafts import register as register_report_drafts
 from kansa.report.cli_report import evidence_app, report_app
 
 out = Console(highlight=False, soft_wrap=True)
@@ -65,7 +64,6 @@ app.add_typer(findings_app, name="findings")
 app.add_typer(approvals_app, name="approvals")
 app.command("replay")(replay_command)
 app.command("impact")(impact_command)
-register_report_drafts(report_app)
 app.add_typer(report_app, name="report")
 app.add_typer(evidence_app, name="evidence")
 

@@ -53,17 +53,12 @@ def _formats(value: str) -> list[str]:
 
 
 def _systems(path: Path | None) -> dict[str, Any]:
-    if path is None:
-        return {}
-    import yaml
+    from kansa.policy.systems import SystemsError, load_systems
 
     try:
-        data = yaml.safe_load(path.read_text("utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise fail(f"{path}: cannot read system facts: {e}") from None
-    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
-        raise fail(f"{path}: system facts must map each system name to a mapping of facts")
-    return {str(k): v for k, v in data.items()}
+        return load_systems(path)
+    except SystemsError as e:
+        raise fail(str(e)) from None
 
 
 def _write(doc: Document, out_dir: Path, stem: str, lang: str, fmts: list[str]) -> None:

@@ -67,17 +67,12 @@ def _packs(refs: list[str], home: Path) -> list[Pack]:
 
 
 def _systems(path: Path | None) -> dict[str, Any]:
-    if path is None:
-        return {}
-    import yaml
+    from kansa.policy.systems import SystemsError, load_systems
 
     try:
-        data = yaml.safe_load(path.read_text("utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise fail(f"{path}: cannot read system facts: {e}") from None
-    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
-        raise fail(f"{path}: system facts must map each system name to a mapping of facts")
-    return {str(k): v for k, v in data.items()}
+        return load_systems(path)
+    except SystemsError as e:
+        raise fail(str(e)) from None
 
 
 def _replay_first(ledger: Ledger, packs: list[Pack], systems: dict[str, Any]) -> None:
