@@ -392,25 +392,49 @@ class FindingStore:
 
     def _write_rows(self, flat: list[Any], clear: Sequence[tuple[int, int]],
                     pack_hashes: Sequence[str]) -> int:
-        """In one transaction: delete the findings of ``pack_hashes`` on entries in the
-        index ranges ``clear`` (inclusive; what a replay re-judged), then upsert the rows
-        in ``flat`` (their values one after another, each row in _COLS order)."""
+        """In one transaction: make the findings of ``pack_hashes`` on entries in the
+        index ranges ``clear`` (inclusive; what a replay re-judged) exactly the rows in
+        ``flat`` (their values one after another, each row in _COLS order). Returns the
+        number of rows given."""
         width = len(_COLS)
+        given = len(flat) // width
         if not flat and not (clear and pack_hashes):
             return 0
         with _transaction(self.store):
-            if pack_hashes:
-                marks = ", ".join("?" * len(pack_hashes))
-                for lo, hi in clear:
-                    self.store.execute(
-                        f"DELETE FROM policy_findings WHERE pack_hash IN ({marks})"
-                        " AND idx >= ? AND idx <= ?", [*pack_hashes, lo, hi])
+            if pack_hashes and clear:
+                flat = self._replace(flat, clear, pack_hashes)
             step = _ROWS_PER_INSERT * width
             for i in range(0, len(flat), step):
                 chunk = flat[i : i + step]
                 self.store.execute(_insert_sql("policy_findings", _COLS, len(chunk) // width,
                                                _FINDING_UPSERT), chunk)
-        return len(flat) // width
+        return given
+
+    def _replace(self, flat: list[Any], clear: Sequence[tuple[int, int]],
+                 pack_hashes: Sequence[str]) -> list[Any]:
+        """Delete the stored rows in ``clear`` that ``flat`` does not hold; return the
+        rows of ``flat`` not stored yet. A re-run of the same replay then only reads (a
+        range scan of the primary key) instead of deleting and inserting every row."""
+        # the packs are filtered here, not in SQL: "pack_hash IN (...)" leads planners to
+        # the (pack_hash, ...) index and a scan of each pack's rows, once per batch
+        hashes = set(pack_hashes)
+        stored: set[tuple[Any, ...]] = set()
+        for lo, hi in clear:
+            stored.update(r for r in self.store.query(
+                f"SELECT {', '.join(_COLS)} FROM policy_findings WHERE idx >= ? AND idx <= ?",
+                [lo, hi]) if r[1] in hashes)
+        if not stored:
+            return flat
+        width = len(_COLS)
+        rows = [tuple(flat[i : i + width]) for i in range(0, len(flat), width)]
+        keep = set(rows)
+        stale = [r[:3] for r in stored if r not in keep]
+        for i in range(0, len(stale), _ROWS_PER_INSERT):
+            chunk = stale[i : i + _ROWS_PER_INSERT]
+            self.store.execute(
+                "DELETE FROM policy_findings WHERE (idx, pack_hash, obligation) IN (VALUES "
+                + ", ".join(["(?, ?, ?)"] * len(chunk)) + ")", [v for k in chunk for v in k])
+        return [v for r in rows if r not in stored for v in r]
 
     def _save_run(self, run: RunInfo, tally: Sequence[TallyRow]) -> None:
         with _transaction(self.store):
