@@ -417,24 +417,26 @@ class FindingStore:
         range scan of the primary key) instead of deleting and inserting every row."""
         # the packs are filtered here, not in SQL: "pack_hash IN (...)" leads planners to
         # the (pack_hash, ...) index and a scan of each pack's rows, once per batch
+        # A row's other columns follow from its key (the entry's id, the pack's names and
+        # citations) or are "fail": key and reason tell whether it is the same row.
         hashes = set(pack_hashes)
         stored: set[tuple[Any, ...]] = set()
         for lo, hi in clear:
             stored.update(r for r in self.store.query(
-                f"SELECT {', '.join(_COLS)} FROM policy_findings WHERE idx >= ? AND idx <= ?",
-                [lo, hi]) if r[1] in hashes)
+                "SELECT idx, pack_hash, obligation, reason FROM policy_findings"
+                " WHERE idx >= ? AND idx <= ?", [lo, hi]) if r[1] in hashes)
         if not stored:
             return flat
         width = len(_COLS)
         rows = [tuple(flat[i : i + width]) for i in range(0, len(flat), width)]
-        keep = set(rows)
+        keep = {(*r[:3], r[9]) for r in rows}
         stale = [r[:3] for r in stored if r not in keep]
         for i in range(0, len(stale), _ROWS_PER_INSERT):
             chunk = stale[i : i + _ROWS_PER_INSERT]
             self.store.execute(
                 "DELETE FROM policy_findings WHERE (idx, pack_hash, obligation) IN (VALUES "
                 + ", ".join(["(?, ?, ?)"] * len(chunk)) + ")", [v for k in chunk for v in k])
-        return [v for r in rows if r not in stored for v in r]
+        return [v for r in rows if (*r[:3], r[9]) not in stored for v in r]
 
     def _save_run(self, run: RunInfo, tally: Sequence[TallyRow]) -> None:
         with _transaction(self.store):
