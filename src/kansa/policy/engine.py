@@ -12,6 +12,10 @@
   ``policy_runs``; and, per run, every verdict counted per obligation and UTC day in
   ``policy_tally``. System facts ``jurisdictions`` and ``roles`` make obligations of
   other jurisdictions and roles not applicable.
+- Replay and impact go through :class:`Replayer`, which memoizes each pack's verdicts on
+  what its checks read of the record (:func:`record_reads`), the system and the date
+  bucket, so the CEL context is built only for records unlike any seen before; the
+  digest is defined over :func:`digest_line` per entry.
 - :func:`impact` judges history under two pack versions (pinned) and lists every record
   whose verdict changes, by obligation, with citations.
 """
