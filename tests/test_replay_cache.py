@@ -301,6 +301,7 @@ def test_replay_of_the_same_history_is_deterministic(history_ledger: kansa.Ledge
     memo = replay(lg, PACKS, systems=SYSTEMS, save=False, collect=True)
     assert fresh.digest == memo.digest == a.digest
     assert fresh.collected == memo.collected
+    assert fresh.verdicts == memo.verdicts == a.verdicts
     assert [f for f in memo.collected if f.verdict == "fail"] == stored_a
     # different facts, different verdicts, different digest
     other = replay(lg, PACKS, systems={}, save=False)
@@ -401,3 +402,18 @@ obligations:
       applies: 'record.kind == "gen_ai.call"'
       expr: 'record["gen_ai.request.model"] == "m"'
 """
+
+
+def test_a_failed_write_fails_the_replay_and_records_no_run(tmp_path: Path) -> None:
+    with _open(f"sqlite:///{tmp_path / 'w.db'}") as lg:
+        lg.append_many(_history(30))
+        fs = FindingStore(lg.log.store)
+        lg.log.store.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON policy_findings"
+            " BEGIN SELECT RAISE(ABORT, 'refused by test'); END")
+        with pytest.raises(StorageError, match="refused by test"):
+            replay(lg, PACKS, systems=SYSTEMS)
+        assert fs.runs() == [] and fs.findings() == []
+        lg.log.store.execute("DROP TRIGGER refuse")
+        res = replay(lg, PACKS, systems=SYSTEMS)
+        assert [r.run_id for r in fs.runs()] == [res.run_id] and len(fs.findings()) == res.stored

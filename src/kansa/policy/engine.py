@@ -716,7 +716,7 @@ class _Combo:
         self.fails = tuple(f for o in outcomes for f in o.fails)
 
 
-_MEMO_LIMIT = 200_000  # entries kept per memo before it starts afresh (bounds memory)
+_MEMO_LIMIT = 50_000  # entries kept per memo before it starts afresh (bounds memory)
 
 
 class _Memo:
@@ -897,6 +897,8 @@ class _Sink:
         self.rows: list[Any] = []  # failing rows' values, flat
         self.ranges: list[tuple[int, int]] = []
         self.counts: Counter[tuple[_Combo, int]] = Counter()
+        self.profiles: Counter[tuple[Any, int]] = Counter()
+        self.packs: dict[str, CompiledPack] = {}
         self.stored = 0
         self.pending: list[Future[int]] = []
 
@@ -923,14 +925,20 @@ class _Sink:
         if errors and not quiet:
             raise errors[0]
 
+    def count_now(self, combo: _Combo, day: int) -> None:
+        """Count a record's verdicts by verdict profile at once: for combos not memoized
+        (one per record), so that memory does not grow with the records."""
+        for o in combo.outcomes:
+            self.profiles[(o.profile, day)] += 1
+            self.packs[o.profile[0]] = o.cp
+
     def tally(self) -> Counter[tuple[str, str, int, str]]:
         """(pack hash, obligation, day number, verdict) -> findings."""
-        profiles: Counter[tuple[Any, int]] = Counter()
-        packs: dict[str, CompiledPack] = {}
+        profiles, packs = self.profiles, self.packs
         for (combo, day), n in self.counts.items():
             for o in combo.outcomes:
                 profiles[(o.profile, day)] += n
-                packs[o.cp.pack.hash] = o.cp
+                packs[o.profile[0]] = o.cp
         out: Counter[tuple[str, str, int, str]] = Counter()
         for ((h, verdicts), day), n in profiles.items():
             for c, v in zip(packs[h].obligations, verdicts, strict=True):
@@ -943,6 +951,7 @@ def _judge_into(rj: Replayer, entries: Iterable[tuple[int, dict[str, Any]]], sin
                 progress: Callable[[int], None] | None) -> None:
     """The replay loop: per entry, its combo, its digest line, its failing rows."""
     rows, ranges, counts = sink.rows, sink.ranges, sink.counts
+    shared = rj.whole  # combos are memoized, so few: count them, expand at the end
     done = 0
     for index, entry in entries:
         at_us, combo = rj.combo(entry, index)
@@ -951,7 +960,10 @@ def _judge_into(rj: Replayer, entries: Iterable[tuple[int, dict[str, Any]]], sin
             ranges[-1] = (ranges[-1][0], index)
         else:
             ranges.append((index, index))
-        counts[(combo, at_us // _DAY_US)] += 1
+        if shared:
+            counts[(combo, at_us // _DAY_US)] += 1
+        else:
+            sink.count_now(combo, at_us // _DAY_US)
         for head, tail in combo.fails:
             rows += (index, *head, rid, *tail)
         if collect:
