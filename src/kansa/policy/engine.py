@@ -85,10 +85,6 @@ class Finding:
     def as_dict(self) -> dict[str, Any]:
         return dict(zip(_FIELDS, self.row(), strict=True))
 
-    def digest_line(self) -> bytes:
-        """The finding's fields as a compact JSON array (the unit of ReplayResult.digest)."""
-        return json.dumps(self.row(), ensure_ascii=False, separators=(",", ":")).encode()
-
 
 _FIELDS = ("index", "record_id", "obligation", "pack", "version", "pack_hash", "verdict",
            "citation", "legal_force", "reason")
