@@ -34,6 +34,7 @@ import json
 import os
 import platform
 import random
+import resource
 import sys
 import time
 import uuid
@@ -272,6 +273,8 @@ def main() -> None:
     print(f"impact: {len(rep.records_changed):,} records change verdict, "
           f"{len(rep.changes):,} changes")
     print(f"digest {res.digest}")
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    print(f"peak RSS of this process: {rss} MiB; machine after: {machine_state()}")
     result = {
         "when": datetime.now(UTC).isoformat(), "store": url.split("?")[0],
         "records": res.records, "packs": len(packs), "pack_source": source,
@@ -282,6 +285,7 @@ def main() -> None:
         "stored": res.stored, "tally_rows": tally_rows, "impact": [a.ref, b.ref],
         "impact_per_s": round(rep.records / t_impact), "impact_changes": len(rep.changes),
         "digest": res.digest, "memo": not args.no_memo, "machine": machine_state(),
+        "peak_rss_mib": rss,
         "run": uuid.uuid4().hex,
     }
     with (OUT / "rules.json").open("a") as f:
