@@ -752,6 +752,10 @@ class Replayer:
         self.project = _projector(r for reads in per_pack.values() if reads for r in reads)
         memos = {cp.pack.hash: _Memo(cp, per_pack[cp.pack.hash]) for cp in packs}
         self.whole = memo and all(m.project is not None for m in memos.values())
+        # when every pack is memoizable, checks see nothing of a record but these keys,
+        # so a miss converts only them into the CEL context (the costly part of a miss)
+        self.seen = sorted({p[0] for reads in per_pack.values() if reads for p, _ in reads}) \
+            if self.whole else None
         self.combos: dict[Any, _Combo] = {}
         bounds: set[int] = set()
         for cp in packs:
@@ -790,7 +794,9 @@ class Replayer:
                     continue
             facts = self.judge.systems.get(system, {})
             if ctx is None:
-                ctx = context(entry, facts, when)
+                seen = entry if self.seen is None else \
+                    {k: entry[k] for k in self.seen if k in entry}
+                ctx = context(seen, facts, when)
             o = _Outcome(m.cp, [
                 _judge_one(m.cp, c, ctx, at_us, index, "", facts.get("roles"),
                            facts.get("jurisdictions")) for c in m.cp.obligations])
