@@ -417,3 +417,19 @@ def test_a_failed_write_fails_the_replay_and_records_no_run(tmp_path: Path) -> N
         lg.log.store.execute("DROP TRIGGER refuse")
         res = replay(lg, PACKS, systems=SYSTEMS)
         assert [r.run_id for r in fs.runs()] == [res.run_id] and len(fs.findings()) == res.stored
+
+
+def test_finding_store_save_keeps_failing_findings_only(tmp_path: Path) -> None:
+    with _open(f"sqlite:///{tmp_path / 's.db'}") as lg:
+        fs = FindingStore(lg.log.store)
+        judge_ = Judge([compile_pack(DISCLOSURE)], SYSTEMS, False)
+        found = [f for i, r in enumerate(_history(40))
+                 for f in judge_.judge(dict(r, id=f"x{i}"), None, i)]
+        outside = judge_.judge(dict(_history(40)[-1], attributes={}), None, None)
+        failing = [f for f in found if f.verdict == "fail"]
+        assert failing and outside[0].verdict == "fail"
+        assert fs.save(found + outside) == len(failing)
+        assert fs.findings() == failing
+        assert fs.save(found) == len(failing) and fs.findings() == failing  # idempotent
+        assert fs.findings(index=failing[0].index) == [failing[0]]
+        assert fs.findings(verdict="pass") == [] and fs.runs() == [] and fs.tally() == []
