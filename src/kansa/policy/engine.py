@@ -345,6 +345,11 @@ _FINDING_UPSERT = ("ON CONFLICT (idx, pack_hash, obligation) DO UPDATE SET "
                    + ", ".join(f"{c} = excluded.{c}" for c in _COLS[3:]))
 
 
+_PG_UPSERT = (
+    f"INSERT INTO policy_findings ({', '.join(_COLS)}) SELECT * FROM unnest(?::bigint[], "
+    + ", ".join(["?::text[]"] * (len(_COLS) - 1)) + f") {_FINDING_UPSERT}")
+
+
 @contextmanager
 def _transaction(store: Store) -> Iterator[None]:
     """One transaction on the calling thread's connection: a batch of rows costs one
@@ -403,6 +408,11 @@ class FindingStore:
         with _transaction(self.store):
             if pack_hashes and clear:
                 flat = self._replace(flat, clear, pack_hashes)
+            if self.store.dialect == "postgresql" and flat:
+                # one statement of ten arrays instead of 20,000 parameters: PostgreSQL
+                # plans and binds it far faster
+                self.store.execute(_PG_UPSERT, [flat[k::width] for k in range(width)])
+                return given
             step = _ROWS_PER_INSERT * width
             for i in range(0, len(flat), step):
                 chunk = flat[i : i + step]
@@ -447,6 +457,14 @@ class FindingStore:
                  run.since, run.until, run.records, run.digest,
                  json.dumps(run.verdicts, sort_keys=True), run.seconds))
             cols = ("run_id", "pack_hash", "obligation", "day", "verdict", "n")
+            if self.store.dialect == "postgresql" and tally:
+                self.store.execute(
+                    f"INSERT INTO policy_tally ({', '.join(cols)}) SELECT * FROM unnest("
+                    "?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::bigint[])",
+                    [[t.run_id for t in tally], [t.pack_hash for t in tally],
+                     [t.obligation for t in tally], [t.day for t in tally],
+                     [t.verdict for t in tally], [t.n for t in tally]])
+                return
             per = _ROWS_PER_INSERT * len(_COLS) // len(cols)
             for i in range(0, len(tally), per):
                 chunk = tally[i : i + per]
