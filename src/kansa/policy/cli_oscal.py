@@ -17,7 +17,7 @@ OutOpt = Annotated[
     typer.Option("--out", "-o", help="Write to this file instead of standard output."),
 ]
 
-findings_app = typer.Typer(help="Findings of rule-pack replays, for auditors and GRC tools.",
+findings_app = typer.Typer(rich_markup_mode="markdown", help="Findings of rule-pack replays, for auditors and GRC tools.",
                            no_args_is_help=True)
 
 
