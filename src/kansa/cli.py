@@ -38,7 +38,7 @@ from kansa.report.cli_report import evidence_app, report_app
 
 out = Console(highlight=False, soft_wrap=True)
 
-app = typer.Typer(rich_markup_mode="markdown", 
+app = typer.Typer(rich_markup_mode="markdown",
     name="kansa",
     help=(
         "kansa (監査): a tamper-evident, offline-verifiable ledger of AI usage records.\n\n"
@@ -50,8 +50,11 @@ app = typer.Typer(rich_markup_mode="markdown",
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-log_app = typer.Typer(rich_markup_mode="markdown", help="Append usage records and read them back.", no_args_is_help=True)
-witness_app = typer.Typer(rich_markup_mode="markdown", 
+log_app = typer.Typer(
+    rich_markup_mode="markdown", help="Append usage records and read them back.",
+    no_args_is_help=True,
+)
+witness_app = typer.Typer(rich_markup_mode="markdown",
     help="Run a C2SP tlog-witness, or collect witness cosignatures for this log.",
     no_args_is_help=True,
 )

@@ -39,7 +39,7 @@ out = Console(highlight=False, soft_wrap=True)
 
 _SPEC_ENV = "KANSA_GATEWAY_SPEC"  # how `--workers N` hands its settings to each worker
 
-gateway_app = typer.Typer(rich_markup_mode="markdown", 
+gateway_app = typer.Typer(rich_markup_mode="markdown",
     help=(
         "Run an OpenAI-compatible proxy (plus Anthropic Messages) that records every request "
         "in the ledger, and manage the keys applications use with it.\n\n"
@@ -51,7 +51,7 @@ gateway_app = typer.Typer(rich_markup_mode="markdown",
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-keys_app = typer.Typer(rich_markup_mode="markdown", 
+keys_app = typer.Typer(rich_markup_mode="markdown",
     help="Gateway keys (ksk_...): applications authenticate with them; the store keeps only "
          "their SHA-256. Once any key exists, the gateway requires one.",
     no_args_is_help=True,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-otel_app = typer.Typer(rich_markup_mode="markdown", 
+otel_app = typer.Typer(rich_markup_mode="markdown",
     help="Receive OpenTelemetry GenAI spans over OTLP/HTTP and record them.",
     no_args_is_help=True,
 )

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 out = Console(highlight=False, soft_wrap=True)
 
-approvals_app = typer.Typer(rich_markup_mode="markdown", 
+approvals_app = typer.Typer(rich_markup_mode="markdown",
     help="Calls held by a require_approval obligation wait here. Approve one and the caller "
          "retries it with the header x-kansa-approval: ID; it passes once.",
     no_args_is_help=True,

@@ -28,8 +28,10 @@ from rich.table import Table
 from kansa._cli_common import HomeOpt, StoreOpt, fail
 from kansa.errors import KansaError
 
-trust_app = typer.Typer(rich_markup_mode="markdown", help="Trusted publisher keys (verify signed packs).",
-                        no_args_is_help=True)
+trust_app = typer.Typer(
+    rich_markup_mode="markdown", help="Trusted publisher keys (verify signed packs).",
+    no_args_is_help=True,
+)
 FromOpt = Annotated[str, typer.Option("--from", help="A feed: a directory or an http(s) URL "
                                       "holding index.json.")]
 TimeoutOpt = Annotated[float, typer.Option(help="Seconds to wait for a feed URL.")]

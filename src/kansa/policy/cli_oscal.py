@@ -17,8 +17,10 @@ OutOpt = Annotated[
     typer.Option("--out", "-o", help="Write to this file instead of standard output."),
 ]
 
-findings_app = typer.Typer(rich_markup_mode="markdown", help="Findings of rule-pack replays, for auditors and GRC tools.",
-                           no_args_is_help=True)
+findings_app = typer.Typer(
+    rich_markup_mode="markdown", help="Findings of rule-pack replays, for auditors and GRC tools.",
+    no_args_is_help=True,
+)
 
 
 def _write(data: bytes, out: Path | None) -> None:

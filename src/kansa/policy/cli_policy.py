@@ -18,7 +18,10 @@ from kansa.policy.cli_oscal import register as register_oscal_commands
 console = Console(stderr=True, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
-packs_app = typer.Typer(rich_markup_mode="markdown", help="Validate and inspect rule packs (YAML).", no_args_is_help=True)
+packs_app = typer.Typer(
+    rich_markup_mode="markdown", help="Validate and inspect rule packs (YAML).",
+    no_args_is_help=True,
+)
 register_feed_commands(packs_app)  # sign, trust, add/update from feeds, list, activate
 register_oscal_commands(packs_app)  # export-oscal, import-oscal
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 out = Console(highlight=False, soft_wrap=True)
 
-report_app = typer.Typer(rich_markup_mode="markdown", 
+report_app = typer.Typer(rich_markup_mode="markdown",
     help=(
         "Write reports from the ledger: 'kansa report evidence' shows, per obligation of "
         "each rule pack, the verdicts on recorded usage, failing examples with receipts "
@@ -28,7 +28,7 @@ report_app = typer.Typer(rich_markup_mode="markdown",
     ),
     no_args_is_help=True,
 )
-evidence_app = typer.Typer(rich_markup_mode="markdown", 
+evidence_app = typer.Typer(rich_markup_mode="markdown",
     help=(
         "Evidence supplied by people, for obligations no record can show (a written "
         "policy, a test report, a contract). 'kansa evidence add' records a file's SHA-256 "
