@@ -38,23 +38,23 @@ of the ledger. Obligations that need
 evidence from a person (no check) are never per-call findings and are left out.
 
 Speed: judging one entry with the CEL engine costs tens to hundreds of microseconds, so
-a snapshot memoizes verdicts by a *projection* of the entry: the values of the only
-keys any of its checks can read (or only whether they are there, for keys that are only
-tested for presence) (found by :func:`reads`, a conservative reading of each
-CEL source), the system's name, and which of the packs' date boundaries the instant
-falls between. Why that is safe: a CEL program is a pure function of ``record``,
-``system`` and ``now``; ``system`` is fixed by the system's name within a snapshot; a
-check that mentions ``now`` disables the memo; and the engine compares the instant only
-with the packs', obligations' and transitions' start and end instants, so two instants
-between the same boundaries are judged alike. Any use of ``record`` the reader cannot
-pin to named keys (``record[x]``, ``size(record)``, a macro over it, a shadowing
-variable) disables the memo for that snapshot. ``tests/test_inline_policy.py`` checks
-memoized and direct judging agree on generated entries.
+a snapshot memoizes verdicts by a *projection* of the entry: what any of its checks can
+read of it (a key's value, or only whether it is there; one level down for maps such as
+``attributes``), found by the engine's :func:`~kansa.policy.engine.record_reads` and
+projected by the same function replay's memo uses, plus the system's name and which of
+the packs' date boundaries the instant falls between. One analysis serves both memos,
+so a fix to it reaches both. Why that is safe: a CEL program is a pure function of
+``record``, ``system`` and ``now``; ``system`` is fixed by the system's name within a
+snapshot; a check that mentions ``now`` disables the memo; and the engine compares the
+instant only with the packs', obligations' and transitions' start and end instants, so
+two instants between the same boundaries are judged alike. Any use of ``record`` the
+reader cannot pin to named keys (``record[x]``, ``size(record)``, a macro over it, a
+shadowing variable) disables the memo for that snapshot. ``tests/test_inline_policy.py``
+checks memoized and direct judging agree on generated entries.
 """
 
 from __future__ import annotations
 
-import ast
 import bisect
 import hashlib
 import logging
@@ -67,7 +67,16 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from kansa.policy.engine import FAIL, Finding, Judge, compile_pack
+from kansa.policy.engine import (
+    FAIL,
+    CompiledPack,
+    Finding,
+    Judge,
+    Read,
+    _pack_reads,
+    _projector,
+    compile_pack,
+)
 from kansa.policy.pack import _V, Pack, PackError, PolicyError, _compose, parse_pack
 from kansa.records.model import UsageRecord, canonical
 
@@ -112,164 +121,38 @@ class PolicyBlocked(PolicyError):  # noqa: N818 - named for what happened, like 
         self.approval_id = approval_id
 
 
-# -- reading CEL sources: which record keys can a check see? ---------------------------------
-
-_TOKEN = re.compile(r"""
-    (?P<ws>\s+|//[^\n]*)
-  | (?P<str>(?:[rRbB]{1,2})?
-      (?:\"\"\"[\s\S]*?\"\"\"|'''[\s\S]*?'''|"(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*'))
-  | (?P<num>0[xX][0-9a-fA-F]+[uU]?|\d+(?:\.\d*)?(?:[eE][+-]?\d+)?[uU]?)
-  | (?P<id>[A-Za-z_][A-Za-z0-9_]*)
-  | (?P<op>&&|\|\||==|!=|<=|>=|[-+*/%!<>?:.,()\[\]{}])
-""", re.VERBOSE)
-
-_BEFORE_IN = frozenset({None, "(", ",", "&&", "||", "?", ":"})
+# -- what a snapshot's checks read of an entry --------------------------------------------
 
 
 @dataclass(frozen=True)
-class Reads:
-    """What a set of checks reads: ``keys`` (top-level entry keys, whole values),
-    ``present`` (top-level keys whose presence alone is tested: ``"k" in record``,
-    ``has(record.k)``), ``attributes`` (names inside ``record.attributes``),
-    ``all_attributes`` (the whole map), ``now``; ``exact`` is False when a use of
-    ``record`` could not be pinned."""
+class ReadSet:
+    """What a snapshot's checks read of an entry, as :func:`kansa.policy.engine.record_reads`
+    finds it: ``paths`` are its reads (a path of one or two keys, and whether the whole
+    value or only presence is read), None when some check reads ``now`` or uses ``record``
+    in a way the reader cannot pin (the memo is then off)."""
 
-    keys: frozenset[str] = frozenset()
-    attributes: frozenset[str] = frozenset()
-    all_attributes: bool = False
-    now: bool = False
-    exact: bool = True
-    present: frozenset[str] = frozenset()
-
-    def __or__(self, other: Reads) -> Reads:
-        return Reads(self.keys | other.keys, self.attributes | other.attributes,
-                     self.all_attributes or other.all_attributes, self.now or other.now,
-                     self.exact and other.exact, self.present | other.present)
+    paths: frozenset[Read] | None
 
     @property
-    def presence_only(self) -> frozenset[str]:
-        return self.present - self.keys
+    def keys(self) -> frozenset[str]:
+        """The top-level entry keys read (in whole, in part or for presence)."""
+        return frozenset(p[0] for p, _ in self.paths or ())
+
+    @property
+    def attributes(self) -> frozenset[str]:
+        """The names read inside ``record.attributes``."""
+        return frozenset(p[1] for p, _ in self.paths or ()
+                         if len(p) == 2 and p[0] == "attributes")
 
 
-def _tokens(source: str) -> list[tuple[str, str]] | None:
-    out: list[tuple[str, str]] = []
-    pos = 0
-    while pos < len(source):
-        m = _TOKEN.match(source, pos)
-        if m is None:
-            return None
-        pos = m.end()
-        kind = m.lastgroup
-        assert kind is not None
-        if kind != "ws":
-            out.append((kind, m.group()))
-    return out
-
-
-def _literal(tok: str) -> str | None:
-    if tok[0] in "bB" or (len(tok) > 1 and tok[1] in "bB"):
-        return None
-    try:
-        v = ast.literal_eval(tok)
-    except (ValueError, SyntaxError):
-        return None
-    return v if isinstance(v, str) else None
-
-
-def _chain(toks: list[tuple[str, str]], i: int) -> tuple[list[str | None], int]:
-    """Field accesses after position ``i`` (``.name`` not followed by a call, or
-    ``["lit"]``); None marks an access that is not a plain name. Returns the chain and the
-    position after it."""
-    segs: list[str | None] = []
-    while i < len(toks):
-        kind, tok = toks[i]
-        if tok == "." and i + 1 < len(toks) and toks[i + 1][0] == "id":
-            if i + 2 < len(toks) and toks[i + 2][1] == "(":
-                break  # a method call on what came before
-            segs.append(toks[i + 1][1])
-            i += 2
-        elif (tok == "[" and i + 2 < len(toks) and toks[i + 1][0] == "str"
-              and toks[i + 2][1] == "]"):
-            segs.append(_literal(toks[i + 1][1]))
-            i += 3
-        else:
-            break
-    return segs, i
-
-
-def reads(source: str) -> Reads:
-    """The record keys one CEL source can read (conservative: see :class:`Reads`)."""
-    toks = _tokens(source)
-    if toks is None:
-        return Reads(exact=False)
-    keys: set[str] = set()
-    present_keys: set[str] = set()
-    attrs: set[str] = set()
-    all_attrs = now = False
-    for i, (kind, tok) in enumerate(toks):
-        if kind != "id" or (i > 0 and toks[i - 1][1] == "."):
-            continue
-        if tok == "now":
-            now = True
-            continue
-        if tok != "record":
-            continue
-        segs, end = _chain(toks, i + 1)
-        present = _presence_of(toks, i)
-        in_has = (i >= 2 and toks[i - 1][1] == "(" and toks[i - 2][1] == "has"
-                  and end < len(toks) and toks[end][1] == ")")
-        if not segs:
-            if present is None:
-                return Reads(exact=False)
-            if present == "attributes":
-                keys.add("attributes#present")
-            else:
-                present_keys.add(present)
-            continue
-        top = segs[0]
-        if top is None:
-            return Reads(exact=False)
-        if top != "attributes":
-            if len(segs) == 1 and in_has:
-                present_keys.add(top)
-            else:
-                keys.add(top)
-            continue
-        keys.add("attributes#present")
-        if len(segs) >= 2:
-            if segs[1] is None:
-                all_attrs = True
-            else:
-                attrs.add(segs[1])
-        elif present is not None:
-            attrs.add(present)
-        elif not in_has:
-            all_attrs = True  # the map itself is used: size(), exists(), ==, ...
-    return Reads(frozenset(keys), frozenset(attrs), all_attrs, now, True,
-                 frozenset(present_keys))
-
-
-def _presence_of(toks: list[tuple[str, str]], i: int) -> str | None:
-    """For ``"lit" in record`` (or ``in record.attributes``) at ``i``: the literal."""
-    if i < 2 or toks[i - 1][1] != "in" or toks[i - 2][0] != "str":
-        return None
-    before = toks[i - 3][1] if i >= 3 else None
-    if before not in _BEFORE_IN:
-        return None  # e.g. "a" + "b" in record: the operand is not the literal alone
-    return _literal(toks[i - 2][1])
-
-
-def _pack_reads(pack: Pack) -> Reads:
-    r = Reads()
-    for o in pack.obligations:
-        srcs = [t.applies_if for t in o.transitions]
-        if o.check is not None:
-            srcs += [o.check.expr] + ([o.check.applies] if o.check.applies else [])
-        elif o.evidence is not None and o.evidence.applies:
-            srcs.append(o.evidence.applies)
-        for s in srcs:
-            r = r | reads(s)
-    return r
+def _snapshot_reads(packs: Sequence[CompiledPack]) -> ReadSet:
+    paths: set[Read] = set()
+    for cp in packs:
+        got = _pack_reads(cp)
+        if got is None:
+            return ReadSet(None)
+        paths.update(got)
+    return ReadSet(frozenset(paths))
 
 
 def _us(dt: datetime) -> int:
@@ -277,17 +160,17 @@ def _us(dt: datetime) -> int:
     return (d.days * 86400 + d.seconds) * 1_000_000 + d.microseconds
 
 
-def _boundaries(packs: Sequence[Pack]) -> tuple[int, ...]:
-    """Every instant at which some pack, obligation or transition starts or ends."""
-    out: set[int] = set()
-    for p in packs:
-        days: list[date | None] = [p.effective_from, p.effective_until]
-        for o in p.obligations:
-            days += [o.effective_from, o.effective_until]
-            for t in o.transitions:
-                days += [t.effective_from, t.effective_until]
-        out.update(_us(p.day_start(d)) for d in days if d is not None)
-    return tuple(sorted(out))
+def _boundaries(packs: Sequence[CompiledPack]) -> tuple[int, ...]:
+    """Every instant at which some pack, obligation or transition starts or ends (the
+    instants the engine compares ``at`` with)."""
+    out: set[int | None] = set()
+    for cp in packs:
+        out.update((cp.from_us, cp.until_us))
+        for c in cp.obligations:
+            out.update((c.from_us, c.until_us))
+            for _, t_from, t_until in c.transitions:
+                out.update((t_from, t_until))
+    return tuple(sorted(b for b in out if b is not None))
 
 
 # -- decisions -----------------------------------------------------------------------------
@@ -530,40 +413,22 @@ class _Judging:
         self._mode_of = mode_of
         self._default_mode = default_mode
         self._enforcing_packs = enforcing_packs
-        compiled = [compile_pack(p) for p in self.packs]
-        self._judge = Judge(sorted(compiled, key=lambda c: (c.pack.id, c.from_us)),
-                            systems, False)
+        compiled = sorted((compile_pack(p) for p in self.packs),
+                          key=lambda c: (c.pack.id, c.from_us))
+        self._judge = Judge(compiled, systems, False)
         self._pack_judges: dict[str, Judge] | None = None
         self._checked = {(p.id, o.id) for p in self.packs for o in p.obligations
                          if o.check is not None}
-        r = Reads()
-        for p in self.packs:
-            r = r | _pack_reads(p)
-        self.reads = r
-        self.memoized = r.exact and not r.now
-        self._keys = tuple(sorted(k for k in r.keys if k != "attributes#present"))
-        self._present = tuple(sorted(r.presence_only))
-        self._attr_keys = tuple(sorted(r.attributes))
-        self._boundaries = _boundaries(self.packs)
+        self.reads = _snapshot_reads(compiled)
+        self.memoized = self.reads.paths is not None
+        self._project = _projector(self.reads.paths or ())
+        self._boundaries = _boundaries(compiled)
         self.memo: dict[tuple[Any, ...], _Judged] = {}
 
     def _key(self, entry: Mapping[str, Any], at_us: int) -> tuple[Any, ...]:
-        k: list[Any] = [entry.get("system"), bisect.bisect_right(self._boundaries, at_us)]
-        for name in self._keys:
-            k.append(_frozen(entry.get(name, _ABSENT)))
-        for name in self._present:
-            k.append(name in entry)
-        attrs = entry.get("attributes")
-        if isinstance(attrs, dict):
-            if self.reads.all_attributes:
-                k.append(_frozen(attrs))
-            else:
-                k.append(True)
-                for a in self._attr_keys:
-                    k.append(_frozen(attrs.get(a, _ABSENT)))
-        else:
-            k.append(False)
-        return tuple(k)
+        # the system's facts are chosen by str(system), as the engine's Judge does
+        return (str(entry.get("system")), bisect.bisect_right(self._boundaries, at_us),
+                self._project(entry))
 
     def judged(self, entry: Mapping[str, Any], at: datetime) -> _Judged:
         if not self.memoized:
@@ -684,31 +549,6 @@ class PolicySnapshot:
         return Decision(decision, self.hash, j.failed, j.error, approval)
 
 
-_ABSENT = object()
-
-
-_PLAIN = frozenset({str, int, type(None), object})  # hashable, and equal only to their kind
-
-
-def _frozen(v: Any) -> Any:
-    """A hashable value equal to another's only if CEL sees the two as the same value
-    (Python has True == 1 == 1.0 and [x] unhashable; CEL has neither)."""
-    t = type(v)
-    if t in _PLAIN:
-        return v
-    if v is _CONTENT_PLACEHOLDER:  # in every judged entry with content: skip the sort
-        return _CONTENT_FROZEN
-    if t is list:
-        return ("list", tuple(_frozen(x) for x in v))
-    if t is dict:
-        return ("map", tuple(sorted((k, _frozen(x)) for k, x in v.items())))
-    if t is bool:
-        return ("bool", v)
-    if t is float:
-        return ("float", v)
-    return (t.__name__, repr(v))
-
-
 def _jsonable(v: Any) -> Any:
     if isinstance(v, dict):
         return {str(k): _jsonable(x) for k, x in v.items()}
@@ -725,7 +565,6 @@ def _jsonable(v: Any) -> Any:
 
 _SUBJECT_PLACEHOLDER = "pending"  # the pseudonym is derived when the record is sealed
 _CONTENT_PLACEHOLDER = {"alg": "sha256-salted-v1", "commitment": ""}
-_CONTENT_FROZEN = ("content-placeholder",)
 
 
 def entry_of(rec: UsageRecord, *, outcome: str | None = None) -> dict[str, Any]:
