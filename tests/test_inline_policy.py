@@ -20,7 +20,7 @@ from kansa.policy.approvals import (
     request_digest,
 )
 from kansa.policy.bundled import bundled_packs, example_pack_files
-from kansa.policy.engine import FAIL, Judge, _projector, compile_pack
+from kansa.policy.engine import FAIL, Judge, compile_pack, projector
 from kansa.policy.inline import (
     ATTR_DECISION,
     ATTR_FINDINGS,
@@ -609,6 +609,6 @@ def test_memo_key_values_are_equal_only_for_the_same_cel_value(a: Any, b: Any) -
     level down in a map (``attributes``)."""
     for read, wrap in [((("v",), True), lambda v: {"v": v}),
                        ((("attributes", "v"), True), lambda v: {"attributes": {"v": v}})]:
-        project = _projector([read])
+        project = projector([read])
         assert (project(wrap(a)) == project(wrap(b))) == _same(a, b)
         assert hash(project(wrap(a))) == hash(project(wrap(a)))

@@ -312,11 +312,19 @@ def test_promotion_act_roles_and_jurisdictions_limit_it() -> None:
     (datetime(2025, 12, 22, 23, 59, 59, tzinfo=JST), set()),
     (datetime(2025, 12, 23, 0, 0, tzinfo=JST), {"jp.cao/ai-basic-plan@2025-12-23"}),
     (datetime(2026, 6, 30, 23, 59, 59, tzinfo=JST), {"jp.cao/ai-basic-plan@2025-12-23"}),
-    # the draft's placeholder date: a what-if, not a known adoption date
-    (datetime(2026, 7, 1, 0, 0, tzinfo=JST), {"jp.cao/ai-basic-plan@2026-06-draft"}),
+    # a draft is not law: beside the adopted plan it never governs, whatever its dates
+    (datetime(2026, 7, 1, 0, 0, tzinfo=JST), {"jp.cao/ai-basic-plan@2025-12-23"}),
 ])
 def test_basic_plan_version_by_date(ts: datetime, expected: set[str]) -> None:
     assert governing(entry(ts), [PLAN, PLAN_DRAFT], DEPLOYER_JP) == expected
+
+
+def test_basic_plan_draft_governs_only_when_tried_alone() -> None:
+    # what-if: the draft given alone for its instrument applies from its placeholder date
+    before = entry(datetime(2026, 6, 30, 23, 59, 59, tzinfo=JST))
+    after = entry(datetime(2026, 7, 1, 0, 0, tzinfo=JST))
+    assert governing(before, [PLAN_DRAFT], DEPLOYER_JP) == set()
+    assert governing(after, [PLAN_DRAFT], DEPLOYER_JP) == {"jp.cao/ai-basic-plan@2026-06-draft"}
 
 
 def test_basic_plan_draft_what_if_on_generated_media() -> None:

@@ -172,12 +172,21 @@ def _dedupe(packs: Iterable[Pack | CompiledPack]) -> list[CompiledPack]:
 
 
 def in_force(packs: Sequence[CompiledPack], at_us: int) -> list[CompiledPack]:
-    """For each instrument, the version in force at ``at_us`` (the latest one begun)."""
+    """For each instrument, the version in force at ``at_us`` (the latest one begun).
+
+    A draft never governs by its dates alone: it is not law. Give it alone for its
+    instrument (or pin it) to try it; beside adopted versions of the same instrument, the
+    adopted ones govern."""
     chosen: dict[str, CompiledPack] = {}
+    drafts: dict[str, CompiledPack] = {}
     for cp in packs:  # sorted by (id, start): a later start wins
         if cp.from_us <= at_us and (cp.until_us is None or at_us < cp.until_us):
-            chosen[cp.pack.id] = cp
-    return list(chosen.values())
+            (drafts if cp.pack.status == "draft" else chosen)[cp.pack.id] = cp
+    non_draft = {cp.pack.id for cp in packs if cp.pack.status != "draft"}
+    for pid, cp in drafts.items():
+        if pid not in non_draft:
+            chosen[pid] = cp
+    return sorted(chosen.values(), key=lambda c: c.pack.id)  # (pack id, obligation) order
 
 
 # -- judging -------------------------------------------------------------------------------
@@ -200,6 +209,12 @@ def _day(us: int) -> str:
     return (_EPOCH + us * _ONE_US).date().isoformat()
 
 
+def _local_day(us: int, pack: Pack) -> str:
+    """The day an instant begins in the pack's own time zone: an Omnibus date of
+    2 Dec 2026 in Brussels is 1 Dec 23:00 UTC, and must read as 2026-12-02."""
+    return (_EPOCH + us * _ONE_US).astimezone(pack.tz).date().isoformat()
+
+
 def _judge_one(cp: CompiledPack, c: _CObl, ctx: Any, at_us: int, index: int | None,
                record_id: str, roles: Any, jurisdictions: Any) -> Finding:
     o = c.o
@@ -216,9 +231,10 @@ def _judge_one(cp: CompiledPack, c: _CObl, ctx: Any, at_us: int, index: int | No
                        verdict, c.citation, o.legal_force, reason)
 
     if at_us < start:
-        return finding(NOT_APPLICABLE, f"not in force until {_day(start)}{why}")
+        return finding(NOT_APPLICABLE,
+                       f"not in force until {_local_day(start, cp.pack)}{why}")
     if end is not None and at_us >= end:
-        return finding(NOT_APPLICABLE, f"not in force since {_day(end)}{why}")
+        return finding(NOT_APPLICABLE, f"not in force since {_local_day(end, cp.pack)}{why}")
     if isinstance(jurisdictions, list) and o.jurisdiction not in jurisdictions:
         return finding(NOT_APPLICABLE, f"applies in {o.jurisdiction}; the system is offered "
                        f"in {', '.join(map(str, jurisdictions)) or 'no jurisdiction'}")
@@ -354,8 +370,13 @@ _PG_UPSERT = (
 def _transaction(store: Store) -> Iterator[None]:
     """One transaction on the calling thread's connection: a batch of rows costs one
     commit (one fsync on SQLite) instead of one per statement. Kept short, since on
-    SQLite it holds the write lock appenders need."""
-    store.execute("BEGIN")
+    SQLite it holds the write lock appenders need.
+
+    On SQLite the write lock is taken at BEGIN (IMMEDIATE): a deferred transaction that
+    reads first and writes later fails at once with "database is locked" when another
+    connection (the replay writer thread, the log's sequencer) committed in between, and
+    SQLite's busy timeout does not help there."""
+    store.execute("BEGIN IMMEDIATE" if store.dialect == "sqlite" else "BEGIN")
     try:
         yield
     except BaseException:
@@ -653,7 +674,7 @@ def _values(m: Mapping[str, Any], keys: list[str], missing: list[Any]) -> tuple[
     return (vals, types)
 
 
-def _projector(reads: Iterable[Read]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+def projector(reads: Iterable[Read]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
     """A function giving, for a record, a hashable value equal for two records exactly
     when they agree on everything ``reads`` covers: whole values, presence, and entries
     of maps (a key read one level down whose value is not a map counts whole)."""
@@ -740,11 +761,11 @@ class _Memo:
         self.cp = cp
         # exactly this pack's reads (None: not memoizable); computed only when the
         # whole-record memo misses, so they can be narrower than the record-level key
-        self.project = None if reads is None else _projector(reads)
+        self.project = None if reads is None else projector(reads)
         self.cache: dict[Any, _Outcome] = {}
 
 
-def _pack_reads(cp: CompiledPack) -> list[Read] | None:
+def pack_reads(cp: CompiledPack) -> list[Read] | None:
     reads: set[Read] = set()
     for c in cp.obligations:
         for e in (c.applies, c.expr, *(t[0] for t in c.transitions)):
@@ -766,8 +787,8 @@ class Replayer:
     def __init__(self, packs: list[CompiledPack], systems: Mapping[str, Mapping[str, Any]]
                  | None, pin: bool, *, memo: bool = True) -> None:
         self.judge = Judge(packs, systems, pin)
-        per_pack = {cp.pack.hash: _pack_reads(cp) if memo else None for cp in packs}
-        self.project = _projector(r for reads in per_pack.values() if reads for r in reads)
+        per_pack = {cp.pack.hash: pack_reads(cp) if memo else None for cp in packs}
+        self.project = projector(r for reads in per_pack.values() if reads for r in reads)
         memos = {cp.pack.hash: _Memo(cp, per_pack[cp.pack.hash]) for cp in packs}
         self.whole = memo and all(m.project is not None for m in memos.values())
         # when every pack is memoizable, checks see nothing of a record but these keys,

@@ -73,9 +73,9 @@ from kansa.policy.engine import (
     Finding,
     Judge,
     Read,
-    _pack_reads,
-    _projector,
     compile_pack,
+    pack_reads,
+    projector,
 )
 from kansa.policy.pack import _V, Pack, PackError, PolicyError, _compose, parse_pack
 from kansa.records.model import UsageRecord, canonical
@@ -148,7 +148,7 @@ class ReadSet:
 def _snapshot_reads(packs: Sequence[CompiledPack]) -> ReadSet:
     paths: set[Read] = set()
     for cp in packs:
-        got = _pack_reads(cp)
+        got = pack_reads(cp)
         if got is None:
             return ReadSet(None)
         paths.update(got)
@@ -421,7 +421,7 @@ class _Judging:
                          if o.check is not None}
         self.reads = _snapshot_reads(compiled)
         self.memoized = self.reads.paths is not None
-        self._project = _projector(self.reads.paths or ())
+        self._project = projector(self.reads.paths or ())
         self._boundaries = _boundaries(compiled)
         self.memo: dict[tuple[Any, ...], _Judged] = {}
 
