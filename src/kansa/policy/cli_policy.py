@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from kansa._cli_common import HomeOpt, StoreOpt
 from kansa.errors import KansaError
 from kansa.policy.cli_feed import register as register_feed_commands
 from kansa.policy.cli_oscal import register as register_oscal_commands
@@ -25,15 +26,6 @@ packs_app = typer.Typer(
 register_feed_commands(packs_app)  # sign, trust, add/update from feeds, list, activate
 register_oscal_commands(packs_app)  # export-oscal, import-oscal
 
-HomeOpt = Annotated[
-    Path | None,
-    typer.Option("--home", envvar="KANSA_HOME", help="Ledger home (keys, config, SQLite store)."),
-]
-StoreOpt = Annotated[
-    str | None,
-    typer.Option("--store", envvar="KANSA_STORE",
-                 help="Store URL (sqlite:///PATH or postgresql://...); default: the home's."),
-]
 SystemsOpt = Annotated[
     Path | None,
     typer.Option("--systems", help="YAML or JSON file mapping each system name to its facts "
@@ -48,17 +40,41 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _systems(path: Path | None) -> dict[str, Any]:
-    if path is None:
-        return {}
-    import yaml
+    from kansa.policy.systems import SystemsError, load_systems
 
     try:
-        data = yaml.safe_load(path.read_text("utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise _fail(f"{path}: cannot read system facts: {e}") from None
-    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
-        raise _fail(f"{path}: system facts must map each system name to a mapping of facts")
-    return {str(k): v for k, v in data.items()}
+        return load_systems(path)
+    except SystemsError as e:
+        raise _fail(str(e)) from None
+
+
+def _home(home: Path | None) -> Path:
+    from kansa.home import default_home
+
+    return home if home is not None else default_home()
+
+
+def _resolve(refs: list[str], home: Path | None) -> list[Any]:
+    """Pack refs (id@version, id for the newest) or files, via bundled and installed
+    packs."""
+    from kansa.policy.feed import find_pack
+
+    try:
+        return [find_pack(r, _home(home)) for r in refs]
+    except KansaError as e:
+        raise _fail(str(e)) from None
+
+
+def _default_packs(lg: Any, home: Path | None) -> tuple[list[Any], str]:
+    """The active packs if any were activated, else every bundled pack (drafts included:
+    beside their adopted versions they never govern)."""
+    from kansa.policy.bundled import bundled_packs
+    from kansa.policy.feed import active_packs
+
+    active = active_packs(_home(home), lg)
+    if active:
+        return active, f"the {len(active)} active pack version(s)"
+    return bundled_packs(), "every bundled pack version (none is activated)"
 
 
 @packs_app.command("validate")
@@ -112,17 +128,13 @@ def show(file: Annotated[Path, typer.Argument(help="A pack file.")]) -> None:
     out.print(t)
 
 
-def _load(files: list[Path]) -> list[Any]:
-    from kansa.policy.pack import PackError, load_pack
-
-    try:
-        return [load_pack(f) for f in files]
-    except PackError as e:
-        raise _fail(str(e)) from None
+PackRefsOpt = Annotated[list[str] | None, typer.Option(
+    "--pack", help="A pack version: id@version, id (its newest), or a YAML file. Repeatable. "
+    "Default: the packs activated with 'kansa packs activate', else every bundled pack.")]
 
 
 def replay_command(
-    pack: Annotated[list[Path], typer.Option("--pack", help="A pack version (repeatable).")],
+    pack: PackRefsOpt = None,
     since: Annotated[str | None, typer.Option(help="Only records at or after (RFC 3339).")] = None,
     until: Annotated[str | None, typer.Option(help="Only records before (RFC 3339).")] = None,
     systems: SystemsOpt = None,
@@ -135,14 +147,25 @@ def replay_command(
 ) -> None:
     """Re-judge stored history under pack versions (each record under the version in force
     at its time). Deterministic: the digest is the same for the same history and packs."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
     from kansa.api import Ledger
     from kansa.policy.engine import replay
 
-    packs = _load(pack)
+    facts = _systems(systems)
     try:
         with Ledger.open(store, home=home) as lg:
-            res = replay(lg, packs, since=since, until=until, systems=_systems(systems),
-                         pin=pin, save=save)
+            if pack:
+                packs = _resolve(pack, home)
+            else:
+                packs, which = _default_packs(lg, home)
+                console.print(f"judging under {which}")
+            with Progress(TextColumn("replaying"), BarColumn(), MofNCompleteColumn(),
+                          console=console, transient=True,
+                          disable=as_json or not console.is_terminal) as prog:
+                task = prog.add_task("replay", total=lg.log.size())
+                res = replay(lg, packs, since=since, until=until, systems=facts, pin=pin,
+                             save=save, progress=lambda k: prog.advance(task, k))
     except KansaError as e:
         raise _fail(str(e)) from None
     if as_json:
@@ -166,8 +189,10 @@ def replay_command(
 
 
 def impact_command(
-    from_: Annotated[Path, typer.Option("--from", help="The pack version in force now.")],
-    to: Annotated[Path, typer.Option("--to", help="The pack version to compare with.")],
+    from_: Annotated[str, typer.Option(
+        "--from", help="The pack version in force now (id@version or a YAML file).")],
+    to: Annotated[str, typer.Option(
+        "--to", help="The pack version to compare with, e.g. a draft (id@version or file).")],
     since: Annotated[str | None, typer.Option(help="Only records at or after (RFC 3339).")] = None,
     until: Annotated[str | None, typer.Option(help="Only records before (RFC 3339).")] = None,
     systems: SystemsOpt = None,
@@ -180,7 +205,7 @@ def impact_command(
     from kansa.api import Ledger
     from kansa.policy.engine import impact
 
-    a, b = _load([from_, to])
+    a, b = _resolve([from_, to], home)
     try:
         with Ledger.open(store, home=home) as lg:
             rep = impact(lg, a, b, since=since, until=until, systems=_systems(systems))
