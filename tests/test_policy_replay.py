@@ -196,3 +196,43 @@ def test_cli_packs_replay_impact(tmp_path: Path) -> None:
     imp = json.loads(im.output)
     assert imp["from"] == "kansa.example/ai-logging@1" and imp["records"] == 30
     assert all({"index", "obligation", "before", "after"} <= set(c) for c in imp["changes"])
+
+
+def test_cli_refs_and_default_packs(tmp_path: Path) -> None:
+    """Packs by id@version; replay defaults to the activated packs, else every bundled one."""
+    from kansa.cli import app
+    from kansa.policy.bundled import bundled_packs
+    from kansa.policy.feed import activate, resolve_pack
+
+    home = tmp_path / "home"
+    systems = tmp_path / "systems.yaml"
+    systems.write_text("img: {roles: [provider], jurisdictions: [EU], "
+                       "placed_on_market: 2026-03-01}\n")
+    image = {"ts": "2026-09-15T10:00:00Z", "system": "img", "gen_ai.request.model": "m",
+             "gen_ai.provider.name": "p", "outcome": "ok",
+             "attributes": {"kansa.output.modality": "image"}}
+    with kansa.Ledger.init(home) as lg:
+        lg.append(image)
+    runner = CliRunner()
+    imp = runner.invoke(app, ["impact", "--home", str(home), "--systems", str(systems),
+                              "--from", "eu/ai-act@2024-1689", "--to", "eu/ai-act@2026-omnibus",
+                              "--json"])
+    assert imp.exit_code == 0, imp.output
+    changes = json.loads(imp.output)["changes"]
+    assert [(c["obligation"], c["before"], c["after"]) for c in changes] == [
+        ("art50-2-machine-readable-marking", "fail", "not_applicable")]
+    assert "not in force until 2026-12-02" in changes[0]["reason_after"]
+    every = runner.invoke(app, ["replay", "--home", str(home), "--systems", str(systems),
+                                "--json"])
+    assert every.exit_code == 0, every.output
+    assert len(json.loads(every.output[every.output.index("{"):])["packs"]) == \
+        len(bundled_packs())
+    with kansa.Ledger.open(home=home) as lg:
+        activate(lg, resolve_pack("eu/ai-act@2024-1689", home))
+    active = runner.invoke(app, ["replay", "--home", str(home), "--systems", str(systems),
+                                 "--json"])
+    got = json.loads(active.output[active.output.index("{"):])
+    assert [p.split()[0] for p in got["packs"]] == ["eu/ai-act@2024-1689"]
+    assert got["verdicts"]["fail"] == 1  # the unmarked image, under the Act as adopted
+    bad = runner.invoke(app, ["replay", "--home", str(home), "--pack", "eu/no-such-act@1"])
+    assert bad.exit_code == 1 and "no-such-act" in bad.output
