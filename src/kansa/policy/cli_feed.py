@@ -255,8 +255,10 @@ def list_packs(
         out.print_json(json.dumps(rows))
         return
     t = Table()
-    for col in ("pack", "origin", "status", "in force", "hash", "signer", "active"):
-        t.add_column(col)
+    # the pack ref is what people copy into --pack: never truncate it
+    t.add_column("pack", no_wrap=True, min_width=20)
+    for col in ("origin", "status", "in force", "hash", "signer", "active"):
+        t.add_column(col, overflow="fold")
     for row in rows:
         if row["pack"] is None:
             t.add_row(escape(row["path"]), "installed", "[red]unusable[/]", "", "",
