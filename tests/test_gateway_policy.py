@@ -540,7 +540,7 @@ def test_policy_watch_reloads_every_worker_process(tmp_path: Path, standin: Stan
         [sys.executable, "-m", "kansa", "gateway", "--upstream", standin.url, "--port",
          str(port), "--home", str(tmp_path / "home"), "--policy", str(live),
          "--policy-watch", "--workers", "2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=subprocess.DEVNULL, stderr=(err := (tmp_path / "stderr").open("wb")))
     url = f"http://127.0.0.1:{port}"
 
     def snapshots(n: int) -> set[str]:
@@ -562,6 +562,9 @@ def test_policy_watch_reloads_every_worker_process(tmp_path: Path, standin: Stan
     finally:
         proc.terminate()
         proc.wait(20)
+        err.close()
+    # several workers on SQLite work, but the CLI says what they cost
+    assert "--workers 2 on SQLite" in (tmp_path / "stderr").read_text()
 
 
 def ledger_attr(tmp_path: Path, record_id: str) -> Any:

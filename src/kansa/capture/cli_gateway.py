@@ -162,6 +162,13 @@ def gateway(
         if admin_token_env:
             cfg.admin_token_env = admin_token_env
         ledger = _open_ledger(home, store, create=True)
+        if workers > 1 and ledger.log.store.dialect == "sqlite":
+            # measured (bench/gateway.py, 2 workers on SQLite): p99 340-570 ms, once 3.6 s,
+            # as SQLite's busy handler backs off between processes; 1 worker: ~2.5 ms
+            console.print(f"[yellow]warning:[/] --workers {workers} on SQLite: the workers "
+                          "take turns at SQLite's one write lock and tail latency grows to "
+                          "hundreds of milliseconds. One worker is faster on SQLite; use "
+                          "PostgreSQL (--store postgresql://...) to run several.")
         try:
             from kansa.capture.gateway import create_gateway_app
 
