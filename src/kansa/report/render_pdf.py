@@ -9,9 +9,11 @@ Stack, chosen on purpose:
   pango from Debian, which a fresh ``pip install`` does not bring; ReportLab cannot embed
   the CFF-outline OpenType fonts most Japanese fonts ship as, and splits a TrueType font
   into 256-glyph subsets.
-- **IPAexGothic** (``ipaexg.ttf``), from the PyPI package ``japanize-matplotlib``, a
-  dependency of kansa, so every ``pip install`` has it. The IPA Font License v1.0
-  (OSI-approved) allows redistributing the font and embedding it in documents. It is a
+- **IPAexGothic** (``ipaexg.ttf``, IPAex font 00301), shipped inside kansa in
+  ``report/fonts/`` with its licence, so every install has it. The IPA Font License v1.0
+  (OSI-approved) allows redistributing the unmodified font and embedding it in
+  documents. (It used to come from the PyPI package ``japanize-matplotlib``, which drags
+  in matplotlib and numpy and has not been released since 2020.) It is a
   TrueType font: pypdf, pdftotext and viewers extract its text without stray spaces,
   which the CFF Noto CJK packages did not give with fpdf2 (their /W widths come out
   keyed by the wrong ids). Only the glyphs used are embedded (a report is tens of KB).
@@ -22,7 +24,6 @@ invisible glyph, so nothing in a report silently disappears from the page.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,8 +36,7 @@ from kansa.errors import KansaError
 from kansa.report.doc import Block, Chart, Code, Document, KeyValue, Para, Section, Table
 from kansa.report.render_html import chart_ticks, chart_totals, series_colors
 
-FONT_PACKAGE = "japanize_matplotlib"
-FONT_FILE = "fonts/ipaexg.ttf"
+FONT_FILE = Path(__file__).parent / "fonts" / "ipaexg.ttf"
 _FAMILY = "kansa-jp"
 _MONO = "courier"
 
@@ -46,18 +46,12 @@ class ReportFontError(KansaError):
 
 
 def japanese_font_path() -> Path:
-    """Where IPAexGothic is installed (found without importing its package, which would
-    import matplotlib)."""
-    spec = importlib.util.find_spec(FONT_PACKAGE)
-    locations = list(spec.submodule_search_locations or []) if spec else []
-    for loc in locations:
-        path = Path(loc) / FONT_FILE
-        if path.is_file():
-            return path
-    raise ReportFontError(
-        f"the Japanese font for PDF reports ({FONT_FILE} of the {FONT_PACKAGE.replace('_', '-')}"
-        " package) is not installed; reinstall kansa (pip install -e .) or "
-        "'pip install japanize-matplotlib'")
+    """Where kansa's copy of IPAexGothic is."""
+    if not FONT_FILE.is_file():
+        raise ReportFontError(
+            f"the Japanese font for PDF reports ({FONT_FILE}) is missing from this "
+            "installation; reinstall kansa (pip install -e .)")
+    return FONT_FILE
 
 
 _NO_BREAK_BEFORE = frozenset("、。，．・：；？！）」』】〕》〉ー々ゝゞ”’,.;:!?)]}")
