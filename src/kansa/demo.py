@@ -229,6 +229,10 @@ def run_demo(home: Path | None, records: int, console: Console) -> None:
     console.print(f"  kansa verify {base / 'export'} --key '{vkey}'")
     console.print(f"  kansa verify-receipt {base / 'receipt.tlog-proof'} --key '{vkey}'")
     console.print(f"  kansa packs list --home {ledger_home}")
+    console.print(f"  kansa impact --home {ledger_home} --systems {base / 'systems.yaml'} "
+                  "--from eu/ai-act@2024-1689 --to eu/ai-act@2026-omnibus")
+    console.print(f"  kansa report design --home {ledger_home} --systems "
+                  f"{base / 'systems.yaml'} --lang ja --out {base / 'report'}")
     console.print(f"  open {base / 'report' / 'evidence-ja.pdf'}")
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shutil
 from collections import Counter
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -36,22 +37,15 @@ JP_GUIDELINES = "jp.meti-mic/ai-guidelines-for-business@1.2"
 # --systems): a Japanese company that also offers its services in the EU.
 SYSTEMS: dict[str, dict[str, Any]] = {
     name: {"roles": ["provider", "deployer"], "jurisdictions": ["JP", "EU"],
-           "placed_on_market": "2026-03-01T00:00:00Z", "generative": True,
+           "placed_on_market": date(2026, 3, 1), "generative": True,
            "log_retention_days": 365, "providers": ["openai", "anthropic"]}
     for name in ("support-bot", "hr-screening", "code-assistant", "search-rag",
-                 "marketing-images", "gateway")
+                 "marketing-images", "kansa-gateway")
 }
 
 
 def _facts() -> dict[str, dict[str, Any]]:
-    from datetime import datetime
-
-    out: dict[str, dict[str, Any]] = {}
-    for name, facts in SYSTEMS.items():
-        f = dict(facts)
-        f["placed_on_market"] = datetime.fromisoformat(f["placed_on_market"])
-        out[name] = f
-    return out
+    return {name: dict(facts) for name, facts in SYSTEMS.items()}
 
 
 def _step(console: Console, n: int, title: str) -> None:
@@ -82,6 +76,9 @@ def run_rules_steps(ledger: Ledger, home: Path, base: Path, console: Console,
     """Steps ``first_step`` .. ``first_step + 2``; returns the next step number."""
     facts = _facts()
     n = first_step
+    import yaml
+
+    (base / "systems.yaml").write_text(yaml.safe_dump(SYSTEMS, sort_keys=True), "utf-8")
 
     _step(console, n, "Check every call against the rules in force")
     adopted = feed.resolve_pack(EU_ADOPTED, home)

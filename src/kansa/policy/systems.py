@@ -12,6 +12,7 @@ docs/VOCABULARY.md::
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,4 +44,30 @@ def load_systems(path: Path | str | None) -> dict[str, dict[str, Any]]:
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise SystemsError(f"{p}: system facts must map each system name to a mapping of "
                            "facts (see docs/VOCABULARY.md)")
-    return {str(k): dict(v) for k, v in data.items()}
+    out: dict[str, dict[str, Any]] = {}
+    for name, facts in data.items():
+        facts = dict(facts)
+        for key in DATE_FACTS & facts.keys():
+            facts[key] = _as_date(facts[key], f"{p}: {name}.{key}")
+        out[str(name)] = facts
+    return out
+
+
+# Facts that checks compare with timestamps: JSON has no dates, and a quoted YAML date
+# is a string, which CEL would refuse to compare ("no such overload") at judging time.
+DATE_FACTS = frozenset({"placed_on_market"})
+
+
+def _as_date(value: Any, where: str) -> date | datetime:
+    if isinstance(value, datetime | date):
+        return value
+    if isinstance(value, str):
+        try:
+            if len(value) == 10:
+                return date.fromisoformat(value)
+            dt = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            pass
+        else:
+            return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+    raise SystemsError(f"{where}: {value!r} is not a date (YYYY-MM-DD or RFC 3339)")
