@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 import kansa  # noqa: E402
+from _build import append_in_chunks  # noqa: E402 (bench/ is on sys.path)
 from kansa.ledger.note import Signer  # noqa: E402
 from kansa.policy.bundled import bundled_packs  # noqa: E402
 from kansa.policy.engine import FindingStore, replay  # noqa: E402
@@ -128,17 +129,7 @@ def build(url: str, n: int) -> float:
             raise SystemExit(f"{url} holds {lg.log.store.size()} records, fewer than {n}: "
                              "use --fresh")
         t0 = time.perf_counter()
-        chunk: list[dict[str, Any]] = []
-        for r in make_records(n):
-            chunk.append(r)
-            if len(chunk) == 20_000:
-                lg.append_many(chunk)
-                chunk.clear()
-                print(f"  built {lg.log.store.size():,}/{n:,}", end="\r", file=sys.stderr)
-        if chunk:
-            lg.append_many(chunk)
-        lg.checkpoint()
-        print(file=sys.stderr)
+        append_in_chunks(lg, make_records(n), n)
         return time.perf_counter() - t0
 
 

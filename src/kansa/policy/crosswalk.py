@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kansa.policy.pack import Pack, PolicyError, _compose
+from kansa.policy.pack import _V, Pack, PolicyError, _compose
 
 CROSSWALKS_DIR = Path(__file__).parent / "crosswalks"
 
@@ -117,33 +117,11 @@ def split_ref(ref: str) -> tuple[str, str]:
 # -- parsing -------------------------------------------------------------------------------
 
 
-class _Reader:
-    """Typed access to the composed YAML, raising CrosswalkError with file and line."""
+class _Reader(_V):
+    """pack.py's line-aware validation helpers, raising CrosswalkError, plus the few
+    crosswalk fields need."""
 
-    def __init__(self, name: str, lines: dict[_Path, int]) -> None:
-        self.name = name
-        self.lines = lines
-
-    def line(self, path: _Path) -> int:
-        while path and path not in self.lines:
-            path = path[:-1]
-        return self.lines.get(path, 1)
-
-    def err(self, path: _Path, msg: str) -> CrosswalkError:
-        return CrosswalkError(f"{self.name}:{self.line(path)}: {msg}")
-
-    def mapping(self, value: Any, path: _Path, what: str, required: set[str],
-                optional: set[str]) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise self.err(path, f"{what} must be a mapping")
-        for key in value:
-            if key not in required | optional:
-                allowed = ", ".join(sorted(required | optional))
-                raise self.err((*path, key), f"unknown key {key!r} in {what} (allowed: {allowed})")
-        for key in sorted(required):
-            if key not in value:
-                raise self.err(path, f"{what} lacks {key!r}")
-        return value
+    error = CrosswalkError
 
     def text(self, m: dict[str, Any], key: str, path: _Path, *,
              optional: bool = False) -> str | None:

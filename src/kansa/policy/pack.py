@@ -302,7 +302,10 @@ class Pack:
 
 
 class _V:
-    """Validation helpers that know the file name and every path's line."""
+    """Validation helpers that know the file name and every path's line (also used for
+    crosswalks and policy files, which raise their own error class)."""
+
+    error: type[PolicyError] = PackError
 
     def __init__(self, name: str, lines: dict[Path_, int]) -> None:
         self.name = name
@@ -314,8 +317,8 @@ class _V:
             path = path[:-1]
         return self.lines.get(path, 1)
 
-    def err(self, path: Path_, msg: str) -> PackError:
-        return PackError(f"{self.name}:{self.line(path)}: {self.prefix}{msg}")
+    def err(self, path: Path_, msg: str) -> PolicyError:
+        return self.error(f"{self.name}:{self.line(path)}: {self.prefix}{msg}")
 
     def mapping(self, value: Any, path: Path_, what: str, required: set[str],
                 optional: set[str]) -> dict[str, Any]:
