@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from kansa.api import Ledger
 from kansa.cli import app
 
 runner = CliRunner()
@@ -181,3 +184,36 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "fail → not_applicable" in out
     for name in ("evidence-ja.pdf", "evidence-en.pdf", "evidence-ja.html", "evidence-en.html"):
         assert (tmp_path / "d" / "report" / name).stat().st_size > 10_000
+
+
+def test_demo_clock_is_passed_in_not_read(tmp_path: Path) -> None:
+    """The demo runs on its scenario clock, whatever today is: records are dated before
+    SCENARIO_NOW, inside the Omnibus's Art. 50(2) grace period. --now moves the story; after
+    the grace period the impact step says that no verdict changes, instead of an empty
+    table."""
+    env = {**os.environ, "COLUMNS": "160"}
+    r = subprocess.run(
+        [sys.executable, "-m", "kansa", "demo", "--home", str(tmp_path / "d"),
+         "--records", "120", "--now", "2027-01-15T09:00:00Z"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "No verdict changes for these" in r.stdout
+    assert "grace period ended" in r.stdout
+    assert "fail → not_applicable" not in r.stdout
+    with Ledger.open(home=tmp_path / "d") as ledger:
+        first = next(iter(ledger.find(limit=1)))
+        assert first.entry["ts"].startswith("2027-01-15T07:")
+
+    bad = runner.invoke(app, ["demo", "--now", "next tuesday"])
+    assert bad.exit_code == 2
+    assert "not an ISO 8601 time" in bad.output
+
+
+def test_demo_default_clock_is_the_scenario_clock(tmp_path: Path) -> None:
+    from kansa.demo import SCENARIO_NOW, _traffic
+
+    records = _traffic(50, random.Random(1), SCENARIO_NOW)
+    stamps = [datetime.fromisoformat(r["ts"]) for r in records]
+    assert min(stamps) == SCENARIO_NOW - timedelta(hours=2)
+    assert max(stamps) < SCENARIO_NOW < datetime(2026, 12, 1, 23, 0, tzinfo=UTC)

@@ -169,11 +169,12 @@ def test_server_closing_idle_connections_and_the_connection_limit() -> None:
 def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
+    # Valid from 2000 to 9999 (GeneralizedTime's limit): TLS checks validity against the real
+    # clock, so the test must not depend on which day it runs.
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
+            .not_valid_before(datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC))
+            .not_valid_after(datetime.datetime(9999, 12, 31, tzinfo=datetime.UTC))
             .add_extension(x509.SubjectAlternativeName(
                 [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)

@@ -1,4 +1,11 @@
-"""``kansa demo``: the whole flow on the embedded SQLite store, narrated step by step."""
+"""``kansa demo``: the whole flow on the embedded SQLite store, narrated step by step.
+
+The demo tells one scenario on a fixed clock (:data:`SCENARIO_NOW`), so it shows the same
+story on any day: its calls happen inside the EU Digital Omnibus's Art. 50(2) grace period
+(to 2 Dec 2026), which is what makes the "a law changes" step show verdicts changing.
+``kansa demo --now today`` (or any ISO time) replays the story at another moment; after
+the grace period the update changes nothing, and the demo says so.
+"""
 
 from __future__ import annotations
 
@@ -44,8 +51,13 @@ _OUTCOMES = [("ok", 200, None)] * 90 + [
 ]
 
 
-def _traffic(n: int, rng: random.Random) -> list[dict[str, Any]]:
-    start = datetime.now(UTC) - timedelta(hours=2)
+# The scenario's "now": two weeks before the Omnibus's Art. 50(2) grace period ends.
+SCENARIO_NOW = datetime(2026, 11, 18, 9, 0, tzinfo=UTC)
+
+
+def _traffic(n: int, rng: random.Random, now: datetime) -> list[dict[str, Any]]:
+    """``n`` calls spread over the two hours before ``now``."""
+    start = now - timedelta(hours=2)
     out = []
     for i in range(n):
         system, provider, model, op = rng.choice(_SYSTEMS)
@@ -96,7 +108,9 @@ def _step(console: Console, n: int, title: str) -> None:
     console.rule(f"[bold cyan]{n}. {title}")
 
 
-def run_demo(home: Path | None, records: int, console: Console) -> None:
+def run_demo(home: Path | None, records: int, console: Console, *,
+             now: datetime = SCENARIO_NOW) -> None:
+    """Run every step; ``now`` is the scenario's clock (records end just before it)."""
     made_temp = home is None
     base = Path(tempfile.mkdtemp(prefix="kansa-demo-")) if home is None else home
     ledger_home = base / "home" if made_temp else base
@@ -112,7 +126,7 @@ def run_demo(home: Path | None, records: int, console: Console) -> None:
 
     try:
         _step(console, 2, f"Record {records} AI calls")
-        traffic = _traffic(records, rng)
+        traffic = _traffic(records, rng, now)
         t0 = time.perf_counter()
         with Progress(TextColumn("appending"), BarColumn(), MofNCompleteColumn(),
                       console=console, transient=True) as prog:
@@ -208,7 +222,7 @@ def run_demo(home: Path | None, records: int, console: Console) -> None:
 
         from kansa.demo_rules import run_rules_steps
 
-        last = run_rules_steps(ledger, ledger_home, base, console, 8)
+        last = run_rules_steps(ledger, ledger_home, base, console, 8, now=now)
         cp = ledger.checkpoint()
     finally:
         ledger.close()

@@ -3,16 +3,16 @@ and the evidence report, on the demo's own ledger.
 
 The story is the one the EU's 2026 Digital Omnibus tells: under the AI Act as adopted,
 generated images must carry a machine-readable mark from 2 Aug 2026; the Omnibus gives
-systems already on the market until 2 Dec 2026. The demo's calls happen today, inside
-that window, so the update turns failures into "not applicable" and the impact report
-shows exactly which records changed and why.
+systems already on the market until 2 Dec 2026. The demo's calls happen on its scenario
+clock, inside that window, so the update turns failures into "not applicable" and the
+impact report shows exactly which records changed and why.
 """
 
 from __future__ import annotations
 
 import shutil
 from collections import Counter
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,8 @@ from kansa.report.render_pdf import render_pdf
 EU_ADOPTED = "eu/ai-act@2024-1689"
 EU_OMNIBUS = "eu/ai-act@2026-omnibus"
 JP_GUIDELINES = "jp.meti-mic/ai-guidelines-for-business@1.2"
+# End of the Omnibus's Art. 50(2) grace period for systems already on the market (CET).
+GRACE_END = datetime(2026, 12, 1, 23, 0, tzinfo=UTC)
 
 # What the operator declares about its systems (normally a systems.yaml passed with
 # --systems): a Japanese company that also offers its services in the EU.
@@ -72,8 +74,9 @@ def _failures_table(title: str, result_packs: list[Pack], ledger: Ledger,
 
 
 def run_rules_steps(ledger: Ledger, home: Path, base: Path, console: Console,
-                    first_step: int) -> int:
-    """Steps ``first_step`` .. ``first_step + 2``; returns the next step number."""
+                    first_step: int, *, now: datetime) -> int:
+    """Steps ``first_step`` .. ``first_step + 2``; returns the next step number. ``now`` is
+    the scenario's clock: activations are recorded at it and the report generated at it."""
     facts = _facts()
     n = first_step
     import yaml
@@ -84,7 +87,7 @@ def run_rules_steps(ledger: Ledger, home: Path, base: Path, console: Console,
     adopted = feed.resolve_pack(EU_ADOPTED, home)
     guidelines = feed.resolve_pack(JP_GUIDELINES, home)
     for r in (adopted, guidelines):
-        done = feed.activate(ledger, r)
+        done = feed.activate(ledger, r, at=now)
         console.print(f"activated [bold]{r.pack.ref}[/] ({r.pack.title[:60]}…): ledger "
                       f"entry {done.index}, so which rules were in force is provable")
     packs = [adopted.pack, guidelines.pack]
@@ -147,8 +150,17 @@ def run_rules_steps(ledger: Ledger, home: Path, base: Path, console: Console,
         console.print(f"{len(rep.records_changed)} of {rep.records} records change verdict. "
                       f"Why: {changed[0].reason_after}. Drafts can be tried the same way "
                       "before they take effect.")
-    feed.deactivate(ledger, EU_ADOPTED)
-    act = feed.activate(ledger, omnibus)
+    else:
+        # Only with --now after the grace period: the amendment no longer changes anything
+        # for these records, which is itself the answer an impact report should give.
+        why = (" they were made after the Omnibus's Art. 50(2) grace period ended "
+               "(2 Dec 2026), so both versions judge them alike." if now >= GRACE_END
+               else "")
+        console.print(f"No verdict changes for these {rep.records} records.{why} Run the "
+                      "demo without --now to see the update change verdicts.")
+    later = now + timedelta(minutes=5)
+    feed.deactivate(ledger, EU_ADOPTED, at=later)
+    act = feed.activate(ledger, omnibus, at=later)
     console.print(f"Activated {EU_OMNIBUS} (ledger entry {act.index}); {EU_ADOPTED} "
                   "deactivated.")
     packs = [omnibus.pack, guidelines.pack]
@@ -162,7 +174,7 @@ def run_rules_steps(ledger: Ledger, home: Path, base: Path, console: Console,
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for lang in ("ja", "en"):
-        doc = build_evidence_report(ledger, packs, lang=lang, systems=facts)
+        doc = build_evidence_report(ledger, packs, lang=lang, systems=facts, now=now)
         html = out / f"evidence-{lang}.html"
         html.write_text(render_html(doc), encoding="utf-8")
         pdf = render_pdf(doc, out / f"evidence-{lang}.pdf")

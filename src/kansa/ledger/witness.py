@@ -507,13 +507,15 @@ async def _read_body(request: Request) -> bytes | None:
 
 
 def create_witness_app(
-    signer: Signer, state_path: Path | str, logs: Mapping[str, Verifier]
+    signer: Signer, state_path: Path | str, logs: Mapping[str, Verifier],
+    *, clock: Callable[[], float] = time.time,
 ) -> Starlette:
     """A Starlette app serving ``POST /add-checkpoint`` (c2sp.org/tlog-witness).
 
     ``signer`` is the witness's cosignature/v1 key (alg 0x04); ``state_path`` the SQLite
     file of its records (created if absent); ``logs`` maps each accepted log origin to the
-    log's Ed25519 (0x01) verifier. The state is open from creation and closed at shutdown.
+    log's Ed25519 (0x01) verifier; ``clock`` gives the POSIX time a cosignature states.
+    The state is open from creation and closed at shutdown.
     """
     if signer.alg != ALG_COSIGNATURE_V1:
         raise KeyFormatError("a witness cosigns with a cosignature/v1 (0x04) key")
@@ -533,7 +535,8 @@ def create_witness_app(
             )
         try:
             signatures = await run_in_threadpool(
-                process_add_checkpoint, body, signer=signer, logs=known_logs, state=state
+                process_add_checkpoint, body, signer=signer, logs=known_logs, state=state,
+                clock=clock,
             )
         except WitnessRefusal as refusal:
             return _refusal_response(refusal)

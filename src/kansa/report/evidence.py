@@ -281,11 +281,13 @@ def collect_evidence(
     examples: int = 3,
     run: str | None = None,
     progress: Callable[[int], None] | None = None,
+    now: datetime | None = None,
 ) -> EvidenceData:
     """Gather the report's facts. Counts come from the newest stored replay that judged
     every pack in ``packs`` (or replay ``run``); without ``packs``, from the newest
     replay and all its packs. Raises :class:`ReportError` when there is no such replay
-    (run ``kansa replay`` or let ``kansa report evidence`` run one)."""
+    (run ``kansa replay`` or let ``kansa report evidence`` run one). ``now`` is the
+    report's generation time (default: the clock)."""
     lo, hi = _as_utc(since, "since"), _as_utc(until, "until")
     if lo is not None and hi is not None and hi <= lo:
         raise ReportError(f"the period is empty: until ({hi.isoformat()}) is not after "
@@ -334,7 +336,7 @@ def collect_evidence(
                                                       checkpoint=signed)))
     note = cosigned_note(signed.note.to_text(), store.cosignatures(signed.checkpoint.size))
     return EvidenceData(chosen, list(results.values()), signed, note.to_text(), lo, hi, system,
-                        info if system is None else None, judged, datetime.now(UTC))
+                        info if system is None else None, judged, now or datetime.now(UTC))
 
 
 # -- the document ----------------------------------------------------------------------------
@@ -589,9 +591,10 @@ def build_evidence_report(
     systems: Mapping[str, Mapping[str, Any]] | None = None,
     examples: int = 3,
     run: str | None = None,
+    now: datetime | None = None,
 ) -> Document:
     """The evidence report as a Document (see the module docstring)."""
     check_lang(lang)
     data = collect_evidence(ledger, packs, since=since, until=until, system=system,
-                            systems=systems, examples=examples, run=run)
+                            systems=systems, examples=examples, run=run, now=now)
     return evidence_document(data, lang)
