@@ -116,7 +116,8 @@ def init(
         ledger = Ledger.init(home, origin=origin, url=store)
         try:
             assert ledger.home is not None
-            out.print(f"Created ledger [bold]{escape(ledger.log.origin)}[/] in {escape(str(ledger.home.path))}")
+            out.print(f"Created ledger [bold]{escape(str(ledger.log.origin))}[/] in "
+                      f"{escape(str(ledger.home.path))}")
             out.print(f"  store: {ledger.home.store_url}")
             out.print("  keys:  log.key and master.key (keep secret), log.vkey (publish)")
             out.print("Verifier key for auditors:")
