@@ -301,6 +301,8 @@ def test_openinference_spans_from_the_sdk(url: str, ledger: kansa.Ledger) -> Non
                 "openinference.span.kind": "CHAIN", "input.value": "chain input"}):
             s = tracer.start_span("ChatOpenAI", start_time=T0, attributes={
                 "openinference.span.kind": "LLM", "llm.model_name": "gpt-4o-2024-08-06",
+                # the model asked for; llm.model_name is the one that answered
+                "llm.invocation_parameters": '{"model": "gpt-4o", "temperature": 0.2}',
                 "llm.provider": "azure", "llm.system": "openai",
                 "llm.token_count.prompt": 40, "llm.token_count.completion": 9,
                 "llm.token_count.total": 49,
@@ -334,7 +336,9 @@ def test_openinference_spans_from_the_sdk(url: str, ledger: kansa.Ledger) -> Non
     e = llm.entry
     assert e["kind"] == "gen_ai.call" and e["gen_ai.operation.name"] == "chat"
     assert e["gen_ai.provider.name"] == "azure"
-    assert e["gen_ai.request.model"] == e["gen_ai.response.model"] == "gpt-4o-2024-08-06"
+    assert e["gen_ai.request.model"] == "gpt-4o"
+    assert e["gen_ai.response.model"] == "gpt-4o-2024-08-06"
+    assert e["attributes"]["gen_ai.request.temperature"] == 0.2
     assert (e["gen_ai.usage.input_tokens"], e["gen_ai.usage.output_tokens"]) == (40, 9)
     assert e["gen_ai.response.finish_reasons"] == ["stop"]
     assert e["gen_ai.conversation.id"] == "sess-1" and e["latency_ms"] == 750
