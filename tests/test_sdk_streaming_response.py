@@ -102,6 +102,8 @@ def test_openai_streaming_response_closed_unread_is_aborted(
     e = only(ledger).entry
     assert (e["status"], e["outcome"], e["error.type"]) == (200, "aborted",
                                                             "client_disconnected")
+    # raw bytes are the caller's: kansa did not ask for a usage chunk they would read
+    assert "stream_options" not in standin.last("chat").request
 
 
 def test_openai_responses_streaming_response(ledger: kansa.Ledger, standin: StandIn) -> None:
@@ -192,3 +194,19 @@ def test_plain_stream_keeps_usage_the_caller_asked_for(
     assert chunks[-1].choices == [] and chunks[-1].usage is not None
     assert only(ledger).entry["gen_ai.usage.output_tokens"] == \
         chunks[-1].usage.completion_tokens
+
+
+def test_async_chat_stream_helper_gets_usage(ledger: kansa.Ledger, standin: StandIn) -> None:
+    async def go() -> list[Any]:
+        client = oai(standin, ledger, openai.AsyncOpenAI)
+        async with client.chat.completions.stream(model="gpt-ahelper",
+                                                  messages=MSGS) as stream:
+            chunks = [ev.chunk async for ev in stream if ev.type == "chunk"]
+        await client.close()
+        return chunks
+
+    chunks = asyncio.run(go())
+    assert chunks and all(c.choices for c in chunks)  # no usage-only chunk reached them
+    assert standin.last("chat").request["stream_options"] == {"include_usage": True}
+    e = only(ledger).entry
+    assert e["gen_ai.usage.output_tokens"] > 0 and e["outcome"] == "ok"

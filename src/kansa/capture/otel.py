@@ -1,4 +1,7 @@
-"""OpenTelemetry intake: OTLP/HTTP ``/v1/traces`` spans become usage records.
+"""OpenTelemetry intake: OTLP/HTTP ``/v1/traces`` spans become usage records, and
+``/v1/logs`` GenAI events become records joined to their span's (see
+:func:`record_from_log`). A span or log delivered twice (an exporter's retry) is recorded
+once: record ids derive from trace and span ids (:func:`otel_record_id`).
 
 Three attribute dialects are read, in this order of precedence when a span carries more
 than one:
@@ -22,7 +25,9 @@ than one:
    ``.finish_reason``/``.tool_calls.M.*``; and the deprecated whole-text ``gen_ai.prompt``/
    ``gen_ai.completion`` attributes and ``gen_ai.content.prompt``/``.completion`` events.
 3. OpenInference (Arize-ai/openinference spec/semantic_conventions.md):
-   ``openinference.span.kind`` (LLM, EMBEDDING, TOOL, AGENT are recorded), ``llm.model_name``,
+   ``openinference.span.kind`` (LLM, EMBEDDING, TOOL, AGENT are recorded), ``llm.model_name``
+   (the model that answered; the one asked for is ``model`` in the JSON string
+   ``llm.invocation_parameters``, whose temperature, max_tokens, top_p are kept too),
    ``llm.request.model_name``/``llm.response.model_name``, ``llm.provider``, ``llm.system``,
    ``llm.token_count.prompt``/``completion``, ``llm.input_messages.N.message.*``,
    ``llm.output_messages.N.message.*``, ``llm.prompts``, ``llm.choices``, ``llm.tools``,
@@ -42,7 +47,8 @@ semconv fallback value). ``service.name`` of the resource is the record's ``syst
 the OTel registry), ``enduser.id`` (its deprecated predecessor),
 ``traceloop.association.properties.user_id`` (OpenLLMetry), ``llm.user`` (OpenLLMetry: the
 API's ``user`` parameter) and ``session.id`` (OpenInference), so that erasure can find
-the content; ``session.id`` is also the conversation id when ``gen_ai.conversation.id``
+the content (``gen_ai.user``, OpenLLMetry's name for the API's ``user``, comes after
+``llm.user``); ``session.id`` is also the conversation id when ``gen_ai.conversation.id``
 is absent. The entry keeps ``kansa.otel.trace_id``/``span_id``/``parent_span_id``/
 ``span_name``/``scope``/``dialect``, the other scalar ``gen_ai.*`` attributes,
 ``server.address`` and ``server.port``; nothing else of the span (no user ids).
@@ -50,7 +56,8 @@ is absent. The entry keeps ``kansa.otel.trace_id``/``span_id``/``parent_span_id`
 OTLP (opentelemetry-proto docs/specification.md): binary protobuf or the JSON mapping
 (lowerCamelCase keys, hex trace/span ids, 64-bit integers as decimal strings or numbers,
 enums as integers, unknown fields ignored); gzip (and deflate) request bodies; a 20 MiB
-limit after decompression (413); 400 with a ``google.rpc.Status`` for undecodable data;
+limit after decompression (413, sent once the body has been read to its end, so the
+client reads it); 400 with a ``google.rpc.Status`` for undecodable data;
 200 with an ``ExportTraceServiceResponse`` in the request's encoding, whose
 ``partial_success`` counts the spans rejected as malformed.
 """
