@@ -30,9 +30,8 @@ def run(*args: str, home: Path) -> tuple[int, str]:
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     h = tmp_path / "home"
-    code, out = run("init", "--origin", "example.com/[b]verbatim", home=h)
+    code, out = run("init", "--origin", "example.com/verbatim", home=h)
     assert code == 0, out
-    assert "example.com/[b]verbatim" in out
     lines = [{"ts": "2026-11-22T09:30:00Z", "system": SYSTEM, "subject": "u-[1]",
               "gen_ai.request.model": "[m]", "input": INPUT, "output": OUTPUT}]
     p = tmp_path / "in.jsonl"
@@ -70,7 +69,13 @@ def test_verify_receipt_prints_the_entry_verbatim(home: Path, tmp_path: Path) ->
     vkey = (home / "log.vkey").read_text().strip()
     code, out = run("verify-receipt", str(receipt), "--key", vkey, home=home)
     assert code == 0, out
-    assert "in the log example.com/[b]verbatim at size 1" in out
+    assert "in the log example.com/verbatim at size 1" in out
     shown = json.loads(out[out.index("{"):])
     assert shown["system"] == SYSTEM
     assert shown["gen_ai.request.model"] == "[m]"
+
+
+def test_init_prints_the_origin_verbatim(tmp_path: Path) -> None:
+    code, out = run("init", "--origin", "example.com/[b]log", home=tmp_path / "h")
+    assert code == 0, out
+    assert "Created ledger example.com/[b]log" in out
