@@ -10,6 +10,7 @@ The model name steers it:
     err-<status>      answer that HTTP status with the provider's error body
     flaky-<key>       429 (retry-after-ms: 1) the first time a key is seen, then normally
     slow              wait 1 s before answering (client timeouts)
+    alias-<name>      (chat) answered by model <name>-2026-01-01
     long              a stream of 200 chunks, 5 ms apart (closing a stream early)
     cut               a stream that ends before its final event
     boom              (Anthropic) an SSE error event in the middle of the stream
@@ -198,13 +199,17 @@ class StandIn:
         model = body["model"]
         text = _reply(_last_user_text(body.get("messages")))
         n = int(body.get("n") or 1)
+        # an alias answers with a dated snapshot, as the real API does ("gpt-4o" is
+        # answered by "gpt-4o-2024-08-06"): the request and response models then differ
+        answered = model[len("alias-"):] + "-2026-01-01" if model.startswith("alias-") \
+            else model
         cid = f"chatcmpl-{self._next_id()}"
         usage = {"prompt_tokens": _words(json.dumps(body.get("messages"))),
                  "completion_tokens": _words(text) * n}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         if not body.get("stream"):
             return self._plain("chat", body, {
-                "id": cid, "object": "chat.completion", "created": CREATED, "model": model,
+                "id": cid, "object": "chat.completion", "created": CREATED, "model": answered,
                 "choices": [{"index": i, "message": {"role": "assistant", "content": text,
                                                      "refusal": None},
                              "logprobs": None, "finish_reason": "stop" if i == 0 else "length"}
@@ -215,7 +220,7 @@ class StandIn:
 
         def chunk(choices: list[dict[str, Any]], **extra: Any) -> bytes:
             obj = {"id": cid, "object": "chat.completion.chunk", "created": CREATED,
-                   "model": model, "system_fingerprint": "fp_standin", "choices": choices}
+                   "model": answered, "system_fingerprint": "fp_standin", "choices": choices}
             if include_usage:
                 obj["usage"] = None
             obj.update(extra)

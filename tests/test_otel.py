@@ -30,6 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
@@ -44,6 +45,7 @@ from kansa.capture.otel import (
     Span,
     SpanEvent,
     create_otlp_app,
+    otel_records,
     record_from_span,
     spans_from_otlp_json,
     spans_from_otlp_protobuf,
@@ -301,6 +303,8 @@ def test_openinference_spans_from_the_sdk(url: str, ledger: kansa.Ledger) -> Non
                 "openinference.span.kind": "CHAIN", "input.value": "chain input"}):
             s = tracer.start_span("ChatOpenAI", start_time=T0, attributes={
                 "openinference.span.kind": "LLM", "llm.model_name": "gpt-4o-2024-08-06",
+                # the model asked for; llm.model_name is the one that answered
+                "llm.invocation_parameters": '{"model": "gpt-4o", "temperature": 0.2}',
                 "llm.provider": "azure", "llm.system": "openai",
                 "llm.token_count.prompt": 40, "llm.token_count.completion": 9,
                 "llm.token_count.total": 49,
@@ -334,7 +338,9 @@ def test_openinference_spans_from_the_sdk(url: str, ledger: kansa.Ledger) -> Non
     e = llm.entry
     assert e["kind"] == "gen_ai.call" and e["gen_ai.operation.name"] == "chat"
     assert e["gen_ai.provider.name"] == "azure"
-    assert e["gen_ai.request.model"] == e["gen_ai.response.model"] == "gpt-4o-2024-08-06"
+    assert e["gen_ai.request.model"] == "gpt-4o"
+    assert e["gen_ai.response.model"] == "gpt-4o-2024-08-06"
+    assert e["attributes"]["gen_ai.request.temperature"] == 0.2
     assert (e["gen_ai.usage.input_tokens"], e["gen_ai.usage.output_tokens"]) == (40, 9)
     assert e["gen_ai.response.finish_reasons"] == ["stop"]
     assert e["gen_ai.conversation.id"] == "sess-1" and e["latency_ms"] == 750
@@ -521,6 +527,94 @@ def test_protobuf_partial_success_response(url: str, ledger: kansa.Ledger) -> No
     assert "all zeroes" in resp.partial_success.error_message
     [rec] = list(ledger.find())
     assert rec.entry["gen_ai.request.model"] == "good" and rec.entry["system"] == "otel"
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_oversized_body_the_client_reads_the_413(url: str, ledger: kansa.Ledger) -> None:
+    # 25 MB against the default 20 MiB limit: kansa must read the body to its end before
+    # answering, or the client, still sending, sees a connection reset instead of the 413
+    big = b"\x00" * (25 * 1024 * 1024)
+    for path in ("/v1/traces", "/v1/logs"):
+        r = httpx.post(f"{url}{path}", content=big, headers=PB_HEADERS, timeout=60)
+        assert r.status_code == 413
+        assert status_pb2.Status.FromString(r.content).code == 8
+
+    # without a Content-Length (chunked): the limit is found while reading
+    def chunks() -> Iterator[bytes]:
+        for _ in range(25):
+            yield b"{" + b" " * (1024 * 1024 - 1)
+
+    r = httpx.post(f"{url}/v1/traces", content=chunks(), headers=JSON_HEADERS, timeout=60)
+    assert r.status_code == 413 and "exceeds" in r.json()["message"]
+    assert list(ledger.find()) == []
+
+
+def jlogs(records: list[dict[str, Any]], service: str = "json-svc") -> bytes:
+    return json.dumps({"resourceLogs": [{
+        "resource": {"attributes": kvs({"service.name": service})},
+        "scopeLogs": [{"scope": {"name": "test.logs"}, "logRecords": records}]}]}).encode()
+
+
+def test_json_logs_join_their_span_and_retries_are_not_recorded_twice(
+        url: str, ledger: kansa.Ledger) -> None:
+    trace_id, span_id = os.urandom(16).hex(), os.urandom(8).hex()
+    messages = [{"role": "user", "parts": [{"type": "text", "content": "[tool] hi"}]}]
+    details = {"timeUnixNano": str(T0 + 5), "traceId": trace_id, "spanId": span_id,
+               "eventName": "gen_ai.client.inference.operation.details",
+               "attributes": kvs({"gen_ai.input.messages": messages,
+                                  "gen_ai.request.model": "m", "user.id": "u-9"})}
+    legacy = {"timeUnixNano": str(T0 + 6), "traceId": trace_id, "spanId": span_id,
+              "attributes": kvs({"event.name": "gen_ai.choice"}),
+              "body": anyv({"index": 0, "message": {"content": "hello"}})}
+    not_genai = {"timeUnixNano": str(T0 + 7), "body": anyv("a plain log line")}
+    malformed = {"timeUnixNano": "soon", "eventName": "gen_ai.x"}
+    body = jlogs([details, legacy, not_genai, malformed])
+    # the log arrives before its span; then both are delivered again (exporter retries)
+    for _ in range(2):
+        r = httpx.post(f"{url}/v1/logs", content=body, headers=JSON_HEADERS)
+        assert r.status_code == 200
+        assert r.json()["partialSuccess"]["rejectedLogRecords"] == "1"
+    spans = jrequest([jspan({"gen_ai.operation.name": "chat", "gen_ai.request.model": "m",
+                             "user.id": "u-9"}, trace_id=trace_id, span_id=span_id)])
+    for _ in range(2):
+        assert httpx.post(f"{url}/v1/traces", content=spans,
+                          headers=JSON_HEADERS).status_code == 200
+    recs = otel_records(ledger, trace_id, span_id)
+    assert sorted(r.entry["kind"] for r in recs) == ["gen_ai.call", "kansa.event",
+                                                      "kansa.event"]
+    assert ledger.log.size() == 3
+    events = {r.entry["attributes"]["kansa.otel.event_name"]: r for r in recs
+              if r.entry["kind"] == "kansa.event"}
+    d = events["gen_ai.client.inference.operation.details"]
+    assert d.content is not None and d.content["gen_ai.input.messages"] == messages
+    assert "gen_ai.request.model" not in d.entry  # the call is counted by its span only
+    c = events["gen_ai.choice"]
+    assert c.content == {"body": {"index": 0, "message": {"content": "hello"}}}
+    # a log naming the span's subject is sealed under it: erased with the span's content
+    (call,) = [r for r in recs if r.entry["kind"] == "gen_ai.call"]
+    assert d.entry["subject"] == call.entry["subject"]
+    assert b"u-9" not in d.entry_bytes
+    ledger.erase("u-9")
+    assert ledger.get(d.index).content_state == "erased"
+
+
+def test_protobuf_logs(url: str, ledger: kansa.Ledger) -> None:
+    req = logs_service_pb2.ExportLogsServiceRequest()
+    rl = req.resource_logs.add()
+    lr = rl.scope_logs.add().log_records.add()
+    lr.time_unix_nano = T0
+    lr.trace_id, lr.span_id = os.urandom(16), os.urandom(8)
+    lr.event_name = "gen_ai.client.inference.operation.details"
+    kv = lr.attributes.add()
+    kv.key, kv.value.string_value = "gen_ai.output.messages", '[{"role": "assistant"}]'
+    r = httpx.post(f"{url}/v1/logs", content=req.SerializeToString(), headers=PB_HEADERS)
+    assert r.status_code == 200
+    assert not logs_service_pb2.ExportLogsServiceResponse.FromString(
+        r.content).HasField("partial_success")
+    (rec,) = ledger.find(with_content=True)
+    assert rec.entry["attributes"]["kansa.otel.trace_id"] == lr.trace_id.hex()
+    assert rec.content == {"gen_ai.output.messages": [{"role": "assistant"}]}
+    assert rec.entry["system"] == "otel"
 
 
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)

@@ -21,6 +21,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from kansa._cli_common import (
     HomeOpt,
@@ -116,7 +117,8 @@ def init(
         ledger = Ledger.init(home, origin=origin, url=store)
         try:
             assert ledger.home is not None
-            out.print(f"Created ledger [bold]{ledger.log.origin}[/] in {ledger.home.path}")
+            out.print(f"Created ledger [bold]{escape(str(ledger.log.origin))}[/] in "
+                      f"{escape(str(ledger.home.path))}")
             out.print(f"  store: {ledger.home.store_url}")
             out.print("  keys:  log.key and master.key (keep secret), log.vkey (publish)")
             out.print("Verifier key for auditors:")
@@ -133,7 +135,7 @@ def key(home: HomeOpt = None) -> None:
     with _errors():
         h = Home.load(home)
         v = h.verifier()
-        out.print(f"log:    {v.name}")
+        out.print(f"log:    {escape(v.name)}")
         out.print(f"key id: {v.key_id.hex()}")
         out.print(v.vkey)
 
@@ -238,7 +240,10 @@ def log_show(
                 obj = {"index": r.index, "entry": r.entry, "content_state": r.content_state}
                 if content:
                     obj["content"] = r.content
-                out.print(json.dumps(obj, ensure_ascii=False))
+                # stored text goes out verbatim: plain writes, never through rich, whose
+                # markup would drop "[tool]" and choke on "[/INST]"
+                sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+            sys.stdout.flush()
             return
         table = Table(show_lines=False)
         for col in ("#", "time", "system", "kind", "model", "outcome", "tokens in/out"):
@@ -247,7 +252,8 @@ def log_show(
             table.add_column("content")
         for r in rows:
             e = r.entry
-            cells = [
+            # Text cells: a recorded "[tool]" or "[/INST]" is text, not rich markup
+            cells: list[Text] = [Text(c) for c in (
                 str(r.index),
                 str(e.get("ts", ""))[:23],
                 str(e.get("system", "")),
@@ -256,15 +262,15 @@ def log_show(
                 str(e.get("outcome", "")),
                 f"{e.get('gen_ai.usage.input_tokens', '-')}/"
                 f"{e.get('gen_ai.usage.output_tokens', '-')}",
-            ]
+            )]
             if content:
                 if r.content_state == "erased":
-                    cells.append("[italic]erased[/]")
+                    cells.append(Text("erased", style="italic"))
                 elif r.content is None:
-                    cells.append("")
+                    cells.append(Text(""))
                 else:
                     text = json.dumps(r.content, ensure_ascii=False)
-                    cells.append(text[:80] + ("…" if len(text) > 80 else ""))
+                    cells.append(Text(text[:80] + ("…" if len(text) > 80 else "")))
             table.add_row(*cells)
         out.print(table)
         out.print(f"{len(rows)} record(s)")
@@ -354,7 +360,7 @@ def verify(
                     report = ledger.verify(progress=tick)
                 finally:
                     ledger.close()
-        out.print(f"[green]✓[/] verified: {report}")
+        out.print(f"[green]✓[/] verified: {escape(str(report))}")
 
 
 @app.command()
@@ -403,11 +409,14 @@ def verify_receipt_cmd(
         witnesses = [Verifier.parse(w) for w in (witness or [])]
         r = verify_receipt(data, Verifier.parse(key), None, witnesses=witnesses,
                            min_witnesses=len(witnesses))
-        out.print(f"[green]✓[/] entry {r.index} is in the log {r.checkpoint.origin} "
-                  f"at size {r.checkpoint.size}")
+        # the origin and the entry come from the receipt file: printed verbatim
+        out.print(Text.assemble(("✓", "green"), f" entry {r.index} is in the log "
+                                f"{r.checkpoint.origin} at size {r.checkpoint.size}"))
         if r.extra:
             with contextlib.suppress(ValueError):
-                out.print(json.dumps(json.loads(r.extra), ensure_ascii=False, indent=2))
+                text = json.dumps(json.loads(r.extra), ensure_ascii=False, indent=2)
+                sys.stdout.write(text + "\n")
+                sys.stdout.flush()
 
 
 # -- erasure -----------------------------------------------------------------------------
@@ -485,7 +494,8 @@ def witness_serve(
         signer = Signer.parse(key_file.read_text())
         logs = {v.name: v for v in (Verifier.parse(k) for k in log)}
         web = create_witness_app(signer, state, logs)
-        console.print(f"witness {signer.name} on http://{host}:{port} for {', '.join(logs)}")
+        console.print(f"witness {escape(signer.name)} on http://{host}:{port} for "
+                      f"{escape(', '.join(logs))}")
         console.print(f"its verifier key: {signer.verifier.vkey}")
     uvicorn.run(web, host=host, port=port, log_level="warning")
 
@@ -507,7 +517,8 @@ def witness_add(
         ws.append({"url": url, "vkey": v.vkey})
         h.config["witnesses"] = ws
         h.save_config()
-        out.print(f"log will ask {v.name} at {url} ({len(ws)} witness(es) configured)")
+        out.print(f"log will ask {escape(v.name)} at {escape(url)} ({len(ws)} witness(es) "
+                  "configured)")
 
 
 @witness_app.command("collect")
@@ -529,9 +540,11 @@ def witness_collect(home: HomeOpt = None, store: StoreOpt = None) -> None:
             ledger.close()
         for o in result.outcomes:
             if o.cosignature is not None:
-                out.print(f"[green]✓[/] {o.witness.name} ({o.url}) cosigned size {result.size}")
+                out.print(f"[green]✓[/] {escape(o.witness.name)} ({escape(o.url)}) cosigned size "
+                          f"{result.size}")
             else:
-                out.print(f"[red]✗[/] {o.witness.name} ({o.url}): {escape(str(o.error))}")
+                out.print(f"[red]✗[/] {escape(o.witness.name)} ({escape(o.url)}): "
+                          f"{escape(str(o.error))}")
         if result.failures:
             raise typer.Exit(1)
 

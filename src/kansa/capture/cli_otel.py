@@ -32,18 +32,20 @@ def otel_serve(
         int, typer.Option(help="Largest request body accepted, after decompression (MiB).")
     ] = 20,
 ) -> None:
-    """Serve OTLP/HTTP POST /v1/traces: each GenAI span becomes a record.
+    """Serve OTLP/HTTP POST /v1/traces and /v1/logs: each GenAI span becomes a record,
+    and each GenAI event log (message content) a record joined to its span's.
 
     Takes protobuf or JSON, optionally gzip. Reads the OTel GenAI conventions,
     OpenLLMetry's gen_ai.prompt.N.* and OpenInference's llm.*; other spans are skipped.
-    Point an exporter at it: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http://HOST:PORT/v1/traces
+    A span or log delivered again (an exporter's retry) is not recorded twice.
+    Point an exporter at it: OTEL_EXPORTER_OTLP_ENDPOINT=http://HOST:PORT
     """
     import uvicorn
     from rich.console import Console
     from rich.markup import escape
 
     from kansa.api import Ledger
-    from kansa.capture.otel import TRACES_PATH, create_otlp_app
+    from kansa.capture.otel import LOGS_PATH, TRACES_PATH, create_otlp_app
     from kansa.errors import KansaError
 
     console = Console(stderr=True, soft_wrap=True)
@@ -57,11 +59,13 @@ def otel_serve(
         raise typer.Exit(1) from None
     try:
         web = create_otlp_app(ledger, max_body_size=max_body_mib * 1024 * 1024)
-        console.print(f"OTLP/HTTP intake on http://{host}:{port}{TRACES_PATH} "
-                      f"(log {escape(ledger.verifier.name)})")
+        console.print(f"OTLP/HTTP intake on http://{host}:{port}{TRACES_PATH} and "
+                      f"{LOGS_PATH} (log {escape(ledger.verifier.name)})")
         uvicorn.run(web, host=host, port=port, log_level="warning")
         stats = web.state.otlp_stats
         console.print(f"{stats.recorded} spans recorded, {stats.skipped} skipped "
-                      f"(not GenAI), {stats.rejected} rejected (malformed)")
+                      f"(not GenAI), {stats.rejected} rejected (malformed); "
+                      f"{stats.logs_recorded} log records recorded; {stats.duplicates} "
+                      "already recorded (retries)")
     finally:
         ledger.close()

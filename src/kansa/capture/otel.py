@@ -1,4 +1,7 @@
-"""OpenTelemetry intake: OTLP/HTTP ``/v1/traces`` spans become usage records.
+"""OpenTelemetry intake: OTLP/HTTP ``/v1/traces`` spans become usage records, and
+``/v1/logs`` GenAI events become records joined to their span's (see
+:func:`record_from_log`). A span or log delivered twice (an exporter's retry) is recorded
+once: record ids derive from trace and span ids (:func:`otel_record_id`).
 
 Three attribute dialects are read, in this order of precedence when a span carries more
 than one:
@@ -22,7 +25,9 @@ than one:
    ``.finish_reason``/``.tool_calls.M.*``; and the deprecated whole-text ``gen_ai.prompt``/
    ``gen_ai.completion`` attributes and ``gen_ai.content.prompt``/``.completion`` events.
 3. OpenInference (Arize-ai/openinference spec/semantic_conventions.md):
-   ``openinference.span.kind`` (LLM, EMBEDDING, TOOL, AGENT are recorded), ``llm.model_name``,
+   ``openinference.span.kind`` (LLM, EMBEDDING, TOOL, AGENT are recorded), ``llm.model_name``
+   (the model that answered; the one asked for is ``model`` in the JSON string
+   ``llm.invocation_parameters``, whose temperature, max_tokens, top_p are kept too),
    ``llm.request.model_name``/``llm.response.model_name``, ``llm.provider``, ``llm.system``,
    ``llm.token_count.prompt``/``completion``, ``llm.input_messages.N.message.*``,
    ``llm.output_messages.N.message.*``, ``llm.prompts``, ``llm.choices``, ``llm.tools``,
@@ -42,7 +47,8 @@ semconv fallback value). ``service.name`` of the resource is the record's ``syst
 the OTel registry), ``enduser.id`` (its deprecated predecessor),
 ``traceloop.association.properties.user_id`` (OpenLLMetry), ``llm.user`` (OpenLLMetry: the
 API's ``user`` parameter) and ``session.id`` (OpenInference), so that erasure can find
-the content; ``session.id`` is also the conversation id when ``gen_ai.conversation.id``
+the content (``gen_ai.user``, OpenLLMetry's name for the API's ``user``, comes after
+``llm.user``); ``session.id`` is also the conversation id when ``gen_ai.conversation.id``
 is absent. The entry keeps ``kansa.otel.trace_id``/``span_id``/``parent_span_id``/
 ``span_name``/``scope``/``dialect``, the other scalar ``gen_ai.*`` attributes,
 ``server.address`` and ``server.port``; nothing else of the span (no user ids).
@@ -50,7 +56,8 @@ is absent. The entry keeps ``kansa.otel.trace_id``/``span_id``/``parent_span_id`
 OTLP (opentelemetry-proto docs/specification.md): binary protobuf or the JSON mapping
 (lowerCamelCase keys, hex trace/span ids, 64-bit integers as decimal strings or numbers,
 enums as integers, unknown fields ignored); gzip (and deflate) request bodies; a 20 MiB
-limit after decompression (413); 400 with a ``google.rpc.Status`` for undecodable data;
+limit after decompression (413, sent once the body has been read to its end, so the
+client reads it); 400 with a ``google.rpc.Status`` for undecodable data;
 200 with an ``ExportTraceServiceResponse`` in the request's encoding, whose
 ``partial_success`` counts the spans rejected as malformed.
 """
@@ -59,16 +66,19 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import logging
 import math
 import re
+import threading
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -87,6 +97,7 @@ log = logging.getLogger("kansa.otel")
 
 MAX_BODY_SIZE = 20 * 1024 * 1024  # the spec's recommended default, after decompression
 TRACES_PATH = "/v1/traces"
+LOGS_PATH = "/v1/logs"
 PROTOBUF_TYPES = ("application/x-protobuf", "application/protobuf")
 JSON_TYPE = "application/json"
 DETAILS_EVENT = "gen_ai.client.inference.operation.details"
@@ -124,6 +135,25 @@ class Span:
     events: list[SpanEvent] = field(default_factory=list)
     status_code: int = 0  # 0 unset, 1 ok, 2 error
     status_message: str = ""
+    resource: dict[str, Any] = field(default_factory=dict)
+    scope: str = ""
+    problem: str | None = None
+
+
+@dataclass
+class LogRecord:
+    """One decoded OTLP log record (an event when ``event_name`` is set), with its
+    resource's attributes and scope name; ``problem`` as for :class:`Span`."""
+
+    trace_id: str = ""  # lowercase hex, "" when the log is outside any span
+    span_id: str = ""
+    time_ns: int = 0
+    observed_ns: int = 0
+    severity_number: int = 0
+    severity_text: str = ""
+    event_name: str = ""
+    body: Any = None
+    attributes: dict[str, Any] = field(default_factory=dict)
     resource: dict[str, Any] = field(default_factory=dict)
     scope: str = ""
     problem: str | None = None
@@ -238,6 +268,40 @@ def spans_from_otlp_protobuf(body: bytes) -> list[Span]:
         for ss in rs.scope_spans:
             scope = ss.scope.name
             out.extend(_pb_span(sp, resource, scope) for sp in ss.spans)
+    return out
+
+
+def _pb_log(lr: Any, resource: dict[str, Any], scope: str) -> LogRecord:
+    log_ = LogRecord(resource=resource, scope=scope)
+    try:
+        log_.trace_id = _id_hex(lr.trace_id, 16, "traceId", optional=True)
+        log_.span_id = _id_hex(lr.span_id, 8, "spanId", optional=True)
+        log_.time_ns = int(lr.time_unix_nano)
+        log_.observed_ns = int(lr.observed_time_unix_nano)
+        log_.severity_number = int(lr.severity_number)
+        log_.severity_text = lr.severity_text
+        log_.event_name = getattr(lr, "event_name", "")
+        log_.body = _pb_any(lr.body) if lr.HasField("body") else None
+        log_.attributes = _pb_attrs(lr.attributes)
+    except _Bad as e:
+        log_.problem = str(e)
+    return log_
+
+
+def logs_from_otlp_protobuf(body: bytes) -> list[LogRecord]:
+    """Decode a binary protobuf ``ExportLogsServiceRequest`` (as spans_from_otlp_protobuf)."""
+    try:
+        req = logs_service_pb2.ExportLogsServiceRequest.FromString(body)
+    except Exception as e:
+        raise OTLPError(f"the body is not a protobuf ExportLogsServiceRequest: {e}") from None
+    out: list[LogRecord] = []
+    for i, rl in enumerate(req.resource_logs):
+        try:
+            resource = _pb_attrs(rl.resource.attributes)
+        except _Bad as e:
+            raise OTLPError(f"resourceLogs[{i}].resource: {e}") from None
+        for sl in rl.scope_logs:
+            out.extend(_pb_log(lr, resource, sl.scope.name) for lr in sl.log_records)
     return out
 
 
@@ -448,6 +512,85 @@ def spans_from_otlp_json(body: bytes) -> list[Span]:
     return out
 
 
+def _js_log(lr: Any, where: str, resource: dict[str, Any], scope: str) -> LogRecord:
+    log_ = LogRecord(resource=resource, scope=scope)
+    try:
+        if not isinstance(lr, dict):
+            raise _Bad(f"{where} is not an object")
+        log_.trace_id = _js_id(lr.get("traceId"), 16, "traceId", optional=True)
+        log_.span_id = _js_id(lr.get("spanId"), 8, "spanId", optional=True)
+        log_.time_ns = _js_int(lr.get("timeUnixNano", 0), "timeUnixNano")
+        log_.observed_ns = _js_int(lr.get("observedTimeUnixNano", 0), "observedTimeUnixNano")
+        sev = lr.get("severityNumber", 0)
+        log_.severity_number = 0 if isinstance(sev, str) else _js_int(sev, "severityNumber")
+        for key in ("severityText", "eventName"):
+            v = lr.get(key, "")
+            if not isinstance(v, str):
+                raise _Bad(f"{key} is not a string")
+            if key == "severityText":
+                log_.severity_text = _clean_str(v)
+            else:
+                log_.event_name = _clean_str(v)
+        log_.body = _js_any(lr.get("body"), "body")
+        log_.attributes = _js_kvs(lr.get("attributes"), "attributes")
+    except _Bad as e:
+        log_.problem = f"{where}: {e}"
+    return log_
+
+
+def logs_from_otlp_json(body: bytes) -> list[LogRecord]:
+    """Decode an OTLP/JSON ``ExportLogsServiceRequest`` (as spans_from_otlp_json)."""
+    try:
+        doc = json.loads(body, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as e:
+        raise OTLPError(f"the body is not JSON: {e}") from None
+    if not isinstance(doc, dict):
+        raise OTLPError("the body is not an ExportLogsServiceRequest JSON object")
+    out: list[LogRecord] = []
+    try:
+        for i, rl in enumerate(_js_list(doc, "resourceLogs", "request")):
+            where = f"resourceLogs[{i}]"
+            if not isinstance(rl, dict):
+                raise _Bad(f"{where} is not an object")
+            res = rl.get("resource")
+            if res is not None and not isinstance(res, dict):
+                raise _Bad(f"{where}.resource is not an object")
+            resource = _js_kvs((res or {}).get("attributes"), f"{where}.resource.attributes")
+            for j, sl in enumerate(_js_list(rl, "scopeLogs", where)):
+                sw = f"{where}.scopeLogs[{j}]"
+                if not isinstance(sl, dict):
+                    raise _Bad(f"{sw} is not an object")
+                scope_obj = sl.get("scope")
+                scope = scope_obj.get("name", "") if isinstance(scope_obj, dict) else ""
+                scope = _clean_str(scope) if isinstance(scope, str) else ""
+                for k, lr in enumerate(_js_list(sl, "logRecords", sw)):
+                    out.append(_js_log(lr, f"{sw}.logRecords[{k}]", resource, scope))
+    except _Bad as e:
+        raise OTLPError(str(e)) from None
+    return out
+
+
+# -- record ids ----------------------------------------------------------------------------
+
+
+def otel_record_id(what: str, trace_id: str, span_id: str, time_ns: int,
+                   extra: bytes = b"") -> str:
+    """The record id of a span (or of a log), a function of what identifies it, so that an
+    exporter's retry of the same span finds the record the first export made: the
+    ledger's index of record ids is the memory of what was recorded, across restarts.
+    UUIDv7 layout like every record id (48-bit milliseconds of the span's start, so ids
+    still sort by time); the 74 random bits are a SHA-256 of the trace and span ids
+    (and, for a log, of the log record itself)."""
+    ms = max(0, time_ns // 1_000_000) & ((1 << 48) - 1)
+    h = hashlib.sha256(b"kansa/otel/v1\0" + what.encode() + b"\0" + trace_id.encode()
+                       + b"\0" + span_id.encode() + b"\0" + extra).digest()
+    rand = int.from_bytes(h[:10], "big")
+    value = (ms << 80) | (0x7 << 76) | ((rand >> 68) << 64) | (0b10 << 62) \
+        | (rand & ((1 << 62) - 1))
+    x = f"{value:032x}"
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+
+
 # -- spans to records --------------------------------------------------------------------
 
 # OpenInference span kinds recorded, and the GenAI operation each stands for
@@ -457,7 +600,7 @@ _OI_KINDS = {"LLM": None, "EMBEDDING": "embeddings", "TOOL": "execute_tool",
 _REQUEST_TYPES = {"chat": "chat", "completion": "text_completion", "embedding": "embeddings",
                   "embeddings": "embeddings", "rerank": "rerank"}
 _SUBJECT_KEYS = ("user.id", "enduser.id", "traceloop.association.properties.user_id",
-                 "llm.user", "session.id")
+                 "llm.user", "gen_ai.user", "session.id")
 # content attributes of the current conventions (structured, or JSON strings)
 _CONTENT_KEYS = ("gen_ai.input.messages", "gen_ai.output.messages",
                  "gen_ai.system_instructions", "gen_ai.tool.definitions",
@@ -469,6 +612,8 @@ _FIELD_KEYS = frozenset({
     "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens", "gen_ai.usage.prompt_tokens",
     "gen_ai.usage.completion_tokens", "gen_ai.conversation.id", "gen_ai.tool.name",
     "gen_ai.agent.name", "gen_ai.prompt", "gen_ai.completion",
+    # an end-user id (OpenLLMetry: the OpenAI API's ``user``) is the subject: pseudonymised
+    "gen_ai.user",
 })
 # indexed (flattened list) attribute families
 _INDEXED = ("gen_ai.prompt.", "gen_ai.completion.", "llm.input_messages.",
@@ -767,23 +912,24 @@ def record_from_span(span: Span, resource_attrs: Mapping[str, Any] | None = None
     latency = (span.end_ns - span.start_ns) / 1e6 if span.end_ns >= span.start_ns else None
 
     # -- who
-    subject = None
-    for k in _SUBJECT_KEYS:
-        v = a.get(k)
-        if isinstance(v, bool):
-            continue
-        if isinstance(v, int):
-            v = str(v)
-        if isinstance(v, str) and v:
-            subject = v
-            break
-    system = res.get("service.name")
-    if not isinstance(system, str) or not system or len(system) > MAX_STR:
-        system = "otel"
+    subject = _subject(a)
+    system = _system(res)
 
     provider = _text(a, "gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system")
-    request_model = _text(a, "gen_ai.request.model", "llm.request.model_name",
-                          "llm.model_name", "embedding.model_name")
+    # OpenInference's llm.model_name is the model that answered (the response's); the
+    # model asked for is in llm.invocation_parameters, a JSON string of the request's
+    # parameters (openinference-instrumentation-openai)
+    params = _maybe_json(a.get("llm.invocation_parameters"))
+    params = params if isinstance(params, dict) else {}
+    asked = params.get("model") if isinstance(params.get("model"), str) else None
+    if asked is not None and len(asked) > MAX_STR:
+        raise RecordError(f"longer than {MAX_STR} characters", field="llm.invocation_parameters")
+    request_model = _text(a, "gen_ai.request.model", "llm.request.model_name") or asked
+    if request_model is None:
+        # an embedding's model is named by the request; llm.model_name is the request's
+        # only outside OpenInference (where no one else writes it)
+        request_model = _text(a, "embedding.model_name") or (
+            None if dialect == "openinference" else _text(a, "llm.model_name"))
     response_model = _text(a, "gen_ai.response.model", "llm.response.model_name",
                            "llm.model_name")
 
@@ -797,13 +943,21 @@ def record_from_span(span: Span, resource_attrs: Mapping[str, Any] | None = None
         attributes["kansa.otel.span_name"] = span.name[:MAX_STR]
     if span.scope:
         attributes["kansa.otel.scope"] = span.scope[:MAX_STR]
-    if a.get("llm.is_streaming") is True or a.get("gen_ai.request.stream") is True:
+    if a.get("llm.is_streaming") is True or a.get("gen_ai.request.stream") is True \
+            or params.get("stream") is True:
         attributes["kansa.stream"] = True
+    for src, dst in (("temperature", "gen_ai.request.temperature"),
+                     ("max_tokens", "gen_ai.request.max_tokens"),
+                     ("max_completion_tokens", "gen_ai.request.max_tokens"),
+                     ("top_p", "gen_ai.request.top_p")):
+        v = params.get(src)
+        if dst not in a and isinstance(v, int | float) and not isinstance(v, bool):
+            attributes[dst] = v
     # gen_ai.system stays beside gen_ai.provider.name only if the two disagree
     skip = {"gen_ai.system"} if a.get("gen_ai.system") in (provider, None) else set()
     for k, v in a.items():
         if k in skip or k in _FIELD_KEYS or k in content or k in _CONTENT_KEYS \
-                or k.startswith(_INDEXED):
+                or k in _SUBJECT_KEYS or k.startswith(_INDEXED):
             continue
         if k.startswith("gen_ai.") or k in _KEPT_OTHER:
             if _scalar_ok(v):
@@ -837,9 +991,106 @@ def record_from_span(span: Span, resource_attrs: Mapping[str, Any] | None = None
         latency_ms=latency,
         attributes=attributes,
         content=content,
+        id=otel_record_id("span", span.trace_id, span.span_id, span.start_ns),
     )
     _check_appendable(rec)
     return rec
+
+
+def _subject(a: Mapping[str, Any]) -> str | None:
+    for k in _SUBJECT_KEYS:
+        v = a.get(k)
+        if isinstance(v, bool):
+            continue
+        if isinstance(v, int):
+            v = str(v)
+        if isinstance(v, str) and v:
+            return v
+    return None
+
+
+def _system(res: Mapping[str, Any]) -> str:
+    system = res.get("service.name")
+    if not isinstance(system, str) or not system or len(system) > MAX_STR:
+        return "otel"
+    return system
+
+
+LOG_EVENT = "otel.log"  # the kansa.event attribute of a record made from an OTLP log
+
+
+def record_from_log(log_: LogRecord) -> UsageRecord | None:
+    """The record for one OTLP log record that is a GenAI event (its ``event_name``, or
+    the older ``event.name`` attribute, starts with ``gen_ai.``), else None (skipped).
+
+    How logs join spans. ``opentelemetry-instrumentation-openai-v2`` in its ``event_only``
+    content mode (``OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental``,
+    ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=event_only``) puts the messages
+    only in a ``gen_ai.client.inference.operation.details`` log record emitted in the
+    span's context (its legacy mode: one ``gen_ai.user.message``/``gen_ai.choice``... log
+    per message). Logs and spans travel in separate exports, in either order, possibly
+    minutes apart, and either may be retried or lost. So a log becomes its own record,
+    durable before its export is answered 200, never held in memory waiting for a span
+    that may never come: kind ``kansa.event``, attribute ``kansa.event`` = ``otel.log``,
+    ``kansa.otel.event_name``, and the same ``kansa.otel.trace_id``/``span_id`` as the
+    span's record, which is the join (``otel_records(ledger, trace_id, span_id)`` gives
+    both). Its attributes and body are content: encrypted, committed to, sealed under the
+    same subject as the span's (``user.id``, ... in the log), erased with it. Nothing of
+    the log's model, token counts or status is repeated in the entry, so a call is
+    counted once, by its span's record."""
+    if log_.problem is not None:
+        raise OTLPError(log_.problem)
+    a = log_.attributes
+    name = log_.event_name
+    if not name and isinstance(a.get("event.name"), str):
+        name = a["event.name"]
+    if not name.startswith("gen_ai."):
+        return None
+    ns = log_.time_ns or log_.observed_ns
+    if ns <= 0:
+        raise RecordError("the log record has no time", field="timeUnixNano")
+    content: dict[str, Any] = {k: _maybe_json(v) for k, v in a.items()
+                               if k not in _SUBJECT_KEYS and k != "event.name"}
+    if log_.body is not None:
+        content["body"] = _maybe_json(log_.body)
+    attributes: dict[str, Any] = {"kansa.event": LOG_EVENT,
+                                  "kansa.otel.event_name": name[:MAX_STR]}
+    if log_.trace_id:
+        attributes["kansa.otel.trace_id"] = log_.trace_id
+    if log_.span_id:
+        attributes["kansa.otel.span_id"] = log_.span_id
+    if log_.scope:
+        attributes["kansa.otel.scope"] = log_.scope[:MAX_STR]
+    if log_.severity_text:
+        attributes["kansa.otel.severity"] = log_.severity_text[:MAX_STR]
+    # what identifies this log among the span's logs, stable across an exporter's retry
+    ident = json.dumps([name, log_.time_ns, log_.observed_ns, a, log_.body],
+                       sort_keys=True, ensure_ascii=True, default=repr).encode()
+    rec = UsageRecord(
+        system=_system(log_.resource),
+        ts=_ts(ns),
+        kind="kansa.event",
+        conversation_id=_text(a, "gen_ai.conversation.id", "session.id"),
+        subject=_subject(a),
+        attributes=attributes,
+        content=content,
+        id=otel_record_id("log", log_.trace_id, log_.span_id, ns,
+                          hashlib.sha256(ident).digest()),
+    )
+    _check_appendable(rec)
+    return rec
+
+
+def otel_records(ledger: Ledger, trace_id: str, span_id: str, *,
+                 with_content: bool = True) -> list[Any]:
+    """The records of one span: its call record and the records of its logs (by the
+    ``kansa.otel.trace_id``/``span_id`` attributes; a scan of the log's entries)."""
+    out = []
+    for r in ledger.find(with_content=with_content, limit=None):
+        at = r.entry.get("attributes") or {}
+        if at.get("kansa.otel.trace_id") == trace_id and at.get("kansa.otel.span_id") == span_id:
+            out.append(r)
+    return out
 
 
 def _dig(v: Any, *keys: str) -> Any:
@@ -881,30 +1132,84 @@ def _check_appendable(rec: UsageRecord) -> None:
 
 @dataclass
 class IntakeResult:
-    spans: int = 0
+    spans: int = 0  # spans, or log records for /v1/logs
     recorded: int = 0
-    skipped: int = 0  # not GenAI/LLM spans
+    skipped: int = 0  # not GenAI/LLM spans (or logs that are not GenAI events)
     rejected: int = 0  # malformed
+    duplicates: int = 0  # already recorded (an exporter's retry): accepted, not recorded
     problems: list[str] = field(default_factory=list)
     appended: list[Appended] = field(default_factory=list)
+    what: str = "spans"
 
     def error_message(self) -> str:
         shown = "; ".join(self.problems[:5])
         more = f" (and {len(self.problems) - 5} more)" if len(self.problems) > 5 else ""
-        return f"rejected {self.rejected} of {self.spans} spans: {shown}{more}"
+        return f"rejected {self.rejected} of {self.spans} {self.what}: {shown}{more}"
 
 
-def ingest(ledger: Ledger, spans: list[Span]) -> IntakeResult:
-    """Turn spans into records and append them durably (one stream of group commits).
-    Blocking: call it from a worker thread in async code."""
-    result = IntakeResult(spans=len(spans))
+class InFlight:
+    """Record ids being appended by this process right now. An exporter that times out
+    retries while the first export may still be committing: the retry waits for that
+    commit and then finds the record in the ledger's index instead of appending a
+    second one. (Between processes serving one store the index alone decides: two
+    deliveries of one span at the same instant to two processes can both append.)"""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._busy: dict[str, threading.Event] = {}
+
+    def append_new(self, ledger: Ledger, records: list[UsageRecord]
+                   ) -> tuple[list[Appended], int]:
+        """Append the records whose id the ledger does not hold yet; (appended,
+        duplicates). Durable on return."""
+        appended: list[Appended] = []
+        duplicates = 0
+        pending = records
+        while pending:
+            mine: list[UsageRecord] = []
+            waits: list[threading.Event] = []
+            later: list[UsageRecord] = []
+            done = threading.Event()
+            with self._lock:
+                for rec in pending:
+                    other = self._busy.get(rec.id)
+                    if other is not None:  # another request (or this batch) has it
+                        waits.append(other)
+                        later.append(rec)
+                    else:
+                        self._busy[rec.id] = done
+                        mine.append(rec)
+            try:
+                store = ledger.log.store
+                new = [r for r in mine if store.index_of(r.id) is None]
+                duplicates += len(mine) - len(new)
+                if new:
+                    appended.extend(ledger.append_many(new))
+            finally:
+                with self._lock:
+                    for rec in mine:
+                        if self._busy.get(rec.id) is done:
+                            del self._busy[rec.id]
+                done.set()
+            for ev in waits:
+                ev.wait()
+            pending = later  # now recorded by the other request, or free to record
+        return appended, duplicates
+
+
+_INFLIGHT = InFlight()
+
+
+def _ingest(ledger: Ledger, items: list[Any], to_record: Callable[[Any], UsageRecord | None],
+            what: str, inflight: InFlight | None) -> IntakeResult:
+    result = IntakeResult(spans=len(items), what=what)
     records: list[UsageRecord] = []
-    for span in spans:
+    for item in items:
         try:
-            rec = record_from_span(span)
+            rec = to_record(item)
         except KansaError as e:
             result.rejected += 1
-            sid = f"span {span.span_id}: " if span.span_id and span.problem is None else ""
+            sid = f"span {item.span_id}: " if item.span_id and item.problem is None else ""
             result.problems.append(f"{sid}{e}")
             continue
         if rec is None:
@@ -912,9 +1217,23 @@ def ingest(ledger: Ledger, spans: list[Span]) -> IntakeResult:
         else:
             records.append(rec)
     if records:
-        result.appended = ledger.append_many(records)
-    result.recorded = len(records)
+        result.appended, result.duplicates = (inflight or _INFLIGHT).append_new(ledger, records)
+    result.recorded = len(result.appended)
     return result
+
+
+def ingest(ledger: Ledger, spans: list[Span], *, inflight: InFlight | None = None
+           ) -> IntakeResult:
+    """Turn spans into records and append them durably (one stream of group commits); a
+    span already recorded (same trace and span id: an exporter's retry) is counted in
+    ``duplicates``, not recorded again. Blocking: call it from a worker thread."""
+    return _ingest(ledger, spans, record_from_span, "spans", inflight)
+
+
+def ingest_logs(ledger: Ledger, logs: list[LogRecord], *, inflight: InFlight | None = None
+                ) -> IntakeResult:
+    """As :func:`ingest`, for OTLP log records (see :func:`record_from_log`)."""
+    return _ingest(ledger, logs, record_from_log, "log records", inflight)
 
 
 @dataclass
@@ -926,6 +1245,9 @@ class IntakeStats:
     recorded: int = 0
     skipped: int = 0
     rejected: int = 0
+    duplicates: int = 0
+    logs: int = 0
+    logs_recorded: int = 0
 
 
 class _TooLarge(Exception):
@@ -988,52 +1310,79 @@ def _fail(encoding: str, status: int, code: int, message: str) -> Response:
                     media_type=_MEDIA[encoding])
 
 
-def _success(encoding: str, result: IntakeResult) -> Response:
-    ps = None
-    if result.rejected:
-        ps = trace_service_pb2.ExportTracePartialSuccess(
-            rejected_spans=result.rejected, error_message=result.error_message())
+def _success(encoding: str, result: IntakeResult, logs: bool = False) -> Response:
+    rejected = result.rejected
+    message = result.error_message() if rejected else ""
     if encoding == "json":
         doc: dict[str, Any] = {}
-        if ps is not None:
-            doc["partialSuccess"] = {"rejectedSpans": str(ps.rejected_spans),
-                                     "errorMessage": ps.error_message}
+        if rejected:
+            key = "rejectedLogRecords" if logs else "rejectedSpans"
+            doc["partialSuccess"] = {key: str(rejected), "errorMessage": message}
         body = json.dumps(doc).encode()
+    elif logs:
+        lresp = logs_service_pb2.ExportLogsServiceResponse()
+        if rejected:
+            lresp.partial_success.rejected_log_records = rejected
+            lresp.partial_success.error_message = message
+        body = lresp.SerializeToString()
     else:
-        resp = trace_service_pb2.ExportTraceServiceResponse()
-        if ps is not None:
-            resp.partial_success.CopyFrom(ps)
-        body = resp.SerializeToString()
+        tresp = trace_service_pb2.ExportTraceServiceResponse()
+        if rejected:
+            tresp.partial_success.rejected_spans = rejected
+            tresp.partial_success.error_message = message
+        body = tresp.SerializeToString()
     return Response(body, status_code=200, media_type=_MEDIA[encoding])
 
 
+# an oversized body is read to its end and thrown away before the 413 is sent: a server
+# that answers and closes while the client is still sending makes the client's kernel see
+# a reset, and the exporter never reads the 413. Past this much, the connection is cut.
+_DRAIN_FACTOR = 8
+
+
 async def _read_body(request: Request, limit: int) -> bytes | None:
+    """The body, or None (after draining it) if it exceeds ``limit``."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        return None
     body = bytearray()
+    over = declared.isdigit() and int(declared) > limit
+    drained = 0
     async for chunk in request.stream():
+        if over:
+            drained += len(chunk)
+            if drained > limit * _DRAIN_FACTOR:
+                break
+            continue
         body += chunk
         if len(body) > limit:
-            return None
-    return bytes(body)
+            over = True
+            drained = len(body)
+            body = bytearray()
+    return None if over else bytes(body)
 
 
 def create_otlp_app(ledger: Ledger, *, max_body_size: int = MAX_BODY_SIZE,
-                    path: str = TRACES_PATH) -> Starlette:
-    """A Starlette app serving OTLP/HTTP ``POST /v1/traces`` into ``ledger``.
+                    path: str = TRACES_PATH, logs_path: str = LOGS_PATH) -> Starlette:
+    """A Starlette app serving OTLP/HTTP ``POST /v1/traces`` and ``POST /v1/logs`` into
+    ``ledger``.
 
-    Mountable under another app (the route is relative). The ledger stays the caller's:
-    the app does not close it. A 200 means every recorded span is durable."""
+    Mountable under another app (the routes are relative). The ledger stays the caller's:
+    the app does not close it. A 200 means every recorded span or log is durable; spans
+    and logs already recorded (an exporter's retry) are acknowledged, not recorded
+    twice."""
     stats = IntakeStats()
-    decoders: dict[str, Callable[[bytes], list[Span]]] = {
+    inflight = InFlight()
+    span_decoders: dict[str, Callable[[bytes], list[Span]]] = {
         "protobuf": spans_from_otlp_protobuf, "json": spans_from_otlp_json}
+    log_decoders: dict[str, Callable[[bytes], list[LogRecord]]] = {
+        "protobuf": logs_from_otlp_protobuf, "json": logs_from_otlp_json}
 
-    def work(body: bytes, coding: str, encoding: str) -> IntakeResult:
+    def work(body: bytes, coding: str, encoding: str, logs: bool) -> IntakeResult:
         raw = _decompress(body, coding, max_body_size)
-        return ingest(ledger, decoders[encoding](raw))
+        if logs:
+            return ingest_logs(ledger, log_decoders[encoding](raw), inflight=inflight)
+        return ingest(ledger, span_decoders[encoding](raw), inflight=inflight)
 
-    async def traces(request: Request) -> Response:
+    async def export(request: Request, logs: bool) -> Response:
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media in PROTOBUF_TYPES:
             encoding = "protobuf"
@@ -1052,9 +1401,11 @@ def create_otlp_app(ledger: Ledger, *, max_body_size: int = MAX_BODY_SIZE,
         too_large = (f"the request body exceeds {max_body_size} bytes; send smaller "
                      "batches")
         if body is None:
-            return _fail(encoding, 413, _GRPC_RESOURCE_EXHAUSTED, too_large)
+            resp = _fail(encoding, 413, _GRPC_RESOURCE_EXHAUSTED, too_large)
+            resp.headers["connection"] = "close"
+            return resp
         try:
-            result = await run_in_threadpool(work, body, coding, encoding)
+            result = await run_in_threadpool(work, body, coding, encoding, logs)
         except _TooLarge:
             return _fail(encoding, 413, _GRPC_RESOURCE_EXHAUSTED, too_large)
         except OTLPError as e:
@@ -1065,15 +1416,27 @@ def create_otlp_app(ledger: Ledger, *, max_body_size: int = MAX_BODY_SIZE,
         except KansaError as e:
             log.error("OTLP intake failed: %s", e)
             return _fail(encoding, 500, _GRPC_INTERNAL, str(e))
-        stats.spans += result.spans
-        stats.recorded += result.recorded
+        if logs:
+            stats.logs += result.spans
+            stats.logs_recorded += result.recorded
+        else:
+            stats.spans += result.spans
+            stats.recorded += result.recorded
         stats.skipped += result.skipped
         stats.rejected += result.rejected
+        stats.duplicates += result.duplicates
         if result.rejected:
             log.warning("OTLP intake: %s", result.error_message())
-        return _success(encoding, result)
+        return _success(encoding, result, logs)
 
-    app = Starlette(routes=[Route(path, traces, methods=["POST"])])
+    async def traces(request: Request) -> Response:
+        return await export(request, False)
+
+    async def logs_(request: Request) -> Response:
+        return await export(request, True)
+
+    app = Starlette(routes=[Route(path, traces, methods=["POST"]),
+                            Route(logs_path, logs_, methods=["POST"])])
     app.state.otlp_stats = stats
     app.state.ledger = ledger
     return app

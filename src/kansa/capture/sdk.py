@@ -461,8 +461,8 @@ class _Call:
 
     __slots__ = ("cfg", "operation", "wall", "t0", "meta", "subject", "body", "extra",
                  "response", "status", "events", "ended_by", "done", "latency_ms", "outcome",
-                 "error_type", "policy", "approval", "policy_attrs",
-                 "_id")
+                 "error_type", "policy", "approval", "policy_attrs", "raw", "raw_sse",
+                 "raw_complete", "strip_usage", "_id")
 
     def __init__(self, cfg: _Config, operation: str) -> None:
         self.cfg = cfg
@@ -483,6 +483,14 @@ class _Call:
         self.status: int | None = None
         self.events: list[Any] | None = None  # a stream's events, as the SDK parsed them
         self.ended_by: str | None = None  # a stream's end: "exhausted" or "closed"
+        # with_streaming_response: the body bytes the caller read, whether they read all
+        # of it, and whether it is an SSE stream (see _RawBody)
+        self.raw: list[bytes] | None = None
+        self.raw_sse = False
+        self.raw_complete = False
+        # kansa asked an OpenAI stream for usage the caller did not ask for (see
+        # _stream_usage): the usage-only chunk is kept from the caller
+        self.strip_usage = False
         self.done = False
         self.latency_ms = 0.0
         self.outcome: str | None = None
@@ -510,7 +518,10 @@ class _Call:
             attrs.update(self.policy_attrs)
         outcome, error_type, response = self.outcome, self.error_type, self.response
         events = self.events
-        if events is not None:  # reassemble the stream now, off the caller's path
+        streamed = events is not None
+        if self.raw is not None:  # with_streaming_response: what the caller read
+            response, streamed, outcome, error_type = self._raw_result()
+        elif events is not None:  # reassemble the stream now, off the caller's path
             asm = _Assembler(cfg.provider)
             for ev in events:
                 asm.event(ev)
@@ -537,14 +548,40 @@ class _Call:
             actor=meta.actor or cfg.actor,
             subject=self.subject,
             conversation_id=meta.conversation_id,
-            streamed=events is not None,
+            streamed=streamed,
             record_id=self.id,
             attributes=attrs,
         )
 
+    def _raw_result(self) -> tuple[Any, bool, str | None, str | None]:
+        """(response, streamed, outcome, error_type) from the body bytes the caller read
+        through a ``with_streaming_response`` response: an SSE stream is assembled as the
+        gateway assembles it; a JSON body is parsed if it was read whole. A body left
+        (partly) unread when the response was closed is an aborted call, as a stream
+        closed early is: the caller did not take the answer."""
+        data = b"".join(self.raw or ())
+        ok = "ok" if self.status is None else None
+        if self.raw_sse:
+            asm = StreamAssembler(self.cfg.provider)
+            asm.feed(data)
+            asm.feed(b"\n\n")  # a last event the upstream did not terminate
+            ended = asm.outcome()
+            if ended is None:
+                return asm.result(), True, ok, None
+            if not self.raw_complete and asm.error_type is None:
+                return asm.result(), True, "aborted", "client_disconnected"
+            return asm.result(), True, ended[0], ended[1]
+        if not self.raw_complete:
+            return None, False, "aborted", "client_disconnected"
+        try:
+            response = json.loads(data) if data else None
+        except ValueError:
+            response = None  # not JSON: the record keeps status and request only
+        return response, False, ok, None
+
     def release(self) -> None:
         """Drop the exchange once recorded (last_record_id() may keep this object)."""
-        self.body = self.extra = self.response = self.events = None
+        self.body = self.extra = self.response = self.events = self.raw = None
 
     # -- how it ended (cheap: runs in the calling thread) ---------------------------------
 
@@ -793,6 +830,8 @@ def _install(client: Any, cfg: _Config) -> None:
         if call is not None:  # once per attempt: the body as finally sent
             call.body = getattr(options, "json_data", None)
             call.extra = getattr(options, "extra_json", None)
+            if cfg.provider == "openai" and call.operation in ("chat", "text_completion"):
+                _stream_usage(call, options)
         return orig_build(options, *args, **kwargs)
 
     def finish_result(call: _Call, result: Any, stream: bool) -> tuple[Any, _Call | None]:
@@ -803,11 +842,18 @@ def _install(client: Any, cfg: _Config) -> None:
                 call.status = getattr(response, "status_code", None)
                 _wrap_stream(result, call, cfg.is_async)
                 return result, None
-        if call.response is None:  # with_raw_response: the SDK has not parsed it for us
-            raw = getattr(result, "http_response", None)
-            if raw is not None:
-                call.status = getattr(raw, "status_code", None)
-                call.response = _read_json(raw)
+        raw = getattr(result, "http_response", None)
+        if raw is not None and not hasattr(raw, "_content") \
+                and not getattr(raw, "is_stream_consumed", True):
+            # with_streaming_response: the body is still on the wire and the caller reads
+            # it (or not) after we return; record what they read, when it is closed
+            call.status = getattr(raw, "status_code", None)
+            _watch_body(raw, call, cfg.is_async)
+            return result, None
+        if call.response is None and raw is not None:
+            # with_raw_response: the SDK has not parsed it for us
+            call.status = getattr(raw, "status_code", None)
+            call.response = _read_json(raw)
         return result, call.ok()
 
     if cfg.is_async:
@@ -961,6 +1007,179 @@ def _settle(call: _Call, d: Decision, args: tuple[Any, ...],
 
 # -- streams ------------------------------------------------------------------------------
 
+_RAW_RESPONSE_HEADER = "X-Stainless-Raw-Response"  # the SDKs' with_raw/streaming marker
+
+
+def _stream_usage(call: _Call, options: Any) -> None:
+    """Ask an OpenAI chat or completions stream for its usage, as the gateway does
+    (``GatewayConfig.inject_stream_usage``): without ``stream_options.include_usage`` a
+    stream carries no token counts, and the ``chat.completions.stream`` helper never sets
+    it. The caller asked for no usage chunk, so ``_iterate`` keeps it from them; the
+    record's request stays the body the caller sent. Not done for the Responses API
+    (its streams carry usage) nor when the caller reads the raw bytes
+    (``with_raw_response``/``with_streaming_response``), whose bytes kansa does not edit."""
+    body = getattr(options, "json_data", None)
+    if not isinstance(body, dict) or body.get("stream") is not True:
+        return
+    url = str(getattr(options, "url", ""))
+    if url.rstrip("/").endswith("responses"):
+        return
+    extra = getattr(options, "extra_json", None)
+    if isinstance(extra, Mapping) and "stream_options" in extra:
+        return
+    headers = getattr(options, "headers", None)
+    if isinstance(headers, Mapping) and any(
+            isinstance(k, str) and k.lower() == _RAW_RESPONSE_HEADER.lower() for k in headers):
+        return
+    so = body.get("stream_options")
+    if so is None or type(so).__name__ in _SENTINELS:
+        so = {}
+    if not isinstance(so, Mapping) or "include_usage" in so:
+        return
+    # a new dict: the caller's own arguments are left as they were
+    options.json_data = {**body, "stream_options": {**so, "include_usage": True}}
+    call.strip_usage = True
+
+
+def _is_usage_only(item: Any) -> bool:
+    """The extra chunk include_usage adds: no choices, only usage."""
+    return getattr(item, "choices", None) == [] and getattr(item, "usage", None) is not None
+
+
+class _RawBody:
+    """Watches the httpx response of a ``with_streaming_response`` call: its
+    ``iter_bytes``/``aiter_bytes`` (which ``read``, ``text``, ``json``, ``iter_lines`` and
+    the SDK's ``parse()`` all go through) keep the decoded bytes the caller reads, and its
+    ``close``/``aclose`` (the context manager's exit, or httpx itself once the body is
+    read) records the call, once. httpx closes the response from inside the read, before
+    the decoder's last bytes are handed over: a close made while a read is under way is
+    held until that read returns. A read abandoned mid-body (``break``) closes the
+    response without recording: the caller's own close (the context manager's exit)
+    records it, durably; a response never closed is recorded in the background when it
+    is collected (``_abandoned``), never blocking a finalizer."""
+
+    __slots__ = ("call", "resp", "active", "pending", "__weakref__")
+
+    def __init__(self, call: _Call, resp: Any) -> None:
+        self.call = call
+        self.resp = resp
+        self.active = False  # inside httpx's iterator (not suspended at our yield)
+        self.pending = False  # closed during that: record when the read returns
+
+    def _keep(self) -> bool:
+        # a body already read is replayed from memory: it was kept the first time
+        return not hasattr(self.resp, "_content") and self.call.raw is not None
+
+    def iter_bytes(self, *args: Any, **kwargs: Any) -> Iterator[bytes]:
+        call, keep = self.call, self._keep()
+        it = type(self.resp).iter_bytes(self.resp, *args, **kwargs)
+        while True:
+            self.active = True
+            try:
+                chunk = next(it)
+            except StopIteration:
+                break
+            except BaseException as e:
+                if self.pending and not call.done:
+                    self.pending = False
+                    _failed(call.cfg.sink, call, e)
+                raise
+            finally:
+                self.active = False
+            if keep:
+                call.raw.append(chunk)  # type: ignore[union-attr]
+            try:
+                yield chunk
+            except GeneratorExit:
+                self.active = True  # httpx closes the response now: not yet the record
+                try:
+                    it.close()
+                finally:
+                    self.active = self.pending = False
+                raise
+        if keep:
+            call.raw_complete = True
+        if self.pending:
+            self._record()
+
+    async def aiter_bytes(self, *args: Any, **kwargs: Any) -> AsyncIterator[bytes]:
+        call, keep = self.call, self._keep()
+        it = type(self.resp).aiter_bytes(self.resp, *args, **kwargs)
+        while True:
+            self.active = True
+            try:
+                chunk = await it.__anext__()
+            except StopAsyncIteration:
+                break
+            except BaseException as e:
+                if self.pending and not call.done:
+                    self.pending = False
+                    await _afailed(call.cfg.sink, call, e)
+                raise
+            finally:
+                self.active = False
+            if keep:
+                call.raw.append(chunk)  # type: ignore[union-attr]
+            try:
+                yield chunk
+            except GeneratorExit:
+                self.active = True
+                try:
+                    await it.aclose()
+                finally:
+                    self.active = self.pending = False
+                raise
+        if keep:
+            call.raw_complete = True
+        if self.pending:
+            await self._arecord()
+
+    def _record(self) -> None:
+        self.pending = False
+        if not self.call.done:
+            self.call.cfg.sink.commit(self.call.end())
+
+    async def _arecord(self) -> None:
+        self.pending = False
+        if not self.call.done:
+            await self.call.cfg.sink.acommit(self.call.end())
+
+    def close(self) -> None:
+        type(self.resp).close(self.resp)
+        if self.active:
+            self.pending = True
+        else:
+            self._record()
+
+    async def aclose(self) -> None:
+        await type(self.resp).aclose(self.resp)
+        if self.active:
+            self.pending = True
+        else:
+            await self._arecord()
+
+
+def _abandoned(call: _Call) -> None:
+    """A with_streaming_response response collected without being closed."""
+    if not call.done:
+        with contextlib.suppress(Exception):  # at interpreter shutdown
+            call.cfg.sink.later(call.end())
+
+
+def _watch_body(resp: Any, call: _Call, is_async: bool) -> None:
+    call.raw = []
+    ctype = str(getattr(resp, "headers", {}).get("content-type", ""))
+    call.raw_sse = ctype.split(";")[0].strip().lower() == "text/event-stream"
+    watch = _RawBody(call, resp)
+    weakref.finalize(watch, _abandoned, call)
+    # instance attributes: httpx's read()/iter_raw() call self.iter_bytes()/self.close()
+    if is_async:
+        resp.aiter_bytes = watch.aiter_bytes
+        resp.aclose = watch.aclose
+    else:
+        resp.iter_bytes = watch.iter_bytes
+        resp.close = watch.close
+
 
 def _wrap_stream(stream: Any, call: _Call, is_async: bool) -> None:
     """Keep the SDK's stream object; route its iterator through us and hook its close.
@@ -985,6 +1204,8 @@ def _iterate(call: _Call, inner: Iterator[Any]) -> Iterator[Any]:
     sink = call.cfg.sink
     try:
         for item in inner:
+            if call.strip_usage and _is_usage_only(item):
+                continue  # kansa asked for it (see _stream_usage), not the caller
             try:
                 yield item
             except GeneratorExit:  # dropped mid-stream: never block a finalizer
@@ -1005,6 +1226,8 @@ async def _aiterate(call: _Call, inner: AsyncIterator[Any]) -> AsyncIterator[Any
     sink = call.cfg.sink
     try:
         async for item in inner:
+            if call.strip_usage and _is_usage_only(item):
+                continue  # kansa asked for it (see _stream_usage), not the caller
             try:
                 yield item
             except GeneratorExit:
