@@ -505,3 +505,18 @@ def test_only_verified_cosignatures_count(export_dir: tuple[Path, Signer]) -> No
     (d / "checkpoint").write_text(text + cosign(body, witness, 5).line())
     ok = verify_directory(d, signer.verifier, witnesses=[witness.verifier])
     assert ok.cosignatures_checked == 1
+
+
+def test_fake_erasure_is_caught(home_ledger: tuple[str, kansa.Ledger]) -> None:
+    """Deleting content and marking its group erased, without the erasure the log records."""
+    url, lg = home_ledger
+    row = lg.log.store.entry(4)
+    assert row is not None and row.group is not None
+    tamper(url, "DELETE FROM attachments WHERE grp = ?", (row.group,))
+    tamper(url, "INSERT INTO erased_groups (grp, erased) VALUES (?, 0)", (row.group,))
+    assert problems(lg) == [
+        f"erasure group {row.group}: marked erased in the store, but the log holds no "
+        f"kansa.erasure record for it (content deleted behind the log's back?)"
+    ]
+    lg.erase("user-1")  # the real thing is recorded, and verifies
+    assert lg.verify().entries_checked == 301

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from kansa.errors import ErasedError, KansaError, StorageError
+from kansa.errors import ErasedError, KansaError, StorageError, VerificationError
 from kansa.home import Home
 from kansa.ledger.log import Append, Log
 from kansa.ledger.note import SignedCheckpoint, Signer, Verifier
@@ -27,6 +27,16 @@ from kansa.records.vault import Vault
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 RecordLike = UsageRecord | Mapping[str, Any]
+
+
+def _unrecorded(erased: set[str], recorded: set[str]) -> list[str]:
+    """An erasure is recorded in the log; a group marked erased in the store without a
+    kansa.erasure record is content deleted behind the log's back."""
+    return [
+        f"erasure group {g}: marked erased in the store, but the log holds no kansa.erasure "
+        f"record for it (content deleted behind the log's back?)"
+        for g in sorted(erased - recorded)
+    ]
 
 
 def _micros(ts: datetime) -> int:
@@ -293,11 +303,21 @@ class Ledger:
         from kansa.ledger.verify import verify_store
 
         kept = self.home.kept_checkpoint().load() if self.home is not None else None
-        return verify_store(self.log.store, self.verifier, progress=progress,
-                            known_checkpoints=known_checkpoints, kept=kept,
-                            witnesses=witnesses, row_check=self._row_problems)
+        recorded: set[str] = set()
+        store = self.log.store
+        erased = {str(r[0]) for r in store.query("SELECT grp FROM erased_groups")}
+        try:
+            report = verify_store(store, self.verifier, progress=progress,
+                                  known_checkpoints=known_checkpoints, kept=kept,
+                                  witnesses=witnesses,
+                                  row_check=lambda rows: self._row_problems(rows, recorded))
+        except VerificationError as e:
+            raise VerificationError(e.problems + _unrecorded(erased, recorded)) from None
+        if _unrecorded(erased, recorded):
+            raise VerificationError(_unrecorded(erased, recorded))
+        return report
 
-    def _row_problems(self, rows: Sequence[EntryRow]) -> Iterator[str]:
+    def _row_problems(self, rows: Sequence[EntryRow], erasures: set[str]) -> Iterator[str]:
         """What an entry row says beside its bytes, checked against the entry: the time
         (``find(since=...)`` selects by it), the record id (lookups, ``prove``), the
         erasure group (the subject's pseudonym) and the stored content (present unless
@@ -319,6 +339,8 @@ class Ledger:
                     yield f"{where}: not a kansa record, yet its row carries an id or group"
                 continue
             rid = entry.get("id")
+            if entry.get("kind") == "kansa.erasure":
+                erasures.add(str((entry.get("attributes") or {}).get("kansa.erasure.subject")))
             if row.ext_id != rid:
                 if row.ext_id is None and isinstance(rid, str):
                     first = store.index_of(rid)
