@@ -299,10 +299,13 @@ class Ledger:
         """Check the whole live store: entries, tiles, every checkpoint and their
         consistency, against the checkpoint kept in $KANSA_HOME and ``known_checkpoints``
         (an auditor's copies); and each row's time, id, erasure group and content
-        against its entry."""
+        against its entry. Cosignatures are verified with ``witnesses``, by default the
+        witnesses configured in the home."""
         from kansa.ledger.verify import verify_store
 
         kept = self.home.kept_checkpoint().load() if self.home is not None else None
+        if not witnesses and self.home is not None:  # those 'kansa witness add' configured
+            witnesses = [Verifier.parse(w["vkey"]) for w in self.home.witnesses if "vkey" in w]
         recorded: set[str] = set()
         store = self.log.store
         erased = {str(r[0]) for r in store.query("SELECT grp FROM erased_groups")}
