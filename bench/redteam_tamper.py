@@ -59,6 +59,7 @@ class Tally:
     tried: dict[str, int] = field(default_factory=dict)
     caught: dict[str, int] = field(default_factory=dict)
     misses: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # the database itself refused
 
     def add(self, cls: str, name: str, ok: bool, why: str = "") -> None:
         self.tried[cls] = self.tried.get(cls, 0) + 1
@@ -557,7 +558,8 @@ def run_store(g: Golden, tally: Tally) -> None:
         except NoOp:
             continue
         except Exception as e:
-            tally.add(prefix + cls, name, True, f"the database refused it ({type(e).__name__})")
+            tally.add(prefix + cls, name, True)
+            tally.refused.append(f"{prefix}{cls}: {name} ({type(e).__name__})")
             continue
         caught, why = t.verify()
         if caught and extra == "append":
@@ -607,6 +609,8 @@ def main() -> None:
     print(f"{'TOTAL':<{width}} | {total:5d} | {caught:6d}")
     for m in tally.misses:
         print(f"MISSED {m}")
+    for m in tally.refused:
+        print(f"(counted as caught: the database refused the tampering {m})")
     print(f"({time.perf_counter() - started:.0f} s)")
 
 
