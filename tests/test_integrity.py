@@ -29,7 +29,7 @@ from kansa.home import KEPT_CHECKPOINT, Home
 from kansa.ledger.files import MAX_RECEIPT_BYTES, read_bounded
 from kansa.ledger.log import Append, Log
 from kansa.ledger.note import ALG_COSIGNATURE_V1, Signer, cosign
-from kansa.ledger.storage import _SQLITE_MIGRATIONS, open_store
+from kansa.ledger.storage import _PG_MIGRATIONS, _SQLITE_MIGRATIONS, open_store
 from kansa.ledger.verify import verify_directory
 
 ORIGIN = "example.com/integrity"
@@ -348,19 +348,29 @@ def test_unique_index_behind_kansas_back(store_url: str) -> None:
         lg.close()
 
 
-def test_migration_keeps_the_first_of_existing_duplicate_ids(tmp_path: Path) -> None:
-    path = tmp_path / "old.db"
-    c = sqlite3.connect(path)
-    for stmt in _SQLITE_MIGRATIONS[0] + _SQLITE_MIGRATIONS[1]:
-        c.execute(stmt)
-    c.execute("PRAGMA user_version = 2")
-    c.executemany("INSERT INTO entries (idx, ts, grp, ext_id, data) VALUES (?, 0, NULL, ?, ?)",
-                  [(0, "a", b"0"), (1, "b", b"1"), (2, "a", b"2"), (3, "a", b"3")])
-    c.executemany("INSERT INTO checkpoints (size, created, note) VALUES (?, 0, 'n')",
-                  [(2,), (4,)])
-    c.commit()
-    c.close()
-    store = open_store(str(path))
+def test_migration_keeps_the_first_of_existing_duplicate_ids(store_url: str) -> None:
+    """A store of schema 2 holding duplicate ids and unnumbered checkpoints."""
+    rows = [(0, "a", b"0"), (1, "b", b"1"), (2, "a", b"2"), (3, "a", b"3")]
+    if store_url.startswith("sqlite:"):
+        c = sqlite3.connect(store_url.removeprefix("sqlite:///"))
+        for stmt in _SQLITE_MIGRATIONS[0] + _SQLITE_MIGRATIONS[1]:
+            c.execute(stmt)
+        c.execute("PRAGMA user_version = 2")
+        c.commit()
+        c.close()
+    else:
+        with psycopg.connect(store_url, autocommit=True) as pg:
+            for stmt in _PG_MIGRATIONS[0] + _PG_MIGRATIONS[1]:
+                pg.execute(stmt)
+            pg.execute("CREATE TABLE kansa_schema (version INTEGER NOT NULL)")
+            pg.execute("INSERT INTO kansa_schema (version) VALUES (2)")
+    for idx, ext_id, data in rows:
+        tamper(store_url, "INSERT INTO entries (idx, ts, grp, ext_id, data) "
+               "VALUES (?, 0, NULL, ?, ?)", (idx, ext_id, data))
+    for size in (2, 4):
+        tamper(store_url, "INSERT INTO checkpoints (size, created, note) VALUES (?, 0, 'n')",
+               (size,))
+    store = open_store(store_url)
     try:
         assert [r.ext_id for r in store.entries(0, 4)] == ["a", "b", None, None]
         assert store.index_of("a") == 0
@@ -520,3 +530,15 @@ def test_fake_erasure_is_caught(home_ledger: tuple[str, kansa.Ledger]) -> None:
     ]
     lg.erase("user-1")  # the real thing is recorded, and verifies
     assert lg.verify().entries_checked == 301
+
+
+def test_a_damaged_kept_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
+    kept = Home(tmp_path).kept_checkpoint()
+    assert kept.load() is None
+    (tmp_path / KEPT_CHECKPOINT).write_text("{not json")
+    with pytest.raises(KansaError, match=f"{KEPT_CHECKPOINT}: not a kept checkpoint"):
+        kept.load()
+    (tmp_path / KEPT_CHECKPOINT).unlink()
+    os.mkfifo(tmp_path / KEPT_CHECKPOINT)
+    with pytest.raises(KansaError, match="not a regular file"):
+        kept.load()
