@@ -44,6 +44,8 @@ from kansa.ledger.storage import Store, StoredCheckpoint, WriteTxn, now_us
 from kansa.ledger.tiles import MAX_ENTRY_SIZE, TileHashReader, TileLevelsCache
 
 _STOP = object()
+_logger = logging.getLogger("kansa.ledger")
+Row = tuple[int, str | None, str | None, bytes]  # (ts, group, ext_id, entry)
 
 
 class CheckpointKeeper(Protocol):
@@ -73,8 +75,6 @@ def rollback_message(kept_size: int, size: int, where: str) -> str:
         f"run 'kansa verify'; if those entries are lost for good, keep this store and "
         f"{where} as evidence and start a new log ('kansa init' with a new --origin)"
     )
-_logger = logging.getLogger("kansa.ledger")
-Row = tuple[int, str | None, str | None, bytes]  # (ts, group, ext_id, entry)
 
 
 @dataclass(frozen=True)
@@ -326,7 +326,7 @@ class Log:
                 ))
             elif x in seen:
                 p.fail(DuplicateIdError(
-                    f"record id {x!r} appears twice among the records appended together; "
+                    f"record id {x!r} appears twice among the records appended at the same time; "
                     f"record ids are unique"
                 ))
             else:
