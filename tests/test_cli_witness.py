@@ -77,7 +77,7 @@ def test_witness_serve_add_collect_and_witnessed_receipt(tmp_path: Path) -> None
         code, out = run("checkpoint", home=home)
         assert "— witness.example.org/w1 " in out
         receipt = tmp_path / "r.tlog-proof"
-        assert run("prove", "2", "-o", str(receipt), home=home)[0] == 0
+        assert run("prove", "--index", "2", "-o", str(receipt), home=home)[0] == 0
         code, out = run("verify-receipt", str(receipt), "--key", log_vkey, "--witness",
                         witness_vkey, home=home)
         assert code == 0, out

@@ -386,7 +386,9 @@ def test_checkpoint_sign_and_verify() -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(
-    origin=st.text(st.characters(exclude_characters="\n\r"), min_size=1, max_size=60),
+    # no lone surrogates: they are not UTF-8, and parse_body rightly refuses them
+    origin=st.text(st.characters(exclude_characters="\n\r", exclude_categories=("Cs",)),
+                   min_size=1, max_size=60),
     size=st.integers(0, 2**63 - 1),
     root=st.binary(min_size=32, max_size=32),
 )

@@ -10,13 +10,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from kansa.errors import ErasedError, KansaError
+from kansa.errors import ErasedError, KansaError, StorageError, VerificationError
 from kansa.home import Home
 from kansa.ledger.log import Append, Log
 from kansa.ledger.note import SignedCheckpoint, Signer, Verifier
@@ -27,6 +27,16 @@ from kansa.records.vault import Vault
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 RecordLike = UsageRecord | Mapping[str, Any]
+
+
+def _unrecorded(erased: set[str], recorded: set[str]) -> list[str]:
+    """An erasure is recorded in the log; a group marked erased in the store without a
+    kansa.erasure record is content deleted behind the log's back."""
+    return [
+        f"erasure group {g}: marked erased in the store, but the log holds no kansa.erasure "
+        f"record for it (content deleted behind the log's back?)"
+        for g in sorted(erased - recorded)
+    ]
 
 
 def _micros(ts: datetime) -> int:
@@ -92,7 +102,8 @@ class Ledger:
             url = url or h.store_url
         store = open_store(url)
         try:
-            log = Log(store, signer, checkpoint_interval=checkpoint_interval)
+            log = Log(store, signer, checkpoint_interval=checkpoint_interval,
+                      keeper=h.kept_checkpoint() if h is not None else None)
         except BaseException:
             store.close()
             raise
@@ -170,15 +181,17 @@ class Ledger:
     # -- reading ----------------------------------------------------------------------------
 
     def resolve(self, ref: str | int) -> int:
-        """An entry index from an index or a record id."""
+        """An entry index from an index (an int) or a record id (a str, always: a record
+        id may be all digits, so "7" is the record with id "7", never entry 7)."""
         if isinstance(ref, int):
             index = ref
-        elif ref.isdigit():
-            index = int(ref)
         else:
             found = self.log.store.index_of(ref)
             if found is None:
-                raise KansaError(f"no record with id {ref!r}")
+                hint = (f"; to name entry {int(ref)} by its index, pass the int {int(ref)} "
+                        f"('kansa prove --index {int(ref)}')"
+                        if ref.isascii() and ref.isdigit() else "")
+                raise KansaError(f"no record with id {ref!r}{hint}")
             return found
         if not 0 <= index < self.log.size():
             raise KansaError(f"no entry {index}: the log holds {self.log.size()} entries")
@@ -260,15 +273,141 @@ class Ledger:
         row = self.log.store.entry(index)
         if row is None:
             raise KansaError(f"entry {index} is missing from the store")
+        if isinstance(ref, str):
+            # the id lookup is a store column outside the tree: prove only an entry that
+            # itself carries the id asked for, or the receipt proves another record
+            try:
+                carried = json.loads(row.data).get("id")
+            except (ValueError, AttributeError):
+                carried = None
+            if carried != ref:
+                raise StorageError(
+                    f"the store maps record id {ref!r} to entry {index}, but that entry is "
+                    f"record {carried!r}: the store's id column was altered; run 'kansa verify'"
+                )
         # the entry itself rides in the receipt's extra data, so the receipt is self-contained:
         # verify_receipt proves those exact bytes, an auditor needs nothing else
         return make_receipt(self.log, index, extra=row.data)
 
-    def verify(self, progress: Callable[[int, int], None] | None = None) -> Any:
-        """Check the whole live store: entries, tiles, every checkpoint and their consistency."""
+    def verify(
+        self,
+        progress: Callable[[int, int], None] | None = None,
+        *,
+        known_checkpoints: Sequence[bytes | str] = (),
+        witnesses: Sequence[Verifier] = (),
+    ) -> Any:
+        """Check the whole live store: entries, tiles, every checkpoint and their
+        consistency, against the checkpoint kept in $KANSA_HOME and ``known_checkpoints``
+        (an auditor's copies); and each row's time, id, erasure group and content
+        against its entry. Cosignatures are verified with ``witnesses``, by default the
+        witnesses configured in the home."""
         from kansa.ledger.verify import verify_store
 
-        return verify_store(self.log.store, self.verifier, progress=progress)
+        kept = self.home.kept_checkpoint().load() if self.home is not None else None
+        if not witnesses and self.home is not None:  # those 'kansa witness add' configured
+            witnesses = [Verifier.parse(w["vkey"]) for w in self.home.witnesses if "vkey" in w]
+        recorded: set[str] = set()
+        store = self.log.store
+        erased = {str(r[0]) for r in store.query("SELECT grp FROM erased_groups")}
+        try:
+            report = verify_store(store, self.verifier, progress=progress,
+                                  known_checkpoints=known_checkpoints, kept=kept,
+                                  witnesses=witnesses,
+                                  row_check=lambda rows: self._row_problems(rows, recorded))
+        except VerificationError as e:
+            raise VerificationError(e.problems + _unrecorded(erased, recorded)) from None
+        if _unrecorded(erased, recorded):
+            raise VerificationError(_unrecorded(erased, recorded))
+        return report
+
+    def _row_problems(self, rows: Sequence[EntryRow], erasures: set[str]) -> Iterator[str]:
+        """What an entry row says beside its bytes, checked against the entry: the time
+        (``find(since=...)`` selects by it), the record id (lookups, ``prove``), the
+        erasure group (the subject's pseudonym) and the stored content (present unless
+        erased, and decrypting to the entry's commitment)."""
+        store = self.log.store
+        if not rows:
+            return
+        attachments = store.attachments_between(rows[0].index, rows[-1].index + 1)
+        anon = self.vault.subject_key(None, create=False)
+        erased_groups = {str(r[0]) for r in store.query("SELECT grp FROM erased_groups")}
+        for row in rows:
+            where = f"entry {row.index}"
+            try:
+                entry = json.loads(row.data)
+                if not isinstance(entry, dict):
+                    raise ValueError
+            except ValueError:
+                if row.ext_id is not None or row.group is not None:
+                    yield f"{where}: not a kansa record, yet its row carries an id or group"
+                continue
+            rid = entry.get("id")
+            if entry.get("kind") == "kansa.erasure":
+                erasures.add(str((entry.get("attributes") or {}).get("kansa.erasure.subject")))
+            if row.ext_id != rid:
+                if row.ext_id is None and isinstance(rid, str):
+                    first = store.index_of(rid)
+                    if first is not None and first < row.index:
+                        pass  # a duplicate id from before ids were unique: the first keeps it
+                    else:
+                        yield f"{where}: the row's record id is missing (entry is {rid!r})"
+                else:
+                    yield (f"{where}: the row's record id {row.ext_id!r} differs from the "
+                           f"entry's {rid!r} (id column altered: lookups and 'prove' would "
+                           f"find the wrong record)")
+            try:
+                ts = _micros(parse_ts(entry.get("ts")))
+            except KansaError:
+                ts = None
+            if ts != row.ts:
+                yield (f"{where}: the row's time {row.ts} differs from the entry's ts "
+                       f"{entry.get('ts')!r} (time column altered: --since/--until would "
+                       f"select the wrong records)")
+            subject = entry.get("subject")
+            group = subject if subject is not None else (anon.pseudonym if anon else None)
+            if group is not None and row.group != group:
+                yield (f"{where}: the row's erasure group {row.group!r} differs from the "
+                       f"entry's subject pseudonym {group!r} (group column altered: erasure "
+                       f"would miss this record's content)")
+            commitment = (entry.get("content") or {}).get("commitment")
+            if commitment is None:
+                continue
+            att = attachments.get(row.index)
+            erased = (row.group or "") in erased_groups
+            if att is None:
+                if not erased:
+                    yield (f"{where}: its content is missing from the store (attachment "
+                           f"deleted?), and its subject was not erased")
+                continue
+            if att[0] != row.group:
+                yield f"{where}: its content is filed under another erasure group"
+            if erased:
+                yield f"{where}: content is stored although its subject was erased"
+                continue
+            try:
+                self.vault.open(row.group or "", str(rid), att[1], commitment)
+            except KansaError as e:
+                yield f"{where}: {e}"
+
+    def missing_content(self, indices: Iterable[int]) -> dict[int, str]:
+        """For a listing: {index: "erased" | "missing"} of the given records whose content
+        cannot be shown, without failing the listing (see :meth:`find`)."""
+        store = self.log.store
+        gone = store.missing_attachments(list(indices))
+        out: dict[int, str] = {}
+        for i in sorted(gone):
+            row = store.entry(i)
+            if row is None:
+                continue
+            try:
+                commitment = (json.loads(row.data).get("content") or {}).get("commitment")
+            except (ValueError, AttributeError):
+                continue
+            if commitment is None:
+                continue
+            erased = store.group_erased_at(row.group or "") is not None
+            out[i] = "erased" if erased else "missing"
+        return out
 
     def export(self, directory: str | Path,
                progress: Callable[[int, int], None] | None = None) -> Any:

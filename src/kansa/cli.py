@@ -330,16 +330,38 @@ def verify(
         typer.Option("--key", help="The log's verifier key (name+keyid+base64). Required "
                      "for a directory; defaults to the home's log.vkey for the live store."),
     ] = None,
+    checkpoint_file: Annotated[
+        list[Path] | None,
+        typer.Option("--checkpoint", help="A checkpoint of this log kept from before (an "
+                     "auditor's copy, e.g. the 'checkpoint' file of an earlier export): "
+                     "what is verified must extend it (repeatable)."),
+    ] = None,
+    witness: Annotated[
+        list[str] | None,
+        typer.Option("--witness", help="A witness verifier key whose cosignatures are "
+                     "verified (repeatable); others are counted as not verified."),
+    ] = None,
     home: HomeOpt = None,
     store: StoreOpt = None,
 ) -> None:
     """Check every entry, tile and checkpoint against the verifier key.
 
-    For an exported directory nothing else is trusted: kansa recomputes every hash.
+    For an exported directory nothing else is trusted: kansa recomputes every hash. The
+    live store is also checked against the latest checkpoint kept in $KANSA_HOME (a
+    store rolled back to an old backup fails), and each record's time, id, subject
+    pseudonym and stored content against its entry.
     """
+    from kansa.ledger.files import MAX_CHECKPOINT_BYTES, read_bounded
     from kansa.ledger.note import Verifier
 
     with _errors():
+        known: list[bytes] = []
+        for f in checkpoint_file or []:
+            try:
+                known.append(read_bounded(f, MAX_CHECKPOINT_BYTES))
+            except OSError as e:
+                raise _fail(f"cannot read {f}: {e.strerror}") from None
+        witnesses = [Verifier.parse(w) for w in witness or []]
         with _progress() as prog:
             task = prog.add_task("verifying", total=None)
 
@@ -351,13 +373,15 @@ def verify(
                     raise _fail("verifying a directory needs --key (the log's verifier key)")
                 from kansa.ledger.verify import verify_directory
 
-                report = verify_directory(directory, Verifier.parse(key), progress=tick)
+                report = verify_directory(directory, Verifier.parse(key), progress=tick,
+                                          known_checkpoints=known, witnesses=witnesses)
             else:
                 ledger = _open(home, store)
                 try:
                     if key is not None and Verifier.parse(key) != ledger.verifier:
                         raise _fail("--key is not this log's verifier key")
-                    report = ledger.verify(progress=tick)
+                    report = ledger.verify(progress=tick, known_checkpoints=known,
+                                           witnesses=witnesses)
                 finally:
                     ledger.close()
         out.print(f"[green]✓[/] verified: {escape(str(report))}")
@@ -365,7 +389,12 @@ def verify(
 
 @app.command()
 def prove(
-    ref: Annotated[str, typer.Argument(help="Record id or entry index.")],
+    ref: Annotated[
+        str | None, typer.Argument(help="Record id (always an id, even if all digits).")
+    ] = None,
+    index: Annotated[
+        int | None, typer.Option("--index", help="Prove the entry at this index instead.")
+    ] = None,
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Write here instead of stdout.")
     ] = None,
@@ -373,11 +402,16 @@ def prove(
     store: StoreOpt = None,
 ) -> None:
     """Write a C2SP tlog-proof receipt for one record: its entry, inclusion proof and the
-    signed checkpoint it is proven against. Check it with 'kansa verify-receipt'."""
+    signed checkpoint it is proven against. Check it with 'kansa verify-receipt'.
+
+    'kansa prove 7' proves the record whose id is "7"; 'kansa prove --index 7' the entry
+    at index 7."""
     with _errors():
+        if (ref is None) == (index is None):
+            raise _fail("give a record id, or --index N for an entry index (not both)")
         ledger = _open(home, store)
         try:
-            receipt = ledger.prove(ref)
+            receipt = ledger.prove(ref if ref is not None else index)
         finally:
             ledger.close()
         if output is None:
@@ -398,12 +432,13 @@ def verify_receipt_cmd(
     ] = None,
 ) -> None:
     """Check a receipt offline: the entry is in the tree the log signed."""
+    from kansa.ledger.files import MAX_RECEIPT_BYTES, read_bounded
     from kansa.ledger.note import Verifier
     from kansa.ledger.receipt import verify_receipt
 
     with _errors():
         try:
-            data = file.read_bytes()
+            data = read_bounded(file, MAX_RECEIPT_BYTES)
         except OSError as e:
             raise _fail(f"cannot read {file}: {e.strerror}") from None
         witnesses = [Verifier.parse(w) for w in (witness or [])]

@@ -66,3 +66,12 @@ class ErasedError(KansaError):
 
 class WitnessError(KansaError):
     """A witness refused a checkpoint or answered something unexpected."""
+
+
+class RollbackError(KansaError):
+    """The store holds less than the log already signed (restored from an old backup, or
+    rows deleted): appending or signing now would fork the log."""
+
+
+class DuplicateIdError(KansaError):
+    """A record id is already in the log (record ids are unique)."""

@@ -5,21 +5,33 @@
     master.key  32 random bytes (base64) that wrap every data subject's key, mode 0600
     config.json store URL, origin, witnesses
     ledger.db   the SQLite store (the default)
+    latest-checkpoint.json
+                the latest checkpoint the log signed, kept outside the store (written
+                atomically, never moved back): a store restored from an old backup or
+                with rows deleted is caught against it, and the log refuses to sign a
+                second history over it
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import secrets
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kansa.errors import KansaError
+from kansa.errors import FormatError, KansaError
+from kansa.ledger.files import read_bounded
 from kansa.ledger.note import Signer, Verifier
+from kansa.ledger.storage import StoredCheckpoint
+
+KEPT_CHECKPOINT = "latest-checkpoint.json"
+_KEPT_MAX_BYTES = 1 << 17
 
 
 def default_home() -> Path:
@@ -69,6 +81,9 @@ class Home:
                 f"{p} does not exist: run 'kansa init' (or set KANSA_HOME to your ledger's home)"
             ) from None
 
+    def kept_checkpoint(self) -> KeptCheckpoint:
+        return KeptCheckpoint(self.path / KEPT_CHECKPOINT)
+
     def save_config(self) -> None:
         (self.path / "config.json").write_text(json.dumps(self.config, indent=2) + "\n")
 
@@ -112,3 +127,84 @@ def _write_secret(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(text)
+
+
+class KeptCheckpoint:
+    """$KANSA_HOME/latest-checkpoint.json: the latest checkpoint the log signed, with its
+    number in signing order, outside the store. A :class:`~kansa.ledger.log.Log`
+    checkpoint keeper.
+
+    Written to a temporary file, fsynced and renamed over the old one (a reader sees the
+    old or the new file, never half of one), under an exclusive lock so that processes
+    sharing the home never move it back to a smaller size.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @property
+    def where(self) -> str:
+        return str(self.path)
+
+    def load(self) -> StoredCheckpoint | None:
+        try:
+            raw = read_bounded(self.path, _KEPT_MAX_BYTES)
+        except FileNotFoundError:
+            return None
+        except (OSError, FormatError) as e:
+            raise KansaError(f"{self.path}: cannot read the kept checkpoint ({e})") from None
+        try:
+            obj = json.loads(raw)
+            cp = StoredCheckpoint(int(obj["size"]), int(obj["created"]), str(obj["note"]),
+                                  None if obj.get("seq") is None else int(obj["seq"]))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise KansaError(
+                f"{self.path}: not a kept checkpoint (expected JSON with size, created, "
+                f"note, seq); restore it from a backup of $KANSA_HOME"
+            ) from None
+        return cp
+
+    def keep(self, cp: StoredCheckpoint) -> None:
+        with self._locked():
+            kept = self.load()
+            if kept is not None and kept.size >= cp.size:
+                return
+            data = json.dumps({"size": cp.size, "seq": cp.seq, "created": cp.created,
+                               "note": cp.note}, indent=2) + "\n"
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, self.path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                raise
+            _fsync_dir(self.path.parent)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        lock = self.path.with_name(f".{self.path.name}.lock")
+        fd = os.open(lock, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            try:
+                import fcntl
+            except ImportError:  # pragma: no cover - not POSIX: one process per home
+                yield
+                return
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):  # not every platform can open a directory
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -16,15 +16,18 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, InvalidStateError
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Protocol
 
 from kansa.errors import (
+    DuplicateIdError,
     EntryTooLargeError,
     InconsistentCheckpointError,
     KansaError,
     ProofError,
+    RollbackError,
     StorageError,
 )
 from kansa.ledger import merkle
@@ -42,6 +45,36 @@ from kansa.ledger.tiles import MAX_ENTRY_SIZE, TileHashReader, TileLevelsCache
 
 _STOP = object()
 _logger = logging.getLogger("kansa.ledger")
+Row = tuple[int, str | None, str | None, bytes]  # (ts, group, ext_id, entry)
+
+
+class CheckpointKeeper(Protocol):
+    """Somewhere outside the store that keeps the latest checkpoint the log signed
+    ($KANSA_HOME's latest-checkpoint.json): what a store restored from an old backup, or
+    with rows deleted, cannot take back."""
+
+    @property
+    def where(self) -> str:
+        """Names the place in messages, e.g. a file path."""
+        ...
+
+    def load(self) -> StoredCheckpoint | None: ...
+
+    def keep(self, cp: StoredCheckpoint) -> None:
+        """Record ``cp`` unless something as large is kept already (never goes back)."""
+        ...
+
+
+def rollback_message(kept_size: int, size: int, where: str) -> str:
+    return (
+        f"the store was rolled back from size {kept_size} to {size}: {where} holds the "
+        f"checkpoint this log signed at size {kept_size}, but the store holds only {size} "
+        f"entries (restored from an older backup, or rows deleted). Appending now would "
+        f"sign a second, different history for sizes the log already signed, so kansa "
+        f"refuses. Restore the newest backup (one with at least {kept_size} entries) and "
+        f"run 'kansa verify'; if those entries are lost for good, keep this store and "
+        f"{where} as evidence and start a new log ('kansa init' with a new --origin)"
+    )
 
 
 @dataclass(frozen=True)
@@ -112,9 +145,11 @@ class Log:
         *,
         checkpoint_interval: float = 0.25,
         max_batch: int = 8192,
+        keeper: CheckpointKeeper | None = None,
     ) -> None:
         self.store = store
         self.signer = signer
+        self.keeper = keeper
         self.checkpoint_interval = checkpoint_interval
         self.max_batch = max_batch
         origin = store.get_meta("origin")
@@ -143,6 +178,7 @@ class Log:
                 if self._closed:
                     raise KansaError("the log is closed")
                 if self._thread is None:
+                    self.check_not_rolled_back()
                     self._thread = threading.Thread(
                         target=self._run, name="kansa-sequencer", daemon=True
                     )
@@ -154,6 +190,16 @@ class Log:
         fut: Future[int] = Future()
         self._queue.put(_Pending(item, fut))
         return fut
+
+    def check_not_rolled_back(self) -> None:
+        """Raise :class:`RollbackError` if the store holds fewer entries than the latest
+        checkpoint kept outside it: sequencing from there would fork the log."""
+        if self.keeper is None:
+            return
+        kept = self.keeper.load()
+        size = self.store.size()
+        if kept is not None and kept.size > size:
+            raise RollbackError(rollback_message(kept.size, size, self.keeper.where))
 
     def _check(self, item: Append) -> None:
         if len(item.entry) > MAX_ENTRY_SIZE:
@@ -254,19 +300,60 @@ class Log:
         except ValueError as e:
             raise StorageError(f"the store's tiles are damaged: {e}") from None
 
+    @staticmethod
+    def _unique(
+        batch: Sequence[_Pending], existing: Callable[[Sequence[str]], set[str]],
+        index_of: Callable[[str], int | None],
+    ) -> list[_Pending]:
+        """The batch without appends whose record id is already in the log or earlier in
+        the batch; each of those fails alone with :class:`DuplicateIdError`."""
+        ids = [p.item.ext_id for p in batch if p.item.ext_id is not None]
+        if not ids:
+            return list(batch)
+        taken = existing(ids)
+        seen: set[str] = set()
+        keep = []
+        for p in batch:
+            x = p.item.ext_id
+            if x is None:
+                keep.append(p)
+            elif x in taken:
+                at = index_of(x)
+                where = f" at entry {at}" if at is not None else ""
+                p.fail(DuplicateIdError(
+                    f"record id {x!r} is already in the log{where}; record ids are unique "
+                    f"(give this record another id, or leave the id out to get a fresh one)"
+                ))
+            elif x in seen:
+                p.fail(DuplicateIdError(
+                    f"record id {x!r} appears twice among the records appended at the same time; "
+                    f"record ids are unique"
+                ))
+            else:
+                seen.add(x)
+                keep.append(p)
+        return keep
+
     def _commit(self, batch: Sequence[_Pending]) -> None:
         try:
             now = now_us()
             leaf = merkle.leaf_hash
-            rows = [
-                (p.item.ts if p.item.ts is not None else now, p.item.group, p.item.ext_id,
-                 p.item.entry)
-                for p in batch
-            ]
-            hashes = [leaf(r[3]) for r in rows]
+
+            def prepare(batch: Sequence[_Pending]) -> tuple[list[Row], list[bytes]]:
+                rows = [
+                    (p.item.ts if p.item.ts is not None else now, p.item.group,
+                     p.item.ext_id, p.item.entry)
+                    for p in batch
+                ]
+                return rows, [leaf(r[3]) for r in rows]
+
             fast = getattr(self.store, "append_batch", None)
             done = False
             if fast is not None and self._edge is not None:
+                batch = self._unique(batch, self.store.existing_ext_ids, self.store.index_of)
+                if not batch:
+                    return
+                rows, hashes = prepare(batch)
                 size = self._edge.size
                 edge = self._edge.copy()
                 changed = edge.append(hashes)
@@ -277,6 +364,10 @@ class Log:
                     self._edge = None  # another writer appended: take the locked path
             if not done:
                 with self.store.writer() as txn:
+                    batch = self._unique(batch, txn.existing_ext_ids, self.store.index_of)
+                    if not batch:
+                        return
+                    rows, hashes = prepare(batch)
                     size = txn.size()
                     edge = self._load_edge(txn, size).copy()
                     changed = edge.append(hashes)
@@ -325,6 +416,10 @@ class Log:
         with self._cp_lock, self.store.writer() as txn:
             size = txn.size()
             last = txn.last_checkpoint()
+            kept = self.keeper.load() if self.keeper is not None else None
+            if kept is not None and kept.size > size:
+                assert self.keeper is not None
+                raise RollbackError(rollback_message(kept.size, size, self.keeper.where))
             if last is not None and last.size >= size:
                 self._dirty = False
                 return last
@@ -332,10 +427,15 @@ class Log:
             root = edge.root()
             if last is not None:
                 self._check_consistent(txn, last, size, root)
+            if kept is not None and (last is None or kept.note != last.note):
+                # the kept checkpoint must be a prefix too (its row may have been deleted)
+                self._check_consistent(txn, kept, size, root)
             signed = sign_checkpoint(Checkpoint(self.signer.name, size, root), self.signer)
             stored = StoredCheckpoint(size, now_us(), signed.note.to_text())
-            txn.insert_checkpoint(stored)
+            stored = replace(stored, seq=txn.insert_checkpoint(stored))
         self._dirty = False
+        if self.keeper is not None:
+            self.keeper.keep(stored)
         return stored
 
     def _check_consistent(self, txn: WriteTxn, last: StoredCheckpoint, size: int,

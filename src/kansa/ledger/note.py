@@ -28,11 +28,24 @@ SIG_PREFIX = "\u2014 "  # "— ": an em dash, a space
 MAX_SIGNATURES = 100  # "verifiers MUST accept at least 16"; refuse absurd notes outright
 
 
-def _b64d(text: str, what: str) -> bytes:
+def b64decode_strict(text: str, what: str) -> bytes:
+    """The one base64 decoder for every signed or proven byte string kansa reads.
+
+    RFC 4648 §4 standard alphabet with padding, and only the canonical spelling: §3.5
+    lets an encoder leave the pad bits of the last character non-zero, which would give
+    one signature, root or proof hash several spellings (a malleable note). Decoding and
+    re-encoding must give back exactly ``text``.
+    """
     try:
-        return base64.b64decode(text, validate=True)
+        data = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise FormatError(f"{what} is not valid base64") from None
+    if base64.b64encode(data).decode() != text:
+        raise FormatError(f"{what} is not canonical base64 (non-zero pad bits?)")
+    return data
+
+
+_b64d = b64decode_strict
 
 
 def _check_name(name: str) -> None:

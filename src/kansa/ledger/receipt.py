@@ -18,7 +18,6 @@ inclusion proof leads from exactly them to the signed root.
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,6 +32,7 @@ from kansa.ledger.note import (
     Note,
     SignedCheckpoint,
     Verifier,
+    b64decode_strict,
     parse_note,
     verify_checkpoint,
     verify_cosignature,
@@ -70,12 +70,9 @@ def _b64d(text: str, what: str) -> bytes:
     """tlog-proof: "the standard Base 64 encoding specified in RFC 4648, Section 4";
     only the canonical encoding is accepted, so a receipt has one spelling."""
     try:
-        data = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise FormatError(f"receipt: {what} is not valid base64") from None
-    if _b64e(data) != text:
-        raise FormatError(f"receipt: {what} is not canonical base64")
-    return data
+        return b64decode_strict(text, what)
+    except FormatError as e:
+        raise FormatError(f"receipt: {e}") from None
 
 
 def _parse_index(line: str) -> int:

@@ -33,6 +33,7 @@ class EntryRow:
     ts: int  # microseconds since the Unix epoch, as given by the appender
     group: str | None
     data: bytes
+    ext_id: str | None = None  # the appender's unique id for the entry (lookups only)
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,9 @@ class StoredCheckpoint:
     size: int
     created: int  # microseconds since the epoch
     note: str
+    # 1 for the first checkpoint the log signed, 2 for the next, ...: a deleted row leaves
+    # a gap, or disagrees with the number kept outside the store ($KANSA_HOME)
+    seq: int | None = None
 
 
 _SQLITE_MIGRATIONS: list[list[str]] = [
@@ -65,6 +69,17 @@ _SQLITE_MIGRATIONS: list[list[str]] = [
         "CREATE TABLE sealed_keys (ref TEXT PRIMARY KEY, grp TEXT NOT NULL UNIQUE,"
         " data BLOB NOT NULL, created INTEGER NOT NULL)",
         "CREATE TABLE erased_groups (grp TEXT PRIMARY KEY, erased INTEGER NOT NULL)",
+    ],
+    [  # 3: record ids are unique (a store from before keeps the first of each duplicate
+       # id for lookups; verification accepts a later entry without one only if an
+       # earlier entry holds its id), and checkpoints are numbered in signing order
+        "UPDATE entries SET ext_id = NULL WHERE ext_id IS NOT NULL AND idx >"
+        " (SELECT MIN(e2.idx) FROM entries e2 WHERE e2.ext_id = entries.ext_id)",
+        "DROP INDEX entries_ext_id",
+        "CREATE UNIQUE INDEX entries_ext_id ON entries (ext_id) WHERE ext_id IS NOT NULL",
+        "ALTER TABLE checkpoints ADD COLUMN seq INTEGER",
+        "UPDATE checkpoints SET seq ="
+        " (SELECT COUNT(*) FROM checkpoints c2 WHERE c2.size <= checkpoints.size)",
     ],
 ]
 
@@ -92,6 +107,17 @@ _PG_MIGRATIONS: list[list[str]] = [
         " data BYTEA NOT NULL, created BIGINT NOT NULL)",
         "CREATE TABLE erased_groups (grp TEXT PRIMARY KEY, erased BIGINT NOT NULL)",
     ],
+    [  # 3: record ids are unique (a store from before keeps the first of each duplicate
+       # id for lookups; verification accepts a later entry without one only if an
+       # earlier entry holds its id), and checkpoints are numbered in signing order
+        "UPDATE entries SET ext_id = NULL WHERE ext_id IS NOT NULL AND idx >"
+        " (SELECT MIN(e2.idx) FROM entries e2 WHERE e2.ext_id = entries.ext_id)",
+        "DROP INDEX entries_ext_id",
+        "CREATE UNIQUE INDEX entries_ext_id ON entries (ext_id) WHERE ext_id IS NOT NULL",
+        "ALTER TABLE checkpoints ADD COLUMN seq BIGINT",
+        "UPDATE checkpoints SET seq ="
+        " (SELECT COUNT(*) FROM checkpoints c2 WHERE c2.size <= checkpoints.size)",
+    ],
 ]
 
 SCHEMA_VERSION = len(_SQLITE_MIGRATIONS)
@@ -101,6 +127,14 @@ def _blob(value: object, what: str) -> bytes:
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value)
     raise StorageError(f"{what} holds {type(value).__name__}, not bytes: the store is damaged")
+
+
+_CP_COLS = "size, created, note, seq"
+
+
+def _cp_row(row: Sequence[Any]) -> StoredCheckpoint:
+    return StoredCheckpoint(int(row[0]), int(row[1]), row[2],
+                            None if row[3] is None else int(row[3]))
 
 
 def now_us() -> int:
@@ -135,7 +169,12 @@ class WriteTxn(ABC):
     def last_checkpoint(self) -> StoredCheckpoint | None: ...
 
     @abstractmethod
-    def insert_checkpoint(self, cp: StoredCheckpoint) -> None: ...
+    def insert_checkpoint(self, cp: StoredCheckpoint) -> int:
+        """Store a newly signed checkpoint; returns its number in signing order (seq)."""
+
+    @abstractmethod
+    def existing_ext_ids(self, ext_ids: Sequence[str]) -> set[str]:
+        """Which of ``ext_ids`` some entry already holds (under the log's lock)."""
 
 
 class Store(ABC):
@@ -201,16 +240,47 @@ class Store(ABC):
 
     def entries(self, start: int, end: int) -> list[EntryRow]:
         rows = self._query(
-            "SELECT idx, ts, grp, data FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx",
+            "SELECT idx, ts, grp, data, ext_id FROM entries WHERE idx >= ? AND idx < ?"
+            " ORDER BY idx",
             (start, end),
         )
-        return [EntryRow(int(i), int(t), g, _blob(d, f"entry {i}")) for i, t, g, d in rows]
+        return [EntryRow(int(i), int(t), g, _blob(d, f"entry {i}"), x) for i, t, g, d, x in rows]
 
     def index_of(self, ext_id: str) -> int | None:
         rows = self._query(
             "SELECT idx FROM entries WHERE ext_id = ? ORDER BY idx LIMIT 1", (ext_id,)
         )
         return int(rows[0][0]) if rows else None
+
+    def existing_ext_ids(self, ext_ids: Sequence[str]) -> set[str]:
+        """Which of ``ext_ids`` some entry already holds."""
+        found: set[str] = set()
+        ids = list(dict.fromkeys(ext_ids))
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            marks = ", ".join("?" * len(chunk))
+            rows = self._query(f"SELECT ext_id FROM entries WHERE ext_id IN ({marks})", chunk)
+            found.update(str(r[0]) for r in rows)
+        return found
+
+    def attachments_between(self, start: int, end: int) -> dict[int, tuple[str, bytes]]:
+        """{index: (group, data)} of the attachments of entries ``start`` .. ``end - 1``."""
+        rows = self._query(
+            "SELECT idx, grp, data FROM attachments WHERE idx >= ? AND idx < ?", (start, end)
+        )
+        return {int(i): (str(g), _blob(d, f"attachment {i}")) for i, g, d in rows}
+
+    def missing_attachments(self, indices: Sequence[int]) -> set[int]:
+        """Which of the entries ``indices`` have no attachment row (content deleted or
+        erased: the caller tells the two apart, e.g. by the erased groups)."""
+        have: set[int] = set()
+        idx = sorted(set(indices))
+        for i in range(0, len(idx), 500):
+            chunk = idx[i : i + 500]
+            marks = ", ".join("?" * len(chunk))
+            rows = self._query(f"SELECT idx FROM attachments WHERE idx IN ({marks})", chunk)
+            have.update(int(r[0]) for r in rows)
+        return set(idx) - have
 
     def entry(self, index: int) -> EntryRow | None:
         rows = self.entries(index, index + 1)
@@ -276,33 +346,40 @@ class Store(ABC):
         if group is not None:
             where.append("grp = ?")
             params.append(group)
-        sql = "SELECT idx, ts, grp, data FROM entries"
+        sql = "SELECT idx, ts, grp, data, ext_id FROM entries"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY idx"
         if limit is not None:
             sql += f" LIMIT {int(limit)} OFFSET {int(offset)}"
-        return [EntryRow(int(i), int(t), g, bytes(d)) for i, t, g, d in self._query(sql, params)]
+        return [
+            EntryRow(int(i), int(t), g, bytes(d), x) for i, t, g, d, x in self._query(sql, params)
+        ]
 
     def latest_checkpoint(self) -> StoredCheckpoint | None:
-        rows = self._query("SELECT size, created, note FROM checkpoints ORDER BY size DESC LIMIT 1")
-        return StoredCheckpoint(int(rows[0][0]), int(rows[0][1]), rows[0][2]) if rows else None
+        rows = self._query(f"SELECT {_CP_COLS} FROM checkpoints ORDER BY size DESC LIMIT 1")
+        return _cp_row(rows[0]) if rows else None
 
     def checkpoint_at(self, size: int) -> StoredCheckpoint | None:
-        rows = self._query("SELECT size, created, note FROM checkpoints WHERE size = ?", (size,))
-        return StoredCheckpoint(int(rows[0][0]), int(rows[0][1]), rows[0][2]) if rows else None
+        rows = self._query(f"SELECT {_CP_COLS} FROM checkpoints WHERE size = ?", (size,))
+        return _cp_row(rows[0]) if rows else None
 
     def checkpoint_covering(self, index: int) -> StoredCheckpoint | None:
         """The first signed checkpoint whose tree includes entry ``index``."""
         rows = self._query(
-            "SELECT size, created, note FROM checkpoints WHERE size > ? ORDER BY size LIMIT 1",
+            f"SELECT {_CP_COLS} FROM checkpoints WHERE size > ? ORDER BY size LIMIT 1",
             (index,),
         )
-        return StoredCheckpoint(int(rows[0][0]), int(rows[0][1]), rows[0][2]) if rows else None
+        return _cp_row(rows[0]) if rows else None
 
     def all_checkpoints(self) -> list[StoredCheckpoint]:
-        rows = self._query("SELECT size, created, note FROM checkpoints ORDER BY size")
-        return [StoredCheckpoint(int(s), int(c), n) for s, c, n in rows]
+        rows = self._query(f"SELECT {_CP_COLS} FROM checkpoints ORDER BY size")
+        return [_cp_row(r) for r in rows]
+
+    def cosigned_sizes(self) -> list[int]:
+        """Every tree size some stored witness cosignature is for, ascending."""
+        rows = self._query("SELECT DISTINCT size FROM cosignatures ORDER BY size")
+        return [int(r[0]) for r in rows]
 
     def add_cosignature(self, size: int, witness: str, line: str) -> None:
         self._execute(
@@ -382,15 +459,30 @@ class _SqlTxn(WriteTxn):
 
     def last_checkpoint(self) -> StoredCheckpoint | None:
         row = self.c.execute(
-            "SELECT size, created, note FROM checkpoints ORDER BY size DESC LIMIT 1"
+            f"SELECT {_CP_COLS} FROM checkpoints ORDER BY size DESC LIMIT 1"
         ).fetchone()
-        return StoredCheckpoint(int(row[0]), int(row[1]), row[2]) if row else None
+        return _cp_row(row) if row else None
 
-    def insert_checkpoint(self, cp: StoredCheckpoint) -> None:
+    def existing_ext_ids(self, ext_ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        ids = list(dict.fromkeys(ext_ids))
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            marks = ", ".join("?" * len(chunk))
+            rows = self.c.execute(
+                self._sql(f"SELECT ext_id FROM entries WHERE ext_id IN ({marks})"), chunk
+            ).fetchall()
+            found.update(str(r[0]) for r in rows)
+        return found
+
+    def insert_checkpoint(self, cp: StoredCheckpoint) -> int:
+        row = self.c.execute("SELECT COALESCE(MAX(seq), 0) FROM checkpoints").fetchone()
+        seq = int(row[0]) + 1
         self.c.execute(
-            self._sql("INSERT INTO checkpoints (size, created, note) VALUES (?, ?, ?)"),
-            (cp.size, cp.created, cp.note),
+            self._sql("INSERT INTO checkpoints (size, created, note, seq) VALUES (?, ?, ?, ?)"),
+            (cp.size, cp.created, cp.note, seq),
         )
+        return seq
 
 
 _ROWS_PER_INSERT = 190  # x 5 columns stays under SQLite's oldest 999-variable limit

@@ -24,18 +24,33 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from kansa.errors import FormatError, KansaError, ProofError, StorageError, VerificationError
+from kansa.errors import (
+    FormatError,
+    KansaError,
+    ProofError,
+    SignatureError,
+    StorageError,
+    VerificationError,
+)
 from kansa.ledger import merkle
 from kansa.ledger.export import CHECKPOINT_FILE, ENTRY_BATCH, cosigned_note
+from kansa.ledger.files import (
+    MAX_BUNDLE_BYTES,
+    MAX_CHECKPOINT_BYTES,
+    MAX_TILE_BYTES,
+    read_bounded,
+)
 from kansa.ledger.merkle import EMPTY_ROOT, HASH_SIZE, node_hash
 from kansa.ledger.note import (
     Checkpoint,
+    Note,
     SignedCheckpoint,
     Verifier,
     parse_note,
     verify_checkpoint,
+    verify_cosignature,
 )
-from kansa.ledger.storage import Store, StoredCheckpoint
+from kansa.ledger.storage import EntryRow, Store, StoredCheckpoint
 from kansa.ledger.tiles import (
     TILE_HEIGHT,
     TILE_WIDTH,
@@ -65,8 +80,9 @@ class VerifyReport:
     entries_checked: int
     tiles_checked: int  # Merkle tree tiles compared (entry bundles not counted)
     checkpoints_checked: int
-    cosignatures_checked: int  # cosignature lines parsed (not verified: no witness keys)
+    cosignatures_checked: int  # cosignatures verified with a witness key given
     seconds: float
+    cosignatures_unverified: int = 0  # well-formed lines by witnesses whose key was not given
 
     @property
     def root_hex(self) -> str:
@@ -81,7 +97,13 @@ class VerifyReport:
             f"{self.origin} at size {self.size} (root {self.root_hex}): "
             f"{self.entries_checked} entries, {self.tiles_checked} tiles, "
             f"{self.checkpoints_checked} checkpoints, {self.cosignatures_checked} "
-            f"cosignatures checked in {self.seconds:.2f} s"
+            f"cosignatures verified in {self.seconds:.2f} s"
+            + (
+                f" ({self.cosignatures_unverified} cosignatures by witnesses whose key was "
+                f"not given were not verified: pass --witness KEY)"
+                if self.cosignatures_unverified
+                else ""
+            )
         )
 
 
@@ -342,6 +364,73 @@ def _bundle_count(size: int) -> int:
     return (size + TILE_WIDTH - 1) // TILE_WIDTH
 
 
+# --- cosignatures and checkpoints held elsewhere ------------------------------------------
+
+
+def _check_cosignatures(
+    note: Note, log_key: Verifier, witnesses: Sequence[Verifier], where: str,
+    problems: _Problems,
+) -> tuple[int, int]:
+    """(verified, unverified) cosignatures on a log-signed note. Only a cosignature that
+    verifies under a witness key given is counted as checked; one by a given witness
+    that does not verify is a problem; lines by other keys are only counted as
+    unverified (a line anyone can append proves nothing)."""
+    by_key = {(w.name, w.key_id): w for w in witnesses}
+    verified = unverified = 0
+    for s in note.signatures:
+        if s.name == log_key.name and s.key_id == log_key.key_id:
+            continue
+        w = by_key.get((s.name, s.key_id))
+        if w is None:
+            unverified += 1
+            continue
+        try:
+            verify_cosignature(Note(note.text, (s,)), w)
+            verified += 1
+        except SignatureError as e:
+            problems.add(f"{where}: {e}")
+    return verified, unverified
+
+
+def _parse_known(
+    known: Sequence[bytes | str], verifier: Verifier, problems: _Problems
+) -> list[Checkpoint]:
+    """Checkpoints held outside what is verified (an auditor's copy, $KANSA_HOME's,
+    receipts): each must carry the log's valid signature to count."""
+    good = []
+    for n, data in enumerate(known, 1):
+        try:
+            good.append(verify_checkpoint(data, verifier).checkpoint)
+        except KansaError as e:
+            problems.add(f"known checkpoint #{n}: {e}")
+    return good
+
+
+def _compare_known(
+    known: Sequence[Checkpoint], roots: dict[int, bytes], size: int, what: str,
+    problems: _Problems,
+) -> None:
+    """A checkpoint the log signed earlier must be a prefix of what is verified now:
+    its root must be the root of the first ``cp.size`` entries (a consistency check
+    by recomputation, stronger than a proof from stored tiles). One larger than the
+    verified tree means history was rolled back; another root at a size means a fork."""
+    for cp in known:
+        where = f"known checkpoint of size {cp.size}"
+        if cp.size > size:
+            problems.add(
+                f"{where}: {what} holds only {size} entries: the log was rolled back from "
+                f"size {cp.size} to {size} (restored from an old backup, or entries, tiles "
+                f"and checkpoints deleted); the entries {size}..{cp.size - 1} that the log "
+                f"signed are gone"
+            )
+        elif roots.get(cp.size) != cp.root:
+            problems.add(
+                f"{where}: root {cp.root.hex()} differs from the root of the first "
+                f"{cp.size} entries of {what} (the log forked: two different signed "
+                f"histories)"
+            )
+
+
 # --- exported directories ---------------------------------------------------------------
 
 
@@ -375,10 +464,14 @@ class _Directory:
 
     def read(self, rel: str, what: str, width: int) -> bytes | None:
         if rel in self.files:
+            limit = MAX_BUNDLE_BYTES if what == "entries" else MAX_TILE_BYTES
             try:
-                return (self.root / rel).read_bytes()
+                return read_bounded(self.root / rel, limit, within=self.root)
             except OSError as e:
                 self.problems.add(f"{rel}: unreadable ({e.strerror})")
+                return None
+            except FormatError as e:
+                self.problems.add(f"{rel}: {_after_path(e)}")
                 return None
         others = [f for f in self._by_base.get(_base(rel), []) if f != rel]
         if others:
@@ -409,6 +502,12 @@ class _Directory:
             for b in range(_bundle_count(self.size))
         )
         return sorted(self.files - expected - self.named)
+
+
+def _after_path(e: FormatError) -> str:
+    """read_bounded's message without its leading absolute path (we name the file)."""
+    head, sep, tail = str(e).partition(": ")
+    return tail if sep else head
 
 
 def _bundle_hashes(data: bytes, rel: str, problems: _Problems) -> list[bytes] | None:
@@ -458,9 +557,15 @@ def _directory_checkpoint(
     can be checked against what it claims."""
     path = directory / CHECKPOINT_FILE
     try:
-        data = path.read_bytes()
+        data = read_bounded(path, MAX_CHECKPOINT_BYTES, within=directory)
     except FileNotFoundError:
         problems.add(f"{CHECKPOINT_FILE}: missing")
+        return None, False
+    except OSError as e:
+        problems.add(f"{CHECKPOINT_FILE}: unreadable ({e.strerror})")
+        return None, False
+    except FormatError as e:
+        problems.add(f"{CHECKPOINT_FILE}: {_after_path(e)}")
         return None, False
     try:
         return verify_checkpoint(data, verifier), True
@@ -475,10 +580,18 @@ def _directory_checkpoint(
 
 
 def verify_directory(
-    directory: Path, verifier: Verifier, *, progress: Progress | None = None
+    directory: Path,
+    verifier: Verifier,
+    *,
+    progress: Progress | None = None,
+    known_checkpoints: Sequence[bytes | str] = (),
+    witnesses: Sequence[Verifier] = (),
 ) -> VerifyReport:
     """Verify an exported tlog-tiles directory against the log's verifier key alone.
 
+    ``known_checkpoints`` are checkpoints of this log held elsewhere (an auditor's copy
+    from an earlier audit): each must be a prefix of the export, its root the root of
+    the export's first entries. ``witnesses`` are the keys whose cosignatures count.
     Raises :class:`VerificationError` listing every problem found; returns a report.
     """
     started = time.perf_counter()
@@ -486,13 +599,14 @@ def verify_directory(
     problems = _Problems()
     if not directory.is_dir():
         raise VerificationError([f"{directory}: not a directory"])
+    known = _parse_known(known_checkpoints, verifier, problems)
     signed, _ = _directory_checkpoint(directory, verifier, problems)
     if signed is None:
         problems.raise_if_any()
         raise AssertionError("unreachable: a missing checkpoint is always a problem")
     cp = signed.checkpoint
     files = _Directory(directory, cp.size, problems)
-    checker = _TreeChecker(cp.size, files.tile, problems, [cp.size])
+    checker = _TreeChecker(cp.size, files.tile, problems, [cp.size, *(k.size for k in known)])
     for b in range(_bundle_count(cp.size)):
         width = tile_width_at(0, b, cp.size)
         rel = entries_path(b, width)
@@ -516,6 +630,10 @@ def verify_directory(
         )
     for rel in files.unexpected():
         problems.add(f"{rel}: unexpected file (not part of a tree of size {cp.size})")
+    _compare_known(known, checker.roots, cp.size, "the export", problems)
+    verified, unverified = _check_cosignatures(
+        signed.note, verifier, witnesses, CHECKPOINT_FILE, problems
+    )
     problems.raise_if_any()
     return VerifyReport(
         origin=cp.origin,
@@ -523,8 +641,9 @@ def verify_directory(
         root=root,
         entries_checked=cp.size,
         tiles_checked=checker.tiles_checked,
-        checkpoints_checked=1,
-        cosignatures_checked=sum(1 for s in signed.note.signatures if s.name != cp.origin),
+        checkpoints_checked=1 + len(known),
+        cosignatures_checked=verified,
+        cosignatures_unverified=unverified,
         seconds=time.perf_counter() - started,
     )
 
@@ -613,12 +732,12 @@ class _StoredTiles:
 
 def _store_checkpoints(
     store: Store, verifier: Verifier, rows: Sequence[StoredCheckpoint], size: int,
-    problems: _Problems,
-) -> tuple[list[Checkpoint], int]:
+    problems: _Problems, witnesses: Sequence[Verifier] = (),
+) -> tuple[list[Checkpoint], int, int]:
     """Every stored checkpoint whose signature verifies (in size order), and how many
-    stored cosignature lines parse."""
+    stored cosignatures verified, and how many are by witnesses whose key was not given."""
     good: list[Checkpoint] = []
-    cosignatures = 0
+    cosignatures = unverified = 0
     for row in rows:
         where = f"checkpoint at size {row.size}"
         try:
@@ -638,11 +757,63 @@ def _store_checkpoints(
         good.append(cp)
         for line in store.cosignatures(row.size):
             try:
-                cosigned_note(row.note, [line])
-                cosignatures += 1
+                note = cosigned_note(row.note, [line])
             except FormatError as e:
                 problems.add(f"{where}: stored cosignature {line!r} is malformed ({e})")
-    return good, cosignatures
+                continue
+            v, u = _check_cosignatures(note, verifier, witnesses, where, problems)
+            cosignatures += v
+            unverified += u
+    return good, cosignatures, unverified
+
+
+def _checkpoint_rows(
+    store: Store, rows: Sequence[StoredCheckpoint], kept: StoredCheckpoint | None,
+    problems: _Problems,
+) -> None:
+    """Deleted checkpoint rows. Each row carries its number in signing order: numbers
+    must run 1, 2, 3, ... with no gap, and the checkpoint kept outside the store says how
+    many the log had signed up to its size. A stored cosignature for a size with no
+    checkpoint row shows that row was deleted too. (Rows deleted from the top of a store
+    with no kept checkpoint, and renumbered, cannot be told from a log that signed less.)"""
+    by_size = {r.size for r in rows}
+    numbered = [r for r in rows if r.seq is not None]
+    expect = 1
+    for r in numbered:
+        assert r.seq is not None
+        if r.seq > expect:
+            gone = r.seq - expect
+            problems.add(
+                f"checkpoints: {gone} signed checkpoint(s) numbered {expect}..{r.seq - 1} "
+                f"are missing from the store, just below size {r.size} (rows deleted?)"
+            )
+        elif r.seq < expect:
+            problems.add(
+                f"checkpoint at size {r.size}: numbered {r.seq} but follows checkpoint "
+                f"number {expect - 1} (rows renumbered or inserted?)"
+            )
+        expect = r.seq + 1
+    if kept is not None and kept.seq is not None:
+        below = [r for r in numbered if r.size <= kept.size]
+        have = below[-1].seq if below else 0
+        assert have is not None
+        if have < kept.seq and kept.size in by_size:
+            problems.add(
+                f"checkpoints: the log signed {kept.seq} checkpoints up to size {kept.size} "
+                f"(kept outside the store), the store numbers only {have} (rows deleted "
+                f"and renumbered?)"
+            )
+        elif have > kept.seq:
+            problems.add(
+                f"checkpoints: the store numbers {have} checkpoints up to size {kept.size}, "
+                f"the log signed only {kept.seq} (rows inserted?)"
+            )
+    for cs in store.cosigned_sizes():
+        if cs not in by_size:
+            problems.add(
+                f"checkpoint at size {cs}: missing from the store, though witness "
+                f"cosignatures for it are stored (checkpoint row deleted?)"
+            )
 
 
 def _known_checkpoints(
@@ -673,19 +844,28 @@ def _known_checkpoints(
             except FormatError:
                 pass  # a malformed stored row is reported by _store_checkpoints
         if cp.size > size:
-            problems.add(f"{where}: the store's log size is only {size} (entries deleted?)")
+            problems.add(
+                f"{where}: the store holds only {size} entries: the store was rolled back "
+                f"from size {cp.size} to {size} (restored from an old backup, or rows "
+                f"deleted)"
+            )
         else:
             good.append(cp)
     return good
 
 
+RowCheck = Callable[[Sequence[EntryRow]], Iterable[str]]
+# what the rows say beside the entry bytes (time, erasure group, id, attachments) checked
+# against the entry by the layer that knows what entries mean; one problem per message
+
+
 def _store_entries(store: Store, checker: _TreeChecker, size: int, problems: _Problems,
-                   progress: Progress | None) -> None:
+                   progress: Progress | None, row_check: RowCheck | None = None) -> None:
     """Feed every entry, bundle by bundle, to the checker; report missing rows."""
     pos = 0
     while pos < size:
         end = min(size, pos + ENTRY_BATCH)
-        data, missing = _entry_batch(store, pos, end, problems)
+        data, missing = _entry_batch(store, pos, end, problems, row_check)
         hashes = leaf_hashes(data)
         for off in range(0, end - pos, TILE_WIDTH):
             b = (pos + off) // TILE_WIDTH
@@ -698,7 +878,7 @@ def _store_entries(store: Store, checker: _TreeChecker, size: int, problems: _Pr
 
 
 def _entry_batch(
-    store: Store, pos: int, end: int, problems: _Problems
+    store: Store, pos: int, end: int, problems: _Problems, row_check: RowCheck | None = None
 ) -> tuple[list[bytes], list[int]]:
     """Entries pos..end-1, with b"" standing in for absent ones, and the offsets (from
     pos) of those, each gap reported."""
@@ -707,6 +887,9 @@ def _entry_batch(
     except (StorageError, TypeError) as e:  # a corrupt row (see _StoredTiles.tile)
         problems.add(f"entries: rows {pos}-{end - 1} are unreadable in the store ({e})")
         return [b""] * (end - pos), list(range(end - pos))
+    if row_check is not None:
+        for message in row_check(rows):
+            problems.add(message)
     data: list[bytes] = []
     missing: list[int] = []
     expect = pos
@@ -775,6 +958,9 @@ def verify_store(
     *,
     progress: Progress | None = None,
     known_checkpoints: Sequence[bytes | str] = (),
+    kept: StoredCheckpoint | None = None,
+    witnesses: Sequence[Verifier] = (),
+    row_check: RowCheck | None = None,
 ) -> VerifyReport:
     """Verify a live store against the log's verifier key alone.
 
@@ -783,7 +969,11 @@ def verify_store(
     tiles; every entry row up to the log size; every stored tile against the hashes
     recomputed from the entries; that stored cosignatures parse. ``known_checkpoints``
     are checkpoints seen elsewhere (receipts, exports, witnesses): deleting a stored
-    checkpoint can only be noticed against one of those.
+    checkpoint can only be noticed against one of those. ``kept`` is the latest
+    checkpoint kept outside the store ($KANSA_HOME): a known checkpoint whose number in
+    signing order also shows deleted checkpoint rows below it. ``witnesses``: keys
+    whose cosignatures are verified. ``row_check``: checks of each entry row's
+    metadata against its entry, by the layer that knows what entries mean.
     """
     started = time.perf_counter()
     problems = _Problems()
@@ -794,14 +984,18 @@ def verify_store(
     # so a checkpoint signed meanwhile can never look larger than the log
     rows = store.all_checkpoints()
     size = store.size()
-    signed, cosignatures = _store_checkpoints(store, verifier, rows, size, problems)
-    known = _known_checkpoints(store, verifier, known_checkpoints, size, problems)
+    signed, cosignatures, unverified = _store_checkpoints(
+        store, verifier, rows, size, problems, witnesses
+    )
+    extra = [*known_checkpoints, *([kept.note] if kept is not None else [])]
+    known = _known_checkpoints(store, verifier, extra, size, problems)
+    _checkpoint_rows(store, rows, kept, problems)
     if not signed and size > 0:
         problems.add(f"store: holds {size} entries but no valid signed checkpoint")
 
     tiles = _StoredTiles(store, problems)
     checker = _TreeChecker(size, tiles.tile, problems, [c.size for c in signed + known])
-    _store_entries(store, checker, size, problems, progress)
+    _store_entries(store, checker, size, problems, progress, row_check)
     checker.finish()
     _extra_rows(store, problems)
 
@@ -834,5 +1028,6 @@ def verify_store(
         tiles_checked=checker.tiles_checked,
         checkpoints_checked=len(rows) + len(known),
         cosignatures_checked=cosignatures,
+        cosignatures_unverified=unverified,
         seconds=time.perf_counter() - started,
     )
