@@ -321,6 +321,29 @@ def test_missing_content_is_reported_per_record(home_ledger: tuple[str, kansa.Le
     assert "entry 5: its content is missing" in problems(lg)[0]
 
 
+def test_listing_reports_missing_content_per_record(
+    home_ledger: tuple[str, kansa.Ledger]
+) -> None:
+    """One deleted attachment used to fail the whole 'log show --content' listing."""
+    url, lg = home_ledger
+    tamper(url, "DELETE FROM attachments WHERE idx = 5")
+    rows = list(lg.find(limit=8, with_content=True))
+    assert [r.index for r in rows] == list(range(8))
+    assert [r.content_state for r in rows] == ["present"] * 5 + ["missing"] + ["present"] * 2
+    assert rows[5].content is None and "no stored content" in (rows[5].content_problem or "")
+    assert rows[4].content is not None and rows[4].content_problem is None
+    assert lg.home is not None
+    from typer.testing import CliRunner
+
+    from kansa.cli import app
+
+    shown = CliRunner().invoke(app, ["log", "show", "--home", str(lg.home.path), "--limit",
+                                     "8", "--content", "--json"])
+    assert shown.exit_code == 0, shown.output
+    states = [json.loads(line)["content_state"] for line in shown.output.splitlines()]
+    assert states.count("missing") == 1 and states.count("present") == 7
+
+
 def test_record_ids_are_unique(store_url: str) -> None:
     lg = kansa.Ledger.open(store_url, signer=Signer.generate(ORIGIN), master_key=b"k" * 32)
     try:

@@ -57,7 +57,8 @@ class StoredRecord:
     entry: dict[str, Any]
     entry_bytes: bytes
     content: dict[str, Any] | None  # None when the record carries no content
-    content_state: str  # "present", "erased", "none"
+    content_state: str  # "present", "erased", "none", "missing" (gone or damaged)
+    content_problem: str | None = None  # why the content is "missing"
 
     @property
     def id(self) -> str:
@@ -216,6 +217,10 @@ class Ledger:
                                   att[1] if att else None, commitment)
         except ErasedError:
             return StoredRecord(row.index, entry, row.data, None, "erased")
+        except KansaError as e:
+            # One record's lost or damaged content must not hide the others in a listing;
+            # it is reported on that record (and 'kansa verify' fails on it).
+            return StoredRecord(row.index, entry, row.data, None, "missing", str(e))
         return StoredRecord(row.index, entry, row.data, json.loads(raw), "present")
 
     def find(

@@ -240,6 +240,8 @@ def log_show(
                 obj = {"index": r.index, "entry": r.entry, "content_state": r.content_state}
                 if content:
                     obj["content"] = r.content
+                    if r.content_problem:
+                        obj["content_problem"] = r.content_problem
                 # stored text goes out verbatim: plain writes, never through rich, whose
                 # markup would drop "[tool]" and choke on "[/INST]"
                 sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
@@ -266,6 +268,8 @@ def log_show(
             if content:
                 if r.content_state == "erased":
                     cells.append(Text("erased", style="italic"))
+                elif r.content_state == "missing":
+                    cells.append(Text(f"missing: {r.content_problem}", style="bold red"))
                 elif r.content is None:
                     cells.append(Text(""))
                 else:
