@@ -430,10 +430,16 @@ def erase(
             e = ledger.erase(subject, reason=reason)
         finally:
             ledger.close()
+        who = (f"erased subject (pseudonym {e.pseudonym})" if e.pseudonym is not None
+               else "no live key for the subject; swept content that arrived late")
         out.print(
-            f"erased subject (pseudonym {e.pseudonym}): {e.contents_destroyed} content "
+            f"{who}: {e.contents_destroyed} content "
             f"record(s) destroyed; erasure recorded as entry {e.record.index} ({e.record.id})"
         )
+        if not e.scrubbed:
+            out.print("[yellow]warning:[/] a reader held the SQLite WAL, so old page images "
+                      "of the erased key may remain in ledger.db-wal; run the erase again "
+                      "once it is idle")
 
 
 # -- witnessing ---------------------------------------------------------------------------
