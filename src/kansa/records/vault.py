@@ -27,13 +27,17 @@ one transaction that excludes appends (``Store.erase_group``):
 2. *rotates its root*: a fresh root key, generation + 1, and every other key of that
    prefix (1/256 of the subjects) re-sealed under it. Every copy of the erased key that
    any old page may still hold was sealed under an older generation of that root;
-3. then scrubs the only place an old root can survive: the root table, rewritten with
-   ``secure_delete`` and the WAL checkpointed and truncated (SQLite), or rewritten by
-   ``VACUUM FULL`` (PostgreSQL, with ``sealed_keys``; both are small tables).
+3. then scrubs the key tables (``key_roots`` and, belt and braces, ``sealed_keys``):
+   SQLite rewrites them with ``secure_delete`` on and checkpoints and truncates the WAL,
+   PostgreSQL rewrites them with ``VACUUM FULL``. Both tables are small.
 
-What must be destroyed for real is thus a few hundred 60-byte rows, not every ciphertext
-and key page: old attachment and sealed-key bytes that survive anywhere are sealed under
-a key that no longer exists. What this does not reach (PostgreSQL WAL segments until
+What must be destroyed for real is thus the key tables, never the ciphertexts: attachment
+bytes that survive anywhere (dead tuples, unused page space) are sealed under a key of
+which no copy can be unsealed any more. The alternative, overwriting every old copy of
+every ciphertext, cannot be done under a live process on PostgreSQL (only VACUUM FULL of
+the whole attachments table, which locks out appends, removes dead tuples' bytes), and
+a key hierarchy in which a subject key is *derived* from a rotating key would force
+re-encrypting every other subject's content at each erasure. What this does not reach (PostgreSQL WAL segments until
 recycled, backups, file-system blocks of truncated files) is listed in docs/ARCHITECTURE.md.
 
 Processes that cached keys. Every erasure bumps the store's erasure generation; a vault
