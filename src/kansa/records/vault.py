@@ -37,8 +37,9 @@ which no copy can be unsealed any more. The alternative, overwriting every old c
 every ciphertext, cannot be done under a live process on PostgreSQL (only VACUUM FULL of
 the whole attachments table, which locks out appends, removes dead tuples' bytes), and
 a key hierarchy in which a subject key is *derived* from a rotating key would force
-re-encrypting every other subject's content at each erasure. What this does not reach (PostgreSQL WAL segments until
-recycled, backups, file-system blocks of truncated files) is listed in docs/ARCHITECTURE.md.
+re-encrypting every other subject's content at each erasure. What this does not reach
+(backups, PostgreSQL WAL segments until recycled, file-system blocks of truncated files)
+is listed in docs/ARCHITECTURE.md.
 
 Processes that cached keys. Every erasure bumps the store's erasure generation; a vault
 re-reads it (at most every ``erasure_poll`` seconds) before using a cached key, and on a
