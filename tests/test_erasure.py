@@ -66,8 +66,8 @@ def test_the_attack_recovers_everything_when_the_scrub_is_skipped(
 ) -> None:
     # the control: the attacker of the test above is strong enough to see what a missing
     # scrub leaves (old root images in WAL frames / dead tuples), so its 0 means something
-    monkeypatch.setattr(SQLiteStore, "scrub", lambda self: True)
-    monkeypatch.setattr(PostgresStore, "scrub", lambda self: True)
+    monkeypatch.setattr(SQLiteStore, "scrub", lambda self, **kw: True)
+    monkeypatch.setattr(PostgresStore, "scrub", lambda self, **kw: True)
     r = rt.run(store_url, tmp_path, victims=4, survivors=1)
     assert r.recovered == 4, rt.report(r)
     assert r.found["rotated-out roots"] > 0
@@ -213,3 +213,48 @@ def test_schema_2_keys_are_resealed_by_the_first_rotation(store_url: str) -> Non
         assert sealed is not None and sealed.gen is not None  # re-sealed under the root
     with _open(store_url) as c:
         assert (c.get(r.id).content or {}).get("input") == "from schema 2"
+
+
+def test_a_reader_older_than_the_erasure_delays_the_scrub_until_the_next_erase(
+    store_url: str, tmp_path: Path
+) -> None:
+    # a read transaction open across the erasure can see the old root: SQLite keeps the
+    # WAL frames for it, PostgreSQL's VACUUM FULL copies the dead tuple for it. The erase
+    # says so (scrubbed False) and the next one, once the reader is gone, finishes
+    with _open(store_url) as owner:
+        store = owner.log.store
+        store.scrub_timeout = 0.3
+        owner.append({"system": "bot", "subject": "user-7", "input": "x"})
+        owner.append({"system": "bot", "subject": "user-8", "input": "y"})
+        old = store.key_root(owner.vault.ref("user-7")[:2])
+        assert old is not None
+
+        def files() -> bytes:
+            if store.dialect == "sqlite":
+                return b"".join(rt._sqlite_files(Path(store_url.removeprefix("sqlite:///")))
+                                .values())
+            return b"".join(rt._pg_files(store_url, []).values())
+
+        if store.dialect == "sqlite":
+            import sqlite3
+
+            reader = sqlite3.connect(store_url.removeprefix("sqlite:///"),
+                                     isolation_level=None)
+            reader.execute("BEGIN")
+            reader.execute("SELECT count(*) FROM key_roots").fetchall()
+        else:
+            import psycopg
+
+            reader = psycopg.connect(store_url)  # a transaction opens with the first query
+            reader.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            reader.execute("SELECT count(*) FROM key_roots").fetchall()
+        try:
+            e = owner.erase("user-7")
+            assert not e.scrubbed
+            assert old[1] in files()  # the control: the reader really kept the old root
+        finally:
+            reader.rollback() if store.dialect == "postgresql" else reader.execute("ROLLBACK")
+            reader.close()
+        with pytest.raises(KansaError, match="already erased"):
+            owner.erase("user-7")  # nothing left to delete, but the scrub runs again
+        assert old[1] not in files()

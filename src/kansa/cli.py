@@ -437,9 +437,10 @@ def erase(
             f"record(s) destroyed; erasure recorded as entry {e.record.index} ({e.record.id})"
         )
         if not e.scrubbed:
-            out.print("[yellow]warning:[/] a reader held the SQLite WAL, so old page images "
-                      "of the erased key may remain in ledger.db-wal; run the erase again "
-                      "once it is idle")
+            out.print("[yellow]warning:[/] a transaction older than the erasure was still "
+                      "open, so an old copy of the subject's key root may remain in the "
+                      "store's files (SQLite WAL, PostgreSQL dead tuple); run the same erase "
+                      "again once it has finished")
 
 
 # -- witnessing ---------------------------------------------------------------------------
