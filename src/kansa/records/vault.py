@@ -316,6 +316,9 @@ class Vault:
             n, scrubbed = self._store.erase_group(None, None, None, self._rotate)
             self.refresh()
             return EraseResult(None, n, scrubbed)
+        # the root must exist before the transaction (a schema-2 key may have none yet):
+        # creating it inside would race with a process creating it for a new key
+        self._root(sk.ref[:_PREFIX])
         n, scrubbed = self._store.erase_group(sk.ref, sk.pseudonym, sk.ref[:_PREFIX],
                                               self._rotate)
         self.refresh()  # our own erasure bumped the generation: drop every cached key
