@@ -67,9 +67,10 @@ class StoredRecord:
 
 @dataclass(frozen=True)
 class Erasure:
-    pseudonym: str
+    pseudonym: str | None  # None: the subject had no live key; late content was swept
     contents_destroyed: int
     record: Appended
+    scrubbed: bool = True  # False: old page images remain until the next erase (see docs)
 
 
 class Ledger:
@@ -430,15 +431,21 @@ class Ledger:
         Entries and proofs are untouched; the subject's content becomes unrecoverable and
         their pseudonym unlinkable to them."""
         result = self.vault.erase(subject)
-        if result is None:
+        if result.pseudonym is None and result.contents_destroyed == 0:
+            # the sweep and the scrub ran anyway: a second erase finishes what a first one
+            # could not (content that arrived late, a WAL a reader held)
             raise KansaError(
-                f"no key for subject {subject!r}: never recorded, or already erased"
+                f"no key for subject {subject!r}: never recorded, or already erased "
+                f"(no late content found{'' if result.scrubbed else '; scrub incomplete'})"
             )
-        pseudonym, destroyed = result
-        attrs: dict[str, Any] = {"kansa.erasure.subject": pseudonym,
-                                 "kansa.erasure.contents_destroyed": destroyed}
+        attrs: dict[str, Any] = {"kansa.erasure.contents_destroyed": result.contents_destroyed}
+        if result.pseudonym is not None:
+            attrs["kansa.erasure.subject"] = result.pseudonym
+        else:  # the subject's pseudonym is unknowable now: record only what was swept
+            attrs["kansa.erasure.late_contents"] = True
         if reason:
             attrs["kansa.erasure.reason"] = reason
         rec = UsageRecord(system="kansa", kind="kansa.erasure", operation="erase",
                           attributes=attrs)
-        return Erasure(pseudonym, destroyed, self.append(rec))
+        return Erasure(result.pseudonym, result.contents_destroyed, self.append(rec),
+                       result.scrubbed)

@@ -479,10 +479,17 @@ def erase(
             e = ledger.erase(subject, reason=reason)
         finally:
             ledger.close()
+        who = (f"erased subject (pseudonym {e.pseudonym})" if e.pseudonym is not None
+               else "no live key for the subject; swept content that arrived late")
         out.print(
-            f"erased subject (pseudonym {e.pseudonym}): {e.contents_destroyed} content "
+            f"{who}: {e.contents_destroyed} content "
             f"record(s) destroyed; erasure recorded as entry {e.record.index} ({e.record.id})"
         )
+        if not e.scrubbed:
+            out.print("[yellow]warning:[/] a transaction older than the erasure was still "
+                      "open, so an old copy of the subject's key root may remain in the "
+                      "store's files (SQLite WAL, PostgreSQL dead tuple); run the same erase "
+                      "again once it has finished")
 
 
 # -- witnessing ---------------------------------------------------------------------------
