@@ -206,7 +206,8 @@ class Ledger:
             raise KansaError(f"entry {index} is missing from the store")
         return self._view(row)
 
-    def _view(self, row: EntryRow, *, with_content: bool = True) -> StoredRecord:
+    def _view(self, row: EntryRow, *, with_content: bool = True,
+              listing: bool = False) -> StoredRecord:
         entry = json.loads(row.data)
         commitment = (entry.get("content") or {}).get("commitment")
         if commitment is None or not with_content:
@@ -220,7 +221,10 @@ class Ledger:
             return StoredRecord(row.index, entry, row.data, None, "erased")
         except KansaError as e:
             # One record's lost or damaged content must not hide the others in a listing;
-            # it is reported on that record (and 'kansa verify' fails on it).
+            # it is reported on that record (and 'kansa verify' fails on it). Asked for
+            # alone, the record's problem is the answer.
+            if not listing:
+                raise
             return StoredRecord(row.index, entry, row.data, None, "missing", str(e))
         return StoredRecord(row.index, entry, row.data, json.loads(raw), "present")
 
@@ -254,7 +258,7 @@ class Ledger:
                 return
             offset += len(rows)
             for row in rows:
-                view = self._view(row, with_content=with_content)
+                view = self._view(row, with_content=with_content, listing=True)
                 e = view.entry
                 if system is not None and e.get("system") != system:
                     continue
