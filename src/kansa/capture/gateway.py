@@ -62,7 +62,7 @@ import signal
 import time
 import tomllib
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,7 @@ from kansa.api import Ledger
 from kansa.capture.gateway_keys import KEY_PREFIX, GatewayKeys, KeyInfo, hash_key
 from kansa.capture.gateway_openapi import openapi_document
 from kansa.capture.shapes import OPERATIONS, CallInfo, StreamAssembler, to_record
-from kansa.capture.upstream import Origin, UpstreamPool, UpstreamResponse
+from kansa.capture.upstream import Origin, UpstreamPool, UpstreamResponse, UpstreamTooLarge
 from kansa.errors import EntryTooLargeError, KansaError, RecordError, StorageError
 from kansa.policy.approvals import ApprovalPending, Approvals, request_digest
 from kansa.policy.inline import (
@@ -119,6 +119,9 @@ class GatewayConfig:
     connect_timeout: float = 10.0
     read_timeout: float = 600.0  # seconds without a byte from the upstream
     max_body_bytes: int = 16 * 1024 * 1024
+    # the most an upstream answer may hold once decompressed (JSON or a whole stream);
+    # past it the call is cut and recorded as upstream_response_too_large
+    max_response_bytes: int = 32 * 1024 * 1024
     inject_stream_usage: bool = True  # ask OpenAI streams for usage, strip it if unasked
     key_refresh_seconds: float = 2.0
     store_retry_seconds: float = 1.0  # after a store failure, refuse at once this long
@@ -193,6 +196,8 @@ class GatewayConfig:
             raise KansaError(f"default_upstream {self.default_upstream!r} is not an upstream")
         if self.max_body_bytes <= 0 or self.read_timeout <= 0 or self.connect_timeout <= 0:
             raise KansaError("timeouts and max_body_bytes must be positive")
+        if not isinstance(self.max_response_bytes, int) or self.max_response_bytes <= 0:
+            raise KansaError("max_response_bytes must be a positive number of bytes")
         if self.policy_watch_seconds < 0:
             raise KansaError("policy_watch_seconds must not be negative")
 
@@ -231,6 +236,11 @@ _DROP_RESP = frozenset({
 _DOT_SEGMENT = re.compile(r"(^|/)\.{1,2}(/|$)")  # no climbing out of the upstream's base path
 _USAGE_ONLY = re.compile(rb'"choices"\s*:\s*\[\s*\]')
 _EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+# JSON text that may decode to a lone surrogate: a \uD800-\uDFFF escape, or the UTF-8-like
+# bytes ED A0..BF that json.loads lets through (it decodes bytes with "surrogatepass").
+# Only a body that matches is walked, so ordinary requests pay one regex scan.
+_MAYBE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+_DRAIN_SECONDS = 30.0  # how long a refused body is read (and dropped) so the client sees 413
 
 
 @dataclass
@@ -242,7 +252,9 @@ class _Call(CallInfo):
 
 
 class _TooLarge(Exception):
-    pass
+    def __init__(self, whole: bool) -> None:
+        super().__init__()
+        self.whole = whole  # the body was read to its end (nothing left to drain)
 
 
 class _ClientGone(Exception):
@@ -413,7 +425,8 @@ class GatewayApp:
             cfg = self.config
             self._pool = UpstreamPool(connect_timeout=cfg.connect_timeout,
                                       read_timeout=cfg.read_timeout,
-                                      limit_per_origin=cfg.max_upstream_connections)
+                                      limit_per_origin=cfg.max_upstream_connections,
+                                      max_response_bytes=cfg.max_response_bytes)
         if self._key_task is None:
             self._key_task = asyncio.ensure_future(self._key_loop())
         return self._pool
@@ -578,6 +591,7 @@ class GatewayApp:
         fwd: list[tuple[bytes, bytes]] = []
         has_ct = False
         subject_hdr = app_hdr = None
+        bad_unicode: str | None = None  # where a lone surrogate was found, if anywhere
         for k, v in scope["headers"]:
             if k in _DROP_REQ:
                 if k == b"authorization":
@@ -603,7 +617,9 @@ class GatewayApp:
                 elif k == b"x-kansa-approval":
                     approval_hdr = _hstr(v).strip()
                 elif k == b"x-kansa-ai-disclosure" or k.startswith(b"x-kansa-attr-"):
-                    _header_attribute(attrs, k, v)
+                    bad_hdr = _header_attribute(attrs, k, v)
+                    if bad_hdr and bad_unicode is None:
+                        bad_unicode = f"the header {_hstr(k)[:64]}"
                 continue
             if k == b"content-type":
                 has_ct = True
@@ -617,6 +633,10 @@ class GatewayApp:
                 msg = ("kansa gateway: a gateway key is required (Authorization: Bearer ksk_... "
                        "or x-api-key)" if token is None else
                        "kansa gateway: invalid or revoked gateway key")
+                if content_length is not None and content_length > 65536:
+                    # read (and drop) the body first, or the client, still sending, sees a
+                    # reset instead of the 401
+                    await _drain(receive, cfg.max_body_bytes)
                 await self._reject(send, call, route, 401, code, msg, t0,
                                    close=content_length is not None and content_length > 65536)
                 return
@@ -647,13 +667,18 @@ class GatewayApp:
         if route.method == "POST":
             if content_length is not None and content_length > cfg.max_body_bytes:
                 attrs["http.request.body.size"] = content_length
+                # read and drop the body before answering: a client still sending when the
+                # connection closes gets a reset and never sees the 413
+                await _drain(receive, 4 * cfg.max_body_bytes)
                 await self._reject(send, call, route, 413, "request_too_large",
                                    f"kansa gateway: the request body is {content_length} bytes; "
                                    f"the limit is {cfg.max_body_bytes}", t0, close=True)
                 return
             try:
                 body = await _read_body(receive, cfg.max_body_bytes)
-            except _TooLarge:
+            except _TooLarge as e:
+                if not e.whole:
+                    await _drain(receive, 4 * cfg.max_body_bytes)
                 await self._reject(send, call, route, 413, "request_too_large",
                                    f"kansa gateway: the request body exceeds the limit of "
                                    f"{cfg.max_body_bytes} bytes", t0, close=True)
@@ -665,11 +690,23 @@ class GatewayApp:
             try:
                 req = json.loads(body, parse_constant=_reject_constant)
             except (ValueError, RecursionError) as e:
-                call.request = body.decode("utf-8", "replace")
+                call.request = body.decode("utf-8", "backslashreplace")
                 await self._reject(send, call, route, 400, "invalid_json",
                                    f"kansa gateway: the request body is not valid JSON ({e})",
                                    t0)
                 return
+            if _MAYBE_SURROGATE.search(body) is not None:
+                # a lone surrogate is not text: the record (RFC 8785) cannot hold it, so the
+                # request is refused below; the record keeps it as the text "\udXXX"
+                try:
+                    where = _surrogate_path(req)
+                    if where is not None:
+                        req = _escape_surrogates(req)
+                except RecursionError:
+                    where = "the body"
+                    req = body.decode("utf-8", "backslashreplace")
+                if where is not None and bad_unicode is None:
+                    bad_unicode = where if where == "the body" else f"the body at {where}"
             call.request = req
             if not isinstance(req, dict):
                 await self._reject(send, call, route, 400, "invalid_body",
@@ -688,6 +725,15 @@ class GatewayApp:
                 call.subject = subject_hdr
             if route.suffix.startswith("/models/"):
                 model = route.suffix[8:]
+
+        if bad_unicode is not None:
+            attrs["kansa.content.escaped"] = True  # the record holds it as "\udXXX" text
+            await self._reject(send, call, route, 400, "invalid_unicode",
+                               f"kansa gateway: {bad_unicode} holds a lone UTF-16 surrogate "
+                               "(\\ud800-\\udfff not in a pair): that is not Unicode text and "
+                               "cannot be recorded as canonical JSON (RFC 8785), so the request "
+                               "is refused and was not sent upstream", t0)
+            return
 
         up = self._upstream_for(model)
         if up is None:
@@ -849,6 +895,15 @@ class GatewayApp:
                 state.finishing = True
                 await self._record(call, t0)
                 return
+            except UpstreamTooLarge as e:
+                state.finishing = True
+                if resp is not None:
+                    call.attributes["kansa.upstream.status"] = resp.status
+                await self._reject(send, call, route, 502, "upstream_response_too_large",
+                                   f"kansa gateway: the upstream's answer exceeds the gateway's "
+                                   f"limit of {e.limit} bytes (max_response_bytes); it was "
+                                   "dropped", t0)
+                return
             except TimeoutError:
                 state.finishing = True
                 await self._reject(send, call, route, 504, "upstream_timeout",
@@ -913,6 +968,8 @@ class GatewayApp:
                 raise
             _uncancel()
             failure = ("aborted", "client_disconnected")
+        except UpstreamTooLarge:
+            failure = ("error", "upstream_response_too_large")
         except TimeoutError:
             failure = ("timeout", "upstream_timeout")
         except OSError:
@@ -933,7 +990,11 @@ class GatewayApp:
             if failure is None or failure[0] != "aborted":
                 # tell an SSE client why, then cut the connection: no terminal event, no end
                 why = ("the ledger store is unavailable: the stream could not be recorded"
-                       if failure is None else f"upstream stream failed ({failure[1]})")
+                       if failure is None else
+                       "the upstream's stream exceeds the gateway's limit of "
+                       f"{self.config.max_response_bytes} bytes (max_response_bytes); it was "
+                       "cut" if failure[1] == "upstream_response_too_large" else
+                       f"upstream stream failed ({failure[1]})")
                 with contextlib.suppress(Exception):
                     await send({"type": "http.response.body",
                                 "body": _sse_error(route, "kansa gateway: " + why),
@@ -961,14 +1022,21 @@ class GatewayApp:
         return rec
 
     async def _record(self, call: CallInfo, t0: float) -> bool:
-        """Append the call's record; False if it could not be made durable."""
+        """Append the call's record; False if it could not be made durable. Never raises
+        (but for cancellation): every caller answers False by failing closed, so an
+        unexpected error here withholds the answer instead of serving it unrecorded."""
         try:
             rec = self._build(call, t0)
-        except RecordError as e:  # should not happen: to_record sanitises; record what we can
-            _logger.warning("record %s: %s; recording without content", call.record_id, e)
+        except Exception as e:  # should not happen: to_record sanitises; record what we can
+            _logger.warning("record %s: %r; recording without content", call.record_id, e)
             call.request = call.response = None
             call.attributes["kansa.content.dropped"] = True
-            rec = self._build(call, t0)
+            try:
+                rec = self._build(call, t0)
+            except Exception as e2:
+                self.stats["records_failed"] += 1
+                _logger.error("record %s could not be built: %r", call.record_id, e2)
+                return False
         if self.config.async_records:
             t = asyncio.ensure_future(self._append_async(rec))
             self._tasks.add(t)
@@ -979,24 +1047,26 @@ class GatewayApp:
         except StorageError as e:
             self._store_failed(e)
             return False
-        except KansaError as e:  # not the store's fault: no breaker, but no answer either
+        except Exception as e:  # not the store's fault: no breaker, but no answer either
             self.stats["records_failed"] += 1
-            _logger.error("record %s could not be appended: %s", rec.id, e)
+            _logger.error("record %s could not be appended: %r", rec.id, e)
             return False
         return True
 
     async def _append(self, rec: UsageRecord) -> None:
         try:
             await self.ledger.aappend(rec)
-        except (RecordError, EntryTooLargeError) as e:
-            # content that JSON cannot canonicalise (lone surrogates, huge numbers...) or an
-            # oversized entry: keep everything, escaped or trimmed, rather than lose the record
-            # (these fail before anything is queued, so a retry cannot duplicate)
-            _logger.warning("record %s: %s; recording it escaped", rec.id, e)
+        except _UNRECORDABLE as e:
+            # content that JSON cannot canonicalise (lone surrogates, huge numbers...), a
+            # subject the vault cannot key (a lone surrogate: UnicodeEncodeError) or an
+            # oversized entry: keep everything, escaped or trimmed, rather than lose the
+            # record (these fail in Ledger's preparation, before anything is queued, so a
+            # retry cannot duplicate)
+            _logger.warning("record %s: %r; recording it escaped", rec.id, e)
             _escape_record(rec)
             try:
                 await self.ledger.aappend(rec)
-            except (RecordError, EntryTooLargeError):
+            except _UNRECORDABLE:
                 rec.content = {}
                 rec.attributes = {"kansa.content.dropped": True}
                 await self.ledger.aappend(rec)
@@ -1079,26 +1149,33 @@ _MAX_HEADER_ATTRS = 32  # the attributes dict holds only header attributes at th
 _RESERVED_ATTRS = ("kansa.policy.", "kansa.gateway.", "kansa.content.", "kansa.usage.")
 
 
-def _header_attribute(attrs: dict[str, Any], k: bytes, v: bytes) -> None:
+def _header_attribute(attrs: dict[str, Any], k: bytes, v: bytes) -> bool:
     """An attribute the caller states in a header (HTTP lowercases the name): ``true`` /
     ``false`` are booleans, a JSON list of strings is a list, anything else a string.
-    Names kansa itself sets cannot be given (a caller must not forge a policy decision)."""
+    Names kansa itself sets cannot be given (a caller must not forge a policy decision).
+    True if the list held a lone surrogate (kept then as the header's text, which has none:
+    headers are read as Latin-1)."""
     name = "kansa.ai_disclosure" if k == b"x-kansa-ai-disclosure" else \
         k[13:].decode("latin-1")
     if not name or len(name) > 128 or name.startswith(_RESERVED_ATTRS) or \
             len(attrs) >= _MAX_HEADER_ATTRS:
-        return
+        return False
     s = v.decode("latin-1").strip()
     low = s.lower()
     value: Any = s[:MAX_STR]
+    bad = False
     if low in ("true", "false"):
         value = low == "true"
     elif s.startswith("["):
         with contextlib.suppress(ValueError):
             got = json.loads(s)
             if isinstance(got, list) and all(isinstance(x, str | bool) for x in got):
-                value = got[:64]
+                if any(isinstance(x, str) and _has_surrogate(x) for x in got):
+                    bad = True
+                else:
+                    value = got[:64]
     attrs[name] = value
+    return bad
 
 
 async def _send_json(send: Send, status: int, obj: Any) -> None:
@@ -1111,6 +1188,22 @@ def _uncancel() -> None:
         task.uncancel()
 
 
+async def _drain(receive: Receive, limit: int) -> None:
+    """Read and drop the rest of a refused request body (at most ``limit`` bytes, for at
+    most _DRAIN_SECONDS), so the client, which sends its whole body before it reads the
+    answer, gets the error instead of a reset. Past either bound it is cut off anyway."""
+    got = 0
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(_DRAIN_SECONDS):
+            while got <= limit:
+                msg = await receive()
+                if msg["type"] != "http.request":
+                    return
+                got += len(msg.get("body", b""))
+                if not msg.get("more_body"):
+                    return
+
+
 async def _read_body(receive: Receive, limit: int) -> bytes:
     msg = await receive()
     if msg["type"] == "http.disconnect":
@@ -1118,7 +1211,7 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
     body: bytes = msg.get("body", b"")
     if not msg.get("more_body"):
         if len(body) > limit:
-            raise _TooLarge
+            raise _TooLarge(whole=True)
         return body
     parts = [body]
     size = len(body)
@@ -1129,7 +1222,7 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
         b = msg.get("body", b"")
         size += len(b)
         if size > limit:
-            raise _TooLarge
+            raise _TooLarge(whole=not msg.get("more_body"))
         parts.append(b)
         if not msg.get("more_body"):
             return b"".join(parts)
@@ -1249,9 +1342,64 @@ def _estimate_usage(rec: UsageRecord) -> None:
 
 
 def _escape_record(rec: UsageRecord) -> None:
-    rec.content = {k: json.dumps(v) for k, v in rec.content.items()}
-    rec.finish_reasons = tuple(r[:64] for r in rec.finish_reasons[:16])
-    rec.attributes = {k: v if isinstance(v, str | bool) or (
-        isinstance(v, int | float) and abs(v) < 2**53) else str(v)[:64]
+    """Make a record that failed to canonicalise recordable: content as ASCII JSON text,
+    every other string with its lone surrogates as "\\udXXX" text."""
+    rec.content = {_esc(k): json.dumps(v) for k, v in rec.content.items()}
+    rec.finish_reasons = tuple(_esc(r[:64]) for r in rec.finish_reasons[:16])
+    rec.attributes = {_esc(k): _esc(v) if isinstance(v, str) else v if isinstance(v, bool) or (
+        isinstance(v, int | float) and abs(v) < 2**53) else _esc(str(v)[:64])
         for k, v in rec.attributes.items()}
     rec.attributes["kansa.content.escaped"] = True
+    for f in fields(rec):
+        v = getattr(rec, f.name)
+        if isinstance(v, str):
+            setattr(rec, f.name, _esc(v))
+
+
+# what Ledger's preparation of a record can raise for the record's own sake (nothing queued)
+_UNRECORDABLE = (RecordError, EntryTooLargeError, ValueError, TypeError)  # + UnicodeError
+
+
+def _has_surrogate(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _esc(s: str) -> str:
+    """Lone surrogates as the text "\\udXXX" (the JSON escape a caller sent): nothing lost,
+    and the result is valid Unicode."""
+    return s.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _surrogate_path(v: Any) -> str | None:
+    """Where in parsed JSON the first string (or key) with a lone surrogate is, as
+    ``$.messages[0].content``; None if nowhere. Iterative: JSON may nest deeply."""
+    stack: list[tuple[Any, str]] = [(v, "$")]
+    while stack:
+        x, path = stack.pop()
+        if isinstance(x, str):
+            if _has_surrogate(x):
+                return path
+        elif isinstance(x, dict):
+            items = list(x.items())
+            for k, y in reversed(items):
+                if _has_surrogate(k):
+                    return f"{path} (a key)"
+                stack.append((y, f"{path}.{k}"))
+        elif isinstance(x, list):
+            stack.extend((y, f"{path}[{i}]") for i, y in reversed(list(enumerate(x))))
+    return None
+
+
+def _escape_surrogates(v: Any) -> Any:
+    """A copy of parsed JSON with every string's lone surrogates as "\\udXXX" text."""
+    if isinstance(v, str):
+        return _esc(v)
+    if isinstance(v, dict):
+        return {_esc(k): _escape_surrogates(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_escape_surrogates(x) for x in v]
+    return v
