@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ import openai
 from kansa.api import Ledger
 from standin import Standin
 
-FAULT_CONFIG: dict[str, Any] = {"read_timeout": 1.0, "max_response_bytes": 1024 * 1024}
+FAULT_CONFIG: dict[str, Any] = {"read_timeout": 2.0, "max_response_bytes": 1024 * 1024}
 NONCE = re.compile(r"nonce-[0-9a-f]{16}")
 
 
@@ -182,6 +183,29 @@ def oversize_request(ctx: Ctx, nonce: str) -> Seen:
     return _post(ctx, "/v1/chat/completions", body, 413, "request_too_large")
 
 
+def oversize_request_raw(ctx: Ctx, nonce: str) -> Seen:
+    """The same through a plain socket that sends its whole body, then reads (as curl and
+    many clients do; httpx happens to read an early answer after a failed write)."""
+    body = json.dumps({"model": "gpt-test",
+                       "messages": _msgs(nonce, "x" * (17 * 1000 * 1000))}).encode()
+    port = int(ctx.url.rsplit(":", 1)[1])
+    got = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        try:
+            s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\n"
+                      b"content-type: application/json\r\n"
+                      b"content-length: %d\r\n\r\n" % len(body) + body)
+            while chunk := s.recv(65536):
+                got += chunk
+        except OSError as e:  # the reset this fault used to end in
+            return Seen([], False, repr(e))
+    head, _, rest = got.partition(b"\r\n\r\n")
+    ids = [line.split(b":", 1)[1].strip().decode() for line in head.split(b"\r\n")
+           if line.lower().startswith(b"x-kansa-record:")]
+    ok = head.startswith(b"HTTP/1.1 413") and b"request_too_large" in rest
+    return Seen(ids, ok, head.split(b"\r\n", 1)[0].decode())
+
+
 def large_response_ok(ctx: Ctx, nonce: str) -> Seen:
     """600 KB answer: over the client's 256 KiB read-ahead, under the 1 MiB limit."""
     body = {"model": "big-600000", "messages": _msgs(nonce)}
@@ -246,13 +270,13 @@ def upstream_500_stream(ctx: Ctx, nonce: str) -> Seen:
 
 
 def upstream_hang(ctx: Ctx, nonce: str) -> Seen:
-    return _post(ctx, "/v1/chat/completions", {"model": "slow", "delay": 3,
+    return _post(ctx, "/v1/chat/completions", {"model": "slow", "delay": 4,
                                                "messages": _msgs(nonce)},
                  504, "upstream_timeout")
 
 
 def upstream_hang_midstream(ctx: Ctx, nonce: str) -> Seen:
-    return _stream(ctx, "/v1/chat/completions", {"model": "stall-midstream", "delay": 3,
+    return _stream(ctx, "/v1/chat/completions", {"model": "stall-midstream", "delay": 4,
                                                  "stream": True, "messages": _msgs(nonce)},
                    want_end=False)
 
@@ -297,7 +321,8 @@ FAULTS: dict[str, Fault] = {
     "surrogate: embeddings input": surrogate_embeddings,
     "surrogate: x-kansa-attr header": surrogate_attr_header,
     "surrogate bytes in x-kansa headers": surrogate_bytes_in_headers,
-    "oversize request 17 MB": oversize_request,
+    "oversize request 17 MB (httpx)": oversize_request,
+    "oversize request 17 MB (socket)": oversize_request_raw,
     "large response 600 KB (ok)": large_response_ok,
     "oversize response 3 MB": oversize_response,
     "oversize response gzip->50 MB": oversize_response_gzip,

@@ -164,11 +164,21 @@ class Standin:
         gz = zlib.compressobj(1, zlib.DEFLATED, 31) if model.endswith("-gzip") else None
         headers = {"Content-Encoding": "gzip"} if gz is not None else {}
         if body.get("stream") is not True:
-            out = json.dumps(_chat(model, {"messages": [{"content": "x" * size}]},
-                                   self._n)).encode()
-            if gz is not None:
-                out = gz.compress(out) + gz.flush()
-            return web.Response(body=out, content_type="application/json", headers=headers)
+            # the JSON written piece by piece: a big (or compressed) body starts at once
+            head, tail = json.dumps(_chat(model, {"messages": [{"content": "@"}]},
+                                          self._n)).encode().split(b"@")
+            resp = web.StreamResponse(headers={"Content-Type": "application/json", **headers})
+            await resp.prepare(request)
+            pieces = [head] + [b"x" * min(1 << 20, size - i) for i in range(0, size, 1 << 20)]
+            try:
+                for p in pieces + [tail]:
+                    await resp.write(gz.compress(p) if gz is not None else p)
+                if gz is not None:
+                    await resp.write(gz.flush())
+                await resp.write_eof()
+            except (ConnectionError, RuntimeError):
+                self.events.append(f"{model}: client gone")
+            return resp
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", **headers})
         await resp.prepare(request)
         piece = "x" * 65536
