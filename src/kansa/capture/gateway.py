@@ -36,6 +36,11 @@ for the record. With ``async_records`` the record is appended after the response
 says so in ``x-kansa-durability: async``; records that fail then are logged and counted
 (``/healthz``), not retried.
 
+Nothing reaches the upstream that cannot be recorded: a lone UTF-16 surrogate in any string
+of the body (or an ``x-kansa-attr-*`` list) is answered 400 ``invalid_unicode`` and
+recorded with it escaped. Upstream answers are bounded by ``max_response_bytes`` (after
+decompression): past it, a recorded 502 ``upstream_response_too_large``, or a stream cut.
+
 Store failures fail closed: a response whose record cannot be made durable is withheld
 (503 ``ledger_unavailable``; a stream is cut before its terminal event, after an SSE
 error event), and for ``store_retry_seconds`` afterwards requests are refused with 503 at
