@@ -124,6 +124,28 @@ def test_a_lone_surrogate_is_refused_before_the_upstream_and_recorded_escaped(
     assert [x.id for x in sqlite_ledger.find(subject="ann\\ud800")] == [rec.id]
 
 
+def test_surrogate_pairs_a_bom_and_hangul_are_text_and_pass(sqlite_ledger: Ledger,
+                                                            standin: Standin) -> None:
+    """What looks like a surrogate but is not a lone one: an escaped pair (an emoji),
+    escaped Hangul (\\ud55c), raw UTF-8 text, a UTF-8 byte order mark."""
+    bodies = [
+        b'{"model": "gpt-test", "messages": [{"role": "user", "content": "\\ud83d\\ude00"}]}',
+        b'{"model": "gpt-test", "messages": [{"role": "user", "content": "\\ud55c\\uAC00"}]}',
+        '{"model": "gpt-test", "user": "한😀", "messages": []}'.encode(),
+        b'\xef\xbb\xbf{"model": "gpt-test", "messages": []}',
+    ]
+    n_before = len(standin.requests)
+    with running_gateway(sqlite_ledger, _cfg(standin)) as gw, \
+            httpx.Client(base_url=gw.url) as c:
+        rs = [c.post("/v1/chat/completions", content=b,
+                     headers={"content-type": "application/json"}) for b in bodies]
+    assert [r.status_code for r in rs] == [200] * len(bodies)
+    assert len(standin.requests) == n_before + len(bodies)
+    assert standin.requests[n_before]["body"]["messages"][0]["content"] == "😀"
+    assert sqlite_ledger.get(rs[2].headers["x-kansa-record"]).content is not None
+    assert [r.id for r in sqlite_ledger.find(subject="한😀")] == [rs[2].headers["x-kansa-record"]]
+
+
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())

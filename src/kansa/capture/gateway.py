@@ -241,10 +241,6 @@ _DROP_RESP = frozenset({
 _DOT_SEGMENT = re.compile(r"(^|/)\.{1,2}(/|$)")  # no climbing out of the upstream's base path
 _USAGE_ONLY = re.compile(rb'"choices"\s*:\s*\[\s*\]')
 _EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
-# JSON text that may decode to a lone surrogate: a \uD800-\uDFFF escape, or the UTF-8-like
-# bytes ED A0..BF that json.loads lets through (it decodes bytes with "surrogatepass").
-# Only a body that matches is walked, so ordinary requests pay one regex scan.
-_MAYBE_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
 _DRAIN_SECONDS = 30.0  # how long a refused body is read (and dropped) so the client sees 413
 
 
@@ -692,15 +688,26 @@ class GatewayApp:
                 call.outcome, call.error_type = "aborted", "client_disconnected"
                 await self._record(call, t0)
                 return
+            # A lone surrogate can come from the bytes ED A0..BF (json.loads decodes bytes
+            # with "surrogatepass") or from a \uD8xx-\uDFxx escape. The strict decode (which
+            # json.loads would do anyway) rules out the first; two substring searches the
+            # second, so ordinary bodies pay nothing (a regex over a 100 KB body cost ms).
+            maybe_lone = b"\\ud" in body or b"\\uD" in body
             try:
-                req = json.loads(body, parse_constant=_reject_constant)
+                try:
+                    text = body.decode("utf-8-sig")  # what json.loads does, minus surrogates
+                except UnicodeDecodeError:  # other encodings json.loads detects, or ED A0..
+                    req = json.loads(body, parse_constant=_reject_constant)
+                    maybe_lone = True
+                else:
+                    req = json.loads(text, parse_constant=_reject_constant)
             except (ValueError, RecursionError) as e:
                 call.request = body.decode("utf-8", "backslashreplace")
                 await self._reject(send, call, route, 400, "invalid_json",
                                    f"kansa gateway: the request body is not valid JSON ({e})",
                                    t0)
                 return
-            if _MAYBE_SURROGATE.search(body) is not None:
+            if maybe_lone and _holds_lone_surrogate(req):
                 # a lone surrogate is not text: the record (RFC 8785) cannot hold it, so the
                 # request is refused below; the record keeps it as the text "\udXXX"
                 try:
@@ -1370,6 +1377,18 @@ def _has_surrogate(s: str) -> bool:
         s.encode("utf-8")
     except UnicodeEncodeError:
         return True
+    return False
+
+
+def _holds_lone_surrogate(v: Any) -> bool:
+    """Whether any string or key in parsed JSON holds a lone surrogate (at C speed: the
+    encoder and the UTF-8 codec; the walk below only locates it)."""
+    try:
+        json.dumps(v, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    except RecursionError:  # deeper than the C encoder goes: walk it (iteratively)
+        return _surrogate_path(v) is not None
     return False
 
 
