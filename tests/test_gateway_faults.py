@@ -30,6 +30,7 @@ from fault_classes import (
 )
 from gateway_harness import find_record, running_gateway, wait_for
 from kansa.api import Ledger
+from kansa.capture import gateway as gateway_module
 from kansa.capture.gateway import GatewayConfig, create_gateway_app
 from kansa.capture.shapes import CallInfo
 from kansa.capture.upstream import Origin, UpstreamPool, UpstreamTooLarge
@@ -219,6 +220,43 @@ def test_an_unexpected_error_in_the_record_path_withholds_the_answer(
     assert refused.status_code == 503 and "x-kansa-record" not in refused.headers
     assert after.status_code == 200 and find_record(sqlite_ledger,
                                                     after.headers["x-kansa-record"])
+
+
+@pytest.mark.parametrize("where", ["json", "stream"])
+def test_an_unexpected_error_after_the_upstream_is_recorded_and_not_served(
+        sqlite_ledger: Ledger, standin: Standin, monkeypatch: pytest.MonkeyPatch,
+        where: str) -> None:
+    """A bug of the gateway's own once the upstream answered (here: the response parser,
+    the stream assembler) still leaves the call's record, and the client no answer."""
+    def boom(*a: Any) -> Any:
+        raise RuntimeError("an unexpected bug")
+
+    if where == "json":
+        monkeypatch.setattr(gateway_module, "_parse_response", boom)
+    else:
+        monkeypatch.setattr(gateway_module.StreamAssembler, "feed", boom)
+    nonce = new_nonce()
+    body = {"model": "gpt-test", "stream": where == "stream",
+            "messages": [{"role": "user", "content": nonce}]}
+    n_before = len(standin.requests)
+    got = b""
+    with running_gateway(sqlite_ledger, _cfg(standin)) as gw, \
+            httpx.Client(base_url=gw.url) as c:
+        if where == "json":
+            r = c.post("/v1/chat/completions", json=body)
+            assert r.status_code == 502 and r.json()["error"]["code"] == "gateway_error"
+            rid = r.headers["x-kansa-record"]
+        else:
+            with pytest.raises(httpx.RemoteProtocolError), \
+                    c.stream("POST", "/v1/chat/completions", json=body) as s:
+                rid = s.headers["x-kansa-record"]
+                for chunk in s.iter_raw():
+                    got += chunk
+            assert b"[DONE]" not in got and b"internal error" in got
+    assert len(standin.requests) == n_before + 1
+    rec = sqlite_ledger.get(rid)
+    assert (rec.entry["outcome"], rec.entry["error.type"]) == ("error", "gateway_error")
+    assert nonce in json.dumps(rec.content)
 
 
 def test_a_record_the_vault_cannot_key_is_still_written(sqlite_ledger: Ledger,

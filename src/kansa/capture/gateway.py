@@ -891,10 +891,12 @@ class GatewayApp:
                        headers: list[tuple[bytes, bytes]], body: bytes, strip_usage: bool,
                        t0: float) -> None:
         resp: UpstreamResponse | None = None
+        streaming = False
         try:
             try:
                 resp = await pool.request(up.origin, method, target, headers, body)
                 if resp.content_type == "text/event-stream":
+                    streaming = True
                     await self._stream(send, call, route, state, resp, strip_usage, t0)
                     return
                 data = await resp.read()
@@ -927,14 +929,23 @@ class GatewayApp:
                 await self._reject(send, call, route, 502, "upstream_unreachable",
                                    f"kansa gateway: upstream error: {type(e).__name__}", t0)
                 return
+            except Exception as e:
+                if streaming:  # the stream's answer has begun: _stream recorded and cut it
+                    raise
+                await self._internal_error(send, call, route, state, e, t0)
+                return
             state.finishing = True
             status = resp.status
             call.status = status
             if status >= 400:
                 call.error_type = str(status)
-            call.response = _parse_response(data, resp.content_type)
+            try:
+                call.response = _parse_response(data, resp.content_type)
+                headers_out = _resp_headers(resp.headers)
+            except Exception as e:
+                await self._internal_error(send, call, route, state, e, t0)
+                return
             call.latency_ms = (time.perf_counter() - t0) * 1000
-            headers_out = _resp_headers(resp.headers)
             if not await self._record(call, t0):
                 await self._unavailable(send, route)
                 return
@@ -986,12 +997,19 @@ class GatewayApp:
             failure = ("timeout", "upstream_timeout")
         except OSError:
             failure = ("error", "upstream_disconnected")
+        except Exception:  # a bug of ours (the assembler...): record the call, cut the stream
+            _logger.exception("stream %s: unexpected error", call.record_id)
+            failure = ("error", "gateway_error")
         state.finishing = True
         if failure is not None:
             resp.close()
         if stripper is not None:
             held.append(stripper.flush())
-        call.response = asm.result()
+        try:
+            call.response = asm.result()
+        except Exception:  # a bug of ours: the call is still recorded (without the answer)
+            _logger.exception("stream %s: cannot assemble the answer", call.record_id)
+            failure = failure or ("error", "gateway_error")
         call.latency_ms = (time.perf_counter() - t0) * 1000
         if failure is not None:
             call.outcome, call.error_type = failure
@@ -1001,12 +1019,15 @@ class GatewayApp:
         if failure is not None or not recorded:
             if failure is None or failure[0] != "aborted":
                 # tell an SSE client why, then cut the connection: no terminal event, no end
-                why = ("the ledger store is unavailable: the stream could not be recorded"
-                       if failure is None else
-                       "the upstream's stream exceeds the gateway's limit of "
-                       f"{self.config.max_response_bytes} bytes (max_response_bytes); it was "
-                       "cut" if failure[1] == "upstream_response_too_large" else
-                       f"upstream stream failed ({failure[1]})")
+                code = failure[1] if failure is not None else None
+                why = {
+                    None: "the ledger store is unavailable: the stream could not be recorded",
+                    "upstream_response_too_large":
+                        "the upstream's stream exceeds the gateway's limit of "
+                        f"{self.config.max_response_bytes} bytes (max_response_bytes); "
+                        "it was cut",
+                    "gateway_error": "internal error; the stream was recorded and cut",
+                }.get(code) or f"upstream stream failed ({code})"
                 with contextlib.suppress(Exception):
                     await send({"type": "http.response.body",
                                 "body": _sse_error(route, "kansa gateway: " + why),
@@ -1015,6 +1036,17 @@ class GatewayApp:
                             failure[1] if failure else "ledger unavailable")
             return  # the server closes the connection: the response never completes
         await send({"type": "http.response.body", "body": b"".join(held)})
+
+    async def _internal_error(self, send: Send, call: CallInfo, route: _Route, state: _State,
+                              e: Exception, t0: float) -> None:
+        """An unexpected error of the gateway's own after the upstream was called: the call
+        is recorded (gateway_error) and answered 502, never left unrecorded."""
+        _logger.exception("request %s: unexpected error", call.record_id, exc_info=e)
+        state.finishing = True
+        call.response = None
+        await self._reject(send, call, route, 502, "gateway_error",
+                           f"kansa gateway: internal error ({type(e).__name__}); the call was "
+                           "recorded", t0)
 
     # -- records ----------------------------------------------------------------------------
 
