@@ -174,6 +174,15 @@ def surrogate_bytes_in_headers(ctx: Ctx, nonce: str) -> Seen:
                                      "x-kansa-app": raw, "x-kansa-attr-tags": b'["' + raw + b'"]'})
 
 
+def surrogate_bytes_in_model_path(ctx: Ctx, nonce: str) -> Seen:
+    """GET /v1/models/<ED A0 80 percent-encoded>: the path is decoded with replacement
+    characters, so no surrogate: forwarded as sent and recorded (the nonce in the path)."""
+    with httpx.Client(base_url=ctx.url, timeout=30) as c:
+        r = c.get(f"/v1/models/m%ED%A0%80-{nonce}")
+    return Seen(_named(r), r.status_code == 200 and r.json()["id"].endswith(nonce),
+                str(r.status_code))
+
+
 # -- oversize, both directions ----------------------------------------------------------------
 
 
@@ -321,6 +330,7 @@ FAULTS: dict[str, Fault] = {
     "surrogate: embeddings input": surrogate_embeddings,
     "surrogate: x-kansa-attr header": surrogate_attr_header,
     "surrogate bytes in x-kansa headers": surrogate_bytes_in_headers,
+    "surrogate bytes in a model path": surrogate_bytes_in_model_path,
     "oversize request 17 MB (httpx)": oversize_request,
     "oversize request 17 MB (socket)": oversize_request_raw,
     "large response 600 KB (ok)": large_response_ok,
@@ -365,13 +375,13 @@ def audit(ledger: Ledger, standin: Standin, tries: list[tuple[str, str, Seen]]) 
     tallies = {name: Tally() for name, _, _ in tries}
     called: dict[str, int] = {}
     for req in list(standin.requests):
-        for nonce in set(NONCE.findall(json.dumps(req["body"]))):
+        for nonce in set(NONCE.findall(req["path"] + json.dumps(req["body"]))):
             called[nonce] = called.get(nonce, 0) + 1
     recorded: dict[str, int] = {}
     ids: set[str] = set()
     for rec in ledger.find(with_content=True):
         ids.add(rec.id)
-        for nonce in set(NONCE.findall(json.dumps(rec.content or {}))):
+        for nonce in set(NONCE.findall(json.dumps([rec.entry, rec.content]))):
             recorded[nonce] = recorded.get(nonce, 0) + 1
     for name, nonce, seen in tries:
         t = tallies[name]
