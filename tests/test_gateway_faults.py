@@ -28,7 +28,7 @@ from fault_classes import (
     new_nonce,
     oversize_request_raw,
 )
-from gateway_harness import find_record, running_gateway, wait_for
+from gateway_harness import find_record, free_port, running_gateway, wait_for
 from kansa.api import Ledger
 from kansa.capture import gateway as gateway_module
 from kansa.capture.gateway import GatewayConfig, create_gateway_app
@@ -410,3 +410,24 @@ def test_max_response_bytes_is_a_config_key_and_must_be_positive(tmp_path: Path)
         with pytest.raises(KansaError, match="max_response_bytes"):
             GatewayConfig.from_dict({"max_response_bytes": bad,
                                      "upstream": [{"base_url": "http://x/v1"}]})
+
+
+def test_the_cli_flag_overrides_the_config_file(tmp_path: Path, standin: Standin) -> None:
+    """``kansa gateway --config F --max-response-bytes N``: the flag wins over the file."""
+    from test_gateway_multiproc import _start, _stop, _wait_ready
+
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text(f'max_response_bytes = 100000000\n[[upstream]]\nbase_url = "{standin.url}"\n')
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "gw.log"
+    proc = _start(["--config", str(cfg), "--port", str(port), "--home", str(tmp_path / "h"),
+                   "--max-response-bytes", "5000"], log)
+    try:
+        _wait_ready(url, proc, log)
+        small = httpx.post(url + "/v1/chat/completions", json={"model": "big-1000", "messages": []})
+        big = httpx.post(url + "/v1/chat/completions", json={"model": "big-6000", "messages": []})
+    finally:
+        assert _stop(proc) == 0
+    assert small.status_code == 200
+    assert big.status_code == 502 and "limit of 5000 bytes" in big.json()["error"]["message"]
