@@ -16,6 +16,9 @@ The request's ``model`` picks a behaviour:
     no-usage             never reports usage
     cut-short            streams two events, then ends the stream cleanly without its end
     error-event          streams two events, then an in-stream error event, then ends
+    big-<n>[-gzip]       an answer whose text is <n> bytes (streamed in 64 KiB events if
+                         asked), gzip-compressed on the wire with -gzip (a small body that
+                         expands to <n>)
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import ssl
 import struct
 import threading
 import time
+import zlib
 from typing import Any
 
 from aiohttp import web
@@ -129,6 +133,8 @@ class Standin:
         if model == "reset":
             _reset(request)
             return web.Response()
+        if model.startswith("big-"):
+            return await self._big(request, body, model)
 
         stream = body.get("stream") is True
         if tail == "chat/completions":
@@ -151,6 +157,47 @@ class Standin:
                 return await self._messages_stream(request, body, model, delay)
             return web.json_response(_message(model, self._n))
         return web.json_response({"error": {"message": "no such route"}}, status=404)
+
+    async def _big(self, request: web.Request, body: dict[str, Any],
+                   model: str) -> web.StreamResponse:
+        size = int(model.split("-")[1])
+        gz = zlib.compressobj(1, zlib.DEFLATED, 31) if model.endswith("-gzip") else None
+        headers = {"Content-Encoding": "gzip"} if gz is not None else {}
+        if body.get("stream") is not True:
+            # the JSON written piece by piece: a big (or compressed) body starts at once
+            head, tail = json.dumps(_chat(model, {"messages": [{"content": "@"}]},
+                                          self._n)).encode().split(b"@")
+            resp = web.StreamResponse(headers={"Content-Type": "application/json", **headers})
+            await resp.prepare(request)
+            pieces = [head] + [b"x" * min(1 << 20, size - i) for i in range(0, size, 1 << 20)]
+            try:
+                for p in pieces + [tail]:
+                    await resp.write(gz.compress(p) if gz is not None else p)
+                if gz is not None:
+                    await resp.write(gz.flush())
+                await resp.write_eof()
+            except (ConnectionError, RuntimeError):
+                self.events.append(f"{model}: client gone")
+            return resp
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", **headers})
+        await resp.prepare(request)
+        piece = "x" * 65536
+        events = [_data({"id": "big", "object": "chat.completion.chunk", "model": model,
+                         "choices": [{"index": 0, "delta": {"content": piece}}]})] * 16
+        sent = 0
+        try:
+            while sent < size:  # 1 MiB of events a write
+                block = b"".join(events)
+                sent += len(block)
+                await resp.write(gz.compress(block) if gz is not None else block)
+            tail = _data({"id": "big", "object": "chat.completion.chunk", "model": model,
+                          "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+            tail += b"data: [DONE]\n\n"
+            await resp.write(gz.compress(tail) + gz.flush() if gz is not None else tail)
+            await resp.write_eof()
+        except (ConnectionError, RuntimeError):
+            self.events.append(f"{model}: client gone")
+        return resp
 
     async def _json(self, obj: dict[str, Any]) -> web.Response:
         return web.json_response(obj)

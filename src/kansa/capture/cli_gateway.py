@@ -106,7 +106,17 @@ def gateway(
     config: Annotated[
         Path | None,
         typer.Option("--config", help="Gateway config (TOML): [[upstream]] tables with "
-                     "models, base_url, api_key_env; and settings such as max_body_bytes."),
+                     "models, base_url, api_key_env; and settings such as max_body_bytes "
+                     "and max_response_bytes."),
+    ] = None,
+    max_response_bytes: Annotated[
+        int | None,
+        typer.Option("--max-response-bytes", min=1,
+                     help="Most bytes an upstream answer may hold once decompressed (a JSON "
+                          "body or a whole stream); past it the call is cut, answered 502 "
+                          "(a stream gets an error event) and recorded as "
+                          "upstream_response_too_large. Default 33554432 (32 MiB); overrides "
+                          "the config file's max_response_bytes."),
     ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8787,
@@ -161,6 +171,8 @@ def gateway(
             cfg.policy_watch_seconds = 1.0
         if admin_token_env:
             cfg.admin_token_env = admin_token_env
+        if max_response_bytes is not None:
+            cfg.max_response_bytes = max_response_bytes
         ledger = _open_ledger(home, store, create=True)
         if workers > 1 and ledger.log.store.dialect == "sqlite":
             # measured (bench/gateway.py, 2 workers on SQLite): p99 340-570 ms, once 3.6 s,

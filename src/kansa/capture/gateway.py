@@ -36,6 +36,11 @@ for the record. With ``async_records`` the record is appended after the response
 says so in ``x-kansa-durability: async``; records that fail then are logged and counted
 (``/healthz``), not retried.
 
+Nothing reaches the upstream that cannot be recorded: a lone UTF-16 surrogate in any string
+of the body (or an ``x-kansa-attr-*`` list) is answered 400 ``invalid_unicode`` and
+recorded with it escaped. Upstream answers are bounded by ``max_response_bytes`` (after
+decompression): past it, a recorded 502 ``upstream_response_too_large``, or a stream cut.
+
 Store failures fail closed: a response whose record cannot be made durable is withheld
 (503 ``ledger_unavailable``; a stream is cut before its terminal event, after an SSE
 error event), and for ``store_retry_seconds`` afterwards requests are refused with 503 at
@@ -62,7 +67,7 @@ import signal
 import time
 import tomllib
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +75,7 @@ from kansa.api import Ledger
 from kansa.capture.gateway_keys import KEY_PREFIX, GatewayKeys, KeyInfo, hash_key
 from kansa.capture.gateway_openapi import openapi_document
 from kansa.capture.shapes import OPERATIONS, CallInfo, StreamAssembler, to_record
-from kansa.capture.upstream import Origin, UpstreamPool, UpstreamResponse
+from kansa.capture.upstream import Origin, UpstreamPool, UpstreamResponse, UpstreamTooLarge
 from kansa.errors import EntryTooLargeError, KansaError, RecordError, StorageError
 from kansa.policy.approvals import ApprovalPending, Approvals, request_digest
 from kansa.policy.inline import (
@@ -119,6 +124,9 @@ class GatewayConfig:
     connect_timeout: float = 10.0
     read_timeout: float = 600.0  # seconds without a byte from the upstream
     max_body_bytes: int = 16 * 1024 * 1024
+    # the most an upstream answer may hold once decompressed (JSON or a whole stream);
+    # past it the call is cut and recorded as upstream_response_too_large
+    max_response_bytes: int = 32 * 1024 * 1024
     inject_stream_usage: bool = True  # ask OpenAI streams for usage, strip it if unasked
     key_refresh_seconds: float = 2.0
     store_retry_seconds: float = 1.0  # after a store failure, refuse at once this long
@@ -193,6 +201,8 @@ class GatewayConfig:
             raise KansaError(f"default_upstream {self.default_upstream!r} is not an upstream")
         if self.max_body_bytes <= 0 or self.read_timeout <= 0 or self.connect_timeout <= 0:
             raise KansaError("timeouts and max_body_bytes must be positive")
+        if not isinstance(self.max_response_bytes, int) or self.max_response_bytes <= 0:
+            raise KansaError("max_response_bytes must be a positive number of bytes")
         if self.policy_watch_seconds < 0:
             raise KansaError("policy_watch_seconds must not be negative")
 
@@ -231,6 +241,7 @@ _DROP_RESP = frozenset({
 _DOT_SEGMENT = re.compile(r"(^|/)\.{1,2}(/|$)")  # no climbing out of the upstream's base path
 _USAGE_ONLY = re.compile(rb'"choices"\s*:\s*\[\s*\]')
 _EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+_DRAIN_SECONDS = 30.0  # how long a refused body is read (and dropped) so the client sees 413
 
 
 @dataclass
@@ -242,7 +253,9 @@ class _Call(CallInfo):
 
 
 class _TooLarge(Exception):
-    pass
+    def __init__(self, whole: bool) -> None:
+        super().__init__()
+        self.whole = whole  # the body was read to its end (nothing left to drain)
 
 
 class _ClientGone(Exception):
@@ -413,7 +426,8 @@ class GatewayApp:
             cfg = self.config
             self._pool = UpstreamPool(connect_timeout=cfg.connect_timeout,
                                       read_timeout=cfg.read_timeout,
-                                      limit_per_origin=cfg.max_upstream_connections)
+                                      limit_per_origin=cfg.max_upstream_connections,
+                                      max_response_bytes=cfg.max_response_bytes)
         if self._key_task is None:
             self._key_task = asyncio.ensure_future(self._key_loop())
         return self._pool
@@ -578,6 +592,7 @@ class GatewayApp:
         fwd: list[tuple[bytes, bytes]] = []
         has_ct = False
         subject_hdr = app_hdr = None
+        bad_unicode: str | None = None  # where a lone surrogate was found, if anywhere
         for k, v in scope["headers"]:
             if k in _DROP_REQ:
                 if k == b"authorization":
@@ -603,7 +618,9 @@ class GatewayApp:
                 elif k == b"x-kansa-approval":
                     approval_hdr = _hstr(v).strip()
                 elif k == b"x-kansa-ai-disclosure" or k.startswith(b"x-kansa-attr-"):
-                    _header_attribute(attrs, k, v)
+                    bad_hdr = _header_attribute(attrs, k, v)
+                    if bad_hdr and bad_unicode is None:
+                        bad_unicode = f"the header {_hstr(k)[:64]}"
                 continue
             if k == b"content-type":
                 has_ct = True
@@ -617,6 +634,10 @@ class GatewayApp:
                 msg = ("kansa gateway: a gateway key is required (Authorization: Bearer ksk_... "
                        "or x-api-key)" if token is None else
                        "kansa gateway: invalid or revoked gateway key")
+                if content_length is not None and content_length > 65536:
+                    # read (and drop) the body first, or the client, still sending, sees a
+                    # reset instead of the 401
+                    await _drain(receive, cfg.max_body_bytes)
                 await self._reject(send, call, route, 401, code, msg, t0,
                                    close=content_length is not None and content_length > 65536)
                 return
@@ -647,13 +668,18 @@ class GatewayApp:
         if route.method == "POST":
             if content_length is not None and content_length > cfg.max_body_bytes:
                 attrs["http.request.body.size"] = content_length
+                # read and drop the body before answering: a client still sending when the
+                # connection closes gets a reset and never sees the 413
+                await _drain(receive, 4 * cfg.max_body_bytes)
                 await self._reject(send, call, route, 413, "request_too_large",
                                    f"kansa gateway: the request body is {content_length} bytes; "
                                    f"the limit is {cfg.max_body_bytes}", t0, close=True)
                 return
             try:
                 body = await _read_body(receive, cfg.max_body_bytes)
-            except _TooLarge:
+            except _TooLarge as e:
+                if not e.whole:
+                    await _drain(receive, 4 * cfg.max_body_bytes)
                 await self._reject(send, call, route, 413, "request_too_large",
                                    f"kansa gateway: the request body exceeds the limit of "
                                    f"{cfg.max_body_bytes} bytes", t0, close=True)
@@ -662,14 +688,37 @@ class GatewayApp:
                 call.outcome, call.error_type = "aborted", "client_disconnected"
                 await self._record(call, t0)
                 return
+            # A lone surrogate can come from the bytes ED A0..BF (json.loads decodes bytes
+            # with "surrogatepass") or from a \uD8xx-\uDFxx escape. The strict decode (which
+            # json.loads would do anyway) rules out the first; two substring searches the
+            # second, so ordinary bodies pay nothing (a regex over a 100 KB body cost ms).
+            maybe_lone = b"\\ud" in body or b"\\uD" in body
             try:
-                req = json.loads(body, parse_constant=_reject_constant)
+                try:
+                    text = body.decode("utf-8-sig")  # what json.loads does, minus surrogates
+                except UnicodeDecodeError:  # other encodings json.loads detects, or ED A0..
+                    req = json.loads(body, parse_constant=_reject_constant)
+                    maybe_lone = True
+                else:
+                    req = json.loads(text, parse_constant=_reject_constant)
             except (ValueError, RecursionError) as e:
-                call.request = body.decode("utf-8", "replace")
+                call.request = body.decode("utf-8", "backslashreplace")
                 await self._reject(send, call, route, 400, "invalid_json",
                                    f"kansa gateway: the request body is not valid JSON ({e})",
                                    t0)
                 return
+            if maybe_lone and _holds_lone_surrogate(req):
+                # a lone surrogate is not text: the record (RFC 8785) cannot hold it, so the
+                # request is refused below; the record keeps it as the text "\udXXX"
+                try:
+                    where = _surrogate_path(req)
+                    if where is not None:
+                        req = _escape_surrogates(req)
+                except RecursionError:
+                    where = "the body"
+                    req = body.decode("utf-8", "backslashreplace")
+                if where is not None and bad_unicode is None:
+                    bad_unicode = where if where == "the body" else f"the body at {where}"
             call.request = req
             if not isinstance(req, dict):
                 await self._reject(send, call, route, 400, "invalid_body",
@@ -688,6 +737,15 @@ class GatewayApp:
                 call.subject = subject_hdr
             if route.suffix.startswith("/models/"):
                 model = route.suffix[8:]
+
+        if bad_unicode is not None:
+            attrs["kansa.content.escaped"] = True  # the record holds it as "\udXXX" text
+            await self._reject(send, call, route, 400, "invalid_unicode",
+                               f"kansa gateway: {bad_unicode} holds a lone UTF-16 surrogate "
+                               "(\\ud800-\\udfff not in a pair): that is not Unicode text and "
+                               "cannot be recorded as canonical JSON (RFC 8785), so the request "
+                               "is refused and was not sent upstream", t0)
+            return
 
         up = self._upstream_for(model)
         if up is None:
@@ -833,10 +891,12 @@ class GatewayApp:
                        headers: list[tuple[bytes, bytes]], body: bytes, strip_usage: bool,
                        t0: float) -> None:
         resp: UpstreamResponse | None = None
+        streaming = False
         try:
             try:
                 resp = await pool.request(up.origin, method, target, headers, body)
                 if resp.content_type == "text/event-stream":
+                    streaming = True
                     await self._stream(send, call, route, state, resp, strip_usage, t0)
                     return
                 data = await resp.read()
@@ -849,6 +909,15 @@ class GatewayApp:
                 state.finishing = True
                 await self._record(call, t0)
                 return
+            except UpstreamTooLarge as e:
+                state.finishing = True
+                if resp is not None:
+                    call.attributes["kansa.upstream.status"] = resp.status
+                await self._reject(send, call, route, 502, "upstream_response_too_large",
+                                   f"kansa gateway: the upstream's answer exceeds the gateway's "
+                                   f"limit of {e.limit} bytes (max_response_bytes); it was "
+                                   "dropped", t0)
+                return
             except TimeoutError:
                 state.finishing = True
                 await self._reject(send, call, route, 504, "upstream_timeout",
@@ -860,14 +929,23 @@ class GatewayApp:
                 await self._reject(send, call, route, 502, "upstream_unreachable",
                                    f"kansa gateway: upstream error: {type(e).__name__}", t0)
                 return
+            except Exception as e:
+                if streaming:  # the stream's answer has begun: _stream recorded and cut it
+                    raise
+                await self._internal_error(send, call, route, state, e, t0)
+                return
             state.finishing = True
             status = resp.status
             call.status = status
             if status >= 400:
                 call.error_type = str(status)
-            call.response = _parse_response(data, resp.content_type)
+            try:
+                call.response = _parse_response(data, resp.content_type)
+                headers_out = _resp_headers(resp.headers)
+            except Exception as e:
+                await self._internal_error(send, call, route, state, e, t0)
+                return
             call.latency_ms = (time.perf_counter() - t0) * 1000
-            headers_out = _resp_headers(resp.headers)
             if not await self._record(call, t0):
                 await self._unavailable(send, route)
                 return
@@ -913,16 +991,25 @@ class GatewayApp:
                 raise
             _uncancel()
             failure = ("aborted", "client_disconnected")
+        except UpstreamTooLarge:
+            failure = ("error", "upstream_response_too_large")
         except TimeoutError:
             failure = ("timeout", "upstream_timeout")
         except OSError:
             failure = ("error", "upstream_disconnected")
+        except Exception:  # a bug of ours (the assembler...): record the call, cut the stream
+            _logger.exception("stream %s: unexpected error", call.record_id)
+            failure = ("error", "gateway_error")
         state.finishing = True
         if failure is not None:
             resp.close()
         if stripper is not None:
             held.append(stripper.flush())
-        call.response = asm.result()
+        try:
+            call.response = asm.result()
+        except Exception:  # a bug of ours: the call is still recorded (without the answer)
+            _logger.exception("stream %s: cannot assemble the answer", call.record_id)
+            failure = failure or ("error", "gateway_error")
         call.latency_ms = (time.perf_counter() - t0) * 1000
         if failure is not None:
             call.outcome, call.error_type = failure
@@ -932,8 +1019,15 @@ class GatewayApp:
         if failure is not None or not recorded:
             if failure is None or failure[0] != "aborted":
                 # tell an SSE client why, then cut the connection: no terminal event, no end
-                why = ("the ledger store is unavailable: the stream could not be recorded"
-                       if failure is None else f"upstream stream failed ({failure[1]})")
+                code = failure[1] if failure is not None else None
+                why = {
+                    None: "the ledger store is unavailable: the stream could not be recorded",
+                    "upstream_response_too_large":
+                        "the upstream's stream exceeds the gateway's limit of "
+                        f"{self.config.max_response_bytes} bytes (max_response_bytes); "
+                        "it was cut",
+                    "gateway_error": "internal error; the stream was recorded and cut",
+                }.get(code) or f"upstream stream failed ({code})"
                 with contextlib.suppress(Exception):
                     await send({"type": "http.response.body",
                                 "body": _sse_error(route, "kansa gateway: " + why),
@@ -942,6 +1036,17 @@ class GatewayApp:
                             failure[1] if failure else "ledger unavailable")
             return  # the server closes the connection: the response never completes
         await send({"type": "http.response.body", "body": b"".join(held)})
+
+    async def _internal_error(self, send: Send, call: CallInfo, route: _Route, state: _State,
+                              e: Exception, t0: float) -> None:
+        """An unexpected error of the gateway's own after the upstream was called: the call
+        is recorded (gateway_error) and answered 502, never left unrecorded."""
+        _logger.exception("request %s: unexpected error", call.record_id, exc_info=e)
+        state.finishing = True
+        call.response = None
+        await self._reject(send, call, route, 502, "gateway_error",
+                           f"kansa gateway: internal error ({type(e).__name__}); the call was "
+                           "recorded", t0)
 
     # -- records ----------------------------------------------------------------------------
 
@@ -961,14 +1066,21 @@ class GatewayApp:
         return rec
 
     async def _record(self, call: CallInfo, t0: float) -> bool:
-        """Append the call's record; False if it could not be made durable."""
+        """Append the call's record; False if it could not be made durable. Never raises
+        (but for cancellation): every caller answers False by failing closed, so an
+        unexpected error here withholds the answer instead of serving it unrecorded."""
         try:
             rec = self._build(call, t0)
-        except RecordError as e:  # should not happen: to_record sanitises; record what we can
-            _logger.warning("record %s: %s; recording without content", call.record_id, e)
+        except Exception as e:  # should not happen: to_record sanitises; record what we can
+            _logger.warning("record %s: %r; recording without content", call.record_id, e)
             call.request = call.response = None
             call.attributes["kansa.content.dropped"] = True
-            rec = self._build(call, t0)
+            try:
+                rec = self._build(call, t0)
+            except Exception as e2:
+                self.stats["records_failed"] += 1
+                _logger.error("record %s could not be built: %r", call.record_id, e2)
+                return False
         if self.config.async_records:
             t = asyncio.ensure_future(self._append_async(rec))
             self._tasks.add(t)
@@ -979,24 +1091,26 @@ class GatewayApp:
         except StorageError as e:
             self._store_failed(e)
             return False
-        except KansaError as e:  # not the store's fault: no breaker, but no answer either
+        except Exception as e:  # not the store's fault: no breaker, but no answer either
             self.stats["records_failed"] += 1
-            _logger.error("record %s could not be appended: %s", rec.id, e)
+            _logger.error("record %s could not be appended: %r", rec.id, e)
             return False
         return True
 
     async def _append(self, rec: UsageRecord) -> None:
         try:
             await self.ledger.aappend(rec)
-        except (RecordError, EntryTooLargeError) as e:
-            # content that JSON cannot canonicalise (lone surrogates, huge numbers...) or an
-            # oversized entry: keep everything, escaped or trimmed, rather than lose the record
-            # (these fail before anything is queued, so a retry cannot duplicate)
-            _logger.warning("record %s: %s; recording it escaped", rec.id, e)
+        except _UNRECORDABLE as e:
+            # content that JSON cannot canonicalise (lone surrogates, huge numbers...), a
+            # subject the vault cannot key (a lone surrogate: UnicodeEncodeError) or an
+            # oversized entry: keep everything, escaped or trimmed, rather than lose the
+            # record (these fail in Ledger's preparation, before anything is queued, so a
+            # retry cannot duplicate)
+            _logger.warning("record %s: %r; recording it escaped", rec.id, e)
             _escape_record(rec)
             try:
                 await self.ledger.aappend(rec)
-            except (RecordError, EntryTooLargeError):
+            except _UNRECORDABLE:
                 rec.content = {}
                 rec.attributes = {"kansa.content.dropped": True}
                 await self.ledger.aappend(rec)
@@ -1079,26 +1193,33 @@ _MAX_HEADER_ATTRS = 32  # the attributes dict holds only header attributes at th
 _RESERVED_ATTRS = ("kansa.policy.", "kansa.gateway.", "kansa.content.", "kansa.usage.")
 
 
-def _header_attribute(attrs: dict[str, Any], k: bytes, v: bytes) -> None:
+def _header_attribute(attrs: dict[str, Any], k: bytes, v: bytes) -> bool:
     """An attribute the caller states in a header (HTTP lowercases the name): ``true`` /
     ``false`` are booleans, a JSON list of strings is a list, anything else a string.
-    Names kansa itself sets cannot be given (a caller must not forge a policy decision)."""
+    Names kansa itself sets cannot be given (a caller must not forge a policy decision).
+    True if the list held a lone surrogate (kept then as the header's text, which has none:
+    headers are read as Latin-1)."""
     name = "kansa.ai_disclosure" if k == b"x-kansa-ai-disclosure" else \
         k[13:].decode("latin-1")
     if not name or len(name) > 128 or name.startswith(_RESERVED_ATTRS) or \
             len(attrs) >= _MAX_HEADER_ATTRS:
-        return
+        return False
     s = v.decode("latin-1").strip()
     low = s.lower()
     value: Any = s[:MAX_STR]
+    bad = False
     if low in ("true", "false"):
         value = low == "true"
     elif s.startswith("["):
         with contextlib.suppress(ValueError):
             got = json.loads(s)
             if isinstance(got, list) and all(isinstance(x, str | bool) for x in got):
-                value = got[:64]
+                if any(isinstance(x, str) and _has_surrogate(x) for x in got):
+                    bad = True
+                else:
+                    value = got[:64]
     attrs[name] = value
+    return bad
 
 
 async def _send_json(send: Send, status: int, obj: Any) -> None:
@@ -1111,6 +1232,22 @@ def _uncancel() -> None:
         task.uncancel()
 
 
+async def _drain(receive: Receive, limit: int) -> None:
+    """Read and drop the rest of a refused request body (at most ``limit`` bytes, for at
+    most _DRAIN_SECONDS), so the client, which sends its whole body before it reads the
+    answer, gets the error instead of a reset. Past either bound it is cut off anyway."""
+    got = 0
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(_DRAIN_SECONDS):
+            while got <= limit:
+                msg = await receive()
+                if msg["type"] != "http.request":
+                    return
+                got += len(msg.get("body", b""))
+                if not msg.get("more_body"):
+                    return
+
+
 async def _read_body(receive: Receive, limit: int) -> bytes:
     msg = await receive()
     if msg["type"] == "http.disconnect":
@@ -1118,7 +1255,7 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
     body: bytes = msg.get("body", b"")
     if not msg.get("more_body"):
         if len(body) > limit:
-            raise _TooLarge
+            raise _TooLarge(whole=True)
         return body
     parts = [body]
     size = len(body)
@@ -1129,7 +1266,7 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
         b = msg.get("body", b"")
         size += len(b)
         if size > limit:
-            raise _TooLarge
+            raise _TooLarge(whole=not msg.get("more_body"))
         parts.append(b)
         if not msg.get("more_body"):
             return b"".join(parts)
@@ -1249,9 +1386,76 @@ def _estimate_usage(rec: UsageRecord) -> None:
 
 
 def _escape_record(rec: UsageRecord) -> None:
-    rec.content = {k: json.dumps(v) for k, v in rec.content.items()}
-    rec.finish_reasons = tuple(r[:64] for r in rec.finish_reasons[:16])
-    rec.attributes = {k: v if isinstance(v, str | bool) or (
-        isinstance(v, int | float) and abs(v) < 2**53) else str(v)[:64]
+    """Make a record that failed to canonicalise recordable: content as ASCII JSON text,
+    every other string with its lone surrogates as "\\udXXX" text."""
+    rec.content = {_esc(k): json.dumps(v) for k, v in rec.content.items()}
+    rec.finish_reasons = tuple(_esc(r[:64]) for r in rec.finish_reasons[:16])
+    rec.attributes = {_esc(k): _esc(v) if isinstance(v, str) else v if isinstance(v, bool) or (
+        isinstance(v, int | float) and abs(v) < 2**53) else _esc(str(v)[:64])
         for k, v in rec.attributes.items()}
     rec.attributes["kansa.content.escaped"] = True
+    for f in fields(rec):
+        v = getattr(rec, f.name)
+        if isinstance(v, str):
+            setattr(rec, f.name, _esc(v))
+
+
+# what Ledger's preparation of a record can raise for the record's own sake (nothing queued)
+_UNRECORDABLE = (RecordError, EntryTooLargeError, ValueError, TypeError)  # + UnicodeError
+
+
+def _has_surrogate(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _holds_lone_surrogate(v: Any) -> bool:
+    """Whether any string or key in parsed JSON holds a lone surrogate (at C speed: the
+    encoder and the UTF-8 codec; the walk below only locates it)."""
+    try:
+        json.dumps(v, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    except RecursionError:  # deeper than the C encoder goes: walk it (iteratively)
+        return _surrogate_path(v) is not None
+    return False
+
+
+def _esc(s: str) -> str:
+    """Lone surrogates as the text "\\udXXX" (the JSON escape a caller sent): nothing lost,
+    and the result is valid Unicode."""
+    return s.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _surrogate_path(v: Any) -> str | None:
+    """Where in parsed JSON the first string (or key) with a lone surrogate is, as
+    ``$.messages[0].content``; None if nowhere. Iterative: JSON may nest deeply."""
+    stack: list[tuple[Any, str]] = [(v, "$")]
+    while stack:
+        x, path = stack.pop()
+        if isinstance(x, str):
+            if _has_surrogate(x):
+                return path
+        elif isinstance(x, dict):
+            items = list(x.items())
+            for k, y in reversed(items):
+                if _has_surrogate(k):
+                    return f"{path} (a key)"
+                stack.append((y, f"{path}.{k}"))
+        elif isinstance(x, list):
+            stack.extend((y, f"{path}[{i}]") for i, y in reversed(list(enumerate(x))))
+    return None
+
+
+def _escape_surrogates(v: Any) -> Any:
+    """A copy of parsed JSON with every string's lone surrogates as "\\udXXX" text."""
+    if isinstance(v, str):
+        return _esc(v)
+    if isinstance(v, dict):
+        return {_esc(k): _escape_surrogates(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_escape_surrogates(x) for x in v]
+    return v

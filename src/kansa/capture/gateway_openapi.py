@@ -72,7 +72,9 @@ def _responses() -> dict[str, Any]:
     }
     return {
         "200": ok,
-        "400": {"description": "malformed JSON or not a JSON object (recorded)", **err},
+        "400": {"description": "malformed JSON or not a JSON object (invalid_json, "
+                "invalid_body), or a lone UTF-16 surrogate in the body or an x-kansa-attr-* "
+                "header (invalid_unicode; never sent upstream); recorded", **err},
         "401": {"description": "missing or invalid gateway key (recorded)", **err},
         "403": {"description": "refused by an obligation in block mode (policy_blocked), or "
                 "an approval that is unknown, used or for another request "
@@ -83,7 +85,9 @@ def _responses() -> dict[str, Any]:
                 "x-kansa-approval-id name an approval to grant with `kansa approvals "
                 "approve ID` (approval_required), or it is not granted yet "
                 "(approval_pending); retry with x-kansa-approval: ID", **err},
-        "502": {"description": "upstream unreachable or reset (recorded)", **err},
+        "502": {"description": "upstream unreachable or reset (upstream_unreachable), or its "
+                "answer over max_response_bytes once decompressed "
+                "(upstream_response_too_large); recorded", **err},
         "503": {"description": "the ledger store is unavailable: failing closed", **err},
         "504": {"description": "upstream timed out (recorded)", **err},
         "default": {"description": "the upstream's status and body, passed through",

@@ -11,7 +11,8 @@ timeout and a read timeout (the longest silence between two reads), back-pressur
 streams, a connection limit per upstream. No redirects, cookies, proxies or HTTP/2.
 
 Failures surface as ``TimeoutError`` or another ``OSError`` (refused, reset, TLS,
-protocol errors), never as something else.
+protocol errors, :class:`UpstreamTooLarge` past ``max_response_bytes``), never as
+something else.
 """
 
 from __future__ import annotations
@@ -38,6 +39,16 @@ class UpstreamDisconnected(ConnectionError):
 
 class UpstreamProtocolError(ConnectionError):
     """The upstream answered something that is not HTTP/1.1."""
+
+
+class UpstreamTooLarge(ConnectionError):
+    """The response body (after decompression) exceeds the pool's ``max_response_bytes``:
+    the connection is dropped at once, so memory stays bounded whatever the upstream sends
+    (a gzip body can expand a thousandfold)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the upstream's response exceeds {limit} bytes")
+        self.limit = limit
 
 
 class Origin:
@@ -71,9 +82,9 @@ class UpstreamResponse:
 
     __slots__ = ("status", "headers", "content_type", "_conn", "_chunks", "_buffered",
                  "_done", "_exc", "_waiter", "_timeout", "_decoder", "_length", "_chunked",
-                 "_headers_done", "_paused", "_released")
+                 "_headers_done", "_paused", "_released", "_limit", "_total", "_whole")
 
-    def __init__(self, conn: _Conn, timeout: float) -> None:
+    def __init__(self, conn: _Conn, timeout: float, limit: int | None = None) -> None:
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []  # names lowercased, as received
         self.content_type = ""
@@ -90,6 +101,9 @@ class UpstreamResponse:
         self._headers_done = False
         self._paused = False
         self._released = False
+        self._limit = limit  # most body bytes (decoded) accepted; None: no limit
+        self._total = 0  # body bytes (decoded) received so far
+        self._whole = False  # read() wants the whole body: never pause reading
 
     # -- fed by the connection ------------------------------------------------------
 
@@ -99,26 +113,50 @@ class UpstreamResponse:
             w.set_result(None)
 
     def _feed(self, data: bytes) -> None:
+        if self._exc is not None:  # failed (too large, bad gzip): ignore what still comes
+            return
         if self._decoder is not None:
             try:
-                data = self._decoder.decompress(data)
+                if self._limit is None:
+                    data = self._decoder.decompress(data)
+                else:
+                    # at most one byte past the limit: a bomb never expands in memory
+                    data = self._decoder.decompress(data, self._limit - self._total + 1)
             except zlib.error as e:
                 self._fail(UpstreamProtocolError(f"bad compressed body: {e}"))
+                self._conn.abort()
                 return
             if not data:
                 return
+        self._total += len(data)
+        if self._limit is not None and self._total > self._limit:
+            self._too_large()
+            return
         self._chunks.append(data)
         self._buffered += len(data)
-        if self._buffered > _HIGH_WATER and not self._paused:
+        if self._buffered > _HIGH_WATER and not self._paused and not self._whole:
             self._paused = True
             self._conn.pause()
         self._wake()
 
+    def _too_large(self) -> None:
+        assert self._limit is not None
+        self._fail(UpstreamTooLarge(self._limit))
+        self._chunks.clear()
+        self._buffered = 0
+        self._conn.abort()  # stop reading now; the connection cannot be reused anyway
+
     def _complete(self) -> None:
+        if self._exc is not None:
+            return
         if self._decoder is not None:
             with contextlib.suppress(zlib.error):
                 rest = self._decoder.flush()
                 if rest:
+                    self._total += len(rest)
+                    if self._limit is not None and self._total > self._limit:
+                        self._too_large()
+                        return
                     self._chunks.append(rest)
         self._done = True
         self._wake()
@@ -148,6 +186,12 @@ class UpstreamResponse:
             await self._wait()
 
     async def read(self) -> bytes:
+        """The whole body (at most the pool's ``max_response_bytes``, else
+        :class:`UpstreamTooLarge`)."""
+        self._whole = True  # the body is wanted whole: buffering it is the point
+        if self._paused:
+            self._paused = False
+            self._conn.resume()
         while not self._done:
             if self._exc is not None:
                 raise self._exc
@@ -291,6 +335,10 @@ class _Conn(asyncio.Protocol):
             return
         r.status = status
         r._headers_done = True
+        if r._limit is not None and r._length is not None and r._length > r._limit \
+                and r._decoder is None:
+            r._too_large()  # announced too large: no need to read a byte of it
+            return
         r._wake()
 
     def on_body(self, body: bytes) -> None:
@@ -341,9 +389,11 @@ class UpstreamPool:
     to each; a request beyond that waits for a connection to come back or to close."""
 
     def __init__(self, *, connect_timeout: float = 10.0, read_timeout: float = 600.0,
-                 limit_per_origin: int = 1024) -> None:
+                 limit_per_origin: int = 1024,
+                 max_response_bytes: int | None = None) -> None:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
+        self.max_response_bytes = max_response_bytes
         self.limit = limit_per_origin
         self._origins: dict[tuple[str, str, int], _OriginState] = {}
         self._closed = False
@@ -362,7 +412,7 @@ class UpstreamPool:
         if body or method == b"POST":
             parts += (b"content-length: ", str(len(body)).encode(), b"\r\n")
         parts += (b"accept-encoding: identity\r\n\r\n", body)
-        resp = UpstreamResponse(conn, self.read_timeout)
+        resp = UpstreamResponse(conn, self.read_timeout, self.max_response_bytes)
         conn.send(resp, b"".join(parts))
         try:
             await resp._headers()
