@@ -387,8 +387,8 @@ class _V:
             return None
         try:
             compile_check(src, oid)
-        except CheckError as e:
-            raise self.err((*path, key), str(e)) from None
+        except CheckError as e:  # the prefix already names the obligation
+            raise self.err((*path, key), e.reason if self.prefix else str(e)) from None
         return src
 
 
