@@ -61,3 +61,22 @@ def loads(text: str | bytes, limit: int = MAX_DEPTH, **kw: Any) -> Any:
         raise TooDeep(limit) from None
     check_depth(value, limit)
     return value
+
+
+def count_values(value: Any, limit: int) -> int:
+    """How many values ``value`` holds, counting a shared one (a YAML alias) each time it
+    is reached, without recursion; stops at ``limit`` + 1. Walks that copy (CEL
+    conversion, canonical JSON) do that much work, so this bounds "billion laughs"."""
+    n = 0
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        n += 1
+        if n > limit:
+            return n
+        if isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list | tuple):
+            stack.extend(v)
+    return n

@@ -93,12 +93,33 @@ Path_ = tuple[str | int, ...]
 # -- YAML with line numbers ----------------------------------------------------------------
 
 
+class BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing documents nested deeper than 64 levels: its composer
+    recurses once per level, so a deep document would raise RecursionError (its scanner
+    and parser keep explicit stacks and are safe)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > _MAX_DEPTH + 1:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested deeper than {_MAX_DEPTH} levels",
+                    self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
 def _compose(text: str, name: str) -> tuple[Any, dict[Path_, int]]:
     """Plain Python values (str, int, float, bool, None, list, dict) and the 1-based line
-    of every path in them. Duplicate keys, non-string keys, aliases that loop or explode
-    and tags other than the YAML core schema's are errors."""
+    of every path in them. Duplicate keys, non-string keys, aliases that loop or explode,
+    nesting deeper than 64 levels and tags other than the YAML core schema's are errors."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=BoundedLoader)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark is not None else 1
