@@ -108,7 +108,7 @@ class BoundedLoader(yaml.SafeLoader):
             if self._depth > _MAX_DEPTH + 1:
                 raise yaml.composer.ComposerError(
                     None, None, f"nested deeper than {_MAX_DEPTH} levels",
-                    self.peek_event().start_mark)
+                    self.peek_event().start_mark)  # type: ignore[no-untyped-call]
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
