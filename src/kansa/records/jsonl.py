@@ -19,13 +19,16 @@ def parse_line(text: str, line: int) -> UsageRecord:
     if len(text) > MAX_LINE:
         raise RecordError(f"line is longer than {MAX_LINE} characters", line=line)
     try:
-        obj = _bounds.loads(text, parse_constant=_reject_constant)
+        obj = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:  # the C decoder's own guard, far below the C stack's limit
+        raise RecordError(f"nested deeper than {_bounds.MAX_DEPTH} levels", line=line) \
+            from None
     except json.JSONDecodeError as e:
         raise RecordError(f"not valid JSON: {e.msg} at column {e.colno}", line=line) from None
-    except ValueError as e:  # TooDeep, NaN/Infinity, integers too long to convert
+    except ValueError as e:  # NaN/Infinity, integers too long to convert
         raise RecordError(str(e), line=line) from None
     rec = UsageRecord.from_flat(obj, line=line)
-    rec.check_encodable(line)
+    rec.check_encodable(line)  # content nested deeper than MAX_DEPTH is refused here
     return rec
 
 
