@@ -299,3 +299,13 @@ def test_fuzz_systems_yaml(tmp_path_factory: pytest.TempPathFactory, text: str) 
         return
     for facts in systems.values():  # what replay does with them must not fail either
         context({"outcome": "ok"}, system_facts(facts), datetime.now(UTC))
+
+
+@pytest.mark.parametrize("text", ["pack: !!python/object/apply:os.system [ls]\n",
+                                  "pack: !!set {a, b}\n", "pack: !!omap [{a: 1}]\n",
+                                  "pack: " + "9" * 5000 + "\n"])
+def test_tags_on_collections_and_long_numbers_are_refused(text: str) -> None:
+    with pytest.raises(PackError, match=r"^f\.yaml:1: (unsupported YAML tag|cannot read)") \
+            as err:
+        parse_pack(text, "f.yaml")
+    assert len(str(err.value)) < 200

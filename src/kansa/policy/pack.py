@@ -139,6 +139,9 @@ def _compose(text: str, name: str) -> tuple[Any, dict[Path_, int]]:
         budget[0] -= 1
         if budget[0] < 0 or depth > _MAX_DEPTH:
             raise PackError(f"{name}:{line}: the document is too large or too deeply nested")
+        if not isinstance(node, yaml.ScalarNode) and node.tag not in (
+                "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"):
+            raise PackError(f"{name}:{line}: unsupported YAML tag {node.tag!r}")
         if isinstance(node, yaml.MappingNode):
             out: dict[str, Any] = {}
             for k, v in node.value:
@@ -161,7 +164,8 @@ def _compose(text: str, name: str) -> tuple[Any, dict[Path_, int]]:
             try:
                 value = constructor.construct_object(node)
             except Exception:
-                raise PackError(f"{name}:{line}: cannot read {node.value!r}") from None
+                shown = node.value if len(node.value) <= 40 else node.value[:40] + "…"
+                raise PackError(f"{name}:{line}: cannot read {shown!r}") from None
             if isinstance(value, float) and not math.isfinite(value):
                 raise PackError(f"{name}:{line}: {node.value!r} is not a finite number")
             return value
