@@ -56,6 +56,12 @@ CEL_BOMBS = [
      "[1,2].all(x, [1,2].all(y, [1,2].all(z, x+y+z > 0)))", ["nested 3 deep", "at 1:"]),
     ("quadratic over record lists", "record.a.exists(x, x in record.b)",
      ["evaluation steps"]),
+    ("map() over a record list (quadratic in cel)", "record.a.map(x, x).size() > 0",
+     ["evaluation steps", "map() and filter()"]),
+    ("filter() over a record list", "record.a.filter(x, x > 0).size() > 0",
+     ["evaluation steps"]),
+    ("matches() in a comprehension over a record list",
+     'record.a.exists(s, s.matches("^a"))', ["matches() compiles"]),
     ("200k-element literal", lit(200_000) + ".size() > 0", ["characters long"]),
     ("300-element literal", lit(300) + '.exists(x, x == 1)', ["literal of 300 elements"]),
     ("100k nested parentheses", "(" * 100_000 + "true" + ")" * 100_000, ["characters"]),
@@ -89,6 +95,8 @@ def test_the_bundled_packs_are_well_within_the_bounds() -> None:
 
 def test_a_bounded_comprehension_still_compiles_and_runs() -> None:
     e = compile_check(lit(200) + ".all(a, " + lit(200) + ".exists(b, a == b))", "o-1")
+    assert e.test(context({}, {}, datetime.now(UTC)))
+    e = compile_check(lit(200) + ".filter(x, x > 5).size() == 194", "o-1")
     assert e.test(context({}, {}, datetime.now(UTC)))
     e = compile_check('record.attributes["k"].exists(m, m in ["c2pa", "watermark"])', "o-1")
     assert e.test(context({"attributes": {"k": ["c2pa"]}}, {}, datetime.now(UTC)))

@@ -575,11 +575,12 @@ def judging_pool() -> ThreadPoolExecutor:
     """The threads that judge for event loops (the gateway, async SDK callers).
 
     The CEL package holds the GIL while one expression evaluates, so a thread cannot make
-    an evaluation itself concurrent with the loop; what keeps the loop responsive is that
-    every expression is cost-bounded when its pack is loaded (``cel.check_cost``: at most
-    about 0.2 s on the worst record allowed) and that the loop gets the GIL back between
-    expressions, because judging runs here and not on the loop. A bounded pool also keeps
-    a burst of requests from queueing unbounded work on the default executor."""
+    an evaluation itself concurrent with the loop. What keeps the loop responsive: every
+    expression is cost-bounded when its pack is loaded (``cel.check_cost``: about a
+    second at most on the worst record an entry allows, microseconds on ordinary ones),
+    and the loop gets the GIL back between expressions, because judging runs here and
+    not on the loop. A bounded pool also keeps a burst of requests from queueing
+    unbounded work on the default executor."""
     global _pool
     with _pool_lock:
         if _pool is None:
