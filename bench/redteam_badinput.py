@@ -155,6 +155,10 @@ def catalogue() -> list[Case]:
          r"evaluation steps")
     pack("map of record lists", _pack("record.a.map(x, record.a + record.a).size() > 0"),
          r"evaluation steps")
+    pack("filter() over a record list", _pack("record.a.filter(x, x > 0).size() > 0"),
+         r"map\(\) and filter\(\)")
+    pack("matches() in a comprehension", _pack('record.a.exists(s, s.matches("(a+)+$"))'),
+         r"matches\(\) compiles")
     pack("200k-element literal", _pack(_lit(200_000) + ".size() > 0"), r"characters long")
     pack("1,000-element literal", _pack(_lit(1000) + ".size() > 0"),
          r"literal of 1000 elements")
