@@ -131,6 +131,8 @@ def catalogue() -> list[Case]:
           r"line 2: nested deeper than 64")
     jsonl("unknown field", '{"system": "s", "prompt": "hi"}', r"line 2, field 'prompt'")
     jsonl("bad timestamp", '{"system": "s", "ts": "yesterday"}', r"line 2, field 'ts'")
+    jsonl("timestamp before year 1 in UTC", '{"system": "s", "ts": "0001-01-01T00:00:00+01:00"}',
+          r"line 2, field 'ts'.*out of range")
     jsonl("bad outcome (prefix once)", '{"system": "s", "outcome": "meh"}',
           r"line 2, field 'outcome': outcome 'meh'")
     cases.append(Case("log append (JSON Lines)", "not UTF-8",

@@ -70,6 +70,8 @@ BAD_LINES: list[tuple[str, str, str, str]] = [
     ("content nested 100,000 deep", '{"system": "s", "input": ' + "[" * 100_000
      + "]" * 100_000 + "}", "line 2", "nested deeper"),
     ("bad outcome", '{"system": "s", "outcome": "maybe"}', "'outcome'", "not one of"),
+    ("time before year 1 in UTC", '{"system": "s", "ts": "0001-01-01T00:00:00+01:00"}',
+     "'ts'", "out of range"),
 ]
 
 
@@ -165,7 +167,13 @@ _KEYS = st.one_of(st.sampled_from([
     "system", "ts", "subject", "id", "outcome", "kind", "input", "output", "latency_ms",
     "status", "gen_ai.usage.input_tokens", "gen_ai.request.model", "attributes",
     "gen_ai.response.finish_reasons", "gen_ai.input.messages", "gen_ai.x"]), _TEXT)
-_RECORDS = st.dictionaries(_KEYS, _JSON, max_size=8).map(
+_TS = st.one_of(
+    st.datetimes(timezones=st.timezones()).map(lambda d: d.isoformat()),
+    st.sampled_from(["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00",
+                     "2026-11-22T09:30:00Z", "2026-02-30T00:00:00Z", "2026-11-22"]),
+    _TEXT)
+_RECORDS = st.fixed_dictionaries({}, optional={"ts": _TS}).flatmap(
+    lambda ts: st.dictionaries(_KEYS, _JSON, max_size=8).map(lambda d: {**d, **ts})).map(
     lambda d: {"system": "s", **d} if "system" not in d else d)
 
 
@@ -188,6 +196,7 @@ def ledger(tmp_path_factory: pytest.TempPathFactory) -> Any:
 @given(rec=_RECORDS, deep=st.sampled_from([0, 0, 0, 63, 65, 5000]),
        noise=st.one_of(st.none(), st.text(max_size=40)))
 @example(rec={"system": "s", "input": 1e400}, deep=0, noise=None)
+@example(rec={"system": "s", "ts": "0001-01-01T00:00:00+01:00"}, deep=0, noise=None)
 @example(rec={"system": "s", "gen_ai.a": "\ud800"}, deep=0, noise=None)
 def test_fuzz_jsonl_lines(ledger: Any, rec: dict[str, Any], deep: int,
                           noise: str | None) -> None:

@@ -102,7 +102,11 @@ def parse_ts(value: object, *, line: int | None = None, field_name: str = "ts") 
         raise RecordError(
             f"{value!r} has no time zone; add Z or an offset", line=line, field=field_name
         )
-    return dt.astimezone(UTC)
+    try:
+        return dt.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise RecordError(f"{value!r} is out of range in UTC", line=line,
+                          field=field_name) from None
 
 
 @dataclass
