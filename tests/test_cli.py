@@ -112,7 +112,7 @@ def test_bad_lines_are_named_and_nothing_is_appended(home: Path, tmp_path: Path)
     code, out = run("log", "show", "--json", home=home)
     assert out.strip() == ""
     code, out = run("log", "append", str(bad), "--skip-invalid", home=home)
-    assert code == 2 and "appended 2 record(s)" in out
+    assert code == 3 and "appended 2 record(s)" in out and "skipped 2 invalid" in out
     code, out = run("log", "show", "--json", home=home)
     assert len(out.strip().splitlines()) == 2
 

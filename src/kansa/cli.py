@@ -143,7 +143,15 @@ def key(home: HomeOpt = None) -> None:
 # -- log append / show --------------------------------------------------------------------
 
 
-@log_app.command("append")
+APPEND_EXIT_CODES = """Exit status: 0 every record was appended (or the input held none); 1 an error
+that is not about one line (unreadable file, not UTF-8: nothing was appended; store or
+key problem); 2 nothing was appended because some lines are invalid;
+3 with --skip-invalid, the valid lines were appended and the invalid ones skipped."""
+
+EXIT_APPEND_PARTIAL = 3
+
+
+@log_app.command("append", epilog=APPEND_EXIT_CODES)
 def log_append(
     file: Annotated[
         str, typer.Argument(help="JSON Lines file of flat records, or - for standard input.")
@@ -152,8 +160,8 @@ def log_append(
     store: StoreOpt = None,
     skip_invalid: Annotated[
         bool,
-        typer.Option(help="Append the valid lines and report the invalid ones, instead of "
-                     "appending nothing when any line is invalid."),
+        typer.Option(help="Append the valid lines and report the invalid ones (exit 3), "
+                     "instead of appending nothing when any line is invalid (exit 2)."),
     ] = False,
 ) -> None:
     """Append usage records from JSON Lines, e.g.
@@ -163,10 +171,11 @@ def log_append(
     "gen_ai.usage.input_tokens": 31, "input": "...", "output": "..."}
 
     Content ('input', 'output', 'gen_ai.input.messages', ...) is stored encrypted per data
-    subject; the ledger entry holds only a salted commitment to it. All lines are checked
-    first: by default, one invalid line means nothing is appended.
+    subject; the ledger entry holds only a salted commitment to it. Every line is checked
+    completely first (JSON, fields, canonical RFC 8785 encoding, the 65,535-byte entry
+    bound): by default, one invalid line means nothing is appended.
     """
-    from kansa.records.jsonl import parse_lines
+    from kansa.records.jsonl import bounded_lines, parse_lines
     from kansa.records.model import UsageRecord
 
     with _errors():
@@ -175,9 +184,11 @@ def log_append(
         except OSError as e:
             raise _fail(f"cannot read {file}: {e.strerror}") from None
         try:
-            parsed = list(parse_lines(stream))
+            parsed = list(parse_lines(bounded_lines(stream)))
         except UnicodeDecodeError as e:
-            raise _fail(f"{file}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+            raise _fail(f"{file}: not UTF-8 text ({e.reason}); nothing was appended") from None
+        except OSError as e:
+            raise _fail(f"cannot read {file}: {e.strerror}; nothing was appended") from None
         finally:
             if stream is not sys.stdin:
                 stream.close()
@@ -187,10 +198,10 @@ def log_append(
             console.print(f"[red]✗[/] {escape(file)}: {escape(str(err))}")
         if len(bad) > 50:
             console.print(f"[red]… and {len(bad) - 50} more invalid lines[/]")
-        if bad and not skip_invalid:
+        if bad and (not skip_invalid or not good):
             raise _fail(
-                f"{len(bad)} invalid line(s); nothing was appended "
-                "(fix them, or pass --skip-invalid)",
+                f"{len(bad)} invalid line(s); nothing was appended"
+                + ("" if skip_invalid else " (fix them, or pass --skip-invalid)"),
                 code=2,
             )
         if not good:
@@ -209,7 +220,8 @@ def log_append(
             f"checkpoint signed at size {cp.checkpoint.size}"
         )
         if bad:
-            raise typer.Exit(2)
+            console.print(f"[yellow]skipped {len(bad)} invalid line(s)[/]")
+            raise typer.Exit(EXIT_APPEND_PARTIAL)
 
 
 @log_app.command("show")

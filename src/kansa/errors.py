@@ -46,9 +46,14 @@ class EntryTooLargeError(KansaError):
 
 
 class RecordError(KansaError):
-    """A usage record is invalid; ``where`` names the line and field when known."""
+    """A usage record is invalid; ``where`` names the line and field when known.
+
+    ``reason`` is the bare message without the location, so that code adding a location
+    later (``err.at(line=3)``) never repeats it: ``str(err)`` is always built once, from
+    ``reason``, ``line`` and ``field``."""
 
     def __init__(self, message: str, *, line: int | None = None, field: str | None = None):
+        self.reason = message
         self.line = line
         self.field = field
         where = []
@@ -58,6 +63,11 @@ class RecordError(KansaError):
             where.append(f"field {field!r}")
         prefix = (", ".join(where) + ": ") if where else ""
         super().__init__(prefix + message)
+
+    def at(self, *, line: int | None = None, field: str | None = None) -> RecordError:
+        """The same error with a line and/or field filled in where it had none."""
+        return RecordError(self.reason, line=self.line if self.line is not None else line,
+                           field=self.field if self.field is not None else field)
 
 
 class ErasedError(KansaError):

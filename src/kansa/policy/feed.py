@@ -43,10 +43,11 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from kansa import _bounds
 from kansa.errors import KansaError
 from kansa.ledger.note import Verifier
 from kansa.policy.bundled import bundled_packs
-from kansa.policy.pack import Pack, PolicyError, load_pack
+from kansa.policy.pack import Pack, PolicyError, _one_line, load_pack
 from kansa.policy.signing import (
     SignedPack,
     check_statement,
@@ -364,14 +365,19 @@ def _rel(value: Any, where: str) -> str:
 
 def parse_index(data: bytes, where: str) -> list[FeedEntry]:
     try:
-        doc = json.loads(data)
+        doc = _bounds.loads(data)
+    except _bounds.TooDeep as err:
+        raise FeedError(f"{where}: {err}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise FeedError(f"{where}: not valid JSON ({err})") from None
+    except ValueError as err:  # e.g. an integer of more than 4,300 digits
+        raise FeedError(f"{where}: not valid JSON ({_one_line(str(err))[:200]})") from None
     if not isinstance(doc, dict) or set(doc) != {"kansa_pack_feed", "packs"}:
         raise FeedError(f"{where}: a feed index is an object with exactly "
                         "'kansa_pack_feed' and 'packs'")
     if doc["kansa_pack_feed"] != FEED_FORMAT:
-        raise FeedError(f"{where}: feed format {doc['kansa_pack_feed']!r} is not supported "
+        raise FeedError(f"{where}: feed format {repr(doc['kansa_pack_feed'])[:80]} is not "
+                        "supported "
                         f"(this kansa reads {FEED_FORMAT})")
     if not isinstance(doc["packs"], list):
         raise FeedError(f"{where}: 'packs' must be a list")

@@ -55,17 +55,20 @@ checks memoized and direct judging agree on generated entries.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
+import functools
 import hashlib
 import logging
 import os
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from kansa.policy.engine import (
     FAIL,
@@ -534,6 +537,19 @@ class PolicySnapshot:
         decision = BLOCKED if any(f.mode == BLOCK for f in enforced) else APPROVAL_REQUIRED
         return Decision(decision, self.hash, j.failed, j.error)
 
+    async def acheck_request(self, entry: Mapping[str, Any], at: datetime | None = None,
+                             ) -> Decision | None:
+        """:meth:`check_request` for an event loop: judged on kansa's policy worker
+        threads, never on the loop (see :func:`judging_pool`)."""
+        return await _off_loop(functools.partial(self.check_request, entry, at))
+
+    async def ajudge_record(self, entry: Mapping[str, Any], at: datetime | None = None, *,
+                            approval: str | None = None) -> Decision:
+        """:meth:`judge_record` for an event loop, off the loop like
+        :meth:`acheck_request`."""
+        return await _off_loop(functools.partial(self.judge_record, entry, at,
+                                                 approval=approval))
+
     def judge_record(self, entry: Mapping[str, Any], at: datetime | None = None, *,
                      approval: str | None = None) -> Decision:
         """After the call: the decision recorded with it. Failures of ``observe``
@@ -547,6 +563,34 @@ class PolicySnapshot:
         else:
             decision = ALLOW
         return Decision(decision, self.hash, j.failed, j.error, approval)
+
+
+_T = TypeVar("_T")
+JUDGING_THREADS = 2
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def judging_pool() -> ThreadPoolExecutor:
+    """The threads that judge for event loops (the gateway, async SDK callers).
+
+    The CEL package holds the GIL while one expression evaluates, so a thread cannot make
+    an evaluation itself concurrent with the loop. What keeps the loop responsive: every
+    expression is cost-bounded when its pack is loaded (``cel.check_cost``: about a
+    second at most on the worst record an entry allows, microseconds on ordinary ones),
+    and the loop gets the GIL back between expressions, because judging runs here and
+    not on the loop. A bounded pool also keeps a burst of requests from queueing
+    unbounded work on the default executor."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=JUDGING_THREADS,
+                                       thread_name_prefix="kansa-policy")
+        return _pool
+
+
+async def _off_loop(call: Callable[[], _T]) -> _T:
+    return await asyncio.get_running_loop().run_in_executor(judging_pool(), call)
 
 
 def _jsonable(v: Any) -> Any:

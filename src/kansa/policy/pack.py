@@ -93,12 +93,33 @@ Path_ = tuple[str | int, ...]
 # -- YAML with line numbers ----------------------------------------------------------------
 
 
+class BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing documents nested deeper than 64 levels: its composer
+    recurses once per level, so a deep document would raise RecursionError (its scanner
+    and parser keep explicit stacks and are safe)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > _MAX_DEPTH + 1:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested deeper than {_MAX_DEPTH} levels",
+                    self.peek_event().start_mark)  # type: ignore[no-untyped-call]
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
 def _compose(text: str, name: str) -> tuple[Any, dict[Path_, int]]:
     """Plain Python values (str, int, float, bool, None, list, dict) and the 1-based line
-    of every path in them. Duplicate keys, non-string keys, aliases that loop or explode
-    and tags other than the YAML core schema's are errors."""
+    of every path in them. Duplicate keys, non-string keys, aliases that loop or explode,
+    nesting deeper than 64 levels and tags other than the YAML core schema's are errors."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=BoundedLoader)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark is not None else 1
@@ -118,6 +139,9 @@ def _compose(text: str, name: str) -> tuple[Any, dict[Path_, int]]:
         budget[0] -= 1
         if budget[0] < 0 or depth > _MAX_DEPTH:
             raise PackError(f"{name}:{line}: the document is too large or too deeply nested")
+        if not isinstance(node, yaml.ScalarNode) and node.tag not in (
+                "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"):
+            raise PackError(f"{name}:{line}: unsupported YAML tag {node.tag!r}")
         if isinstance(node, yaml.MappingNode):
             out: dict[str, Any] = {}
             for k, v in node.value:
@@ -140,7 +164,8 @@ def _compose(text: str, name: str) -> tuple[Any, dict[Path_, int]]:
             try:
                 value = constructor.construct_object(node)
             except Exception:
-                raise PackError(f"{name}:{line}: cannot read {node.value!r}") from None
+                shown = node.value if len(node.value) <= 40 else node.value[:40] + "…"
+                raise PackError(f"{name}:{line}: cannot read {shown!r}") from None
             if isinstance(value, float) and not math.isfinite(value):
                 raise PackError(f"{name}:{line}: {node.value!r} is not a finite number")
             return value
@@ -387,8 +412,8 @@ class _V:
             return None
         try:
             compile_check(src, oid)
-        except CheckError as e:
-            raise self.err((*path, key), str(e)) from None
+        except CheckError as e:  # the prefix already names the obligation
+            raise self.err((*path, key), e.reason if self.prefix else str(e)) from None
         return src
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
+from typing import TextIO
 
+from kansa import _bounds
 from kansa.errors import RecordError
 from kansa.records.model import UsageRecord
 
@@ -12,15 +14,22 @@ MAX_LINE = 16 * 1024 * 1024
 
 
 def parse_line(text: str, line: int) -> UsageRecord:
+    """One line, checked completely: JSON, the record schema, canonical encoding of the
+    entry and content, and the entry size bound. A line that passes will append."""
     if len(text) > MAX_LINE:
-        raise RecordError(f"line is longer than {MAX_LINE} bytes", line=line)
+        raise RecordError(f"line is longer than {MAX_LINE} characters", line=line)
     try:
         obj = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:  # the C decoder's own guard, far below the C stack's limit
+        raise RecordError(f"nested deeper than {_bounds.MAX_DEPTH} levels", line=line) \
+            from None
     except json.JSONDecodeError as e:
         raise RecordError(f"not valid JSON: {e.msg} at column {e.colno}", line=line) from None
-    except ValueError as e:
+    except ValueError as e:  # NaN/Infinity, integers too long to convert
         raise RecordError(str(e), line=line) from None
-    return UsageRecord.from_flat(obj, line=line)
+    rec = UsageRecord.from_flat(obj, line=line)
+    rec.check_encodable(line)  # content nested deeper than MAX_DEPTH is refused here
+    return rec
 
 
 def _reject_constant(name: str) -> float:
@@ -37,3 +46,18 @@ def parse_lines(lines: Iterable[str]) -> Iterator[UsageRecord | RecordError]:
             yield parse_line(text, n)
         except RecordError as e:
             yield e
+
+
+def bounded_lines(stream: TextIO, limit: int = MAX_LINE) -> Iterator[str]:
+    """The lines of ``stream``, never holding more than ``limit`` + 1 characters of one: a
+    longer line is yielded cut to ``limit`` + 1 characters (which parse_line refuses, so
+    the line numbers stay right) and the rest of it is skipped."""
+    while True:
+        text = stream.readline(limit + 1)
+        if not text:
+            return
+        if len(text) > limit and not text.endswith("\n"):
+            rest = text
+            while rest and not rest.endswith("\n"):
+                rest = stream.readline(limit + 1)
+        yield text

@@ -23,8 +23,10 @@ from typing import Any
 
 import rfc8785
 
+from kansa import _bounds
 from kansa._random import random_bytes
 from kansa.errors import RecordError
+from kansa.ledger.tiles import MAX_ENTRY_SIZE
 
 ENTRY_VERSION = 1
 OUTCOMES = ("ok", "error", "timeout", "aborted", "blocked")
@@ -100,7 +102,11 @@ def parse_ts(value: object, *, line: int | None = None, field_name: str = "ts") 
         raise RecordError(
             f"{value!r} has no time zone; add Z or an offset", line=line, field=field_name
         )
-    return dt.astimezone(UTC)
+    try:
+        return dt.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise RecordError(f"{value!r} is out of range in UTC", line=line,
+                          field=field_name) from None
 
 
 @dataclass
@@ -161,10 +167,10 @@ class UsageRecord:
         if self.latency_ms is not None and (
             isinstance(self.latency_ms, bool)
             or not isinstance(self.latency_ms, int | float)
-            or self.latency_ms < 0
-            or self.latency_ms != self.latency_ms
+            or not 0 <= self.latency_ms <= 1e15  # false for NaN too; 1e15 ms is 31,000 years
         ):
-            raise RecordError("latency_ms is a non-negative number", line=line, field="latency_ms")
+            raise RecordError("latency_ms is a number from 0 to 1e15", line=line,
+                              field="latency_ms")
 
     # -- parsing ----------------------------------------------------------------------
 
@@ -240,9 +246,30 @@ class UsageRecord:
         try:
             return cls(content=content, attributes=attributes, **kw)
         except RecordError as e:
-            if e.line is None and line is not None:
-                raise RecordError(str(e), line=line, field=e.field) from None
-            raise
+            raise e.at(line=line) from None
+
+    def check_encodable(self, line: int | None = None) -> None:
+        """Everything appending this record would refuse, found without appending: content
+        nested too deeply or not canonical JSON (numbers beyond IEEE doubles, 2**53 and
+        more, lone surrogates), metadata that cannot be UTF-8, and an entry over the
+        tlog-tiles bound of 65,535 bytes. Errors name the line and field."""
+        self.validate(line)
+        for key, value in self.content.items():
+            if _bounds.depth(value) > _bounds.MAX_DEPTH:
+                raise RecordError(f"nested deeper than {_bounds.MAX_DEPTH} levels",
+                                  line=line, field=key)
+        _canonical_at(self.content, line)
+        if self.subject is not None:
+            _utf8(self.subject, line, "subject")
+        # the entry as it will be, with a pseudonym and a commitment of their real lengths
+        entry = self.entry_object(subject_ref=None if self.subject is None else "0" * 32,
+                                  commitment="0" * 64 if self.content else None)
+        size = len(_canonical_at(entry, line))
+        if size > MAX_ENTRY_SIZE:
+            raise RecordError(
+                f"its ledger entry would be {size} bytes; at most {MAX_ENTRY_SIZE} are "
+                "allowed (content fields do not count: move large values to 'input', "
+                "'output' or another content field)", line=line)
 
     # -- the entry ----------------------------------------------------------------------
 
@@ -305,6 +332,31 @@ def _check_attribute(key: object, value: object, line: int | None) -> None:
         raise RecordError(f"longer than {MAX_STR} characters", line=line, field=key)
 
 
+def _utf8(text: str, line: int | None, field_name: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise RecordError(f"contains a lone surrogate (U+{ord(text[e.start]):04X}) at "
+                          f"character {e.start}; it cannot be encoded as UTF-8",
+                          line=line, field=field_name) from None
+
+
+def _canonical_at(obj: dict[str, Any], line: int | None) -> bytes:
+    """canonical(obj); on failure, find the top-level field at fault and name it."""
+    try:
+        return canonical(obj)
+    except RecordError as whole:
+        for key, value in obj.items():
+            if isinstance(value, dict) and key == "attributes":
+                _canonical_at(value, line)  # name the attribute
+            try:
+                _utf8(key, line, key)
+                canonical(value)
+            except RecordError as e:
+                raise e.at(line=line, field=key) from None
+        raise whole.at(line=line) from None
+
+
 def canonical(obj: Any) -> bytes:
     """RFC 8785 (JCS) canonical JSON bytes.
 
@@ -326,8 +378,22 @@ def canonical(obj: Any) -> bytes:
             pass
     try:
         return bytes(rfc8785.dumps(obj))
+    except RecursionError:
+        raise RecordError(f"nested deeper than {_bounds.MAX_DEPTH} levels") from None
     except Exception as e:  # rfc8785 raises its own types for non-JSON values
-        raise RecordError(f"value cannot be canonicalised as JSON: {e}") from None
+        raise RecordError(f"cannot be canonicalised as JSON (RFC 8785): {_jcs_reason(e)}"
+                          ) from None
+
+
+def _jcs_reason(e: Exception) -> str:
+    text = str(e)
+    if "safe integer" in text:
+        return f"{text} (integers must be below 2**53 in magnitude; send larger ones as strings)"
+    if "non-UTF-8" in text or "surrogate" in text:
+        return "a string contains a lone surrogate (e.g. \\ud800), which is not Unicode text"
+    if "not representable" in text:
+        return f"{text} (infinite or NaN numbers, e.g. 1e400, have no JSON form)"
+    return text
 
 
 def _fast_ok(obj: Any, depth: int = 0) -> bool:
