@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import kansa
-from kansa.errors import KansaError
+from kansa.errors import KansaError, RecordError
 from kansa.ledger import merkle
 from kansa.ledger.note import Signer
 from kansa.ledger.receipt import verify_receipt
@@ -154,3 +154,17 @@ def test_store_of_another_log_is_refused(tmp_path: Path) -> None:
         pass
     with pytest.raises(KansaError, match="belongs to log"):
         kansa.Ledger.open(url, signer=Signer.generate("b.example/log"), master_key=b"a" * 32)
+
+
+@pytest.mark.parametrize(("record", "field"), [
+    ({"system": "bot", "input": {"n": 2**53}}, "input"),
+    ({"system": "bot", "output": "\ud800"}, "output"),
+    ({"system": "bot", "subject": "user-\udfff", "input": "hi"}, "subject"),
+])
+def test_an_unencodable_record_is_refused_naming_its_field(
+    ledger: kansa.Ledger, record: dict[str, object], field: str
+) -> None:
+    size = ledger.log.size()
+    with pytest.raises(RecordError, match=f"'{field}'"):
+        ledger.append(record)
+    assert ledger.log.size() == size

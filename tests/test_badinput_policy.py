@@ -205,7 +205,10 @@ def test_async_judging_runs_on_the_policy_threads(tmp_path: Path) -> None:
         seen.append(threading.current_thread().name)
 
     snap.check_request = where  # type: ignore[method-assign]
-    asyncio.run(snap.acheck_request(entry, at))
+    # remembered (the calls above judged this entry): answered at once, evaluating nothing
+    assert asyncio.run(snap.acheck_request(entry, at)) == sync and seen == []
+    # not remembered: CEL runs on a policy thread, not on the loop
+    asyncio.run(snap.acheck_request({**entry, "outcome": "timeout"}, at))
     assert seen and seen[0].startswith("kansa-policy")
 
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from kansa.errors import ErasedError, KansaError, StorageError, VerificationError
+from kansa.errors import ErasedError, KansaError, RecordError, StorageError, VerificationError
 from kansa.home import Home
 from kansa.ledger.log import Append, Log
 from kansa.ledger.note import SignedCheckpoint, Signer, Verifier
@@ -137,6 +137,15 @@ class Ledger:
     def _prepare(self, record: RecordLike) -> Append:
         rec = record if isinstance(record, UsageRecord) else UsageRecord.from_flat(record)
         rec.validate()
+        try:
+            return self._seal(rec)
+        except (RecordError, ValueError, TypeError, UnicodeError, RecursionError) as e:
+            # Not on the hot path: only a record that cannot be encoded gets here, and the
+            # full check then says which field is wrong (as 'kansa log append' does).
+            rec.check_encodable()
+            raise RecordError(f"record {rec.id} cannot be encoded: {e}") from e
+
+    def _seal(self, rec: UsageRecord) -> Append:
         if rec.content:
             sk, commit, attachment = self.vault.seal(rec.subject, rec.id, canonical(rec.content))
         else:

@@ -816,7 +816,7 @@ class GatewayApp:
             entry = entry_of(to_record(call), outcome="ok")
         except RecordError:
             return False  # not a record: the response side records it as it can
-        d = snap.check_request(entry)
+        d = await snap.acheck_request(entry)
         if d is None:
             return False
         digest = ""
@@ -1050,7 +1050,7 @@ class GatewayApp:
 
     # -- records ----------------------------------------------------------------------------
 
-    def _build(self, call: CallInfo, t0: float) -> UsageRecord:
+    async def _build(self, call: CallInfo, t0: float) -> UsageRecord:
         if call.latency_ms is None:
             call.latency_ms = (time.perf_counter() - t0) * 1000
         rec = to_record(call)
@@ -1059,7 +1059,7 @@ class GatewayApp:
             _estimate_usage(rec)
         if isinstance(call, _Call) and call.policy is not None \
                 and ATTR_DECISION not in rec.attributes:
-            d = call.policy.judge_record(entry_of(rec), approval=call.approval)
+            d = await call.policy.ajudge_record(entry_of(rec), approval=call.approval)
             rec.attributes.update(d.attributes())
             if d.decision != "allow":
                 self.policy_stats[d.decision] = self.policy_stats.get(d.decision, 0) + 1
@@ -1070,13 +1070,13 @@ class GatewayApp:
         (but for cancellation): every caller answers False by failing closed, so an
         unexpected error here withholds the answer instead of serving it unrecorded."""
         try:
-            rec = self._build(call, t0)
+            rec = await self._build(call, t0)
         except Exception as e:  # should not happen: to_record sanitises; record what we can
             _logger.warning("record %s: %r; recording without content", call.record_id, e)
             call.request = call.response = None
             call.attributes["kansa.content.dropped"] = True
             try:
-                rec = self._build(call, t0)
+                rec = await self._build(call, t0)
             except Exception as e2:
                 self.stats["records_failed"] += 1
                 _logger.error("record %s could not be built: %r", call.record_id, e2)

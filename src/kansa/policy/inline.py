@@ -433,6 +433,13 @@ class _Judging:
         return (str(entry.get("system")), bisect.bisect_right(self._boundaries, at_us),
                 self._project(entry))
 
+    def remembered(self, entry: Mapping[str, Any], at: datetime) -> _Judged | None:
+        """The memoized judgement, if any: a projection and a dict lookup, cheap enough
+        for an event loop (only a miss evaluates CEL)."""
+        if not self.memoized:
+            return None
+        return self.memo.get(self._key(entry, _us(at)))
+
     def judged(self, entry: Mapping[str, Any], at: datetime) -> _Judged:
         if not self.memoized:
             return self._judge_now(entry, at)
@@ -528,7 +535,9 @@ class PolicySnapshot:
         obligation fails on the request entry (or cannot be evaluated), else None."""
         if self._request is None:
             return None
-        j = self._request.judged(entry, at or datetime.now(UTC))
+        return self._request_decision(self._request.judged(entry, at or datetime.now(UTC)))
+
+    def _request_decision(self, j: _Judged) -> Decision | None:
         enforced = [f for f in j.failed if f.mode in ENFORCING]
         if j.error is not None and j.error_enforcing:
             return Decision(BLOCKED, self.hash, j.failed, j.error)
@@ -540,13 +549,24 @@ class PolicySnapshot:
     async def acheck_request(self, entry: Mapping[str, Any], at: datetime | None = None,
                              ) -> Decision | None:
         """:meth:`check_request` for an event loop: judged on kansa's policy worker
-        threads, never on the loop (see :func:`judging_pool`)."""
+        threads, never on the loop (see :func:`judging_pool`); a memo hit, which evaluates
+        nothing, is answered at once."""
+        if self._request is None:
+            return None
+        at = at or datetime.now(UTC)
+        j = self._request.remembered(entry, at)
+        if j is not None:
+            return self._request_decision(j)
         return await _off_loop(functools.partial(self.check_request, entry, at))
 
     async def ajudge_record(self, entry: Mapping[str, Any], at: datetime | None = None, *,
                             approval: str | None = None) -> Decision:
         """:meth:`judge_record` for an event loop, off the loop like
         :meth:`acheck_request`."""
+        at = at or datetime.now(UTC)
+        j = self._all.remembered(entry, at)
+        if j is not None:
+            return self._record_decision(j, approval)
         return await _off_loop(functools.partial(self.judge_record, entry, at,
                                                  approval=approval))
 
@@ -555,7 +575,10 @@ class PolicySnapshot:
         """After the call: the decision recorded with it. Failures of ``observe``
         obligations are listed only; any other failure flags the record (an enforcing
         obligation that fails only on the response can no longer stop the call)."""
-        j = self._all.judged(entry, at or datetime.now(UTC))
+        return self._record_decision(self._all.judged(entry, at or datetime.now(UTC)),
+                                     approval)
+
+    def _record_decision(self, j: _Judged, approval: str | None) -> Decision:
         if approval is not None:
             decision = APPROVED
         elif j.error is not None or any(f.mode != OBSERVE for f in j.failed):
