@@ -30,6 +30,8 @@ from kansa.policy.systems import SystemsError, load_systems
 
 runner = CliRunner()
 
+_AT = datetime(2026, 11, 22, 9, 30, tzinfo=UTC)  # the checks' 'now': a fixed clock
+
 
 def pack_with(expr: str, *, applies: str | None = None) -> str:
     check = {"expr": expr} if applies is None else {"expr": expr, "applies": applies}
@@ -95,11 +97,11 @@ def test_the_bundled_packs_are_well_within_the_bounds() -> None:
 
 def test_a_bounded_comprehension_still_compiles_and_runs() -> None:
     e = compile_check(lit(200) + ".all(a, " + lit(200) + ".exists(b, a == b))", "o-1")
-    assert e.test(context({}, {}, datetime.now(UTC)))
+    assert e.test(context({}, {}, _AT))
     e = compile_check(lit(200) + ".filter(x, x > 5).size() == 194", "o-1")
-    assert e.test(context({}, {}, datetime.now(UTC)))
+    assert e.test(context({}, {}, _AT))
     e = compile_check('record.attributes["k"].exists(m, m in ["c2pa", "watermark"])', "o-1")
-    assert e.test(context({"attributes": {"k": ["c2pa"]}}, {}, datetime.now(UTC)))
+    assert e.test(context({"attributes": {"k": ["c2pa"]}}, {}, _AT))
 
 
 def test_pack_errors_name_file_line_obligation_once(tmp_path: Path) -> None:
@@ -239,7 +241,7 @@ def test_fuzz_cel_sources(source: str, record: dict[str, Any]) -> None:
         assert str(err).count("obligation 'o-1'") == 1
         return
     try:
-        assert isinstance(e.test(context(record, system_facts({"x": 1}), datetime.now(UTC))),
+        assert isinstance(e.test(context(record, system_facts({"x": 1}), _AT)),
                           bool)
     except CheckError as err:
         assert "obligation 'o-1'" in str(err)
@@ -309,7 +311,7 @@ def test_fuzz_systems_yaml(tmp_path_factory: pytest.TempPathFactory, text: str) 
     except KansaError:
         return
     for facts in systems.values():  # what replay does with them must not fail either
-        context({"outcome": "ok"}, system_facts(facts), datetime.now(UTC))
+        context({"outcome": "ok"}, system_facts(facts), _AT)
 
 
 @pytest.mark.parametrize("text", ["pack: !!python/object/apply:os.system [ls]\n",
