@@ -204,6 +204,10 @@ def test_demo_clock_is_passed_in_not_read(tmp_path: Path) -> None:
     with Ledger.open(home=tmp_path / "d") as ledger:
         first = next(iter(ledger.find(limit=1)))
         assert first.entry["ts"].startswith("2027-01-15T07:")
+        # the gateway's calls happen on the same clock
+        through_gateway = list(ledger.find(system="kansa-gateway"))
+        assert through_gateway
+        assert all(r.entry["ts"].startswith("2027-01-15T09:") for r in through_gateway)
 
     bad = runner.invoke(app, ["demo", "--now", "next tuesday"])
     assert bad.exit_code == 2

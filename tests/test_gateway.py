@@ -19,6 +19,7 @@ import pytest
 
 from gateway_harness import (
     CuttableProxy,
+    GatewayServer,
     find_record,
     free_port,
     running_gateway,
@@ -757,3 +758,21 @@ def test_streams_that_end_badly_are_errors_as_the_sdk_records_them(ledger: Ledge
                 b"".join(r.iter_raw())
             e = ledger.get(rid).entry
             assert (e["outcome"], e.get("error.type")) == (outcome, err), (path, model, e)
+
+
+def test_the_calls_time_comes_from_the_clock_passed_in(sqlite_ledger: Ledger,
+                                                         standin: Standin) -> None:
+    """A record's ts (and the instant policy judges the call at) is the gateway's clock,
+    which a scenario (kansa demo) passes in, so nothing it shows depends on today."""
+    from datetime import UTC, datetime
+
+    when = datetime(2026, 11, 18, 9, 0, 0, 250000, tzinfo=UTC)
+    app = create_gateway_app(sqlite_ledger, _cfg(standin), clock=lambda: when)
+    gw = GatewayServer(app).start()
+    try:
+        with httpx.Client(base_url=gw.url, timeout=10) as c:
+            r = c.post("/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": MSG})
+            assert r.status_code == 200
+            assert _rec(sqlite_ledger, r).entry["ts"] == "2026-11-18T09:00:00.250000Z"
+    finally:
+        gw.stop()

@@ -158,7 +158,7 @@ def run_demo(home: Path | None, records: int, console: Console, *,
         console.print(table)
 
         _step(console, 3, "Capture live calls through the gateway")
-        gateway_summary = _gateway_traffic(ledger, console, rng)
+        gateway_summary = _gateway_traffic(ledger, console, rng, now)
 
         _step(console, 4, "Prove one record to an auditor")
         target = done[len(done) // 2]
@@ -250,9 +250,11 @@ def run_demo(home: Path | None, records: int, console: Console, *,
     console.print(f"  open {base / 'report' / 'evidence-ja.pdf'}")
 
 
-def _gateway_traffic(ledger: Ledger, console: Console, rng: random.Random) -> int:
+def _gateway_traffic(ledger: Ledger, console: Console, rng: random.Random,
+                     now: datetime) -> int:
     """Run a stand-in provider and the gateway in this process, send a mix of calls, and
-    show that every one of them became a record. Returns the number of calls sent."""
+    show that every one of them became a record. Returns the number of calls sent. The
+    gateway's clock starts at the scenario's ``now`` and runs at real speed."""
     import httpx
 
     from kansa.capture.gateway import GatewayConfig, create_gateway_app
@@ -261,7 +263,13 @@ def _gateway_traffic(ledger: Ledger, console: Console, rng: random.Random) -> in
     before = ledger.log.size()
     with BackgroundServer(create_standin_app()) as upstream:
         config = GatewayConfig.from_upstream(f"{upstream.url}/v1", read_timeout=1.0)
-        with BackgroundServer(create_gateway_app(ledger, config)) as gw, httpx.Client(
+        started = time.monotonic()
+
+        def scenario_clock() -> datetime:
+            return now + timedelta(seconds=time.monotonic() - started)
+
+        app = create_gateway_app(ledger, config, clock=scenario_clock)
+        with BackgroundServer(app) as gw, httpx.Client(
             base_url=f"{gw.url}/v1", timeout=30
         ) as client:
             console.print(f"A stand-in provider on {upstream.url} and [bold]kansa gateway[/] "

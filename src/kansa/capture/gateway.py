@@ -68,6 +68,7 @@ import time
 import tomllib
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -322,8 +323,12 @@ class GatewayApp:
     """The ASGI application. Use :func:`create_gateway_app`."""
 
     def __init__(self, ledger: Ledger, config: GatewayConfig, *, owns_ledger: bool = False,
-                 policy: PolicyHandle | None = None):
+                 policy: PolicyHandle | None = None,
+                 clock: Callable[[], datetime] | None = None):
         config.validate()
+        # when a call happened (its record's ts, the instant policy judges it at); passed in
+        # by a scenario such as 'kansa demo', the real clock otherwise
+        self._clock = clock or _utc_now
         self.ledger = ledger
         self.config = config
         self.owns_ledger = owns_ledger
@@ -583,7 +588,8 @@ class GatewayApp:
         call = _Call(system=cfg.system,
                      provider="anthropic" if route.shape == "anthropic" else "openai",
                      operation=route.operation, record_id=new_record_id(), shape=route.shape,
-                     policy=self.policy.current if self.policy is not None else None)
+                     policy=self.policy.current if self.policy is not None else None,
+                     started=self._clock())
         attrs = call.attributes
         approval_hdr: str | None = None
         token: str | None = None
@@ -816,7 +822,7 @@ class GatewayApp:
             entry = entry_of(to_record(call), outcome="ok")
         except RecordError:
             return False  # not a record: the response side records it as it can
-        d = await snap.acheck_request(entry)
+        d = await snap.acheck_request(entry, call.started)
         if d is None:
             return False
         digest = ""
@@ -1059,7 +1065,8 @@ class GatewayApp:
             _estimate_usage(rec)
         if isinstance(call, _Call) and call.policy is not None \
                 and ATTR_DECISION not in rec.attributes:
-            d = await call.policy.ajudge_record(entry_of(rec), approval=call.approval)
+            d = await call.policy.ajudge_record(entry_of(rec), call.started,
+                                                approval=call.approval)
             rec.attributes.update(d.attributes())
             if d.decision != "allow":
                 self.policy_stats[d.decision] = self.policy_stats.get(d.decision, 0) + 1
@@ -1174,11 +1181,16 @@ class GatewayApp:
 
 
 def create_gateway_app(ledger: Ledger, config: GatewayConfig, *, owns_ledger: bool = False,
-                       policy: PolicyHandle | None = None) -> GatewayApp:
+                       policy: PolicyHandle | None = None,
+                       clock: Callable[[], datetime] | None = None) -> GatewayApp:
     """The gateway as an ASGI app recording into ``ledger``. With ``owns_ledger`` the app
     closes the ledger at lifespan shutdown. ``policy`` (else ``config.policy``, a file)
-    is enforced inline."""
-    return GatewayApp(ledger, config, owns_ledger=owns_ledger, policy=policy)
+    is enforced inline. ``clock`` says when each call happens (default: the real clock)."""
+    return GatewayApp(ledger, config, owns_ledger=owns_ledger, policy=policy, clock=clock)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 # -- helpers ----------------------------------------------------------------------------------
