@@ -216,7 +216,8 @@ def _local_day(us: int, pack: Pack) -> str:
 
 
 def _judge_one(cp: CompiledPack, c: _CObl, ctx: Any, at_us: int, index: int | None,
-               record_id: str, roles: Any, jurisdictions: Any) -> Finding:
+               record_id: str, roles: Any, jurisdictions: Any,
+               rec: Mapping[str, Any] | None = None, lang: str = "en") -> Finding:
     o = c.o
     start, end, why = c.from_us, c.until_us, ""
     for n, (test, t_from, t_until) in enumerate(c.transitions, 1):
@@ -248,7 +249,56 @@ def _judge_one(cp: CompiledPack, c: _CObl, ctx: Any, at_us: int, index: int | No
         return finding(EVIDENCE_NEEDED, f"{o.evidence.kind}: {o.evidence.description}")
     if c.expr.test(ctx, index=index, what="expr"):
         return finding(PASS, "check holds" + why)
+    if o.reason is not None and rec is not None:
+        return finding(FAIL, fill_reason(o, cp.pack, rec, start, end, lang))
     return finding(FAIL, "check does not hold" + why)
+
+
+_UNKNOWN = {"ja": "不明"}
+
+
+def fill_reason(o: Obligation, pack: Pack, rec: Mapping[str, Any], start_us: int,
+                end_us: int | None, lang: str = "en") -> str:
+    """An obligation's reason template (``reason:`` in the pack) in ``lang`` (en when the
+    pack has none in that language), filled from the record and the dates that applied.
+    Called once per failing judgement, so a replay fills it at most once per memo miss."""
+    assert o.reason is not None
+    tpl = o.reason.get(lang) or o.reason["en"]
+    unknown = _UNKNOWN.get(lang if lang in o.reason else "en", "unknown")
+
+    def get(*keys: str) -> str:
+        for k in keys:
+            v = rec.get(k)
+            if v is not None and v != "":
+                return str(v)
+        return unknown
+
+    return tpl.format_map({
+        "system": get("system"),
+        "model": get("gen_ai.response.model", "gen_ai.request.model"),
+        "provider": get("gen_ai.provider.name"),
+        "citation": str(o.citation),
+        "since": _local_day(start_us, pack),
+        "until": _local_day(end_us, pack) if end_us is not None else unknown,
+        "pack": pack.ref,
+    })
+
+
+def reason_in(lang: str, finding: Finding, pack: Pack, entry: Mapping[str, Any],
+              systems: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+    """``finding``'s reason in another language (reports: ``reason_in("ja", ...)``).
+
+    ``pack`` is the pack the finding names (``finding.pack_hash``), ``entry`` the ledger
+    entry it judged, ``systems`` the facts it was judged with. Only failing checks with a
+    reason template have a translated reason; other reasons come back as stored."""
+    o = pack.obligation(finding.obligation)
+    if finding.verdict != FAIL or o.reason is None or lang not in o.reason:
+        return finding.reason
+    judge = Judge(_dedupe([pack]), systems, True, lang=lang)
+    for f in judge.judge(entry, None, finding.index):
+        if f.obligation == finding.obligation and f.verdict == FAIL:
+            return f.reason
+    return finding.reason
 
 
 def judge(
@@ -259,23 +309,27 @@ def judge(
     index: int | None = None,
     systems: Mapping[str, Mapping[str, Any]] | None = None,
     pin: bool = False,
+    lang: str = "en",
 ) -> list[Finding]:
     """Judge one ledger entry (the stored JSON object) under ``packs``.
 
     ``at`` is the instant judged at (default: the record's timestamp); it chooses the
     pack versions in force and is CEL's ``now``. ``systems`` maps a system name to its
     facts (CEL's ``system``; a ``roles`` list there limits obligations to those roles).
+    ``lang`` picks the language of failing checks' reason templates (en by default).
     Findings come in (pack id, obligation order) order."""
-    return Judge(_dedupe(packs), systems, pin).judge(record_entry, at, index)
+    return Judge(_dedupe(packs), systems, pin, lang).judge(record_entry, at, index)
 
 
 class Judge:
     """Judges entries under a fixed set of compiled packs (reuse it: compiling is done once)."""
 
     def __init__(self, packs: list[CompiledPack],
-                 systems: Mapping[str, Mapping[str, Any]] | None, pin: bool) -> None:
+                 systems: Mapping[str, Mapping[str, Any]] | None, pin: bool,
+                 lang: str = "en") -> None:
         self.packs = packs
         self.pin = pin
+        self.lang = lang  # the language of reason templates (findings of failing checks)
         self.systems = {str(k): system_facts(v) for k, v in (systems or {}).items()}
 
     def judge(self, entry: Mapping[str, Any], at: datetime | None,
@@ -289,7 +343,7 @@ class Judge:
         ctx = context(entry, facts, when)
         rid = str(entry.get("id", ""))
         roles, juris = facts.get("roles"), facts.get("jurisdictions")
-        return [_judge_one(cp, c, ctx, at_us, index, rid, roles, juris)
+        return [_judge_one(cp, c, ctx, at_us, index, rid, roles, juris, entry, self.lang)
                 for cp in chosen for c in cp.obligations]
 
 
@@ -775,7 +829,16 @@ def pack_reads(cp: CompiledPack) -> list[Read] | None:
             if got is None:
                 return None
             reads |= got
+        if c.o.reason is not None:  # a reason template names the record's values too
+            for tpl in c.o.reason.values():
+                for name, keys in _REASON_READS.items():
+                    if "{" + name + "}" in tpl:
+                        reads |= {((k,), True) for k in keys}
     return _normal(reads)
+
+
+_REASON_READS = {"system": ("system",), "provider": ("gen_ai.provider.name",),
+                 "model": ("gen_ai.response.model", "gen_ai.request.model")}
 
 
 class Replayer:
@@ -838,7 +901,7 @@ class Replayer:
                 ctx = context(seen, facts, when)
             o = _Outcome(m.cp, [
                 _judge_one(m.cp, c, ctx, at_us, index, "", facts.get("roles"),
-                           facts.get("jurisdictions")) for c in m.cp.obligations])
+                           facts.get("jurisdictions"), seen) for c in m.cp.obligations])
             if mkey is not None:
                 if len(m.cache) >= _MEMO_LIMIT:
                     m.cache.clear()
