@@ -48,7 +48,7 @@ PINNED_HASHES = {
     "jp.cao/ai-basic-plan@2025-12-23":
         "sha256:1ee596604868cf160c6eb47d2223fdc078fa40c7158c7f99f6b8951f9ec6dbb9",
     "jp.cao/ai-basic-plan@2026-06-draft":
-        "sha256:e313f03129e2c1bec9ec0222c7e14c2ab301005f260be5800f94482935045c6c",
+        "sha256:ad400d539cf492190b8816dee01515ec4dd45b44e28ca1d8110c5a0982629bdd",
     "jp.cao/ai-promotion-act@2025-06-04":
         "sha256:6d694961dfa8830df1bf6f6bde7db138a68311880b48b8cadd2e6c7d7232dea1",
     "jp.meti-mic/ai-guidelines-for-business@1.0":
@@ -244,7 +244,7 @@ def test_basic_plan_draft_is_a_draft_superseding_the_december_plan() -> None:
     assert {o.status for o in PLAN_DRAFT.obligations} == {"draft"}
     assert PLAN_DRAFT.verification is not None
     assert PLAN_DRAFT.verification.status == "unverified"
-    assert "could not find" in (PLAN_DRAFT.verification.note or "")
+    assert "text nor an official page for it has been seen" in (PLAN_DRAFT.verification.note or "")
     assert {o.verification.status for o in PLAN_DRAFT.obligations
             if o.verification is not None} == {"unverified"}
     # the December plan's obligations carry over under the same ids

@@ -41,17 +41,17 @@ CO189 = BY_REF["us-co/ai-act@sb26-189"]
 # cover it. Change a pin only together with a deliberate edit (or, better, a new version).
 PINNED_HASHES = {
     "cn/ai-content-labelling@2025-09-01":
-        "sha256:f1102912c714b24bbd03d71f5d68288683fe2a1ad399e604314ff96b76ef4774",
+        "sha256:9bb92295c39e2499978edd464deb824e90f5fe5cf31aa84c5159301f6f3d2125",
     "eu/ai-act@2024-1689":
         "sha256:a63df40d1c8923d93b3c512de2f6e3bc66ee0bcf82273c790dd3ece2cc6dba09",
     "eu/ai-act@2026-omnibus":
         "sha256:89a065aa7ec361a22c2ceffda0eab37d65157bfd0f46c7354c017b98e35cda3e",
     "kr/ai-basic-act@2026-01-22":
-        "sha256:8e0020173c38ebdbe59309deb85e3d60fd169127de8e9638010c94b9d6cf8716",
+        "sha256:7d51d9788ddfd0876ec193c1c9ebba9c3a21e80678f98d2348412bab42f5491d",
     "us-ca/ai-transparency-act@sb942-ab853":
-        "sha256:a93a555328a70a93f94aebb4c3b3ff704add966f6060a0afe228faa89481465b",
+        "sha256:c60cc1f91d0ebb0ba5d1812e162198d61891417698e28197203b3b2d1f5495e8",
     "us-ca/tfaia@sb53":
-        "sha256:182a44df3e0241903b243de84636e6a9d9f4d5b55573f10e7fabf6ed37c6ac86",
+        "sha256:072e65aeb8f3111f503716db80535545a6944a2f9dbdb8afccc64c931ca45c35",
     "us-co/ai-act@sb24-205":
         "sha256:fbbc04ef6cf9e1ecb268194a13f16407b9cf4dc3e6da1d015eb0b491ec0521d7",
     "us-co/ai-act@sb26-189":
@@ -143,7 +143,9 @@ def test_statuses_and_dates_are_as_verified() -> None:
     assert CO189.supersedes == "sb24-205"
     assert all(o.verification is not None and o.verification.status == "verified"
                for o in CO189.obligations)
-    assert "guidance period of at least one year" in (KR.notes or "")
+    # the pause on fines is administrative policy, not statute, and the pack says so
+    assert "not before 22 Jan 2027" in (KR.notes or "")
+    assert "administrative policy, not a rule of the statute" in (KR.notes or "")
 
 
 def test_hashes_are_pinned() -> None:
@@ -411,6 +413,21 @@ def test_kr_notice_and_labels() -> None:
     assert verdict(seen, KR, "art31-3-realistic-synthetic-content", KR_GEN) == "pass"
 
 
+@pytest.mark.parametrize(("when", "first", "second"), [
+    ("2026-07-20T14:59:59Z", "evidence_needed", "not_applicable"),  # 20 Jul 23:59:59 KST
+    ("2026-07-20T15:00:00Z", "evidence_needed", "evidence_needed"),  # 21 Jul: Act No. 21311
+])
+def test_kr_art35_impact_assessment_effort_duty_and_its_2026_sentence(
+        when: str, first: str, second: str) -> None:
+    f = {**KR_GEN, "high_impact": True}
+    e = entry(when)
+    assert verdict(e, KR, "art35-1-impact-assessment", f) == first
+    assert verdict(e, KR, "art35-1-vulnerable-groups", f) == second
+    assert {KR.obligation(o).legal_force for o in
+            ("art35-1-impact-assessment", "art35-1-vulnerable-groups")} == {"effort_duty"}
+    assert verdict(e, KR, "art35-1-impact-assessment", KR_GEN) == "not_applicable"
+
+
 def test_kr_evidence_duties() -> None:
     e = entry("2026-03-01T01:00:00Z")
     assert verdict(e, KR, "art33-high-impact-review", KR_GEN) == "evidence_needed"
@@ -460,6 +477,25 @@ def test_cn_explicit_and_implicit_labels() -> None:
     assert verdict(both, CN, "art6-platform-verification", CN_GEN) == "not_applicable"
     assert verdict(both, CN, "art6-platform-verification",
                    {**CN_GEN, "content_platform": True}) == "evidence_needed"
+    # Art. 5 speaks of file metadata: plain chat text is not judged, a file or media is
+    chat = entry(when, attributes={"kansa.output.modality": "text"})
+    assert verdict(chat, CN, "art5-implicit-label", CN_GEN) == "not_applicable"
+    as_file = entry(when, attributes={"kansa.output.modality": "text", "kansa.output.file": True})
+    assert verdict(as_file, CN, "art5-implicit-label", CN_GEN) == "fail"
+    f = verdicts(image(when), [CN], CN_GEN, pin=True)[
+        "cn/ai-content-labelling@2025-09-01#art5-implicit-label"]
+    assert f.reason == ("the gpt-image-1 output of bot, delivered as a file, carried no GB 45438 "
+                        "implicit label in its metadata (Art. 5, applies since 2025-09-01)")
+    # GB 45438 fields: the producer and the content number are recorded with the mark
+    fields = {"kansa.output.label.producer": "example-ai", "kansa.output.label.content_id": "c-1"}
+    oid = "gb45438-implicit-label-fields"
+    assert verdict(both, CN, oid, CN_GEN) == "fail"
+    assert verdict(image(when, ["gb45438-metadata"], **fields), CN, oid, CN_GEN) == "pass"
+    assert verdict(c2pa_only, CN, oid, CN_GEN) == "not_applicable"
+    # Art. 7: app stores verify the labelling materials of AI apps
+    assert verdict(both, CN, "art7-app-store-verification", CN_GEN) == "not_applicable"
+    assert verdict(both, CN, "art7-app-store-verification",
+                   {**CN_GEN, "app_distribution_platform": True}) == "evidence_needed"
 
 
 @pytest.mark.parametrize(("days", "actor", "expected"), [
@@ -514,6 +550,20 @@ def test_ab853_platform_duty_from_2027(when: str, expected: str) -> None:
     platform = {**CA_BIG, "roles": [DEPLOYER], "large_online_platform": True}
     assert verdict(image(when), CA942, "22757.3.1-large-platform-provenance",
                    platform) == expected
+
+
+@pytest.mark.parametrize(("oid", "fact", "day_before", "first_day"), [
+    ("22757.3.2-hosting-platform", "genai_hosting_platform", "2027-01-01T07:59:59Z",
+     "2027-01-01T08:00:00Z"),
+    ("22757.3.3-capture-device", "capture_device_manufacturer", "2028-01-01T07:59:59Z",
+     "2028-01-01T08:00:00Z"),
+])
+def test_ab853_hosting_platform_2027_and_capture_devices_2028(
+        oid: str, fact: str, day_before: str, first_day: str) -> None:
+    who = {**CA_BIG, "roles": [PROVIDER, DEPLOYER], fact: True}
+    assert verdict(entry(day_before), CA942, oid, who) == "not_applicable"
+    assert verdict(entry(first_day), CA942, oid, who) == "evidence_needed"
+    assert verdict(entry(first_day), CA942, oid, {**who, fact: False}) == "not_applicable"
 
 
 def test_sb53_critical_safety_incident() -> None:
