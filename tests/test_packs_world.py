@@ -43,9 +43,9 @@ PINNED_HASHES = {
     "cn/ai-content-labelling@2025-09-01":
         "sha256:9bb92295c39e2499978edd464deb824e90f5fe5cf31aa84c5159301f6f3d2125",
     "eu/ai-act@2024-1689":
-        "sha256:a63df40d1c8923d93b3c512de2f6e3bc66ee0bcf82273c790dd3ece2cc6dba09",
+        "sha256:38415259e24d3c39a0df7fa1937d3e67ed6a0f2609a678c90ee83b7368194ee4",
     "eu/ai-act@2026-omnibus":
-        "sha256:89a065aa7ec361a22c2ceffda0eab37d65157bfd0f46c7354c017b98e35cda3e",
+        "sha256:5162eed9df778194bf9a579b222cbba0b1169a6f538caa9ec1c10431678f5a08",
     "kr/ai-basic-act@2026-01-22":
         "sha256:7d51d9788ddfd0876ec193c1c9ebba9c3a21e80678f98d2348412bab42f5491d",
     "us-ca/ai-transparency-act@sb942-ab853":
