@@ -219,8 +219,10 @@ def test_cli_refs_and_default_packs(tmp_path: Path) -> None:
                               "--json"])
     assert imp.exit_code == 0, imp.output
     changes = json.loads(imp.output)["changes"]
+    # the grace period, and Art. 4 (AI literacy), which the amended pack adds
     assert [(c["obligation"], c["before"], c["after"]) for c in changes] == [
-        ("art50-2-machine-readable-marking", "fail", "not_applicable")]
+        ("art50-2-machine-readable-marking", "fail", "not_applicable"),
+        ("art4-ai-literacy", "not_applicable", "evidence_needed")]
     assert "not in force until 2026-12-02" in changes[0]["reason_after"]
     every = runner.invoke(app, ["replay", "--home", str(home), "--systems", str(systems),
                                 "--json"])
@@ -233,6 +235,8 @@ def test_cli_refs_and_default_packs(tmp_path: Path) -> None:
                                  "--json"])
     got = json.loads(active.output[active.output.index("{"):])
     assert [p.split()[0] for p in got["packs"]] == ["eu/ai-act@2024-1689"]
-    assert got["verdicts"]["fail"] == 1  # the unmarked image, under the Act as adopted
+    # the Act as adopted stopped governing on 27 Jul 2026 (Regulation (EU) 2026/1744):
+    # judged by date it gives the September image no verdict at all
+    assert sum(got["verdicts"].values()) == 0
     bad = runner.invoke(app, ["replay", "--home", str(home), "--pack", "eu/no-such-act@1"])
     assert bad.exit_code == 1 and "no-such-act" in bad.output
