@@ -43,7 +43,7 @@ PINNED_HASHES = {
     "cn/ai-content-labelling@2025-09-01":
         "sha256:9bb92295c39e2499978edd464deb824e90f5fe5cf31aa84c5159301f6f3d2125",
     "eu/ai-act@2024-1689":
-        "sha256:38415259e24d3c39a0df7fa1937d3e67ed6a0f2609a678c90ee83b7368194ee4",
+        "sha256:aa980154e29329210872eb61c7bd41478e252f8708d57c4a0c1aeddbc7e0cd40",
     "eu/ai-act@2026-omnibus":
         "sha256:5162eed9df778194bf9a579b222cbba0b1169a6f538caa9ec1c10431678f5a08",
     "kr/ai-basic-act@2026-01-22":
@@ -367,9 +367,10 @@ def test_eu_impact_report_shows_exactly_the_grace_period_change(store_url: str) 
     assert rep.records == 5
     assert "art50-2-machine-readable-marking" in rep.obligations_changed
     assert "art26-6-deployer-log-retention" in rep.obligations_changed  # dates moved
+    assert "art4-ai-literacy" in rep.obligations_changed  # recast by Regulation 2026/1744
     assert rep.obligations_removed == []
     assert set(rep.obligations_added) == {
-        "art4-ai-literacy", "art5-1-ba-bb-intimate-imagery-and-csam", "art26-7-inform-workers",
+        "art5-1-ba-bb-intimate-imagery-and-csam", "art26-7-inform-workers",
         "art27-fundamental-rights-impact-assessment", "art49-registration",
         "art72-post-market-monitoring", "art86-right-to-explanation",
         "art54-gpai-authorised-representative", "art111-2-legacy-high-risk-systems"}

@@ -219,10 +219,8 @@ def test_cli_refs_and_default_packs(tmp_path: Path) -> None:
                               "--json"])
     assert imp.exit_code == 0, imp.output
     changes = json.loads(imp.output)["changes"]
-    # the grace period, and Art. 4 (AI literacy), which the amended pack adds
     assert [(c["obligation"], c["before"], c["after"]) for c in changes] == [
-        ("art50-2-machine-readable-marking", "fail", "not_applicable"),
-        ("art4-ai-literacy", "not_applicable", "evidence_needed")]
+        ("art50-2-machine-readable-marking", "fail", "not_applicable")]
     assert "not in force until 2026-12-02" in changes[0]["reason_after"]
     every = runner.invoke(app, ["replay", "--home", str(home), "--systems", str(systems),
                                 "--json"])
