@@ -42,21 +42,21 @@ PINNED_HASHES = {
     "jp.cao/ai-appropriateness-guideline@2025-12-19":
         "sha256:3f316b0a4b5c26b9df2ab0c9b547b0b9218841d9b054812756187d19577a3603",
     "intl.g7/hiroshima-code-of-conduct@2023-10-30":
-        "sha256:96bc898299037ca75145a28695d5efd5c4eae59fd49798d0459778cf91833988",
+        "sha256:613c29d5326bb71279fcb49a0eae3b9ab49624d894834d61023913113cf7aee7",
     "intl.oecd/haip-reporting@1.0":
         "sha256:008778e7da506b5380cfb9aced22f675ddf12b6af6448d7d4908262789e14372",
     "jp.cao/ai-basic-plan@2025-12-23":
         "sha256:1ee596604868cf160c6eb47d2223fdc078fa40c7158c7f99f6b8951f9ec6dbb9",
     "jp.cao/ai-basic-plan@2026-06-draft":
-        "sha256:ad400d539cf492190b8816dee01515ec4dd45b44e28ca1d8110c5a0982629bdd",
+        "sha256:a007e30a29c427b218845a3ef3c8e2edcca2d351648a16478e5092766ffc8e19",
     "jp.cao/ai-promotion-act@2025-06-04":
         "sha256:6d694961dfa8830df1bf6f6bde7db138a68311880b48b8cadd2e6c7d7232dea1",
     "jp.meti-mic/ai-guidelines-for-business@1.0":
-        "sha256:d2e198927339b4ecdbf9998573610c8eb4731b7bc490db307ad44f37c7b24898",
+        "sha256:68667580596d1f49c85a378d91306c4c7c7efe1cf716d15af4ee456e3a87c475",
     "jp.meti-mic/ai-guidelines-for-business@1.1":
-        "sha256:aaf1b6fb59292b429f6365b8466b53f691772808aaff1cb3fc7f191f8656d657",
+        "sha256:8f3439f159068d41238169614668fb21d0c8ecf634c6fe4a6f056df20888819b",
     "jp.meti-mic/ai-guidelines-for-business@1.2":
-        "sha256:5ab0bf0244e7df8f6a38e2aa0e6344c08c9a5927de4e2403bdd656e94d7e7fe6",
+        "sha256:525dc343e696d6050ebe70f0086905cfdac0015b388e81e6405a138f866ff03f",
 }
 
 DEPLOYER_JP = {"roles": ["deployer", "provider"], "jurisdictions": ["JP"],
@@ -499,3 +499,12 @@ def test_every_check_evaluates_on_any_gateway_shaped_entry(
         checked = {(p.ref, o.id) for p in MINE for o in p.obligations if o.check is not None}
         assert all(f.verdict == "not_applicable" for f in fs
                    if (f.pack_ref, f.obligation) in checked)
+
+
+def test_every_record_check_of_a_law_pack_says_why_it_fails_in_en_and_ja() -> None:
+    # a failing finding reads "the answer carried no machine-readable AI label (Art. 50(2),
+    # applies since ...)", not "check does not hold"
+    missing = [f"{p.ref}#{o.id}" for p in bundled_packs() if not p.id.startswith("kansa.example")
+               for o in p.obligations
+               if o.check is not None and (o.reason is None or set(o.reason) != {"en", "ja"})]
+    assert missing == []

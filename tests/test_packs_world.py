@@ -41,15 +41,15 @@ CO189 = BY_REF["us-co/ai-act@sb26-189"]
 # cover it. Change a pin only together with a deliberate edit (or, better, a new version).
 PINNED_HASHES = {
     "cn/ai-content-labelling@2025-09-01":
-        "sha256:9bb92295c39e2499978edd464deb824e90f5fe5cf31aa84c5159301f6f3d2125",
+        "sha256:d0559f64843001b9d2ee0e58af4ecd08220ab5391443d8ac50ed26402d93c405",
     "eu/ai-act@2024-1689":
         "sha256:aa980154e29329210872eb61c7bd41478e252f8708d57c4a0c1aeddbc7e0cd40",
     "eu/ai-act@2026-omnibus":
         "sha256:5162eed9df778194bf9a579b222cbba0b1169a6f538caa9ec1c10431678f5a08",
     "kr/ai-basic-act@2026-01-22":
-        "sha256:7d51d9788ddfd0876ec193c1c9ebba9c3a21e80678f98d2348412bab42f5491d",
+        "sha256:2d47d900bdfad1ab01dee30d2bf31e4c604da345128f8bf64753c0e04b5bc435",
     "us-ca/ai-transparency-act@sb942-ab853":
-        "sha256:c60cc1f91d0ebb0ba5d1812e162198d61891417698e28197203b3b2d1f5495e8",
+        "sha256:0b4e64a19f425528cfd815b1dcaf2e772726bafbc807c285cb8f6e58f0e09896",
     "us-ca/tfaia@sb53":
         "sha256:072e65aeb8f3111f503716db80535545a6944a2f9dbdb8afccc64c931ca45c35",
     "us-co/ai-act@sb24-205":
