@@ -288,16 +288,33 @@ def test_reason_template_fills_the_failing_finding_in_the_language_asked() -> No
     assert judge(_entry("gpt-x"), [plain])[0].reason == "check does not hold"
 
 
-def test_replay_memo_keys_on_what_a_reason_template_names() -> None:
-    from kansa.policy.engine import Replayer, _dedupe
+def test_replay_fills_each_failing_row_with_its_own_record(sqlite_url: str) -> None:
+    # judged once per memo miss (model is not part of what the check reads), the reason
+    # names each row's own model: filled per failing row, for stored and collected findings
+    import kansa
+    from kansa.ledger.note import Signer
+    from kansa.policy.engine import FindingStore, impact, replay
 
     p = parse_pack(REASONED)
-    for memo in (True, False):
-        r = Replayer(_dedupe([p]), None, False, memo=memo)
-        reasons = [r.combo(_entry(m), i)[1].outcomes[0].verdicts[0][1]
-                   for i, m in enumerate(("model-a", "model-b", "model-a"))]
-        assert reasons == [f"{m} on bot did not succeed (Art. 1, applies since 2026-01-01)"
-                           for m in ("model-a", "model-b", "model-a")], memo
+    models = ["model-a", "model-b", "model-a", "model-c"]
+    lg = kansa.Ledger.open(sqlite_url, signer=Signer.generate("test.kansa/reasons"),
+                           master_key=b"r" * 32)
+    try:
+        lg.append_many([{"ts": "2026-03-01T00:00:00Z", "system": "bot", "outcome": "error",
+                         "kind": "gen_ai.call", "gen_ai.request.model": m} for m in models])
+        want = [f"{m} on bot did not succeed (Art. 1, applies since 2026-01-01)"
+                for m in models]
+        for memo in (True, False):
+            res = replay(lg, [p], collect=True, memo=memo)
+            assert [f.reason for f in res.collected] == want, memo
+        stored = FindingStore(lg.log.store).findings(pack_hash=p.hash)
+        assert [f.reason for f in stored] == want
+        other = parse_pack(REASONED.replace('version: "1"', 'version: "2"').replace(
+            "record.outcome == \"ok\"", "true"))
+        rep = impact(lg, other, p)
+        assert [c.reason_after for c in rep.changes] == want
+    finally:
+        lg.close()
 
 
 @pytest.mark.parametrize(("reason", "needle"), [
