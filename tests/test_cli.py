@@ -180,6 +180,11 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     # the rolling-rules steps: a finding, a signed update (a tampered copy refused), its
     # impact, and the evidence report in both languages
     assert "fails eu/ai-act@2024-1689 Art. 50(2)" in out
+    # true to the dates: the as-adopted pack no longer governs, so it is judged pinned and
+    # the demo says so; the finding's reason is in words
+    flat = " ".join(out.split())
+    assert "stopped governing on 2026-07-27" in flat and "judges them under it pinned" in flat
+    assert "carried no machine-readable AI mark (Art. 50(2), applies since 2026-08-02)" in flat
     assert "changed after signing" in out and "a tampered pack was accepted" not in out
     assert "fail → not_applicable" in out
     for name in ("evidence-ja.pdf", "evidence-en.pdf", "evidence-ja.html", "evidence-en.html"):

@@ -26,6 +26,7 @@ MINE = [p for p in bundled_packs() if Path(p.source).parts[0] in AREAS]
 BY_REF = {p.ref: p for p in MINE}
 
 PROMOTION = BY_REF["jp.cao/ai-promotion-act@2025-06-04"]
+APPROPRIATENESS = BY_REF["jp.cao/ai-appropriateness-guideline@2025-12-19"]
 PLAN = BY_REF["jp.cao/ai-basic-plan@2025-12-23"]
 PLAN_DRAFT = BY_REF["jp.cao/ai-basic-plan@2026-06-draft"]
 GL10 = BY_REF["jp.meti-mic/ai-guidelines-for-business@1.0"]
@@ -38,22 +39,24 @@ GUIDELINES = [GL10, GL11, GL12]
 # A released pack version must not change silently: findings name the hash and signatures
 # cover it. Change a pin only together with a deliberate edit (or, better, a new version).
 PINNED_HASHES = {
+    "jp.cao/ai-appropriateness-guideline@2025-12-19":
+        "sha256:3f316b0a4b5c26b9df2ab0c9b547b0b9218841d9b054812756187d19577a3603",
     "intl.g7/hiroshima-code-of-conduct@2023-10-30":
-        "sha256:96bc898299037ca75145a28695d5efd5c4eae59fd49798d0459778cf91833988",
+        "sha256:613c29d5326bb71279fcb49a0eae3b9ab49624d894834d61023913113cf7aee7",
     "intl.oecd/haip-reporting@1.0":
         "sha256:008778e7da506b5380cfb9aced22f675ddf12b6af6448d7d4908262789e14372",
     "jp.cao/ai-basic-plan@2025-12-23":
-        "sha256:2a0e63fe879cca00ba01bad63cd70415eaf963235884706be3739e36924d1cde",
+        "sha256:1ee596604868cf160c6eb47d2223fdc078fa40c7158c7f99f6b8951f9ec6dbb9",
     "jp.cao/ai-basic-plan@2026-06-draft":
-        "sha256:b72a71de657bac38ffbe85ae7dba83e58bddb23d8cf846ada28a69c9d27d4789",
+        "sha256:a007e30a29c427b218845a3ef3c8e2edcca2d351648a16478e5092766ffc8e19",
     "jp.cao/ai-promotion-act@2025-06-04":
-        "sha256:28de39d21951b644cdc0c47ca82824bec57da2319af78576e6e45df41025fb9f",
+        "sha256:6d694961dfa8830df1bf6f6bde7db138a68311880b48b8cadd2e6c7d7232dea1",
     "jp.meti-mic/ai-guidelines-for-business@1.0":
-        "sha256:df7002b69c63902690e7a5588fe7818c6fd0b4d1bc0649bd3dfb842e935289f4",
+        "sha256:68667580596d1f49c85a378d91306c4c7c7efe1cf716d15af4ee456e3a87c475",
     "jp.meti-mic/ai-guidelines-for-business@1.1":
-        "sha256:daeaefe51e59bdb46764c83dfe207ef44075808189cc37a1a7abd9d34e3caeff",
+        "sha256:8f3439f159068d41238169614668fb21d0c8ecf634c6fe4a6f056df20888819b",
     "jp.meti-mic/ai-guidelines-for-business@1.2":
-        "sha256:75a6e8481f8cb951af811f693d076d33b2b4fcda52e42816701b450cb2ad3c1a",
+        "sha256:525dc343e696d6050ebe70f0086905cfdac0015b388e81e6405a138f866ff03f",
 }
 
 DEPLOYER_JP = {"roles": ["deployer", "provider"], "jurisdictions": ["JP"],
@@ -99,7 +102,7 @@ def governing(e: dict[str, Any], packs: list[Pack], facts: dict[str, Any]) -> se
 def test_every_pack_loads_and_the_set_is_complete() -> None:
     files = sorted(p.relative_to(PACKS_DIR).as_posix() for area in AREAS
                    for p in (PACKS_DIR / area).glob("*.yaml"))
-    assert len(MINE) == len(files) == 8
+    assert len(MINE) == len(files) == 9
     assert set(BY_REF) == set(PINNED_HASHES)
     for p in MINE:
         assert p.jurisdiction in ("JP", "INTL")
@@ -154,13 +157,70 @@ def test_every_obligation_has_en_and_ja_text_and_a_verification_block() -> None:
             assert v.status == "verified" or v.note
 
 
-def test_no_text_is_official_without_a_source_and_none_claims_to_be() -> None:
+def test_no_text_is_official_without_a_source_and_only_the_act_is_quoted() -> None:
     for p in MINE:
         for o in p.obligations:
             for t in o.text.values():
                 assert t.kind != "official" or (t.source_url or o.source_url)
-                # we read no official wording we could quote: every text is our summary
-                assert t.kind == "summary", (p.ref, o.id)
+            if p is PROMOTION:
+                # the e-Gov text, quoted; the government's English reference translation
+                assert o.text["ja"].kind == "official" and o.text["ja"].source_url
+                assert o.text["en"].kind == "translation" and o.text["en"].source_url
+                assert o.verification is not None and o.verification.status == "verified"
+            else:  # no official wording of the plans and guidelines was read
+                assert {t.kind for t in o.text.values()} == {"summary"}, (p.ref, o.id)
+
+
+def test_art7_cooperation_is_a_duty_without_sanction_and_use_an_effort_duty() -> None:
+    coop = PROMOTION.obligation("art7-cooperation")
+    assert coop.legal_force == "binding"
+    assert "協力しなければならない。" in coop.text["ja"].text
+    assert coop.verification is not None and "no penalty" in (coop.verification.note or "")
+    use = PROMOTION.obligation("art7-utilization")
+    assert use.legal_force == "effort_duty" and "新産業の創出に努める" in use.text["ja"].text
+    assert PROMOTION.obligation("art25-2-hq-request").text["ja"].text.endswith(
+        "必要な協力を依頼することができる。")
+
+
+def test_art13_guideline_is_soft_law_and_says_it_is_unverified() -> None:
+    assert APPROPRIATENESS.effective_from.isoformat() == "2025-12-19"
+    assert [o.id for o in APPROPRIATENESS.obligations] == [
+        "governance", "transparency", "safety", "business-continuity", "stakeholder-data"]
+    for o in APPROPRIATENESS.obligations:
+        assert o.legal_force == "soft_law" and set(o.roles) == {"provider", "deployer"}
+        assert o.verification is not None and o.verification.status == "unverified"
+        assert o.evidence is not None
+
+
+def test_security_provider_check_is_marked_as_kansas_control() -> None:
+    for gl in GUIDELINES:
+        o = gl.obligation("c5-security-approved-provider")
+        assert o.check is not None and o.check.origin == "kansa"
+        assert o.title and o.title.startswith("kansa control")
+        assert "guidelines do not say this" in o.text["en"].text
+    assert all(o.check is None or o.check.origin == "instrument" or
+               o.id == "c5-security-approved-provider"
+               for gl in GUIDELINES for o in gl.obligations)
+
+
+# two CJK characters (kana, kanji, full-width forms, hangul) with white space between them:
+# a line break YAML folded into a space
+_CJK = "\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef\uac00-\ud7af"
+_CJK_GAP = re.compile(f"[{_CJK}]\\s+[{_CJK}]")
+
+
+def test_no_space_between_two_cjk_characters_in_any_bundled_pack() -> None:
+    bad = []
+    for p in bundled_packs():
+        texts = [("title_ja", p.title_ja or "")]
+        for o in p.obligations:
+            texts += [(f"{o.id} text.{lang}", t.text) for lang, t in o.text.items()
+                      if lang in ("ja", "ko", "zh")]
+            texts += [(f"{o.id} reason.{lang}", r) for lang, r in (o.reason or {}).items()
+                      if lang in ("ja", "ko", "zh")]
+        bad += [(p.ref, where, m.group()) for where, text in texts
+                for m in _CJK_GAP.finditer(text)]
+    assert bad == []
 
 
 def test_japanese_texts_are_japanese() -> None:
@@ -171,7 +231,8 @@ def test_japanese_texts_are_japanese() -> None:
 
 
 def test_legal_force_matches_the_instrument() -> None:
-    assert {o.legal_force for o in PROMOTION.obligations} == {"effort_duty", "voluntary"}
+    assert {o.legal_force for o in PROMOTION.obligations} == {"effort_duty", "binding",
+                                                               "voluntary"}
     for p in (PLAN, PLAN_DRAFT, *GUIDELINES):
         assert {o.legal_force for o in p.obligations} == {"soft_law"}, p.ref
     assert {o.legal_force for o in HAIP.obligations} == {"voluntary"}
@@ -183,7 +244,7 @@ def test_basic_plan_draft_is_a_draft_superseding_the_december_plan() -> None:
     assert {o.status for o in PLAN_DRAFT.obligations} == {"draft"}
     assert PLAN_DRAFT.verification is not None
     assert PLAN_DRAFT.verification.status == "unverified"
-    assert "could not find" in (PLAN_DRAFT.verification.note or "")
+    assert "text nor an official page for it has been seen" in (PLAN_DRAFT.verification.note or "")
     assert {o.verification.status for o in PLAN_DRAFT.obligations
             if o.verification is not None} == {"unverified"}
     # the December plan's obligations carry over under the same ids
@@ -396,6 +457,7 @@ def test_all_packs_together_name_pack_and_hash_in_every_finding() -> None:
     fs = judge(e, MINE, systems={"bot": facts})
     refs = {f.pack_ref for f in fs}
     assert refs == {"jp.cao/ai-promotion-act@2025-06-04", "jp.cao/ai-basic-plan@2025-12-23",
+                    "jp.cao/ai-appropriateness-guideline@2025-12-19",
                     "jp.meti-mic/ai-guidelines-for-business@1.2",
                     "intl.g7/hiroshima-code-of-conduct@2023-10-30",
                     "intl.oecd/haip-reporting@1.0"}
@@ -437,3 +499,12 @@ def test_every_check_evaluates_on_any_gateway_shaped_entry(
         checked = {(p.ref, o.id) for p in MINE for o in p.obligations if o.check is not None}
         assert all(f.verdict == "not_applicable" for f in fs
                    if (f.pack_ref, f.obligation) in checked)
+
+
+def test_every_record_check_of_a_law_pack_says_why_it_fails_in_en_and_ja() -> None:
+    # a failing finding reads "the answer carried no machine-readable AI label (Art. 50(2),
+    # applies since ...)", not "check does not hold"
+    missing = [f"{p.ref}#{o.id}" for p in bundled_packs() if not p.id.startswith("kansa.example")
+               for o in p.obligations
+               if o.check is not None and (o.reason is None or set(o.reason) != {"en", "ja"})]
+    assert missing == []

@@ -41,21 +41,21 @@ CO189 = BY_REF["us-co/ai-act@sb26-189"]
 # cover it. Change a pin only together with a deliberate edit (or, better, a new version).
 PINNED_HASHES = {
     "cn/ai-content-labelling@2025-09-01":
-        "sha256:f1102912c714b24bbd03d71f5d68288683fe2a1ad399e604314ff96b76ef4774",
+        "sha256:d0559f64843001b9d2ee0e58af4ecd08220ab5391443d8ac50ed26402d93c405",
     "eu/ai-act@2024-1689":
-        "sha256:8ba82cd6b603fa3a23483bc129267d9ff35d82c94630a8ac4bd9a8b46a33136a",
+        "sha256:aa980154e29329210872eb61c7bd41478e252f8708d57c4a0c1aeddbc7e0cd40",
     "eu/ai-act@2026-omnibus":
-        "sha256:3542f289a77980954c6891f7c853341d67281508269af40abaa8dd4707a33102",
+        "sha256:5162eed9df778194bf9a579b222cbba0b1169a6f538caa9ec1c10431678f5a08",
     "kr/ai-basic-act@2026-01-22":
-        "sha256:8e0020173c38ebdbe59309deb85e3d60fd169127de8e9638010c94b9d6cf8716",
+        "sha256:2d47d900bdfad1ab01dee30d2bf31e4c604da345128f8bf64753c0e04b5bc435",
     "us-ca/ai-transparency-act@sb942-ab853":
-        "sha256:a93a555328a70a93f94aebb4c3b3ff704add966f6060a0afe228faa89481465b",
+        "sha256:0b4e64a19f425528cfd815b1dcaf2e772726bafbc807c285cb8f6e58f0e09896",
     "us-ca/tfaia@sb53":
-        "sha256:182a44df3e0241903b243de84636e6a9d9f4d5b55573f10e7fabf6ed37c6ac86",
+        "sha256:072e65aeb8f3111f503716db80535545a6944a2f9dbdb8afccc64c931ca45c35",
     "us-co/ai-act@sb24-205":
-        "sha256:97bb5cad89697fefdf49c537abe981e8412dfc9ab19410d33c1f7ba271bf4a39",
+        "sha256:fbbc04ef6cf9e1ecb268194a13f16407b9cf4dc3e6da1d015eb0b491ec0521d7",
     "us-co/ai-act@sb26-189":
-        "sha256:0c97685107eb4f3b1228f2ff8ab14daf45152e17059914ef2812e9a66b74b2fe",
+        "sha256:c6ce2f0c84e3a60b49383c101e5e1e6e85d67c94c6d170c080deb4c670bd1a5c",
 }
 
 COMMITMENT = "7" * 64
@@ -133,15 +133,19 @@ def test_every_pack_loads_with_texts_and_verification() -> None:
             assert (o.check is None) != (o.evidence is None), where
 
 
-def test_unconfirmed_status_is_said() -> None:
-    # The Omnibus' publication in the OJ is not confirmed: adopted, and the pack says so.
-    assert OMNIBUS.status == "adopted" and OMNIBUS.supersedes == "2024-1689"
-    assert OMNIBUS.verification is not None and OMNIBUS.verification.status != "verified"
-    assert "NOT confirmed" in (OMNIBUS.verification.note or "")
-    assert CO205.status == "repealed" and CO189.supersedes == "sb24-205"
-    assert all(o.verification is not None and o.verification.status == "unverified"
+def test_statuses_and_dates_are_as_verified() -> None:
+    # Regulation (EU) 2026/1744 of 8 July 2026 (OJ 24.7.2026) entered into force on
+    # 27 Jul 2026: the amended version governs from then, the version as adopted until then
+    assert OMNIBUS.status == "in_force" and OMNIBUS.supersedes == "2024-1689"
+    assert OMNIBUS.effective_from == EU.effective_until == date(2026, 7, 27)
+    assert OMNIBUS.verification is not None and OMNIBUS.verification.status == "verified"
+    assert "2026/1744" in OMNIBUS.title and any("2026/1744" in s for s in OMNIBUS.sources)
+    assert CO189.supersedes == "sb24-205"
+    assert all(o.verification is not None and o.verification.status == "verified"
                for o in CO189.obligations)
-    assert "guidance period of at least one year" in (KR.notes or "")
+    # the pause on fines is administrative policy, not statute, and the pack says so
+    assert "not before 22 Jan 2027" in (KR.notes or "")
+    assert "administrative policy, not a rule of the statute" in (KR.notes or "")
 
 
 def test_hashes_are_pinned() -> None:
@@ -163,6 +167,17 @@ def test_flagship_unmarked_image_fails_before_and_is_in_grace_after_omnibus() ->
     assert f"eu/ai-act@2026-omnibus#{oid}" in got
     assert not any(k.startswith("eu/ai-act@2024-1689") for k in got)
     assert got[f"eu/ai-act@2026-omnibus#{oid}"].reason.endswith("(transition 1)")
+    # before 27 Jul 2026 (Brussels) the version as adopted governed, Art. 50 not yet applying
+    got = verdicts(image("2026-07-26T21:59:59Z"), [EU, OMNIBUS], EU_GEN)
+    assert got[f"eu/ai-act@2024-1689#{oid}"].verdict == "not_applicable"
+    assert not any(k.startswith("eu/ai-act@2026-omnibus") for k in got)
+    assert any(k.startswith("eu/ai-act@2026-omnibus") for k in
+               verdicts(image("2026-07-26T22:00:00Z"), [EU, OMNIBUS], EU_GEN))
+    # a failing finding says why, in words
+    late = verdicts(image("2026-12-05T10:00:00Z"), [EU, OMNIBUS], EU_GEN)
+    assert late[f"eu/ai-act@2026-omnibus#{oid}"].reason == (
+        "the gpt-image-1 output of bot carried no machine-readable AI mark (Art. 50(2), "
+        "applies since 2026-12-02)")
     # with a C2PA manifest it passes as adopted; as amended it is still in its grace period
     marked = image("2026-09-15T10:00:00Z", ["c2pa"])
     assert verdict(marked, EU, oid, EU_GEN) == "pass"
@@ -294,7 +309,10 @@ def test_art73_incident_deadlines_and_evidence() -> None:
     assert OMNIBUS.obligation("art73-serious-incident-report").incident == o.incident
     incident = entry("2026-09-15T10:00:00Z", attributes={"kansa.incident": "death"})
     assert verdict(incident, EU, o.id, EU_HIGH_RISK) == "evidence_needed"
-    assert verdict(incident, OMNIBUS, o.id, EU_HIGH_RISK) == "not_applicable"  # 2 Dec 2027
+    # Chapter IX applies from 2 Aug 2026 under Art. 113's general rule, as amended too
+    assert verdict(incident, OMNIBUS, o.id, EU_HIGH_RISK) == "evidence_needed"
+    assert verdict(entry("2026-08-01T12:00:00Z", attributes={"kansa.incident": "death"}),
+                   OMNIBUS, o.id, EU_HIGH_RISK) == "not_applicable"
     assert verdict(entry("2026-09-15T10:00:00Z"), EU, o.id, EU_HIGH_RISK) == "not_applicable"
     assert verdict(incident, EU, "art26-5-monitor-and-report",
                    EU_HIGH_RISK) == "evidence_needed"
@@ -302,8 +320,12 @@ def test_art73_incident_deadlines_and_evidence() -> None:
 
 def test_gpai_duties_and_legacy_models() -> None:
     gpai = facts(PROVIDER, juris="EU", gpai=True, training_flops=3e25,
-                 placed_on_market=date(2025, 9, 1))
-    legacy = {**gpai, "placed_on_market": date(2025, 8, 1)}
+                 model_placed_on_market=date(2025, 9, 1))
+    # Art. 111(3) keys on the model's placing on the market, not the system's
+    legacy = {**gpai, "model_placed_on_market": date(2025, 8, 1),
+              "placed_on_market": date(2026, 3, 1)}
+    assert verdict(entry("2026-01-10T10:00:00Z"), OMNIBUS, "art53-1-gpai-provider-duties",
+                   {**gpai, "placed_on_market": date(2025, 1, 1)}) == "evidence_needed"
     small = {**gpai, "training_flops": 1e24}
     e = entry("2026-01-10T10:00:00Z")
     assert verdict(e, EU, "art53-1-gpai-provider-duties", gpai) == "evidence_needed"
@@ -345,7 +367,13 @@ def test_eu_impact_report_shows_exactly_the_grace_period_change(store_url: str) 
     assert rep.records == 5
     assert "art50-2-machine-readable-marking" in rep.obligations_changed
     assert "art26-6-deployer-log-retention" in rep.obligations_changed  # dates moved
-    assert rep.obligations_added == rep.obligations_removed == []
+    assert "art4-ai-literacy" in rep.obligations_changed  # recast by Regulation 2026/1744
+    assert rep.obligations_removed == []
+    assert set(rep.obligations_added) == {
+        "art5-1-ba-bb-intimate-imagery-and-csam", "art26-7-inform-workers",
+        "art27-fundamental-rights-impact-assessment", "art49-registration",
+        "art72-post-market-monitoring", "art86-right-to-explanation",
+        "art54-gpai-authorised-representative", "art111-2-legacy-high-risk-systems"}
 
 
 # -- Korea ---------------------------------------------------------------------------------
@@ -384,6 +412,21 @@ def test_kr_notice_and_labels() -> None:
                                 "kansa.output.label.visible": True})
     assert verdict(fake, KR, "art31-3-realistic-synthetic-content", KR_GEN) == "fail"
     assert verdict(seen, KR, "art31-3-realistic-synthetic-content", KR_GEN) == "pass"
+
+
+@pytest.mark.parametrize(("when", "first", "second"), [
+    ("2026-07-20T14:59:59Z", "evidence_needed", "not_applicable"),  # 20 Jul 23:59:59 KST
+    ("2026-07-20T15:00:00Z", "evidence_needed", "evidence_needed"),  # 21 Jul: Act No. 21311
+])
+def test_kr_art35_impact_assessment_effort_duty_and_its_2026_sentence(
+        when: str, first: str, second: str) -> None:
+    f = {**KR_GEN, "high_impact": True}
+    e = entry(when)
+    assert verdict(e, KR, "art35-1-impact-assessment", f) == first
+    assert verdict(e, KR, "art35-1-vulnerable-groups", f) == second
+    assert {KR.obligation(o).legal_force for o in
+            ("art35-1-impact-assessment", "art35-1-vulnerable-groups")} == {"effort_duty"}
+    assert verdict(e, KR, "art35-1-impact-assessment", KR_GEN) == "not_applicable"
 
 
 def test_kr_evidence_duties() -> None:
@@ -435,6 +478,25 @@ def test_cn_explicit_and_implicit_labels() -> None:
     assert verdict(both, CN, "art6-platform-verification", CN_GEN) == "not_applicable"
     assert verdict(both, CN, "art6-platform-verification",
                    {**CN_GEN, "content_platform": True}) == "evidence_needed"
+    # Art. 5 speaks of file metadata: plain chat text is not judged, a file or media is
+    chat = entry(when, attributes={"kansa.output.modality": "text"})
+    assert verdict(chat, CN, "art5-implicit-label", CN_GEN) == "not_applicable"
+    as_file = entry(when, attributes={"kansa.output.modality": "text", "kansa.output.file": True})
+    assert verdict(as_file, CN, "art5-implicit-label", CN_GEN) == "fail"
+    f = verdicts(image(when), [CN], CN_GEN, pin=True)[
+        "cn/ai-content-labelling@2025-09-01#art5-implicit-label"]
+    assert f.reason == ("the gpt-image-1 output of bot, delivered as a file, carried no GB 45438 "
+                        "implicit label in its metadata (Art. 5, applies since 2025-09-01)")
+    # GB 45438 fields: the producer and the content number are recorded with the mark
+    fields = {"kansa.output.label.producer": "example-ai", "kansa.output.label.content_id": "c-1"}
+    oid = "gb45438-implicit-label-fields"
+    assert verdict(both, CN, oid, CN_GEN) == "fail"
+    assert verdict(image(when, ["gb45438-metadata"], **fields), CN, oid, CN_GEN) == "pass"
+    assert verdict(c2pa_only, CN, oid, CN_GEN) == "not_applicable"
+    # Art. 7: app stores verify the labelling materials of AI apps
+    assert verdict(both, CN, "art7-app-store-verification", CN_GEN) == "not_applicable"
+    assert verdict(both, CN, "art7-app-store-verification",
+                   {**CN_GEN, "app_distribution_platform": True}) == "evidence_needed"
 
 
 @pytest.mark.parametrize(("days", "actor", "expected"), [
@@ -491,6 +553,20 @@ def test_ab853_platform_duty_from_2027(when: str, expected: str) -> None:
                    platform) == expected
 
 
+@pytest.mark.parametrize(("oid", "fact", "day_before", "first_day"), [
+    ("22757.3.2-hosting-platform", "genai_hosting_platform", "2027-01-01T07:59:59Z",
+     "2027-01-01T08:00:00Z"),
+    ("22757.3.3-capture-device", "capture_device_manufacturer", "2028-01-01T07:59:59Z",
+     "2028-01-01T08:00:00Z"),
+])
+def test_ab853_hosting_platform_2027_and_capture_devices_2028(
+        oid: str, fact: str, day_before: str, first_day: str) -> None:
+    who = {**CA_BIG, "roles": [PROVIDER, DEPLOYER], fact: True}
+    assert verdict(entry(day_before), CA942, oid, who) == "not_applicable"
+    assert verdict(entry(first_day), CA942, oid, who) == "evidence_needed"
+    assert verdict(entry(first_day), CA942, oid, {**who, fact: False}) == "not_applicable"
+
+
 def test_sb53_critical_safety_incident() -> None:
     frontier = facts(DEVELOPER, juris="US-CA", training_flops=2e26,
                      annual_revenue_usd=9e8)
@@ -520,31 +596,38 @@ def co(when: str, **attrs: Any) -> dict[str, Any]:
     return entry(when, operation="chat", attributes={**DECISION, **attrs})
 
 
-def test_sb24_205_was_repealed_before_it_applied() -> None:
+def test_sb24_205_duties_ran_from_30_june_to_31_december_2026() -> None:
+    # SB 26-189 section 5(1): the repeal and re-enactment takes effect 1 Jan 2027, so the
+    # SB 24-205 duties (from 30 Jun 2026 after SB 25B-004) were on the books until then
     both = [CO205, CO189]
-    # while SB 24-205 was on the books its duties had not begun
+    assert CO205.status == "in_force" and CO205.effective_until == date(2027, 1, 1)
     got = verdicts(co("2026-03-01T18:00:00Z"), both, CO_DEPLOYER)
     assert got and all(k.startswith("us-co/ai-act@sb24-205") for k in got)
     assert {f.verdict for f in got.values()} == {"not_applicable"}
     assert all("not in force until 2026-06-30" in f.reason for f in got.values())
-    # between the repeal and SB 26-189's date no version governs: no findings at all
-    assert verdicts(co("2026-09-15T18:00:00Z"), both, CO_DEPLOYER) == {}
-    # pinned, the repealed law shows what it would have required (a counterfactual)
-    assert verdict(co("2026-09-15T18:00:00Z"), CO205, "6-1-1703-consumer-notice",
-                   CO_DEPLOYER) == "fail"
+    got = verdicts(co("2026-09-15T18:00:00Z"), both, CO_DEPLOYER)
+    notice = got["us-co/ai-act@sb24-205#6-1-1703-consumer-notice"]
+    assert notice.verdict == "fail"
+    assert notice.reason == ("bot made a consequential decision with no record that the "
+                             "consumer was told first (C.R.S. 6-1-1703(4)(a), applies from "
+                             "2026-06-30)")
+    assessment = CO205.obligation("6-1-1703-risk-management-and-impact-assessment")
+    assert "within ninety days" in assessment.text["en"].text
+    assert "90日以内" in assessment.text["ja"].text
 
 
 @pytest.mark.parametrize(("when", "governs"), [
-    ("2027-01-01T06:59:59Z", None),  # 31 Dec 2026 23:59:59 in Denver
+    ("2027-01-01T06:59:59Z", "sb24-205"),  # 31 Dec 2026 23:59:59 in Denver
     ("2027-01-01T07:00:00Z", "sb26-189"),  # 1 Jan 2027 00:00 MST
 ])
-def test_sb26_189_governs_from_1_january_2027_denver_time(when: str,
-                                                         governs: str | None) -> None:
+def test_sb26_189_governs_from_1_january_2027_denver_time(when: str, governs: str) -> None:
     got = verdicts(co(when), [CO205, CO189], CO_DEPLOYER)
-    versions = {f.version for f in got.values()}
-    assert versions == ({governs} if governs else set())
-    if governs:
+    assert {f.version for f in got.values()} == {governs}
+    if governs == "sb26-189":
         assert got["us-co/ai-act@sb26-189#deployer-notice"].verdict == "fail"
+    # SB 26-189's obligations cite sections of the enacted text, not the bill
+    for o in CO189.obligations:
+        assert o.citation.article.startswith("C.R.S. 6-1-17"), o.id
 
 
 def test_sb26_189_checks() -> None:

@@ -247,3 +247,99 @@ def test_verification_and_incident_blocks_are_validated() -> None:
     assert "within_hours" in _err(ok.replace("within_hours: 240", "within_hours: -1"))
     assert str(Citation("Part 2 C, principle 6")) == "Part 2 C, principle 6"
     assert str(Citation("50", "2")) == "Art. 50(2)"
+
+
+# -- reason templates and kansa controls ---------------------------------------------------
+
+REASONED = MINIMAL.replace("""      expr: 'record.outcome == "ok"'
+""", """      expr: 'record.outcome == "ok"'
+      origin: kansa
+    reason:
+      en: "{model} on {system} did not succeed ({citation}, applies since {since})"
+      ja: "{system} の {model} が成功しなかった({citation}、{since} から適用)"
+""")
+
+
+def _entry(model: str, outcome: str = "error") -> dict[str, object]:
+    return {"v": 1, "kind": "gen_ai.call", "id": f"r-{model}", "ts": "2026-03-01T00:00:00Z",
+            "system": "bot", "outcome": outcome, "gen_ai.request.model": model}
+
+
+def test_reason_template_fills_the_failing_finding_in_the_language_asked() -> None:
+    from kansa.policy.engine import judge, reason_in
+
+    p = parse_pack(REASONED)
+    o = p.obligations[0]
+    assert o.check is not None and o.check.origin == "kansa"
+    assert o.reason is not None and set(o.reason) == {"en", "ja"}
+    [f] = judge(_entry("gpt-x"), [p])
+    assert f.verdict == "fail"
+    assert f.reason == "gpt-x on bot did not succeed (Art. 1, applies since 2026-01-01)"
+    [ja] = judge(_entry("gpt-x"), [p], lang="ja")
+    assert ja.reason == "bot の gpt-x が成功しなかった(Art. 1、2026-01-01 から適用)"
+    assert reason_in("ja", f, p, _entry("gpt-x")) == ja.reason
+    assert reason_in("fr", f, p, _entry("gpt-x")) == f.reason  # no fr template: as stored
+    [ok] = judge(_entry("gpt-x", "ok"), [p])
+    assert ok.reason == "check holds"
+    # an obligation without a template keeps the engine's wording; origin defaults
+    plain = parse_pack(MINIMAL)
+    assert plain.obligations[0].check is not None
+    assert plain.obligations[0].check.origin == "instrument"
+    assert judge(_entry("gpt-x"), [plain])[0].reason == "check does not hold"
+
+
+def test_replay_fills_each_failing_row_with_its_own_record(sqlite_url: str) -> None:
+    # judged once per memo miss (model is not part of what the check reads), the reason
+    # names each row's own model: filled per failing row, for stored and collected findings
+    import kansa
+    from kansa.ledger.note import Signer
+    from kansa.policy.engine import FindingStore, impact, replay
+
+    p = parse_pack(REASONED)
+    models = ["model-a", "model-b", "model-a", "model-c"]
+    lg = kansa.Ledger.open(sqlite_url, signer=Signer.generate("test.kansa/reasons"),
+                           master_key=b"r" * 32)
+    try:
+        lg.append_many([{"ts": "2026-03-01T00:00:00Z", "system": "bot", "outcome": "error",
+                         "kind": "gen_ai.call", "gen_ai.request.model": m} for m in models])
+        want = [f"{m} on bot did not succeed (Art. 1, applies since 2026-01-01)"
+                for m in models]
+        for memo in (True, False):
+            res = replay(lg, [p], collect=True, memo=memo)
+            assert [f.reason for f in res.collected] == want, memo
+        stored = FindingStore(lg.log.store).findings(pack_hash=p.hash)
+        assert [f.reason for f in stored] == want
+        other = parse_pack(REASONED.replace('version: "1"', 'version: "2"').replace(
+            "record.outcome == \"ok\"", "true"))
+        rep = impact(lg, other, p)
+        assert [c.reason_after for c in rep.changes] == want
+    finally:
+        lg.close()
+
+
+@pytest.mark.parametrize(("reason", "needle"), [
+    ('{ja: "x"}', "at least 'en'"),
+    ('{en: "{nope} failed"}', "{nope} is not one of"),
+    ('{en: "{system!r} failed"}', "is not one of"),
+    ('{en: "{system:>10} failed"}', "is not one of"),
+    ('{en: "unbalanced {system"}', "reason template"),
+    ('"just text"', "at least 'en'"),
+])
+def test_bad_reason_templates_are_rejected_with_their_line(reason: str, needle: str) -> None:
+    text = MINIMAL + f"    reason: {reason}\n"
+    msg = _err(text)
+    assert needle in msg and msg.startswith(f"packs/x.yaml:{_line_of(text, 'reason:')}:")
+
+
+def test_reason_needs_a_check_and_origin_is_an_enum() -> None:
+    evidence = MINIMAL.replace("""    check:
+      expr: 'record.outcome == "ok"'
+""", """    evidence: {kind: document, description: a policy}
+    reason: {en: "no"}
+""")
+    assert "has no check" in _err(evidence)
+    assert "origin 'meti' is not one of instrument, kansa" in _err(
+        MINIMAL.replace("""      expr: 'record.outcome == "ok"'
+""", """      expr: 'record.outcome == "ok"'
+      origin: meti
+"""))

@@ -1,11 +1,14 @@
 """The rolling-rules part of ``kansa demo``: findings, a signed pack update, its impact
 and the evidence report, on the demo's own ledger.
 
-The story is the one the EU's 2026 Digital Omnibus tells: under the AI Act as adopted,
-generated images must carry a machine-readable mark from 2 Aug 2026; the Omnibus gives
-systems already on the market until 2 Dec 2026. The demo's calls happen on its scenario
-clock, inside that window, so the update turns failures into "not applicable" and the
-impact report shows exactly which records changed and why.
+The story is the one the EU's 2026 Digital Omnibus tells. Under the AI Act as adopted,
+generated images must carry a machine-readable mark from 2 Aug 2026; Regulation (EU)
+2026/1744, in force since 27 Jul 2026, gives systems already on the market until
+2 Dec 2026. The demo's operator still runs the pack of the Regulation as adopted: kansa
+judges its calls under that pack pinned ("had this version governed"), and says that
+it no longer governs. The signed update brings the amended pack; the impact report shows
+which records the amendment changes (inside the grace period, on the scenario clock)
+and why, and the replay under the amended pack is the one that holds by date.
 """
 
 from __future__ import annotations
@@ -83,15 +86,21 @@ def run_rules_steps(ledger: Ledger, home: Path, base: Path, console: Console,
 
     (base / "systems.yaml").write_text(yaml.safe_dump(SYSTEMS, sort_keys=True), "utf-8")
 
-    _step(console, n, "Check every call against the rules in force")
+    _step(console, n, "Check every call against the rules the operator runs")
     adopted = feed.resolve_pack(EU_ADOPTED, home)
     guidelines = feed.resolve_pack(JP_GUIDELINES, home)
     for r in (adopted, guidelines):
         done = feed.activate(ledger, r, at=now)
         console.print(f"activated [bold]{r.pack.ref}[/] ({r.pack.title[:60]}…): ledger "
                       f"entry {done.index}, so which rules were in force is provable")
+    until = adopted.pack.effective_until
+    if until is not None and now.date() >= until:
+        console.print(f"[yellow]{EU_ADOPTED} stopped governing on {until}[/] (Regulation "
+                      "(EU) 2026/1744 entered into force): judged by date it gives these "
+                      "calls no verdict, so kansa judges them under it pinned - what the "
+                      "Regulation as adopted would require.")
     packs = [adopted.pack, guidelines.pack]
-    res = replay(ledger, packs, systems=facts)
+    res = replay(ledger, packs, systems=facts, pin=True)
     console.print(f"Replayed {res.records} records under the active packs in "
                   f"{res.seconds:.2f} s: " + ", ".join(
                       f"{v} {k}" for k, v in sorted(res.verdicts.items()))
@@ -104,9 +113,8 @@ def run_rules_steps(ledger: Ledger, home: Path, base: Path, console: Console,
     if example:
         f = example[0]
         entry = ledger.get(f.record_id).entry
-        console.print(f"For example entry {f.index}: an image made by "
-                      f"{entry.get('system')} at {entry.get('ts')} with no machine-readable "
-                      f"mark fails {f.pack_ref} {f.citation} ({f.reason}).")
+        console.print(f"For example entry {f.index} ({entry.get('ts')}) fails {f.pack_ref} "
+                      f"{f.citation}: {f.reason}.")
 
     n += 1
     _step(console, n, "A law changes: a signed pack update and its impact")
@@ -165,7 +173,7 @@ def run_rules_steps(ledger: Ledger, home: Path, base: Path, console: Console,
                   "deactivated.")
     packs = [omnibus.pack, guidelines.pack]
     res2 = replay(ledger, packs, systems=facts)
-    console.print("Replayed under the updated rules: " + ", ".join(
+    console.print("Replayed under the updated rules, by date: " + ", ".join(
         f"{v} {k}" for k, v in sorted(res2.verdicts.items())) + ".")
 
     n += 1

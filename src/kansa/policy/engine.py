@@ -216,7 +216,8 @@ def _local_day(us: int, pack: Pack) -> str:
 
 
 def _judge_one(cp: CompiledPack, c: _CObl, ctx: Any, at_us: int, index: int | None,
-               record_id: str, roles: Any, jurisdictions: Any) -> Finding:
+               record_id: str, roles: Any, jurisdictions: Any,
+               rec: Mapping[str, Any] | None = None, lang: str = "en") -> Finding:
     o = c.o
     start, end, why = c.from_us, c.until_us, ""
     for n, (test, t_from, t_until) in enumerate(c.transitions, 1):
@@ -248,7 +249,73 @@ def _judge_one(cp: CompiledPack, c: _CObl, ctx: Any, at_us: int, index: int | No
         return finding(EVIDENCE_NEEDED, f"{o.evidence.kind}: {o.evidence.description}")
     if c.expr.test(ctx, index=index, what="expr"):
         return finding(PASS, "check holds" + why)
+    if o.reason is not None:
+        return finding(FAIL, fill_reason(o, cp.pack, rec, start, end, lang))
     return finding(FAIL, "check does not hold" + why)
+
+
+_UNKNOWN = {"ja": "不明"}
+
+
+# what a reason template may take from the record, and where
+_RECORD_FIELDS = {"system": ("system",), "model": ("gen_ai.response.model",
+                                                   "gen_ai.request.model"),
+                  "provider": ("gen_ai.provider.name",)}
+_RECORD_MARKS = tuple("{" + k + "}" for k in _RECORD_FIELDS)
+
+
+def fill_reason(o: Obligation, pack: Pack, rec: Mapping[str, Any] | None, start_us: int,
+                end_us: int | None, lang: str = "en") -> str:
+    """An obligation's reason template (``reason:`` in the pack) in ``lang`` (en when the
+    pack has none in that language), filled with the dates that applied and, given
+    ``rec``, the record's values. Without ``rec`` the record's placeholders ({system},
+    {model}, {provider}) stay for :func:`fill_record`: replay judges once per memo miss,
+    and fills those per failing row."""
+    assert o.reason is not None
+    tpl = o.reason.get(lang) or o.reason["en"]
+    unknown = _UNKNOWN.get(lang if lang in o.reason else "en", "unknown")
+    text = tpl.format_map({
+        **{k: "{" + k + "}" for k in _RECORD_FIELDS},
+        "citation": str(o.citation),
+        "since": _local_day(start_us, pack),
+        "until": _local_day(end_us, pack) if end_us is not None else unknown,
+        "pack": pack.ref,
+    })
+    return text if rec is None else fill_record(text, rec, unknown)
+
+
+def fill_record(reason: str, rec: Mapping[str, Any], unknown: str = "unknown") -> str:
+    """``reason`` with the record's placeholders ({system}, {model}, {provider}) filled."""
+    if "{" not in reason:
+        return reason
+    for name, keys in _RECORD_FIELDS.items():
+        mark = "{" + name + "}"
+        if mark in reason:
+            value = next((str(v) for v in map(rec.get, keys) if v is not None and v != ""),
+                         unknown)
+            reason = reason.replace(mark, value)
+    return reason
+
+
+def _needs_record(reason: str) -> bool:
+    return "{" in reason and any(m in reason for m in _RECORD_MARKS)
+
+
+def reason_in(lang: str, finding: Finding, pack: Pack, entry: Mapping[str, Any],
+              systems: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+    """``finding``'s reason in another language (reports: ``reason_in("ja", ...)``).
+
+    ``pack`` is the pack the finding names (``finding.pack_hash``), ``entry`` the ledger
+    entry it judged, ``systems`` the facts it was judged with. Only failing checks with a
+    reason template have a translated reason; other reasons come back as stored."""
+    o = pack.obligation(finding.obligation)
+    if finding.verdict != FAIL or o.reason is None or lang not in o.reason:
+        return finding.reason
+    judge = Judge(_dedupe([pack]), systems, True, lang=lang)
+    for f in judge.judge(entry, None, finding.index):
+        if f.obligation == finding.obligation and f.verdict == FAIL:
+            return f.reason
+    return finding.reason
 
 
 def judge(
@@ -259,23 +326,27 @@ def judge(
     index: int | None = None,
     systems: Mapping[str, Mapping[str, Any]] | None = None,
     pin: bool = False,
+    lang: str = "en",
 ) -> list[Finding]:
     """Judge one ledger entry (the stored JSON object) under ``packs``.
 
     ``at`` is the instant judged at (default: the record's timestamp); it chooses the
     pack versions in force and is CEL's ``now``. ``systems`` maps a system name to its
     facts (CEL's ``system``; a ``roles`` list there limits obligations to those roles).
+    ``lang`` picks the language of failing checks' reason templates (en by default).
     Findings come in (pack id, obligation order) order."""
-    return Judge(_dedupe(packs), systems, pin).judge(record_entry, at, index)
+    return Judge(_dedupe(packs), systems, pin, lang).judge(record_entry, at, index)
 
 
 class Judge:
     """Judges entries under a fixed set of compiled packs (reuse it: compiling is done once)."""
 
     def __init__(self, packs: list[CompiledPack],
-                 systems: Mapping[str, Mapping[str, Any]] | None, pin: bool) -> None:
+                 systems: Mapping[str, Mapping[str, Any]] | None, pin: bool,
+                 lang: str = "en") -> None:
         self.packs = packs
         self.pin = pin
+        self.lang = lang  # the language of reason templates (findings of failing checks)
         self.systems = {str(k): system_facts(v) for k, v in (systems or {}).items()}
 
     def judge(self, entry: Mapping[str, Any], at: datetime | None,
@@ -289,7 +360,7 @@ class Judge:
         ctx = context(entry, facts, when)
         rid = str(entry.get("id", ""))
         roles, juris = facts.get("roles"), facts.get("jurisdictions")
-        return [_judge_one(cp, c, ctx, at_us, index, rid, roles, juris)
+        return [_judge_one(cp, c, ctx, at_us, index, rid, roles, juris, entry, self.lang)
                 for cp in chosen for c in cp.obligations]
 
 
@@ -722,8 +793,10 @@ class _Outcome:
         self.cp = cp
         self.verdicts = tuple((f.verdict, f.reason) for f in found)
         # (pack_hash, obligation) and the rest of a policy_findings row, for each failure
+        # ... and whether its reason still names the record's values (filled per row)
         self.fails = tuple(((f.pack_hash, f.obligation),
-                            (f.pack, f.version, f.verdict, f.citation, f.legal_force, f.reason))
+                            (f.pack, f.version, f.verdict, f.citation, f.legal_force, f.reason),
+                            _needs_record(f.reason))
                            for f in found if f.verdict == FAIL)
         self.digest = hashlib.sha256(json.dumps(
             [cp.pack.hash, [[f.obligation, f.verdict, f.reason] for f in found]],
@@ -731,10 +804,12 @@ class _Outcome:
         # what the tallies count: outcomes differing only in reasons count alike
         self.profile = (cp.pack.hash, tuple(f.verdict for f in found))
 
-    def findings(self, index: int, record_id: str) -> list[Finding]:
+    def findings(self, index: int, record_id: str,
+                 entry: Mapping[str, Any] | None = None) -> list[Finding]:
         p = self.cp.pack
         return [Finding(index, record_id, c.o.id, p.id, p.version, p.hash, v, c.citation,
-                        c.o.legal_force, r)
+                        c.o.legal_force,
+                        fill_record(r, entry) if entry is not None and v == FAIL else r)
                 for c, (v, r) in zip(self.cp.obligations, self.verdicts, strict=True)]
 
 
@@ -1005,11 +1080,13 @@ def _judge_into(rj: Replayer, entries: Iterable[tuple[int, dict[str, Any]]], sin
             counts[(combo, at_us // _DAY_US)] += 1
         else:
             sink.count_now(combo, at_us // _DAY_US)
-        for head, tail in combo.fails:
+        for head, tail, fill in combo.fails:
+            if fill:  # the reason names the record's system, model or provider
+                tail = (*tail[:-1], fill_record(tail[-1], entry))
             rows += (index, *head, rid, *tail)
         if collect:
             for o in combo.outcomes:
-                result.collected.extend(o.findings(index, rid))
+                result.collected.extend(o.findings(index, rid, entry))
         h.update(digest_line(index, rid, combo))
         result.records += 1
         if len(rows) >= _FLUSH_VALUES:
@@ -1158,7 +1235,9 @@ def impact(
             diff = diffs[pair] = _diff(oa[0] if oa else None, ob[0] if ob else None)
         if diff:
             rid = str(entry.get("id", ""))
-            rep.changes.extend(Change(index, rid, *d) for d in diff)
+            rep.changes.extend(Change(index, rid, oid, before, after, cit_b, cit_a,
+                                      fill_record(why, entry))
+                               for oid, before, after, cit_b, cit_a, why in diff)
     return rep
 
 

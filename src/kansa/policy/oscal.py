@@ -255,7 +255,9 @@ def _control(pack: Pack, o: Mapping[str, Any], cid: str) -> dict[str, Any]:
     for key in ("article", "paragraph", "item"):
         if cit.get(key) is not None:
             props.append(_prop(key, _value(where, f"citation.{key}", str(cit[key]))))
-    props += [_prop("role", str(o["role"])), _prop("legal-force", str(o["legal_force"]))]
+    roles = o["role"] if isinstance(o["role"], list) else [o["role"]]  # one prop per role
+    props += [*(_prop("role", str(r)) for r in roles),
+              _prop("legal-force", str(o["legal_force"]))]
     inherited = {"jurisdiction": eff.jurisdiction, "status": eff.status,
                  "effective_from": eff.effective_from.isoformat(),
                  "effective_until": eff.effective_until.isoformat()
@@ -290,6 +292,8 @@ def _control(pack: Pack, o: Mapping[str, Any], cid: str) -> dict[str, Any]:
                            if ver.get("against") is not None else None))
     if o.get("notes") is not None:
         parts.append(_part("notes", prose=str(o["notes"])))
+    parts += [_part("reason", prose=str(tpl), props=[_prop("lang", lang)])
+              for lang, tpl in sorted((o.get("reason") or {}).items())]
     control: dict[str, Any] = {"id": cid, "title": str(title) if title is not None
                                else str(eff.citation), "props": props}
     if o.get("source_url") is not None:
@@ -304,9 +308,10 @@ def _assessment(o: Mapping[str, Any], cid: str) -> dict[str, Any]:
         sub = [_part("expr", prose=str(ck["expr"]))]
         if ck.get("applies") is not None:
             sub.insert(0, _part("applies", prose=str(ck["applies"])))
-        return _part("assessment-method", ns=None, pid=f"{cid}_asm",
-                     props=[_prop("method", "TEST", ns=None), _prop("assessment", "check")],
-                     parts=sub)
+        props = [_prop("method", "TEST", ns=None), _prop("assessment", "check")]
+        if ck.get("origin") is not None:
+            props.append(_prop("check-origin", str(ck["origin"])))
+        return _part("assessment-method", ns=None, pid=f"{cid}_asm", props=props, parts=sub)
     ev = o["evidence"]
     sub = [_part("applies", prose=str(ev["applies"]))] if ev.get("applies") is not None \
         else []
@@ -593,7 +598,12 @@ class _Import:
         src = _one_link(c, "source")
         if src is not None:
             o["source_url"] = src
-        for key in ("jurisdiction", "role", "legal_force", "status", "effective_from",
+        roles = props.all("role")
+        if not roles:
+            raise c.err(f"lacks the kansa property 'role' (ns {NS})")
+        o["role"] = roles[0] if len(roles) == 1 else roles
+        self.origin[(*base, "role")] = props.where["role"]
+        for key in ("jurisdiction", "legal_force", "status", "effective_from",
                     "effective_until"):
             got = props.one(key.replace("_", "-"), required=key in ("role", "legal_force"))
             if got is not None:
@@ -627,8 +637,20 @@ class _Import:
         if notes is not None:
             o["notes"] = _prose(notes)
             self.origin[(*base, "notes")] = notes.path
+        reasons = [q for q, name in parts if name == "reason"]
+        if reasons:
+            o["reason"] = {}
+            for q in reasons:
+                qp = _Props(q)
+                lang = qp.one("lang", required=True)
+                assert lang is not None
+                if lang in o["reason"]:
+                    raise q.err(f"a second reason in language {lang!r}")
+                o["reason"][lang] = _prose(q)
+                qp.done()
+            self.origin[(*base, "reason")] = reasons[0].path
         known = {"statement", "assessment-method", "transition", "incident-reporting",
-                 "verification", "notes"}
+                 "verification", "notes", "reason"}
         for p, name in parts:
             if name not in known:
                 raise p.err(f"unknown kansa part {name!r}")
@@ -677,6 +699,9 @@ class _Import:
             assert expr is not None
             out["expr"] = _prose(expr)
             self.origin[(*base, "check", "expr")] = expr.path
+            origin = props.one("check-origin")
+            if origin is not None:
+                out["origin"] = origin
         elif kind == "evidence":
             out["kind"] = props.one("evidence-kind", required=True)
             out["description"] = _prose(am)

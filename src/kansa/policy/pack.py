@@ -25,6 +25,8 @@ the parsed pack (comments and layout do not change it), and every finding names 
         legal_force: binding                # binding | effort_duty | soft_law | voluntary
         status: draft                       # default: the pack's
         effective_from: 2026-07-01          # default: the pack's
+        effective_until: 2027-01-01         # default: none (the pack's end chooses the
+                                            # version in force, not when duties end)
         transitions:                        # first match wins; replaces the dates above
           - applies_if: 'system.placed_on_market < timestamp("2026-07-01T00:00:00Z")'
             effective_from: 2027-01-01
@@ -33,6 +35,11 @@ the parsed pack (comments and layout do not change it), and every finding names 
         check:
           applies: 'record.kind == "gen_ai.call"'
           expr: '"gen_ai.usage.input_tokens" in record'
+          origin: instrument                # default; kansa: a control kansa adds, not
+                                            # the instrument's words
+        reason:                             # why a failing record fails (en required)
+          en: "{system} logged no token counts ({citation}, applies since {since})"
+          ja: "..."                         # placeholders: see REASON_FIELDS
         # or: evidence: {kind: document, description: "...", applies: '...'}
         verification:                       # was the citation checked, and against what?
           status: verified                  # verified | partly_verified | unverified
@@ -53,6 +60,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, tzinfo
@@ -71,6 +79,10 @@ LEGAL_FORCES = ("binding", "effort_duty", "soft_law", "voluntary")
 TEXT_KINDS = ("official", "translation", "summary")
 EVIDENCE_KINDS = ("document", "attestation", "test_report", "contract", "record", "other")
 VERIFICATION_STATUSES = ("verified", "partly_verified", "unverified")
+CHECK_ORIGINS = ("instrument", "kansa")
+# what a reason template may name: the record's system, model and provider, the
+# obligation's citation, the day it applies from (or until), after transitions, the pack
+REASON_FIELDS = ("system", "model", "provider", "citation", "since", "until", "pack")
 
 _MAX_NODES = 200_000
 _MAX_DEPTH = 64
@@ -210,6 +222,7 @@ class Check:
     expr: str
     applies: str | None = None
     line: int = 0
+    origin: str = "instrument"  # instrument | kansa (a control kansa adds as evidence)
 
 
 @dataclass(frozen=True)
@@ -274,6 +287,7 @@ class Obligation:
     incident: Incident | None = None
     notes: str | None = None
     roles: tuple[str, ...] = ()  # every role the duty falls on (``role`` is the first)
+    reason: dict[str, str] | None = None  # language -> template of a failing check's reason
 
     def __post_init__(self) -> None:
         if not self.roles:
@@ -429,7 +443,7 @@ _PACK_OPTIONAL = {"effective_until", "timezone", "notes", "title_ja", "supersede
 _OBL_REQUIRED = {"id", "citation", "role", "legal_force", "text"}
 _OBL_OPTIONAL = {"title", "source_url", "jurisdiction", "status", "effective_from",
                  "effective_until", "transitions", "check", "evidence", "notes",
-                 "verification", "incident"}
+                 "verification", "incident", "reason"}
 
 
 def _obligation(v: _V, raw: Any, path: Path_, pack: dict[str, Any],
@@ -467,7 +481,9 @@ def _obligation(v: _V, raw: Any, path: Path_, pack: dict[str, Any],
     legal_force = v.enum(m, "legal_force", path, LEGAL_FORCES)
     status = v.enum(m, "status", path, STATUSES, default=pack["status"])
     eff_from = v.day(m, "effective_from", path, optional=True) or pack_from
-    eff_until = v.day(m, "effective_until", path, optional=True) or pack_until
+    # not the pack's end: that chooses the version in force; judged pinned ("had this
+    # version governed"), a version's duties run on (Art. 53 of the AI Act as adopted)
+    eff_until = v.day(m, "effective_until", path, optional=True)
     if eff_until is not None and eff_until <= eff_from:
         raise v.err((*path, "effective_until"), "effective_until must be after effective_from")
     transitions: list[Transition] = []
@@ -508,9 +524,10 @@ def _obligation(v: _V, raw: Any, path: Path_, pack: dict[str, Any],
                     "'evidence' (what a person must supply)")
     if "check" in m:
         cp = (*path, "check")
-        ck = v.mapping(m["check"], cp, "check", {"expr"}, {"applies"})
+        ck = v.mapping(m["check"], cp, "check", {"expr"}, {"applies", "origin"})
         check = Check(str(v.cel(ck, "expr", cp, oid)), v.cel(ck, "applies", cp, oid,
-                                                              optional=True), v.line(cp))
+                                                              optional=True), v.line(cp),
+                      v.enum(ck, "origin", cp, CHECK_ORIGINS, default="instrument"))
     else:
         ep = (*path, "evidence")
         ev = v.mapping(m["evidence"], ep, "evidence", {"kind", "description"}, {"applies"})
@@ -520,6 +537,10 @@ def _obligation(v: _V, raw: Any, path: Path_, pack: dict[str, Any],
     notes = v.string(m, "notes", path, optional=True)
     title = v.string(m, "title", path, optional=True)
     verification = _verification(v, m, path)
+    reason = _reason(v, m, path) if m.get("reason") is not None else None
+    if reason is not None and check is None:
+        raise v.err((*path, "reason"), "a reason template explains a failing check; this "
+                    "obligation has no check")
     incident = None
     if m.get("incident") is not None:
         ip = (*path, "incident")
@@ -540,7 +561,30 @@ def _obligation(v: _V, raw: Any, path: Path_, pack: dict[str, Any],
     v.prefix = ""
     return Obligation(oid, title, citation, source_url, jurisdiction, role, legal_force,
                       status, eff_from, eff_until, tuple(transitions), texts, check, evidence,
-                      v.line(path), verification, incident, notes, roles)
+                      v.line(path), verification, incident, notes, roles, reason)
+
+
+def _reason(v: _V, m: dict[str, Any], path: Path_) -> dict[str, str]:
+    rp = (*path, "reason")
+    rm = m["reason"]
+    if not isinstance(rm, dict) or "en" not in rm:
+        raise v.err(rp, "reason must map languages to templates, with at least 'en'")
+    out: dict[str, str] = {}
+    for lang in rm:
+        if not _LANG_RE.match(lang):
+            raise v.err((*rp, lang), f"{lang!r} is not a language tag (en, ja, ...)")
+        tpl = str(v.string(rm, lang, rp))
+        try:
+            fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(tpl)
+                      if f is not None]
+        except ValueError as e:
+            raise v.err((*rp, lang), f"reason template: {e}") from None
+        for f, spec, conv in fields:
+            if f not in REASON_FIELDS or spec or conv:
+                raise v.err((*rp, lang), f"reason template: {{{f}}} is not one of "
+                            + ", ".join("{" + n + "}" for n in REASON_FIELDS))
+        out[lang] = tpl
+    return out
 
 
 def _verification(v: _V, m: dict[str, Any], path: Path_) -> Verification | None:
