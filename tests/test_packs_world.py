@@ -45,7 +45,7 @@ PINNED_HASHES = {
     "eu/ai-act@2024-1689":
         "sha256:aa980154e29329210872eb61c7bd41478e252f8708d57c4a0c1aeddbc7e0cd40",
     "eu/ai-act@2026-omnibus":
-        "sha256:5162eed9df778194bf9a579b222cbba0b1169a6f538caa9ec1c10431678f5a08",
+        "sha256:d2238305460da4a7654e41d8f7ef1bcf2183907c3ff297efbef39da8382b0ee6",
     "kr/ai-basic-act@2026-01-22":
         "sha256:2d47d900bdfad1ab01dee30d2bf31e4c604da345128f8bf64753c0e04b5bc435",
     "us-ca/ai-transparency-act@sb942-ab853":
