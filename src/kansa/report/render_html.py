@@ -8,6 +8,7 @@ in a small safe syntax, and a print stylesheet keeps tables and charts on whole 
 
 from __future__ import annotations
 
+import base64
 import html
 import re
 from collections.abc import Iterator
@@ -60,6 +61,7 @@ DEFAULT_COLORS = ("#2e7d32", "#c62828", "#9e9e9e", "#f9a825", "#1565c0", "#6a1b9
                   "#00838f", "#ef6c00")
 _SAFE_COLOR = re.compile(r"^(#[0-9a-fA-F]{3,8}|[a-zA-Z]{3,20})$")
 _ANCHOR_BAD = re.compile(r"[^A-Za-z0-9_.:-]+")
+_FILE_BAD = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 def esc(text: object) -> str:
@@ -144,6 +146,13 @@ def _block(block: Block) -> str:
     if isinstance(block, KeyValue):
         return _kv(block.pairs, "kv")
     if isinstance(block, Code):
+        if block.download:
+            href = "data:text/plain;charset=utf-8;base64," + base64.b64encode(
+                _clean(block.text).encode("utf-8")).decode("ascii")
+            name = _FILE_BAD.sub("-", block.download) or "download.txt"
+            return (f'<details class="code"><summary>{esc(block.caption or name)}</summary>'
+                    f'<pre>{esc(block.text)}</pre><p class="small"><a href="{href}" '
+                    f'download="{esc(name)}">{esc(name)}</a></p></details>')
         cap = f"<figcaption>{esc(block.caption)}</figcaption>" if block.caption else ""
         return f"<figure>{cap}<pre>{esc(block.text)}</pre></figure>"
     if isinstance(block, Chart):

@@ -226,6 +226,8 @@ def _title(pdf: _PDF, doc: Document) -> None:
 
 def _section(pdf: _PDF, section: Section, level: int) -> None:
     size = _HEADING_SIZES.get(level, 10.5)
+    if section.new_page and pdf.get_y() > pdf.t_margin + 1:
+        pdf.add_page()
     pdf.room(size * 1.6 + 12)
     pdf.ln(3 if level > 1 else 5)
     heading = pdf.fit(section.heading) or "-"
