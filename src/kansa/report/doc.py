@@ -26,6 +26,7 @@ class Table:
     caption: str | None = None
     # per column: "l" (text) or "r" (numbers); default all "l"
     align: tuple[str, ...] | None = None
+    small: bool = False  # set in a smaller type (a summary that must fit one page)
 
 
 @dataclass(frozen=True)

@@ -637,7 +637,7 @@ def _exec_summary(lang: str, d: EvidenceData) -> Section:
     for p, rs in _by_pack(d):
         failing = [r for r in rs if r.status == "failing"]
         needed = [r for r in rs if r.status == "evidence_needed"]
-        rows.append((_pack_title(p, lang) + f"\n{p.ref}",
+        rows.append((_pack_title(p, lang),
                      t(lang, f"istatus.{_instrument_status(rs)}"),
                      format_count(lang, len(failing)), format_count(lang, len(needed)),
                      format_count(lang, sum(r.counts[FAIL] for r in rs)),
@@ -646,41 +646,38 @@ def _exec_summary(lang: str, d: EvidenceData) -> Section:
                          t(lang, "col.obl_failing"), t(lang, "col.obl_evidence"),
                          t(lang, "col.fail_findings"), t(lang, "col.verification")),
                         tuple(rows), caption=t(lang, "exec.instruments"),
-                        align=("l", "l", "r", "r", "r", "l")))
-    # per system and instrument: failing findings are stored per record, so kansa knows
-    # which systems failed; pass counts are not kept per system
-    sys_rows = []
+                        align=("l", "l", "r", "r", "r", "l"), small=True))
+    # per system: failing findings are stored per record, so kansa knows which systems
+    # failed which instrument; passes are not kept per system
+    per: dict[str, dict[str, int]] = {}
     for p, rs in _by_pack(d):
-        per: dict[str, tuple[int, int]] = {}
         for r in rs:
             for name, n in d.by_system.get((p.hash, r.obligation.id), ()):
-                k, total = per.get(name, (0, 0))
-                per[name] = (k + 1, total + n)
-        for name, (k, total) in sorted(per.items(), key=lambda x: (-x[1][1], x[0])):
-            sys_rows.append((name or t(lang, "reason.unknown"), p.ref,
-                             t(lang, "istatus.fails"), format_count(lang, k),
-                             format_count(lang, total)))
-    if sys_rows:
-        blocks.append(Table((t(lang, "col.system"), t(lang, "col.pack"), t(lang, "col.status"),
-                             t(lang, "col.obl_failing"), t(lang, "col.fail_findings")),
-                            tuple(sys_rows[:_EXEC_ROWS]), caption=t(lang, "exec.systems"),
-                            align=("l", "l", "l", "r", "r")))
-        blocks.append(Para(t(lang, "exec.systems_note"), "small"))
+                got = per.setdefault(name or t(lang, "reason.unknown"), {})
+                got[p.ref] = got.get(p.ref, 0) + n
+    if per:
+        order = sorted(per, key=lambda k: (-sum(per[k].values()), k))
+        blocks.append(Table(
+            (t(lang, "col.system"), t(lang, "col.status"), t(lang, "col.fail_findings")),
+            tuple((name, t(lang, "istatus.fails"), "\n".join(
+                f"{ref}: {format_count(lang, n)}" for ref, n in sorted(per[name].items())))
+                for name in order[:_EXEC_ROWS]),
+            caption=t(lang, "exec.systems"), align=("l", "l", "l"), small=True))
     # the top failing obligations, and why
     failing = sorted((r for r in d.results if r.counts[FAIL]),
                      key=lambda r: (-r.counts[FAIL], r.pack.ref, r.obligation.id))
     if failing:
         blocks.append(Table(
             (t(lang, "col.obligation"), t(lang, "col.fail"), t(lang, "col.why")),
-            tuple((f"{r.obligation.id}\n{r.pack.ref}", format_count(lang, r.counts[FAIL]),
+            tuple((r.obligation.id, format_count(lang, r.counts[FAIL]),
                    obligation_reason(r.obligation, lang, r.counts[FAIL],
                                      d.by_system.get((r.pack.hash, r.obligation.id), ()),
                                      pack=r.pack.ref,
                                      stored=r.examples[0].reason if r.examples else None))
-                  for r in failing[:5]),
-            caption=t(lang, "exec.top", n=min(5, len(failing)),
+                  for r in failing[:_EXEC_ROWS - 2]),
+            caption=t(lang, "exec.top", n=min(_EXEC_ROWS - 2, len(failing)),
                       total=format_count(lang, len(failing))),
-            align=("l", "r", "l")))
+            align=("l", "r", "l"), small=True))
     else:
         blocks.append(Para(t(lang, "exec.no_failures"), "note"))
     # deadlines that run, one row per day, kind and pack
@@ -689,12 +686,12 @@ def _exec_summary(lang: str, d: EvidenceData) -> Section:
         detail = x.detail if x.kind != "incident" else ""
         groups.setdefault((x.when, x.kind, x.pack, detail), []).append(x)
     if groups:
-        keys = sorted(groups)[:_EXEC_ROWS]
+        keys = sorted(groups)[:_EXEC_ROWS - 2]
         blocks.append(Table((t(lang, "col.date"), t(lang, "col.what"), t(lang, "col.obligation")),
                             tuple(_deadline_row(lang, groups[k]) for k in keys),
                             caption=t(lang, "exec.deadlines", n=len(keys),
                                       total=format_count(lang, len(groups))),
-                            align=("l", "l", "l")))
+                            align=("l", "l", "l"), small=True))
     else:
         blocks.append(Para(t(lang, "exec.no_deadlines"), "small"))
     blocks.extend(_changes(lang, d))
@@ -710,19 +707,23 @@ def _deadline_row(lang: str, xs: Sequence[Deadline]) -> tuple[str, str, str]:
         when = format_date(lang, x.when.date())
         what = t(lang, f"deadline.{x.kind}") + (
             t(lang, "deadline.transition") if x.detail else "")
-    obls = t(lang, "reason.join").join(f"{y.obligation} ({y.citation})" for y in xs)
+    obls = t(lang, "reason.join").join(f"{y.obligation} ({y.citation})" for y in xs[:3])
+    if len(xs) > 3:
+        obls += t(lang, "reason.join") + t(lang, "more", n=len(xs) - 3)
     return when, what, f"{obls}\n{x.pack}"
 
 
 def _changes(lang: str, d: EvidenceData) -> list[Block]:
+    """One paragraph: what the previous stored replay of the same instruments counted as
+    failing over this period, and the obligations whose count moved most."""
     c = d.previous
     if c is None:
         return [Para(t(lang, "exec.no_previous"), "small")]
     before, after = sum(c.before.values()), sum(c.after.values())
-    out: list[Block] = [Para(t(
-        lang, "exec.previous", run=c.run.run_id, when=format_datetime(lang, c.run.started_at),
-        records=format_count(lang, c.run.records), packs=", ".join(c.packs),
-        before=format_count(lang, before), after=format_count(lang, after)), "small")]
+    text = t(lang, "exec.previous", run=c.run.run_id,
+             when=format_datetime(lang, c.run.started_at),
+             records=format_count(lang, c.run.records), packs=", ".join(c.packs),
+             before=format_count(lang, before), after=format_count(lang, after))
     rows = []
     for key in sorted(set(c.before) | set(c.after)):
         a, b = c.before.get(key, 0), c.after.get(key, 0)
@@ -730,35 +731,44 @@ def _changes(lang: str, d: EvidenceData) -> list[Block]:
             rows.append((abs(b - a), key, a, b))
     rows.sort(key=lambda x: (-x[0], x[1]))
     if rows:
-        out.append(Table((t(lang, "col.obligation"), t(lang, "col.before"), t(lang, "col.now")),
-                         tuple((f"{oid}\n{pid}", format_count(lang, a), format_count(lang, b))
-                               for _, (pid, oid), a, b in rows[:_EXEC_ROWS - 1]),
-                         caption=t(lang, "exec.changed", n=min(_EXEC_ROWS - 1, len(rows)),
-                                   total=format_count(lang, len(rows))),
-                         align=("l", "r", "r")))
+        shown = t(lang, "exec.change_join").join(
+            t(lang, "exec.change", obligation=oid, pack=pid, before=format_count(lang, a),
+              after=format_count(lang, b)) for _, (pid, oid), a, b in rows[:3])
+        if len(rows) > 3:
+            shown += t(lang, "exec.change_join") + t(lang, "more", n=len(rows) - 3)
+        text += " " + t(lang, "exec.changed", changes=shown)
     else:
-        out.append(Para(t(lang, "exec.unchanged"), "small"))
-    return out
+        text += " " + t(lang, "exec.unchanged")
+    return [Para(text.replace("。 ", "。"), "small")]
+
+
+def _short(text: str, most: int) -> str:
+    return text if len(text) <= most else text[:most - 1].rstrip() + "…"
 
 
 def _summary(lang: str, d: EvidenceData) -> Section:
-    rows = []
+    """One table per pack: every obligation with its counts and status."""
+    blocks: list[Block] = []
     total: dict[str, Counter[str]] = {}
-    for r in d.results:
-        c = r.counts
-        rows.append((r.pack.ref, f"{r.obligation.id}\n{obligation_title(r.obligation, lang)}",
-                     str(r.obligation.citation), t(lang, f"force.{r.obligation.legal_force}"),
-                     format_count(lang, c[PASS]), format_count(lang, c[FAIL]),
-                     format_count(lang, c[NOT_APPLICABLE]), format_count(lang, c[EVIDENCE_NEEDED]),
-                     t(lang, f"status.{r.status}")))
-        for day, cnt in r.per_day.items():
-            total.setdefault(day, Counter()).update(cnt)
-    table = Table(
-        (t(lang, "col.pack"), t(lang, "col.obligation"), t(lang, "col.citation"),
-         t(lang, "col.force"), t(lang, "col.pass"), t(lang, "col.fail"), t(lang, "col.na"),
-         t(lang, "col.evidence"), t(lang, "col.status")),
-        tuple(rows), align=("l", "l", "l", "l", "r", "r", "r", "r", "l"))
-    blocks: list[Block] = [table]
+    most = 34 if lang == "ja" else 60
+    for p, rs in _by_pack(d):
+        rows = []
+        for r in rs:
+            c = r.counts
+            title = _short(obligation_title(r.obligation, lang), most)
+            rows.append((f"{r.obligation.id}\n{title}",
+                         str(r.obligation.citation), t(lang, f"force.{r.obligation.legal_force}"),
+                         format_count(lang, c[PASS]), format_count(lang, c[FAIL]),
+                         format_count(lang, c[NOT_APPLICABLE]),
+                         format_count(lang, c[EVIDENCE_NEEDED]), t(lang, f"status.{r.status}")))
+            for day, cnt in r.per_day.items():
+                total.setdefault(day, Counter()).update(cnt)
+        blocks.append(Table(
+            (t(lang, "col.obligation"), t(lang, "col.citation"), t(lang, "col.force"),
+             t(lang, "col.pass"), t(lang, "col.fail"), t(lang, "col.na"),
+             t(lang, "col.evidence"), t(lang, "col.status")),
+            tuple(rows), caption=f"{_pack_title(p, lang)} ({p.ref})",
+            align=("l", "l", "l", "r", "r", "r", "r", "l")))
     if d.system is None and any(b is not None and b != b.replace(hour=0, minute=0, second=0,
                                                                   microsecond=0)
                                 for b in (d.since, d.until)):
@@ -816,7 +826,8 @@ def _obligation(lang: str, r: ObligationResult, d: EvidenceData) -> Section:
         blocks.append(Para(obligation_reason(
             o, lang, c[FAIL], d.by_system.get((r.pack.hash, o.id), ()), pack=r.pack.ref,
             stored=r.examples[0].reason if r.examples else None), "warning"))
-    chart = _chart(lang, t(lang, "chart.title", ref=r.pack.ref, obligation=o.id), r.per_day)
+    chart = (_chart(lang, t(lang, "chart.title", ref=r.pack.ref, obligation=o.id), r.per_day)
+             if sum(1 for v in VERDICTS if c[v]) > 1 else None)
     if chart is not None:
         blocks.append(chart)
     if c[FAIL]:
@@ -838,33 +849,49 @@ def _obligation(lang: str, r: ObligationResult, d: EvidenceData) -> Section:
     return Section(heading, blocks, anchor=f"obl-{r.pack.id}-{o.id}")
 
 
+def _text_cell(lang: str, o: Obligation) -> str:
+    """The obligation's text for a table cell, labelled as the pack marks it; a text in
+    another language than the report's says so."""
+    text = o.text.get(lang)
+    shown_in = lang
+    if text is None:
+        other = "en" if "en" in o.text else next(iter(o.text), None)
+        if other is None:
+            return t(lang, "obl.no_text")
+        text, shown_in = o.text[other], other
+    label = t(lang, "obl.text", kind=t(lang, f"kind.{text.kind}"),
+              language=lang_name(lang, shown_in))
+    return f"{label}\n{text.text}"
+
+
 def _evidence(lang: str, d: EvidenceData) -> Section | None:
     wanted = [r for r in d.results if r.obligation.evidence is not None
               and r.status in ("evidence_needed", "evidence_supplied")]
     if not wanted:
         return None
-    sec = Section(t(lang, "sec.evidence"), [Para(t(lang, "ev.intro"))], anchor="evidence")
-    for r in wanted:
-        o = r.obligation
-        assert o.evidence is not None
-        blocks: list[Block] = [KeyValue((
-            (t(lang, "col.pack"), r.pack.ref),
-            (t(lang, "col.citation"), str(o.citation)),
-            (t(lang, "ev.needed"), pack_text(lang, o.evidence.description)),
-            (t(lang, "col.status"), t(lang, f"status.{r.status}")),
-        ))]
-        if not r.supplied:
-            blocks.append(Para(t(lang, "ev.none_supplied"), "warning"))
-        else:
-            blocks.append(Table(
-                (t(lang, "col.title"), t(lang, "col.sha256"), t(lang, "col.supplied"),
-                 t(lang, "col.index"), t(lang, "col.record")),
-                tuple((ev.title, ev.sha256, format_datetime(lang, ev.ts), str(ev.index),
-                       ev.record_id) for ev, _ in r.supplied),
-                caption=t(lang, "ev.supplied"), align=("l", "l", "l", "r", "l")))
-        sec.subsections.append(Section(f"{o.id} — {obligation_title(o, lang)}\n{r.pack.ref}",
-                                       blocks))
-    return sec
+    blocks: list[Block] = [Para(t(lang, "ev.intro"))]
+    if any(lang not in r.obligation.text for r in wanted):
+        blocks.append(Para(t(lang, "obl.text_missing", language=lang_name(lang, "en")), "note"))
+    blocks.append(Table(
+        (t(lang, "col.obligation"), t(lang, "col.asks"), t(lang, "ev.needed"),
+         t(lang, "col.status")),
+        tuple((f"{r.obligation.id}\n{r.obligation.citation}\n{r.pack.ref}",
+               _text_cell(lang, r.obligation),
+               pack_text(lang, r.obligation.evidence.description)
+               if r.obligation.evidence else "",
+               t(lang, f"status.{r.status}")) for r in wanted)))
+    supplied = [(r, ev) for r in wanted for ev, _ in r.supplied]
+    if supplied:
+        blocks.append(Table(
+            (t(lang, "col.obligation"), t(lang, "col.title"), t(lang, "col.sha256"),
+             t(lang, "col.supplied"), t(lang, "col.index"), t(lang, "col.record")),
+            tuple((f"{r.obligation.id}\n{r.pack.ref}", ev.title, ev.sha256,
+                   format_datetime(lang, ev.ts), str(ev.index), ev.record_id)
+                  for r, ev in supplied),
+            caption=t(lang, "ev.supplied"), align=("l", "l", "l", "l", "r", "l")))
+    else:
+        blocks.append(Para(t(lang, "ev.none_supplied"), "warning"))
+    return Section(t(lang, "sec.evidence"), blocks, anchor="evidence")
 
 
 def _appendix_packs(lang: str, d: EvidenceData) -> Section:
@@ -932,8 +959,7 @@ def evidence_document(d: EvidenceData, lang: str) -> Document:
         (t(lang, "meta.systems"), d.system or t(lang, "meta.all_systems")),
         (t(lang, "meta.log"), f"{cp.origin} · {format_count(lang, cp.size)}"),
     ]
-    shown = [r for r in d.results if r.status != "not_applicable"
-             and r.status != "no_records"]
+    shown = [r for r in d.results if r.counts[PASS] or r.counts[FAIL]]
     quiet = len(d.results) - len(shown)
     obl_blocks: list[Block] = []
     if quiet:

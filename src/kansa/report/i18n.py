@@ -126,7 +126,9 @@ _EN: dict[str, str] = {
     "col.sha256": "SHA-256",
     "col.supplied": "Supplied",
     "obl.text": "Text ({kind}, {language})",
-    "obl.text_missing": "The pack carries no text in this language; shown in {language}.",
+    "obl.text_missing": (
+        "Where the pack carries no text in this language, it is shown in {language}."
+    ),
     "obl.no_text": "The pack carries no text for this obligation.",
     "obl.role": "Role",
     "obl.check": "Check",
@@ -169,10 +171,9 @@ _EN: dict[str, str] = {
     "istatus.meets": "meets",
     "istatus.not_applicable": "not applicable",
     "exec.instruments": "Status per instrument",
-    "exec.systems": "Systems with failing records, per instrument",
-    "exec.systems_note": (
-        "The replay stores failing findings per record, so failures are known per system; "
-        "passes are counted per instrument only. Use --system for one system's full counts."
+    "exec.systems": (
+        "Systems with failing records, per instrument (failures are stored per record; "
+        "passes only per instrument: --system gives one system's full counts)"
     ),
     "exec.top": "Top failing obligations ({n} of {total}), and why",
     "exec.no_failures": "No record failed a check in the period.",
@@ -186,18 +187,20 @@ _EN: dict[str, str] = {
         "What changed: there is no earlier stored replay of these instruments to compare with."
     ),
     "exec.previous": (
-        "What changed: compared with the previous stored replay of these instruments, {run} "
-        "({when}; {records} records; {packs}), failing findings in this period went from "
-        "{before} to {after}."
+        "What changed since the previous stored replay of these instruments ({run}, {when}, "
+        "{records} records, {packs}): failing records in this period {before} → {after}."
     ),
-    "exec.changed": "Obligations whose failing count changed ({n} of {total})",
-    "exec.unchanged": "No obligation's failing count changed.",
+    "exec.changed": "By obligation: {changes}.",
+    "exec.change": "{obligation} ({pack}) {before} → {after}",
+    "exec.change_join": "; ",
+    "exec.unchanged": "No obligation's count changed.",
     "col.instrument": "Instrument",
     "col.obl_failing": "Obligations failing",
     "col.obl_evidence": "Evidence needed",
-    "col.fail_findings": "Failing records",
+    "col.fail_findings": "Failing findings",
     "col.verification": "Citations",
     "col.why": "Why",
+    "col.asks": "What the obligation asks",
     "col.date": "Date",
     "col.what": "What",
     "col.before": "Before",
@@ -207,12 +210,15 @@ _EN: dict[str, str] = {
     # reasons
     "reason.unknown": "unknown",
     "reason.record": "{system}: does not meet {title} ({citation})",
-    "reason.count_tpl": "{n} records: {text}",
+    "reason.count_tpl": "{n} {records}: {text}",
     "reason.since": ", applies since {day}",
-    "reason.obligation": "{n} records failed: {title} ({citation}{since})",
-    "reason.obligation_from": "{n} records from {who} failed: {title} ({citation}{since})",
+    "reason.obligation": "{n} {records} failed: {title} ({citation}{since})",
+    "reason.obligation_from": "{n} {records} from {who} failed: {title} ({citation}{since})",
+    "reason.records": "records",
+    "reason.record_one": "record",
     "reason.join": ", ",
     "reason.more": " and {n} more systems",
+    "more": "{n} more",
     # verification
     "verif.line": (
         "{status}: {verified} of {total} obligations' citations verified, {partly} partly, "
@@ -235,8 +241,9 @@ _EN: dict[str, str] = {
     "obl.verification_value": "{status} (notes: Appendix A)",
     "obl.check_ref": "checked automatically on every record (condition: Appendix B)",
     "sec.obligations.quiet": (
-        "{n} obligations applied to no record in the period; they appear in the table "
-        "above only."
+        "The {n} obligations no check judged in the period (not applicable to any record, "
+        "or shown by evidence a person supplies) are in the tables above and, for "
+        "evidence, in the next section."
     ),
     "none": "none",
     "open": "open-ended",
@@ -340,7 +347,7 @@ _JA: dict[str, str] = {
     "col.sha256": "SHA-256",
     "col.supplied": "提出日時",
     "obl.text": "本文（{kind}、{language}）",
-    "obl.text_missing": "このパックには日本語の本文がないため、{language}で示します。",
+    "obl.text_missing": "このパックに日本語の本文がない義務は、{language}で示します。",
     "obl.no_text": "このパックにはこの義務の本文がありません。",
     "obl.role": "対象の役割",
     "obl.check": "検査式",
@@ -385,10 +392,9 @@ _JA: dict[str, str] = {
     "istatus.meets": "適合",
     "istatus.not_applicable": "対象外",
     "exec.instruments": "規範ごとの状況",
-    "exec.systems": "不適合の記録があるシステム（規範ごと）",
-    "exec.systems_note": (
-        "再判定は不適合の指摘を記録ごとに保存するため、不適合はシステムごとに分かります。"
-        "適合の件数は規範ごとにのみ集計されます。1つのシステムの全件数は --system で確認できます。"
+    "exec.systems": (
+        "不適合の記録があるシステム（規範ごとの記録数。不適合は記録ごとに保存され、適合は"
+        "規範ごとにのみ集計されるため、1つのシステムの全件数は --system で確認できます）"
     ),
     "exec.top": "不適合の多い義務（全 {total} 件のうち {n} 件）とその理由",
     "exec.no_failures": "期間内に検査で不適合となった記録はありません。",
@@ -400,17 +406,20 @@ _JA: dict[str, str] = {
     "deadline.incident": "インシデント報告の期限（{detail}）",
     "exec.no_previous": "変更点：比較できる、同じ規範の以前の再判定は保存されていません。",
     "exec.previous": (
-        "変更点：同じ規範の直前の保存済み再判定 {run}（{when}、記録 {records} 件、{packs}）"
-        "と比べ、この期間の不適合の指摘は {before} 件から {after} 件になりました。"
+        "変更点：同じ規範の直前の保存済み再判定（{run}、{when}、記録 {records} 件、{packs}）"
+        "と比べ、この期間の不適合の記録は {before} 件 → {after} 件。"
     ),
-    "exec.changed": "不適合の件数が変わった義務（全 {total} 件のうち {n} 件）",
+    "exec.changed": "義務ごと：{changes}。",
+    "exec.change": "{obligation}（{pack}）{before} 件 → {after} 件",
+    "exec.change_join": "、",
     "exec.unchanged": "不適合の件数が変わった義務はありません。",
     "col.instrument": "規範",
     "col.obl_failing": "不適合の義務",
     "col.obl_evidence": "要証拠の義務",
-    "col.fail_findings": "不適合の記録",
+    "col.fail_findings": "不適合の指摘",
     "col.verification": "条項の確認",
     "col.why": "理由",
+    "col.asks": "義務の内容",
     "col.date": "期日",
     "col.what": "内容",
     "col.before": "前回",
@@ -420,12 +429,15 @@ _JA: dict[str, str] = {
     # reasons
     "reason.unknown": "不明",
     "reason.record": "{system}：{title}（{citation}）を満たしていません",
-    "reason.count_tpl": "{n} 件：{text}",
+    "reason.count_tpl": "{n} 件{records}：{text}",
+    "reason.records": "",
+    "reason.record_one": "",
     "reason.since": "、{day}から適用",
-    "reason.obligation": "{n} 件の記録が不適合：{title}（{citation}{since}）",
-    "reason.obligation_from": "{who} の記録 {n} 件が不適合：{title}（{citation}{since}）",
+    "reason.obligation": "{n} 件の記録{records}が不適合：{title}（{citation}{since}）",
+    "reason.obligation_from": "{who} の記録 {n} 件{records}が不適合：{title}（{citation}{since}）",
     "reason.join": "、",
     "reason.more": " ほか {n} システム",
+    "more": "ほか {n} 件",
     # verification
     "verif.line": (
         "{status}：全 {total} 義務のうち条項確認済み {verified}、一部確認済み {partly}、"
@@ -448,7 +460,8 @@ _JA: dict[str, str] = {
     "obl.verification_value": "{status}（注記：付録A）",
     "obl.check_ref": "すべての記録で自動的に検査（条件：付録B）",
     "sec.obligations.quiet": (
-        "{n} 件の義務は期間内のどの記録にも適用されなかったため、上の表にのみ掲載しています。"
+        "期間内にどの記録でも検査されなかった {n} 件の義務（対象外、または人が提出する証拠で"
+        "示すもの）は、上の表と、証拠については次の節に掲載しています。"
     ),
     "none": "なし",
     "open": "期限なし",

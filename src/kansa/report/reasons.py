@@ -126,12 +126,17 @@ def obligation_reason(o: Any, lang: str, count: int,
         top = systems[0][0] if len(systems) == 1 else None
         text = _fill(tpl, _fields(o, lang, system=top or who or None, model=None,
                                   provider=None, pack=pack, since=since))
-        return t(lang, "reason.count_tpl", n=format_count(lang, count), text=text)
+        return t(lang, "reason.count_tpl", n=format_count(lang, count), text=text,
+                 records=_records(lang, count))
     when = (t(lang, "reason.since", day=format_date(lang, since)) if since else "")
     key = "reason.obligation_from" if who else "reason.obligation"
-    return t(lang, key, n=format_count(lang, count), who=who,
+    return t(lang, key, n=format_count(lang, count), who=who, records=_records(lang, count),
              title=obligation_title(o, lang), citation=str(getattr(o, "citation", "")),
              since=when)
+
+
+def _records(lang: str, n: int) -> str:
+    return t(lang, "reason.record_one" if n == 1 else "reason.records")
 
 
 def _who(lang: str, systems: Sequence[tuple[str, int]]) -> str:

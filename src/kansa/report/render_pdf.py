@@ -313,13 +313,13 @@ _PAD_X, _PAD_Y = 1.2, 0.8
 
 
 def _grid(pdf: _PDF, headers: Sequence[str], rows: Sequence[Sequence[str]],
-          align: Sequence[str], caption: str | None, *, kv: bool = False) -> None:
+          align: Sequence[str], caption: str | None, *, kv: bool = False,
+          size: float = 8.5) -> None:
     """A table with borders; the header row is repeated on every page the table spans,
     and a row too tall for one page continues on the next."""
     n = max([len(headers), *(len(r) for r in rows)], default=0)
     if n == 0:
         return
-    size = 8.5
     line_h = size * 0.5
     if caption:
         pdf.set_text_color(90, 90, 90)
@@ -391,7 +391,8 @@ def _grid(pdf: _PDF, headers: Sequence[str], rows: Sequence[Sequence[str]],
 
 
 def _table(pdf: _PDF, tb: Table) -> None:
-    _grid(pdf, tb.headers, tb.rows, tb.align or (), tb.caption)
+    _grid(pdf, tb.headers, tb.rows, tb.align or (), tb.caption,
+          size=7.6 if tb.small else 8.5)
 
 
 def _kv(pdf: _PDF, pairs: tuple[tuple[str, str], ...]) -> None:
