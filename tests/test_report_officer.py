@@ -306,3 +306,46 @@ def test_japanese_pdf_has_no_english_lines_of_its_own(ledger: kansa.Ledger,
     # the English report is the control: the same check finds its lines
     en = render_pdf(evidence_document(data, "en"), tmp_path / "en.pdf")
     assert len(non_japanese_lines(en, exempt)) > 20
+
+
+# -- the CLI reports on the activated packs ----------------------------------------------------
+
+
+def test_cli_reports_the_activated_packs(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from kansa.cli import app
+    from kansa.policy.engine import FindingStore
+
+    runner = CliRunner()
+    home = tmp_path / "home"
+
+    def run(*args: str) -> tuple[int, str]:
+        r = runner.invoke(app, list(args), env={"KANSA_HOME": str(home), "COLUMNS": "300"})
+        return r.exit_code, r.output
+
+    assert run("init", "--origin", "example.com/officer")[0] == 0
+    with kansa.Ledger.open(home=home) as lg:
+        lg.append_many(_records(40))
+    guidelines = "jp.meti-mic/ai-guidelines-for-business@1.2"
+    code, out = run("packs", "activate", guidelines)
+    assert code == 0, out
+    out_dir = tmp_path / "out"
+    code, out = run("report", "evidence", "--lang", "ja", "--format", "html", "--out",
+                    str(out_dir))
+    assert code == 0, out
+    assert f"reporting on the active packs: {guidelines}" in out
+    assert "replaying all" in out  # nothing judged them yet: replayed first, and said so
+    assert "counts from stored replay" in out
+    # an older replay, asked for by id: the report and the command say newer packs are active
+    code, out = run("replay", "--pack", str(EXAMPLES / "ai-logging-v1.yaml"))
+    assert code == 0, out
+    with kansa.Ledger.open(home=home) as lg:
+        old = FindingStore(lg.log.store).runs()[0].run_id
+    code, out = run("report", "evidence", "--run", old, "--format", "html", "--out",
+                    str(out_dir))
+    assert code == 0, out
+    assert f"counts from stored replay {old}" in out
+    assert f"newer packs are active than this report judged under: {guidelines}" in out
+    page = (out_dir / "evidence-report-en.html").read_text("utf-8")
+    assert "Newer rule packs are active" in page and guidelines in page
