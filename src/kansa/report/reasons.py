@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Any
 
-from kansa.report.i18n import format_count, format_date, t
+from kansa.report.i18n import format_count, format_date, keys, t
 
 _GENERIC = re.compile(r"^check does not hold(?: \(transition (\d+)\))?$")
 _SENTENCE_END = re.compile(r"[。．]")
@@ -133,6 +133,51 @@ def obligation_reason(o: Any, lang: str, count: int,
     return t(lang, key, n=format_count(lang, count), who=who, records=_records(lang, count),
              title=obligation_title(o, lang), citation=str(getattr(o, "citation", "")),
              since=when)
+
+
+# the engine's reasons for verdicts other than fail (policy/engine.py _judge_one), so a
+# report can say them in its language; a reason not matched is shown as the engine gave it
+_ENGINE = (
+    (re.compile(r"^not in force until (\d{4}-\d{2}-\d{2})(?: \(transition (\d+)\))?$"),
+     "engine.until"),
+    (re.compile(r"^not in force since (\d{4}-\d{2}-\d{2})(?: \(transition (\d+)\))?$"),
+     "engine.since"),
+    (re.compile(r"^applies in (.+); the system is offered in (.+)$"), "engine.jurisdiction"),
+    (re.compile(r"^applies to the (.+); the system is (.+)$"), "engine.role"),
+    (re.compile(r"^does not apply to this record$"), "engine.not_applicable"),
+    (re.compile(r"^check holds(?: \(transition (\d+)\))?$"), "engine.holds"),
+)
+
+
+def engine_reason(lang: str, reason: str) -> str:
+    """The policy engine's reason for a verdict (stored in English) in ``lang``."""
+    if lang == "en":
+        return reason
+    for rx, key in _ENGINE:
+        m = rx.match(reason)
+        if m is None:
+            continue
+        g = [x for x in m.groups()]
+        if key in ("engine.until", "engine.since"):
+            day = format_date(lang, date.fromisoformat(g[0]))
+            text = t(lang, key, day=day)
+            return text + (t(lang, "engine.transition", n=g[1]) if g[1] else "")
+        if key == "engine.jurisdiction":
+            return t(lang, key, where=g[0], offered=g[1])
+        if key == "engine.role":
+            roles = t(lang, "reason.join").join(_role(lang, r) for r in g[0].split(" or "))
+            return t(lang, key, roles=roles,
+                     system=t(lang, "reason.join").join(_role(lang, r.strip())
+                                                        for r in g[1].split(",")))
+        if key == "engine.holds":
+            return t(lang, key) + (t(lang, "engine.transition", n=g[0]) if g[0] else "")
+        return t(lang, key)
+    return t(lang, "engine.other", text=reason)
+
+
+def _role(lang: str, role: str) -> str:
+    key = f"role.{role}"
+    return t(lang, key) if key in keys(lang) else role
 
 
 def _records(lang: str, n: int) -> str:
