@@ -310,7 +310,7 @@ def _failing_by_system(ledger: Ledger, hashes: Sequence[str], since: datetime | 
     if not hashes:
         return {}
     store = ledger.log.store
-    system = ("convert_from(e.data, 'UTF8')::jsonb ->> 'system'"
+    system = ("convert_from(e.data, 'UTF8')::json ->> 'system'"
               if store.dialect == "postgresql"
               else "json_extract(CAST(e.data AS TEXT), '$.system')")
     marks = ", ".join("?" * len(hashes))
