@@ -675,3 +675,33 @@ def test_japanese_drafts_say_skipped_reasons_roles_and_outcomes_in_japanese(
     assert engine_reason("ja", "does not apply to this record") == "この記録には適用されません"
     assert engine_reason("ja", "something new") == "（判定理由、英語）something new"
     assert engine_reason("en", "something new") == "something new"
+
+
+def test_evidence_report_summary_lists_incident_and_transition_deadlines(
+        ledger: Ledger) -> None:
+    from kansa.policy.engine import replay
+    from kansa.report.evidence import collect_evidence, evidence_document
+
+    ledger.append_many([
+        _call(0, "openai", "gpt-4o"),
+        _call(10, "openai", "gpt-4o", attributes={"kansa.incident": "death"}),
+    ])
+    pack = _test_pack()
+    replay(ledger, [pack])
+    data = collect_evidence(ledger, [pack], now=T0)
+    got = [(d.kind, d.when, d.obligation) for d in data.deadlines]
+    # the death case binds: 240 h after the record; the later duty starts on 2030-01-01
+    assert got == [("incident", T0 + timedelta(minutes=10, hours=240), "report"),
+                   ("starts", datetime(2030, 1, 1, tzinfo=UTC), "later")]
+    summary = evidence_document(data, "ja").sections[0]
+    table = next(b for b in summary.blocks if isinstance(b, Table)
+                 and (b.caption or "").startswith("今後の期日"))
+    assert table.rows[0][0] == "2026年11月12日 09:10:00 UTC"
+    assert table.rows[0][1].startswith("インシデント報告の期限（death")
+    assert table.rows[1][1] == "適用開始"
+    assert "期限超過" not in table.rows[0][1]
+    # later: the obligation's date has passed; the incident report stays, overdue
+    later = collect_evidence(ledger, [pack], now=datetime(2031, 1, 1, tzinfo=UTC))
+    assert [d.kind for d in later.deadlines] == ["incident"]
+    text = render_html(evidence_document(later, "en"))
+    assert "incident report due (death · support-bot · 1): OVERDUE" in text

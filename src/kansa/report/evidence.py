@@ -688,7 +688,8 @@ def _exec_summary(lang: str, d: EvidenceData) -> Section:
     if groups:
         keys = sorted(groups)[:_EXEC_ROWS - 2]
         blocks.append(Table((t(lang, "col.date"), t(lang, "col.what"), t(lang, "col.obligation")),
-                            tuple(_deadline_row(lang, groups[k]) for k in keys),
+                            tuple(_deadline_row(lang, groups[k], d.generated_at)
+                                  for k in keys),
                             caption=t(lang, "exec.deadlines", n=len(keys),
                                       total=format_count(lang, len(groups))),
                             align=("l", "l", "l"), small=True))
@@ -698,11 +699,13 @@ def _exec_summary(lang: str, d: EvidenceData) -> Section:
     return Section(t(lang, "sec.exec"), blocks, anchor="executive-summary")
 
 
-def _deadline_row(lang: str, xs: Sequence[Deadline]) -> tuple[str, str, str]:
+def _deadline_row(lang: str, xs: Sequence[Deadline], now: datetime) -> tuple[str, str, str]:
     x = xs[0]
     if x.kind == "incident":
         when = format_datetime(lang, x.when)
         what = t(lang, "deadline.incident", detail=", ".join(y.detail for y in xs))
+        if x.when < now:
+            what += t(lang, "deadline.overdue")
     else:
         when = format_date(lang, x.when.date())
         what = t(lang, f"deadline.{x.kind}") + (

@@ -182,6 +182,7 @@ _EN: dict[str, str] = {
     "deadline.starts": "starts to apply",
     "deadline.ends": "stops applying",
     "deadline.transition": " (transitional rule)",
+    "deadline.overdue": ": OVERDUE",
     "deadline.incident": "incident report due ({detail})",
     "exec.no_previous": (
         "What changed: there is no earlier stored replay of these instruments to compare with."
@@ -414,6 +415,7 @@ _JA: dict[str, str] = {
     "deadline.starts": "適用開始",
     "deadline.ends": "適用終了",
     "deadline.transition": "（経過措置）",
+    "deadline.overdue": "：期限超過",
     "deadline.incident": "インシデント報告の期限（{detail}）",
     "exec.no_previous": "変更点：比較できる、同じ規範の以前の再判定は保存されていません。",
     "exec.previous": (
