@@ -305,8 +305,9 @@ def _judge_system(ledger: Ledger, packs: Sequence[Pack], system: str,
 def _failing_by_system(ledger: Ledger, hashes: Sequence[str], since: datetime | None,
                        until: datetime | None) -> dict[tuple[str, str], list[tuple[str, int]]]:
     """Failing records per (pack hash, obligation) and system, from the stored failing
-    findings of the period (one grouped query; the store reads each failing record's
-    ``system``, so the cost grows with failing findings, not with records)."""
+    findings of the period. Two passes: the store reads the ``system`` of every entry with
+    a failing finding once (JSON is parsed per entry, not per finding), then the findings
+    are counted here. The cost grows with failing findings, not with records."""
     if not hashes:
         return {}
     store = ledger.log.store
@@ -314,9 +315,9 @@ def _failing_by_system(ledger: Ledger, hashes: Sequence[str], since: datetime | 
               if store.dialect == "postgresql"
               else "json_extract(CAST(e.data AS TEXT), '$.system')")
     marks = ", ".join("?" * len(hashes))
-    sql = (f"SELECT f.pack_hash, f.obligation, {system}, count(*) FROM policy_findings f"
-           " JOIN entries e ON e.idx = f.idx"
-           f" WHERE f.verdict = ? AND f.pack_hash IN ({marks})")
+    failing = f"verdict = ? AND pack_hash IN ({marks})"
+    sql = (f"SELECT e.idx, {system} FROM entries e WHERE e.idx IN"
+           f" (SELECT idx FROM policy_findings WHERE {failing})")
     params: list[Any] = [FAIL, *hashes]
     if since is not None:
         sql += " AND e.ts >= ?"
@@ -324,10 +325,16 @@ def _failing_by_system(ledger: Ledger, hashes: Sequence[str], since: datetime | 
     if until is not None:
         sql += " AND e.ts < ?"
         params.append(_us(until))
-    sql += " GROUP BY f.pack_hash, f.obligation, 3"
+    system_of = {int(i): str(name or "") for i, name in store.query(sql, params)}
+    counts: Counter[tuple[str, str, str]] = Counter()
+    for i, h, oid in store.query(f"SELECT idx, pack_hash, obligation FROM policy_findings"
+                                 f" WHERE {failing}", [FAIL, *hashes]):
+        name = system_of.get(int(i))
+        if name is not None:  # None: outside the period
+            counts[(str(h), str(oid), name)] += 1
     out: dict[tuple[str, str], list[tuple[str, int]]] = {}
-    for h, oid, name, n in ledger.log.store.query(sql, params):
-        out.setdefault((str(h), str(oid)), []).append((str(name or ""), int(n)))
+    for (h, oid, name), n in counts.items():
+        out.setdefault((h, oid), []).append((name, n))
     for v in out.values():
         v.sort(key=lambda x: (-x[1], x[0]))
     return out
