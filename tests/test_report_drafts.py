@@ -646,3 +646,62 @@ def test_store_description_never_shows_credentials() -> None:
         "SQLite /var/lib/kansa/ledger.db"
     d = design.describe_store("postgresql://kansa:s3cret@db.example:5433/ledger?sslmode=require")
     assert d == "PostgreSQL db.example:5433/ledger" and "s3cret" not in d
+
+
+def test_japanese_drafts_say_skipped_reasons_roles_and_outcomes_in_japanese(
+        ledger: Ledger) -> None:
+    from kansa.report.reasons import engine_reason
+
+    ledger.append_many([
+        _call(0, "openai", "gpt-4o", attributes={"kansa.incident": "death"}),
+        _call(1, "openai", "gpt-4o", outcome="timeout"),
+    ])
+    doc = build_incident_drafts(ledger, lang="ja", packs=[_test_pack()], now=T0,
+                                receipts=False)
+    skipped = next(s for s in doc.sections if s.anchor == "skipped")
+    rows = next(b for b in skipped.blocks if isinstance(b, Table)).rows
+    assert rows and all(r[2] == "2030年1月1日まで適用されません" for r in rows)
+    design_ja = _text(build_design_document(
+        ledger, lang="ja", now=T0, systems={"support-bot": {"roles": ["provider", "deployer"]}}))
+    assert "AI提供者、AI利用者" in design_ja and "provider" not in design_ja.split()
+    assert "タイムアウト（timeout）" in design_ja and "成功（ok）" in design_ja
+    # every reason the engine gives, in Japanese; one kansa does not know is marked
+    assert engine_reason("ja", "applies to the provider or deployer; the system is "
+                         "developer") == "対象はAI提供者、AI利用者、このシステムはAI開発者"
+    assert engine_reason("ja", "applies in EU; the system is offered in JP") == \
+        "適用地域は EU、このシステムの提供地域は JP"
+    assert engine_reason("ja", "not in force since 2027-08-02 (transition 2)") == \
+        "2027年8月2日以降は適用されません（経過措置 2）"
+    assert engine_reason("ja", "does not apply to this record") == "この記録には適用されません"
+    assert engine_reason("ja", "something new") == "（判定理由、英語）something new"
+    assert engine_reason("en", "something new") == "something new"
+
+
+def test_evidence_report_summary_lists_incident_and_transition_deadlines(
+        ledger: Ledger) -> None:
+    from kansa.policy.engine import replay
+    from kansa.report.evidence import collect_evidence, evidence_document
+
+    ledger.append_many([
+        _call(0, "openai", "gpt-4o"),
+        _call(10, "openai", "gpt-4o", attributes={"kansa.incident": "death"}),
+    ])
+    pack = _test_pack()
+    replay(ledger, [pack])
+    data = collect_evidence(ledger, [pack], now=T0)
+    got = [(d.kind, d.when, d.obligation) for d in data.deadlines]
+    # the death case binds: 240 h after the record; the later duty starts on 2030-01-01
+    assert got == [("incident", T0 + timedelta(minutes=10, hours=240), "report"),
+                   ("starts", datetime(2030, 1, 1, tzinfo=UTC), "later")]
+    summary = evidence_document(data, "ja").sections[0]
+    table = next(b for b in summary.blocks if isinstance(b, Table)
+                 and (b.caption or "").startswith("今後の期日"))
+    assert table.rows[0][0] == "2026年11月12日 09:10:00 UTC"
+    assert table.rows[0][1].startswith("インシデント報告の期限（death")
+    assert table.rows[1][1] == "適用開始"
+    assert "期限超過" not in table.rows[0][1]
+    # later: the obligation's date has passed; the incident report stays, overdue
+    later = collect_evidence(ledger, [pack], now=datetime(2031, 1, 1, tzinfo=UTC))
+    assert [d.kind for d in later.deadlines] == ["incident"]
+    text = render_html(evidence_document(later, "en"))
+    assert "incident report due (death · support-bot · 1): OVERDUE" in text

@@ -185,7 +185,7 @@ def test_japanese_report_in_html_and_pdf(ledger: kansa.Ledger, tmp_path: Path) -
                      "案：このパックの版は案であり", "c2sp.org/tlog-proof@v1"):
         assert expected in pdf and expected in re.sub(r"\s+", "", html.unescape(page)), expected
     # an obligation with no Japanese text is shown in English, and says so
-    assert "このパックには日本語の本文がないため、英語で示します。" in pdf
+    assert "このパックに日本語の本文がない義務は、英語で示します。" in pdf
     assert "Thedeployerkeepsawrittenpolicy" in pdf
 
 

@@ -187,9 +187,11 @@ def run_rules_steps(ledger: Ledger, home: Path, base: Path, console: Console,
         html.write_text(render_html(doc), encoding="utf-8")
         pdf = render_pdf(doc, out / f"evidence-{lang}.pdf")
         written += [html, pdf]
-    console.print("Per obligation: status and counts, the text (marked summary where it is "
-                  "not official), failing examples with tlog-proof receipts, the signed "
-                  "checkpoint they are proven against, and verdicts over time:")
+    console.print("An executive summary first (status per instrument and system, the top "
+                  "failures and why, deadlines, what changed since the previous replay); then "
+                  "per obligation its text (marked summary where it is not official), counts "
+                  "and failing records; the checks, pack notes, tlog-proof receipts and the "
+                  "signed checkpoint in appendices:")
     for p in written:
         console.print(f"  {p}  ({p.stat().st_size:,} bytes)")
     return n + 1

@@ -99,8 +99,9 @@ def evidence_report(
         "--out", help="Directory to write into (created if missing).")] = Path("."),
     pack: Annotated[list[str] | None, typer.Option(
         "--pack", help="A pack to report on: ID@VERSION, ID (newest version) or a YAML "
-        "file (repeatable). Default: the packs of the newest stored replay, or every "
-        "bundled pack if nothing was replayed yet.")] = None,
+        "file (repeatable). Default: the activated packs ('kansa packs activate'), else "
+        "the packs of the newest stored replay, or every bundled pack if nothing was "
+        "replayed yet.")] = None,
     since: Annotated[str | None, typer.Option(
         help="Only records at or after this instant (RFC 3339, e.g. 2026-07-01T00:00:00Z).")
     ] = None,
@@ -124,10 +125,13 @@ def evidence_report(
     examples with ledger receipts, the signed checkpoint they are proven against, charts
     of verdicts per day, and evidence people supplied.
 
+    The packs are those given with --pack, else the activated packs
+    ('kansa packs activate'), else those of the newest stored replay.
     Counts come from the newest stored replay ('kansa replay') that
     judged the packs over the period; if there is none, this command
     replays the whole log first (under every bundled pack when no
-    --pack is given) and says so. Files are named
+    pack is known) and says so. It prints which replay it used, and
+    the report says when newer packs are active than it judged under. Files are named
     evidence-report-LANG.html and evidence-report-LANG.pdf.
 
     Examples:
@@ -151,7 +155,15 @@ def evidence_report(
         except OSError as e:
             raise fail(f"cannot create {out_dir}: {e.strerror or e}") from None
         with Ledger.open(store, home=home) as lg:
-            packs = _packs(pack or [], _home_path(lg, home)) or None
+            from kansa.policy.feed import activations
+
+            hp = _home_path(lg, home)
+            active = [a.ref for a in activations(lg) if a.until is None]
+            packs = _packs(pack or [], hp) or None
+            if packs is None and run is None and active:
+                # what the organisation activated is what it answers to
+                packs = _packs(active, hp)
+                console.print("reporting on the active packs: " + ", ".join(active))
             try:
                 with _progress() as prog:
                     # only judging one system's records reports progress (the rest is
@@ -160,7 +172,8 @@ def evidence_report(
                                          visible=system is not None)
                     data = collect_evidence(lg, packs, since=since, until=until,
                                             system=system, systems=facts, examples=examples,
-                                            run=run, progress=lambda n: prog.advance(task, n))
+                                            run=run, progress=lambda n: prog.advance(task, n),
+                                            active=active)
             except NoReplayError:
                 if run is not None or system is not None:
                     raise
@@ -170,7 +183,7 @@ def evidence_report(
                     packs = bundled_packs()
                 _replay_first(lg, packs, facts)
                 data = collect_evidence(lg, packs, since=since, until=until,
-                                        examples=examples)
+                                        examples=examples, systems=facts, active=active)
         doc = evidence_document(data, lang)
         written = []
         for f in fmts:
@@ -181,6 +194,14 @@ def evidence_report(
                 else:
                     render_pdf(doc, target)
             written.append(target)
+    if data.run is not None:
+        out.print(f"counts from stored replay {data.run.run_id} "
+                  f"({data.run.started_at:%Y-%m-%d %H:%M} UTC) under "
+                  + ", ".join(p.ref for p in data.packs))
+    newer = [a for a in active if a not in {p.ref for p in data.packs}]
+    if newer:
+        out.print("note: newer packs are active than this report judged under: "
+                  + ", ".join(newer) + " (the report says so too)")
     failing = sum(1 for r in data.results if r.status == "failing")
     needed = sum(1 for r in data.results if r.status == "evidence_needed")
     out.print(f"{len(data.results)} obligations in {len(data.packs)} pack(s): {failing} "

@@ -750,6 +750,15 @@ def _period(lang: str, since: datetime | str | None, until: datetime | str | Non
     return f"{a} {_t(lang, 'to')} {b}"
 
 
+def _known(lang: str, kind: str, value: str) -> str:
+    """A value kansa knows a name for in the report's language (a role, an outcome, the
+    bundled signer), else the value as recorded."""
+    from kansa.report.i18n import keys, t
+
+    key = f"{kind}.{value}"
+    return t(lang, key) if key in keys(lang) else value
+
+
 def _systems_section(lang: str, u: Usage, facts: Mapping[str, Mapping[str, Any]]) -> Section:
     rows = []
     for name in sorted(set(u.systems) | set(facts)):
@@ -758,7 +767,9 @@ def _systems_section(lang: str, u: Usage, facts: Mapping[str, Mapping[str, Any]]
         rows.append((name or "—", _n(st.count) if st else "0",
                      fmt_time(st.first_us, lang) if st else _t(lang, "never"),
                      fmt_time(st.last_us, lang) if st else "—",
-                     ", ".join(_list(f.get("roles"))) or "—",
+                     ("、" if lang == "ja" else ", ").join(
+                         _known(lang, "role", r) for r in _list(f.get("roles")))
+                     or "—",
                      ", ".join(_list(f.get("jurisdictions"))) or "—", _t(lang, source)))
     headers = tuple(_t(lang, k) for k in ("h.system", "h.records", "h.first", "h.last",
                                           "h.roles", "h.juris", "h.source"))
@@ -820,7 +831,8 @@ def _models_section(lang: str, u: Usage, facts: Mapping[str, Mapping[str, Any]])
             align=("l", "l", "l", "l", "r", "r", "r", "r", "r", "l", "l")))
     sec.blocks.extend(_config_remarks(lang, u, facts))
     outcomes = Table((_t(lang, "h.outcome"), _t(lang, "h.count")),
-                     tuple((k or "—", _n(v)) for k, v in sorted(u.outcomes.items())),
+                     tuple((_known(lang, "outcome", k) if k else "—", _n(v))
+                           for k, v in sorted(u.outcomes.items())),
                      align=("l", "r"))
     kinds = Table((_t(lang, "h.kind"), _t(lang, "h.count")),
                   tuple((k or "—", _n(v)) for k, v in sorted(u.kinds.items())), align=("l", "r"))
@@ -952,7 +964,8 @@ def activation_table(lang: str, setup: Setup) -> Table:
     for a in setup.activations:
         until = (f"{fmt_time(to_us(a.until), lang)} (#{a.until_index})"
                  if a.until is not None else _t(lang, "still.active"))
-        rows.append((a.ref, a.hash, a.signer, f"{fmt_time(to_us(a.since), lang)} (#{a.index})",
+        rows.append((a.ref, a.hash, _known(lang, "signer", a.signer),
+                     f"{fmt_time(to_us(a.since), lang)} (#{a.index})",
                      until))
     return Table(tuple(_t(lang, k) for k in ("h.pack", "h.hash", "h.signer", "h.since",
                                              "h.until")),

@@ -26,6 +26,7 @@ class Table:
     caption: str | None = None
     # per column: "l" (text) or "r" (numbers); default all "l"
     align: tuple[str, ...] | None = None
+    small: bool = False  # set in a smaller type (a summary that must fit one page)
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,9 @@ class Code:
 
     text: str
     caption: str | None = None
+    # a file name: HTML shows the text folded (details) with a link that saves it as this
+    # file, byte for byte (a receipt to verify); PDF prints it as usual
+    download: str | None = None
 
 
 Block = Para | Table | Chart | KeyValue | Code
@@ -61,6 +65,7 @@ class Section:
     blocks: list[Block] = field(default_factory=list)
     subsections: list[Section] = field(default_factory=list)
     anchor: str | None = None
+    new_page: bool = False  # PDF: start on a new page (an executive summary, an appendix)
 
 
 @dataclass

@@ -56,9 +56,11 @@ from kansa.report.i18n import (
     format_date,
     format_datetime,
     lang_name,
+    publisher_name,
     t,
     verdict_name,
 )
+from kansa.report.reasons import obligation_reason, obligation_title, record_reason
 
 if TYPE_CHECKING:
     from kansa.api import Ledger
@@ -67,6 +69,7 @@ VERDICT_COLORS = {PASS: "#2e7d32", FAIL: "#c62828", NOT_APPLICABLE: "#b0b7bf",
                   EVIDENCE_NEEDED: "#f9a825"}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_BARS = 120  # more days than this are charted by week
+_EXEC_ROWS = 5  # rows per table of the executive summary (it fits one page)
 
 
 class ReportError(KansaError):
@@ -129,6 +132,35 @@ class EvidenceData:
     run: RunInfo | None  # the replay the counts come from (None when judged here)
     records_judged: int
     generated_at: datetime
+    # failing records per (pack hash, obligation) and system, most first
+    by_system: dict[tuple[str, str], list[tuple[str, int]]] = field(default_factory=dict)
+    previous: Comparison | None = None  # what changed since the replay before ``run``
+    active: list[str] | None = None  # pack refs active now (None: not looked up)
+    deadlines: list[Deadline] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The stored replay before the reported one (same instruments), and the failing
+    findings per (pack id, obligation) in each, over the report's period."""
+
+    run: RunInfo
+    packs: list[str]  # its pack refs
+    before: dict[tuple[str, str], int]
+    after: dict[tuple[str, str], int]
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """A date that runs: an obligation (or one of its transitions) starting or ending, or
+    an incident report falling due."""
+
+    when: datetime
+    kind: str  # "starts" | "ends" | "incident"
+    pack: str  # ref
+    obligation: str
+    citation: str
+    detail: str = ""  # a transition's note; an incident's category and system
 
 
 # -- gathering -----------------------------------------------------------------------------
@@ -270,6 +302,105 @@ def _judge_system(ledger: Ledger, packs: Sequence[Pack], system: str,
     return judged, seen
 
 
+def _failing_by_system(ledger: Ledger, hashes: Sequence[str], since: datetime | None,
+                       until: datetime | None) -> dict[tuple[str, str], list[tuple[str, int]]]:
+    """Failing records per (pack hash, obligation) and system, from the stored failing
+    findings of the period. Two passes: the store reads the ``system`` of every entry with
+    a failing finding once (JSON is parsed per entry, not per finding), then the findings
+    are counted here. The cost grows with failing findings, not with records."""
+    if not hashes:
+        return {}
+    store = ledger.log.store
+    system = ("convert_from(e.data, 'UTF8')::json ->> 'system'"
+              if store.dialect == "postgresql"
+              else "json_extract(CAST(e.data AS TEXT), '$.system')")
+    marks = ", ".join("?" * len(hashes))
+    failing = f"verdict = ? AND pack_hash IN ({marks})"
+    sql = (f"SELECT e.idx, {system} FROM entries e WHERE e.idx IN"
+           f" (SELECT idx FROM policy_findings WHERE {failing})")
+    params: list[Any] = [FAIL, *hashes]
+    if since is not None:
+        sql += " AND e.ts >= ?"
+        params.append(_us(since))
+    if until is not None:
+        sql += " AND e.ts < ?"
+        params.append(_us(until))
+    system_of = {int(i): str(name or "") for i, name in store.query(sql, params)}
+    counts: Counter[tuple[str, str, str]] = Counter()
+    for i, h, oid in store.query(f"SELECT idx, pack_hash, obligation FROM policy_findings"
+                                 f" WHERE {failing}", [FAIL, *hashes]):
+        name = system_of.get(int(i))
+        if name is not None:  # None: outside the period
+            counts[(str(h), str(oid), name)] += 1
+    out: dict[tuple[str, str], list[tuple[str, int]]] = {}
+    for (h, oid, name), n in counts.items():
+        out.setdefault((h, oid), []).append((name, n))
+    for v in out.values():
+        v.sort(key=lambda x: (-x[1], x[0]))
+    return out
+
+
+def _comparison(fs: FindingStore, info: RunInfo, results: Sequence[ObligationResult],
+                since: datetime | None, until: datetime | None) -> Comparison | None:
+    """The stored replay before ``info`` that judged at least one of the same
+    instruments (pack ids), with failing counts per (pack id, obligation) in both."""
+    ids = {r.pack.id for r in results}
+    runs = fs.runs()  # newest first
+    older = [r for r in runs if r.started_at < info.started_at
+             or (r.started_at == info.started_at and r.run_id < info.run_id)]
+    prev = next((r for r in older if ids & {p["id"] for p in r.packs}), None)
+    if prev is None:
+        return None
+    by_hash = {p["hash"]: p["id"] for p in prev.packs if p["id"] in ids}
+    before: Counter[tuple[str, str]] = Counter()
+    for row in fs.tally(run=prev.run_id):
+        if row.verdict == FAIL and row.pack_hash in by_hash and _day_in(row.day, since, until):
+            before[(by_hash[row.pack_hash], row.obligation)] += row.n
+    after: Counter[tuple[str, str]] = Counter()
+    for r in results:
+        after[(r.pack.id, r.obligation.id)] += r.counts[FAIL]
+    return Comparison(prev, [f"{p['id']}@{p['version']}" for p in prev.packs],
+                      dict(before), dict(after))
+
+
+def _midnight(d: date) -> datetime:
+    return datetime(d.year, d.month, d.day, tzinfo=UTC)
+
+
+def _deadlines(ledger: Ledger, packs: Sequence[Pack], now: datetime,
+               since: datetime | None, until: datetime | None,
+               systems: Mapping[str, Mapping[str, Any]] | None) -> list[Deadline]:
+    """Dates still to come at ``now``: obligations and transitions that start or end,
+    and the reporting deadline of every recorded incident under these packs."""
+    out: list[Deadline] = []
+    today = now.date()
+    for p in packs:
+        for o in p.obligations:
+            dates = [("starts", o.effective_from, ""), ("ends", o.effective_until, "")]
+            for tr in o.transitions:
+                note = tr.note or ""
+                dates += [("starts", tr.effective_from, note), ("ends", tr.effective_until, note)]
+            for kind, d, note in dates:
+                if d is not None and d > today:
+                    out.append(Deadline(_midnight(d), kind, p.ref, o.id, str(o.citation), note))
+    if any(o.incident for p in packs for o in p.obligations):
+        from kansa.report.incidents import find_incidents, plan_drafts
+
+        drafts, _ = plan_drafts(find_incidents(ledger.log.store, since=since, until=until),
+                                packs, systems)
+        for dr in drafts:
+            due = _EPOCH + timedelta(microseconds=dr.clock.binding.due_us)
+            detail = (f"{dr.incident.entry['attributes'].get('kansa.incident', '')} · "
+                      f"{dr.incident.entry.get('system', '')} · {dr.incident.index}")
+            out.append(Deadline(due, "incident", dr.pack.ref, dr.obligation.id,
+                                str(dr.obligation.citation), detail))
+    # one line per (kind, day, obligation) even when several pack versions carry it
+    seen: dict[tuple[str, datetime, str, str], Deadline] = {}
+    for x in out:
+        seen.setdefault((x.kind, x.when, x.obligation, x.detail), x)
+    return sorted(seen.values(), key=lambda x: (x.when, x.pack, x.obligation))
+
+
 def collect_evidence(
     ledger: Ledger,
     packs: Sequence[Pack] | None = None,
@@ -282,12 +413,14 @@ def collect_evidence(
     run: str | None = None,
     progress: Callable[[int], None] | None = None,
     now: datetime | None = None,
+    active: Sequence[str] | None = None,
 ) -> EvidenceData:
     """Gather the report's facts. Counts come from the newest stored replay that judged
     every pack in ``packs`` (or replay ``run``); without ``packs``, from the newest
     replay and all its packs. Raises :class:`ReportError` when there is no such replay
     (run ``kansa replay`` or let ``kansa report evidence`` run one). ``now`` is the
-    report's generation time (default: the clock)."""
+    report's generation time (default: the clock). ``active``: the pack refs active now
+    (``policy.feed.activations``), to say when newer packs are active than judged."""
     lo, hi = _as_utc(since, "since"), _as_utc(until, "until")
     if lo is not None and hi is not None and hi <= lo:
         raise ReportError(f"the period is empty: until ({hi.isoformat()}) is not after "
@@ -335,11 +468,25 @@ def collect_evidence(
                 res.supplied.append((ev, make_receipt(ledger.log, ev.index, extra=entry.data,
                                                       checkpoint=signed)))
     note = cosigned_note(signed.note.to_text(), store.cosignatures(signed.checkpoint.size))
+    when = now or datetime.now(UTC)
+    failing = [h for (h, _), r in results.items() if r.counts[FAIL]]
+    by_system = ({(h, oid): [(system, r.counts[FAIL])] for (h, oid), r in results.items()
+                  if r.counts[FAIL]} if system is not None
+                 else _failing_by_system(ledger, sorted(set(failing)), lo, hi))
+    previous = (_comparison(fs, info, list(results.values()), lo, hi)
+                if info is not None and system is None else None)
     return EvidenceData(chosen, list(results.values()), signed, note.to_text(), lo, hi, system,
-                        info if system is None else None, judged, now or datetime.now(UTC))
+                        info if system is None else None, judged, when, by_system, previous,
+                        list(active) if active is not None else None,
+                        _deadlines(ledger, chosen, when, lo, hi, systems))
 
 
 # -- the document ----------------------------------------------------------------------------
+#
+# Order: title and meta; the executive summary (one page); obligations at a glance; per
+# obligation what it asks, its counts and why records fail, citing receipts by entry; the
+# evidence people must supply; then appendices: the packs with their verification notes
+# (A), the checks as CEL (B), and every receipt with the signed checkpoint (C).
 
 
 def _pack_title(p: Pack, lang: str) -> str:
@@ -352,57 +499,74 @@ def _period(lang: str, since: datetime | None, until: datetime | None) -> str:
     return t(lang, "period.range", since=a, until=b)
 
 
+def _verif_counts(p: Pack) -> Counter[str]:
+    return Counter(o.verification.status if o.verification else "none" for o in p.obligations)
+
+
+def verification_status(p: Pack) -> str:
+    """One status for a pack and its obligations: verified when all are, unverified (or
+    none) when none is even partly, else partly_verified."""
+    own = p.verification.status if p.verification else "none"
+    seen = {own, *_verif_counts(p)}
+    if seen == {"verified"}:
+        return "verified"
+    if seen <= {"unverified", "none"}:
+        return "unverified" if "unverified" in seen else "none"
+    return "partly_verified"
+
+
+def _verification_line(lang: str, p: Pack) -> str:
+    """One clear status with counts: "partly verified: 3 of 16 obligations' citations
+    verified, 10 partly, 3 not; the pack's own dates: partly verified"."""
+    c = _verif_counts(p)
+    own = p.verification.status if p.verification else "none"
+    return t(lang, "verif.line", status=t(lang, f"verif.{verification_status(p)}"),
+             verified=format_count(lang, c["verified"]), total=format_count(lang, len(
+                 p.obligations)), partly=format_count(lang, c["partly_verified"]),
+             unverified=format_count(lang, c["unverified"] + c["none"]),
+             own=t(lang, f"verif.{own}"))
+
+
 def _pack_warnings(lang: str, p: Pack) -> list[Block]:
     out: list[Block] = []
     if p.status == "draft":
         out.append(Para(t(lang, "pack.draft_note"), "warning"))
     if p.status == "repealed":
         out.append(Para(t(lang, "pack.repealed_note"), "warning"))
-    v = p.verification
-    unverified = [o for o in p.obligations
-                  if o.verification is None or o.verification.status != "verified"]
-    if v is None or v.status != "verified" or unverified:
-        status = t(lang, f"verif.{v.status}") if v else t(lang, "verif.none")
-        note = (v.note or "") if v else ""
-        if unverified:
-            note = (note + " " if note else "") + ", ".join(o.id for o in unverified[:12]) + (
-                " …" if len(unverified) > 12 else "")
-        out.append(Para(t(lang, "pack.unverified_note", status=status, note=note).strip(),
+    if verification_status(p) != "verified":
+        out.append(Para(t(lang, "pack.unverified_note", line=_verification_line(lang, p)),
                         "warning"))
     return out
 
 
-def _verification(lang: str, v: Any) -> str:
+def _verification(lang: str, v: Any, *, notes: bool = True) -> str:
     if v is None:
         return t(lang, "verif.none")
     parts = [t(lang, f"verif.{v.status}")]
     if v.checked:
         parts.append(format_date(lang, v.checked))
-    if v.against:
+    if notes and v.against:
         parts.append(str(v.against))
-    if v.note:
-        parts.append(str(v.note))
+    if notes and v.note:
+        parts.append(pack_text(lang, str(v.note)))
     return " · ".join(parts)
 
 
-def _cover(lang: str, d: EvidenceData) -> Section:
-    sec = Section(t(lang, "sec.cover"), [Para(t(lang, "sec.cover.intro"))], anchor="scope")
-    for p in d.packs:
-        until = format_date(lang, p.effective_until) if p.effective_until else t(lang, "open")
-        kv = KeyValue((
-            (t(lang, "pack.ref"), p.ref),
-            (t(lang, "pack.hash"), p.hash),
-            (t(lang, "pack.status"), t(lang, f"pstatus.{p.status}")),
-            (t(lang, "pack.jurisdiction"), p.jurisdiction),
-            (t(lang, "pack.publisher"), p.publisher),
-            (t(lang, "pack.in_force"),
-             f"{format_date(lang, p.effective_from)} – {until} ({p.timezone})"),
-            (t(lang, "pack.sources"), "\n".join(p.sources)),
-            (t(lang, "pack.verification"), _verification(lang, p.verification)),
-            (t(lang, "pack.obligations"), str(len(p.obligations))),
-        ))
-        sec.subsections.append(Section(_pack_title(p, lang), [*_pack_warnings(lang, p), kv]))
-    return sec
+def pack_text(lang: str, text: str) -> str:
+    """A pack's free text (notes, descriptions) as it is; in a Japanese report, text
+    without Japanese is marked as the pack's English."""
+    if lang == "ja" and text and not has_japanese(text):
+        return t(lang, "pack.english", text=text)
+    return text
+
+
+def has_japanese(text: str) -> bool:
+    return any("\u3040" <= ch <= "\u30ff" or "\u3400" <= ch <= "\u9fff"
+               or "\uff00" <= ch <= "\uffef" for ch in text)
+
+
+def _publisher(lang: str, publisher: str) -> str:
+    return publisher_name(lang, publisher) if lang == "ja" else publisher
 
 
 def _days(per_day: Iterable[str]) -> list[str]:
@@ -431,24 +595,190 @@ def _chart(lang: str, title: str, per_day: Mapping[str, Counter[str]]) -> Chart 
     return Chart(title, labels, series, colors)
 
 
-def _summary(lang: str, d: EvidenceData) -> Section:
-    rows = []
-    total: dict[str, Counter[str]] = {}
+def _instrument_status(results: Sequence[ObligationResult]) -> str:
+    """meets | fails | evidence_needed | not_applicable, for a set of obligations."""
+    st = {r.status for r in results}
+    if "failing" in st:
+        return "fails"
+    if "evidence_needed" in st:
+        return "evidence_needed"
+    if st & {"passing", "evidence_supplied"}:
+        return "meets"
+    return "not_applicable"
+
+
+def _by_pack(d: EvidenceData) -> list[tuple[Pack, list[ObligationResult]]]:
+    out: dict[str, tuple[Pack, list[ObligationResult]]] = {}
     for r in d.results:
-        c = r.counts
-        rows.append((r.pack.ref, f"{r.obligation.id}: {r.obligation.title or ''}".rstrip(": "),
-                     str(r.obligation.citation), t(lang, f"force.{r.obligation.legal_force}"),
-                     format_count(lang, c[PASS]), format_count(lang, c[FAIL]),
-                     format_count(lang, c[NOT_APPLICABLE]), format_count(lang, c[EVIDENCE_NEEDED]),
-                     t(lang, f"status.{r.status}")))
-        for day, cnt in r.per_day.items():
-            total.setdefault(day, Counter()).update(cnt)
-    table = Table(
-        (t(lang, "col.pack"), t(lang, "col.obligation"), t(lang, "col.citation"),
-         t(lang, "col.force"), t(lang, "col.pass"), t(lang, "col.fail"), t(lang, "col.na"),
-         t(lang, "col.evidence"), t(lang, "col.status")),
-        tuple(rows), align=("l", "l", "l", "l", "r", "r", "r", "r", "l"))
-    blocks: list[Block] = [table]
+        out.setdefault(r.pack.hash, (r.pack, []))[1].append(r)
+    return list(out.values())
+
+
+def _oblig_label(lang: str, r: ObligationResult) -> str:
+    return f"{obligation_title(r.obligation, lang)} ({r.obligation.citation})"
+
+
+def _basis(lang: str, d: EvidenceData) -> list[Block]:
+    """Which replay the counts come from and, if known, whether newer packs are active."""
+    out: list[Block] = []
+    refs = ", ".join(p.ref for p in d.packs)
+    if d.run is not None:
+        out.append(Para(t(lang, "exec.basis_run", run=d.run.run_id,
+                          when=format_datetime(lang, d.run.started_at),
+                          records=format_count(lang, d.records_judged), packs=refs), "small"))
+    else:
+        out.append(Para(t(lang, "exec.basis_judged", records=format_count(
+            lang, d.records_judged), packs=refs), "small"))
+    if d.active is not None:
+        judged = {p.ref for p in d.packs}
+        newer = [a for a in d.active if a not in judged]
+        if newer:
+            out.append(Para(t(lang, "exec.newer_active", active=", ".join(newer)), "warning"))
+    return out
+
+
+def _exec_summary(lang: str, d: EvidenceData) -> Section:
+    blocks: list[Block] = [*_basis(lang, d)]
+    # per instrument
+    rows = []
+    for p, rs in _by_pack(d):
+        failing = [r for r in rs if r.status == "failing"]
+        needed = [r for r in rs if r.status == "evidence_needed"]
+        rows.append((_pack_title(p, lang),
+                     t(lang, f"istatus.{_instrument_status(rs)}"),
+                     format_count(lang, len(failing)), format_count(lang, len(needed)),
+                     format_count(lang, sum(r.counts[FAIL] for r in rs)),
+                     t(lang, f"verif.{verification_status(p)}")))
+    blocks.append(Table((t(lang, "col.instrument"), t(lang, "col.status"),
+                         t(lang, "col.obl_failing"), t(lang, "col.obl_evidence"),
+                         t(lang, "col.fail_findings"), t(lang, "col.verification")),
+                        tuple(rows), caption=t(lang, "exec.instruments"),
+                        align=("l", "l", "r", "r", "r", "l"), small=True))
+    # per system: failing findings are stored per record, so kansa knows which systems
+    # failed which instrument; passes are not kept per system
+    per: dict[str, dict[str, int]] = {}
+    for p, rs in _by_pack(d):
+        for r in rs:
+            for name, n in d.by_system.get((p.hash, r.obligation.id), ()):
+                got = per.setdefault(name or t(lang, "reason.unknown"), {})
+                got[p.ref] = got.get(p.ref, 0) + n
+    if per:
+        order = sorted(per, key=lambda k: (-sum(per[k].values()), k))
+        blocks.append(Table(
+            (t(lang, "col.system"), t(lang, "col.status"), t(lang, "col.fail_findings")),
+            tuple((name, t(lang, "istatus.fails"), "\n".join(
+                f"{ref}: {format_count(lang, n)}" for ref, n in sorted(per[name].items())))
+                for name in order[:_EXEC_ROWS]),
+            caption=t(lang, "exec.systems"), align=("l", "l", "l"), small=True))
+    # the top failing obligations, and why
+    failing = sorted((r for r in d.results if r.counts[FAIL]),
+                     key=lambda r: (-r.counts[FAIL], r.pack.ref, r.obligation.id))
+    if failing:
+        blocks.append(Table(
+            (t(lang, "col.obligation"), t(lang, "col.fail"), t(lang, "col.why")),
+            tuple((r.obligation.id, format_count(lang, r.counts[FAIL]),
+                   obligation_reason(r.obligation, lang, r.counts[FAIL],
+                                     d.by_system.get((r.pack.hash, r.obligation.id), ()),
+                                     pack=r.pack.ref,
+                                     stored=r.examples[0].reason if r.examples else None))
+                  for r in failing[:_EXEC_ROWS - 2]),
+            caption=t(lang, "exec.top", n=min(_EXEC_ROWS - 2, len(failing)),
+                      total=format_count(lang, len(failing))),
+            align=("l", "r", "l"), small=True))
+    else:
+        blocks.append(Para(t(lang, "exec.no_failures"), "note"))
+    # deadlines that run, one row per day, kind and pack
+    groups: dict[tuple[datetime, str, str, str], list[Deadline]] = {}
+    for x in d.deadlines:
+        detail = x.detail if x.kind != "incident" else ""
+        groups.setdefault((x.when, x.kind, x.pack, detail), []).append(x)
+    if groups:
+        keys = sorted(groups)[:_EXEC_ROWS - 2]
+        blocks.append(Table((t(lang, "col.date"), t(lang, "col.what"), t(lang, "col.obligation")),
+                            tuple(_deadline_row(lang, groups[k], d.generated_at)
+                                  for k in keys),
+                            caption=t(lang, "exec.deadlines", n=len(keys),
+                                      total=format_count(lang, len(groups))),
+                            align=("l", "l", "l"), small=True))
+    else:
+        blocks.append(Para(t(lang, "exec.no_deadlines"), "small"))
+    blocks.extend(_changes(lang, d))
+    return Section(t(lang, "sec.exec"), blocks, anchor="executive-summary")
+
+
+def _deadline_row(lang: str, xs: Sequence[Deadline], now: datetime) -> tuple[str, str, str]:
+    x = xs[0]
+    if x.kind == "incident":
+        when = format_datetime(lang, x.when)
+        what = t(lang, "deadline.incident", detail=", ".join(y.detail for y in xs))
+        if x.when < now:
+            what += t(lang, "deadline.overdue")
+    else:
+        when = format_date(lang, x.when.date())
+        what = t(lang, f"deadline.{x.kind}") + (
+            t(lang, "deadline.transition") if x.detail else "")
+    obls = t(lang, "reason.join").join(f"{y.obligation} ({y.citation})" for y in xs[:3])
+    if len(xs) > 3:
+        obls += t(lang, "reason.join") + t(lang, "more", n=len(xs) - 3)
+    return when, what, f"{obls}\n{x.pack}"
+
+
+def _changes(lang: str, d: EvidenceData) -> list[Block]:
+    """One paragraph: what the previous stored replay of the same instruments counted as
+    failing over this period, and the obligations whose count moved most."""
+    c = d.previous
+    if c is None:
+        return [Para(t(lang, "exec.no_previous"), "small")]
+    before, after = sum(c.before.values()), sum(c.after.values())
+    text = t(lang, "exec.previous", run=c.run.run_id,
+             when=format_datetime(lang, c.run.started_at),
+             records=format_count(lang, c.run.records), packs=", ".join(c.packs),
+             before=format_count(lang, before), after=format_count(lang, after))
+    rows = []
+    for key in sorted(set(c.before) | set(c.after)):
+        a, b = c.before.get(key, 0), c.after.get(key, 0)
+        if a != b:
+            rows.append((abs(b - a), key, a, b))
+    rows.sort(key=lambda x: (-x[0], x[1]))
+    if rows:
+        shown = t(lang, "exec.change_join").join(
+            t(lang, "exec.change", obligation=oid, pack=pid, before=format_count(lang, a),
+              after=format_count(lang, b)) for _, (pid, oid), a, b in rows[:3])
+        if len(rows) > 3:
+            shown += t(lang, "exec.change_join") + t(lang, "more", n=len(rows) - 3)
+        text += " " + t(lang, "exec.changed", changes=shown)
+    else:
+        text += " " + t(lang, "exec.unchanged")
+    return [Para(text.replace("。 ", "。"), "small")]
+
+
+def _short(text: str, most: int) -> str:
+    return text if len(text) <= most else text[:most - 1].rstrip() + "…"
+
+
+def _summary(lang: str, d: EvidenceData) -> Section:
+    """One table per pack: every obligation with its counts and status."""
+    blocks: list[Block] = []
+    total: dict[str, Counter[str]] = {}
+    most = 34 if lang == "ja" else 60
+    for p, rs in _by_pack(d):
+        rows = []
+        for r in rs:
+            c = r.counts
+            title = _short(obligation_title(r.obligation, lang), most)
+            rows.append((f"{r.obligation.id}\n{title}",
+                         str(r.obligation.citation), t(lang, f"force.{r.obligation.legal_force}"),
+                         format_count(lang, c[PASS]), format_count(lang, c[FAIL]),
+                         format_count(lang, c[NOT_APPLICABLE]),
+                         format_count(lang, c[EVIDENCE_NEEDED]), t(lang, f"status.{r.status}")))
+            for day, cnt in r.per_day.items():
+                total.setdefault(day, Counter()).update(cnt)
+        blocks.append(Table(
+            (t(lang, "col.obligation"), t(lang, "col.citation"), t(lang, "col.force"),
+             t(lang, "col.pass"), t(lang, "col.fail"), t(lang, "col.na"),
+             t(lang, "col.evidence"), t(lang, "col.status")),
+            tuple(rows), caption=f"{_pack_title(p, lang)} ({p.ref})",
+            align=("l", "l", "l", "r", "r", "r", "r", "l")))
     if d.system is None and any(b is not None and b != b.replace(hour=0, minute=0, second=0,
                                                                   microsecond=0)
                                 for b in (d.since, d.until)):
@@ -477,10 +807,11 @@ def _text_blocks(lang: str, o: Obligation) -> list[Block]:
 
 
 def _receipt_code(lang: str, index: int, receipt: bytes) -> Code:
-    return Code(receipt.decode("utf-8", "replace"), t(lang, "obl.receipt", index=index))
+    return Code(receipt.decode("utf-8", "replace"), t(lang, "obl.receipt", index=index),
+                download=f"entry-{index}.tlog-proof")
 
 
-def _obligation(lang: str, r: ObligationResult) -> Section:
+def _obligation(lang: str, r: ObligationResult, d: EvidenceData) -> Section:
     o = r.obligation
     c = r.counts
     pairs = [
@@ -488,22 +819,25 @@ def _obligation(lang: str, r: ObligationResult) -> Section:
         (t(lang, "col.citation"), str(o.citation)),
         (t(lang, "col.force"), t(lang, f"force.{o.legal_force}")),
         (t(lang, "obl.role"), t(lang, f"role.{o.role}")),
-        (t(lang, "pack.status"), t(lang, f"pstatus.{o.status}")),
         (t(lang, "obl.counts"), t(lang, "obl.counts_value", pass_=format_count(lang, c[PASS]),
                                   fail=format_count(lang, c[FAIL]),
                                   na=format_count(lang, c[NOT_APPLICABLE]),
                                   ev=format_count(lang, c[EVIDENCE_NEEDED]))),
         (t(lang, "col.status"), t(lang, f"status.{r.status}")),
+        (t(lang, "obl.verification"), t(lang, "obl.verification_value", status=_verification(
+            lang, o.verification, notes=False))),
     ]
-    if o.source_url:
-        pairs.append((t(lang, "obl.source"), o.source_url))
-    pairs.append((t(lang, "obl.verification"), _verification(lang, o.verification)))
     if o.check is not None:
-        pairs.append((t(lang, "obl.check"), o.check.expr))
+        pairs.append((t(lang, "obl.check"), t(lang, "obl.check_ref")))
     if o.evidence is not None:
-        pairs.append((t(lang, "obl.evidence_kind"), f"{o.evidence.kind}: {o.evidence.description}"))
+        pairs.append((t(lang, "obl.evidence_kind"), pack_text(lang, o.evidence.description)))
     blocks: list[Block] = [*_text_blocks(lang, o), KeyValue(tuple(pairs))]
-    chart = _chart(lang, t(lang, "chart.title", ref=r.pack.ref, obligation=o.id), r.per_day)
+    if c[FAIL]:
+        blocks.append(Para(obligation_reason(
+            o, lang, c[FAIL], d.by_system.get((r.pack.hash, o.id), ()), pack=r.pack.ref,
+            stored=r.examples[0].reason if r.examples else None), "warning"))
+    chart = (_chart(lang, t(lang, "chart.title", ref=r.pack.ref, obligation=o.id), r.per_day)
+             if sum(1 for v in VERDICTS if c[v]) > 1 else None)
     if chart is not None:
         blocks.append(chart)
     if c[FAIL]:
@@ -512,44 +846,117 @@ def _obligation(lang: str, r: ObligationResult) -> Section:
                 (t(lang, "col.index"), t(lang, "col.record"), t(lang, "col.time"),
                  t(lang, "col.system"), t(lang, "col.model"), t(lang, "col.reason")),
                 tuple((str(x.index), x.record_id, format_datetime(lang, x.ts), x.system,
-                       x.model, x.reason) for x in r.examples),
+                       x.model, record_reason(o, lang, system=x.system, model=x.model,
+                                              pack=r.pack.ref, stored=x.reason))
+                      for x in r.examples),
                 caption=t(lang, "obl.examples", n=len(r.examples),
                           total=format_count(lang, c[FAIL])),
                 align=("r", "l", "l", "l", "l", "l")))
-            blocks.extend(_receipt_code(lang, x.index, x.receipt) for x in r.examples)
         else:
             blocks.append(Para(t(lang, "obl.no_examples_stored",
                                  total=format_count(lang, c[FAIL])), "note"))
-    heading = f"{o.id} — {o.title}" if o.title else o.id
+    heading = f"{o.id} — {obligation_title(o, lang)}"
     return Section(heading, blocks, anchor=f"obl-{r.pack.id}-{o.id}")
 
 
+def _text_cell(lang: str, o: Obligation) -> str:
+    """The obligation's text for a table cell, labelled as the pack marks it; a text in
+    another language than the report's says so."""
+    text = o.text.get(lang)
+    shown_in = lang
+    if text is None:
+        other = "en" if "en" in o.text else next(iter(o.text), None)
+        if other is None:
+            return t(lang, "obl.no_text")
+        text, shown_in = o.text[other], other
+    label = t(lang, "obl.text", kind=t(lang, f"kind.{text.kind}"),
+              language=lang_name(lang, shown_in))
+    return f"{label}\n{text.text}"
+
+
 def _evidence(lang: str, d: EvidenceData) -> Section | None:
-    wanted = [r for r in d.results if r.obligation.evidence is not None]
+    wanted = [r for r in d.results if r.obligation.evidence is not None
+              and r.status in ("evidence_needed", "evidence_supplied")]
     if not wanted:
         return None
-    sec = Section(t(lang, "sec.evidence"), [Para(t(lang, "ev.intro"))], anchor="evidence")
-    for r in wanted:
-        o = r.obligation
-        assert o.evidence is not None
-        blocks: list[Block] = [KeyValue((
-            (t(lang, "col.pack"), r.pack.ref),
-            (t(lang, "col.citation"), str(o.citation)),
-            (t(lang, "ev.needed"), f"{o.evidence.kind}: {o.evidence.description}"),
-            (t(lang, "col.status"), t(lang, f"status.{r.status}")),
-        ))]
-        if not r.supplied:
-            blocks.append(Para(t(lang, "ev.none_supplied"), "warning"))
-        else:
-            blocks.append(Table(
-                (t(lang, "col.title"), t(lang, "col.sha256"), t(lang, "col.supplied"),
-                 t(lang, "col.index"), t(lang, "col.record")),
-                tuple((ev.title, ev.sha256, format_datetime(lang, ev.ts), str(ev.index),
-                       ev.record_id) for ev, _ in r.supplied),
-                caption=t(lang, "ev.supplied"), align=("l", "l", "l", "r", "l")))
-            blocks.extend(_receipt_code(lang, ev.index, rc) for ev, rc in r.supplied)
-        sec.subsections.append(Section(f"{r.pack.ref} {o.id}", blocks))
+    blocks: list[Block] = [Para(t(lang, "ev.intro"))]
+    if any(lang not in r.obligation.text for r in wanted):
+        blocks.append(Para(t(lang, "obl.text_missing", language=lang_name(lang, "en")), "note"))
+    blocks.append(Table(
+        (t(lang, "col.obligation"), t(lang, "col.asks"), t(lang, "ev.needed"),
+         t(lang, "col.status")),
+        tuple((f"{r.obligation.id}\n{r.obligation.citation}\n{r.pack.ref}",
+               _text_cell(lang, r.obligation),
+               pack_text(lang, r.obligation.evidence.description)
+               if r.obligation.evidence else "",
+               t(lang, f"status.{r.status}")) for r in wanted)))
+    supplied = [(r, ev) for r in wanted for ev, _ in r.supplied]
+    if supplied:
+        blocks.append(Table(
+            (t(lang, "col.obligation"), t(lang, "col.title"), t(lang, "col.sha256"),
+             t(lang, "col.supplied"), t(lang, "col.index"), t(lang, "col.record")),
+            tuple((f"{r.obligation.id}\n{r.pack.ref}", ev.title, ev.sha256,
+                   format_datetime(lang, ev.ts), str(ev.index), ev.record_id)
+                  for r, ev in supplied),
+            caption=t(lang, "ev.supplied"), align=("l", "l", "l", "l", "r", "l")))
+    else:
+        blocks.append(Para(t(lang, "ev.none_supplied"), "warning"))
+    return Section(t(lang, "sec.evidence"), blocks, anchor="evidence")
+
+
+def _appendix_packs(lang: str, d: EvidenceData) -> Section:
+    sec = Section(t(lang, "app.packs"), [Para(t(lang, "app.packs.intro"), "small")],
+                  anchor="appendix-packs", new_page=True)
+    for p in d.packs:
+        until = format_date(lang, p.effective_until) if p.effective_until else t(lang, "open")
+        kv = KeyValue((
+            (t(lang, "pack.ref"), p.ref),
+            (t(lang, "pack.hash"), p.hash),
+            (t(lang, "pack.status"), t(lang, f"pstatus.{p.status}")),
+            (t(lang, "pack.jurisdiction"), p.jurisdiction),
+            (t(lang, "pack.publisher"), _publisher(lang, p.publisher)),
+            (t(lang, "pack.in_force"),
+             f"{format_date(lang, p.effective_from)} – {until} ({p.timezone})"),
+            (t(lang, "pack.sources"), "\n".join(p.sources)),
+            (t(lang, "pack.verification"), _verification(lang, p.verification)),
+            (t(lang, "pack.obligations"), str(len(p.obligations))),
+        ))
+        rows = tuple((f"{o.id}\n{o.title or ''}".strip(), _verification(lang, o.verification))
+                     for o in p.obligations)
+        sec.subsections.append(Section(_pack_title(p, lang), [
+            Para(_verification_line(lang, p), "small"), kv,
+            Table((t(lang, "col.obligation"), t(lang, "obl.verification")), rows,
+                  caption=t(lang, "app.obl_verification"))]))
     return sec
+
+
+def _appendix_checks(lang: str, d: EvidenceData) -> Section:
+    rows = []
+    for r in d.results:
+        o = r.obligation
+        if o.check is None:
+            continue
+        rows.append((f"{o.id}\n{r.pack.ref}", o.check.applies or "—", o.check.expr))
+    return Section(t(lang, "app.checks"), [
+        Para(t(lang, "app.checks.intro"), "small"),
+        Table((t(lang, "col.obligation"), t(lang, "col.applies"), t(lang, "col.check")),
+              tuple(rows))], anchor="appendix-checks", new_page=True)
+
+
+def _appendix_receipts(lang: str, d: EvidenceData) -> Section:
+    cp = d.checkpoint.checkpoint
+    blocks: list[Block] = [Para(t(lang, "sec.checkpoint.intro")),
+                           Code(d.checkpoint_text, f"{cp.origin} · {cp.size}",
+                                download=f"checkpoint-{cp.size}.txt")]
+    seen: set[int] = set()
+    for r in d.results:
+        for x in r.examples:
+            if x.index not in seen:
+                seen.add(x.index)
+                blocks.append(_receipt_code(lang, x.index, x.receipt))
+        for ev, rc in r.supplied:
+            blocks.append(_receipt_code(lang, ev.index, rc))
+    return Section(t(lang, "app.receipts"), blocks, anchor="checkpoint", new_page=True)
 
 
 def evidence_document(d: EvidenceData, lang: str) -> Document:
@@ -562,21 +969,29 @@ def evidence_document(d: EvidenceData, lang: str) -> Document:
         (t(lang, "meta.systems"), d.system or t(lang, "meta.all_systems")),
         (t(lang, "meta.log"), f"{cp.origin} · {format_count(lang, cp.size)}"),
     ]
-    if d.run is not None:
-        meta.append((t(lang, "meta.replay"), t(
-            lang, "meta.replay_value", run=d.run.run_id,
-            when=format_datetime(lang, d.run.started_at),
-            records=format_count(lang, d.records_judged))))
-    sections = [_cover(lang, d), _summary(lang, d),
-                Section(t(lang, "sec.obligations"), [],
-                        [_obligation(lang, r) for r in d.results], anchor="obligations")]
+    shown = [r for r in d.results if r.counts[PASS] or r.counts[FAIL]]
+    quiet = len(d.results) - len(shown)
+    obl_blocks: list[Block] = []
+    if quiet:
+        obl_blocks.append(Para(t(lang, "sec.obligations.quiet", n=format_count(lang, quiet)),
+                               "small"))
+    cover = Section(t(lang, "sec.cover"), [Para(t(lang, "sec.cover.intro"))], anchor="scope",
+                    new_page=True)
+    for p in d.packs:
+        cover.subsections.append(Section(_pack_title(p, lang), [
+            *_pack_warnings(lang, p),
+            KeyValue(((t(lang, "pack.ref"), p.ref),
+                      (t(lang, "pack.status"), t(lang, f"pstatus.{p.status}")),
+                      (t(lang, "pack.publisher"), _publisher(lang, p.publisher)),
+                      (t(lang, "pack.verification"), _verification_line(lang, p))))]))
+    sections = [_exec_summary(lang, d), cover, _summary(lang, d),
+                Section(t(lang, "sec.obligations"), obl_blocks,
+                        [_obligation(lang, r, d) for r in shown], anchor="obligations")]
     ev = _evidence(lang, d)
     if ev is not None:
         sections.append(ev)
-    sections.append(Section(t(lang, "sec.checkpoint"), [
-        Para(t(lang, "sec.checkpoint.intro")),
-        Code(d.checkpoint_text, f"{cp.origin} · {cp.size}"),
-    ], anchor="checkpoint"))
+    sections += [_appendix_packs(lang, d), _appendix_checks(lang, d),
+                 _appendix_receipts(lang, d)]
     return Document(t(lang, "title"), lang, t(lang, "subtitle"), meta, sections)
 
 
@@ -592,9 +1007,11 @@ def build_evidence_report(
     examples: int = 3,
     run: str | None = None,
     now: datetime | None = None,
+    active: Sequence[str] | None = None,
 ) -> Document:
     """The evidence report as a Document (see the module docstring)."""
     check_lang(lang)
     data = collect_evidence(ledger, packs, since=since, until=until, system=system,
-                            systems=systems, examples=examples, run=run, now=now)
+                            systems=systems, examples=examples, run=run, now=now,
+                            active=active)
     return evidence_document(data, lang)

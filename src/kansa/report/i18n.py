@@ -105,10 +105,7 @@ _EN: dict[str, str] = {
         "DRAFT: this pack version is a draft, not adopted law. Its verdicts show what the "
         "draft would mean; they are not findings under law in force."
     ),
-    "pack.unverified_note": (
-        "NOT FULLY VERIFIED: the pack's dates or citations could not all be checked "
-        "against an official source ({status}). {note}"
-    ),
+    "pack.unverified_note": "Verification: {line}. Notes: Appendix A.",
     "pack.repealed_note": "REPEALED: this pack version is no longer in force.",
     "col.obligation": "Obligation",
     "col.citation": "Citation",
@@ -129,7 +126,9 @@ _EN: dict[str, str] = {
     "col.sha256": "SHA-256",
     "col.supplied": "Supplied",
     "obl.text": "Text ({kind}, {language})",
-    "obl.text_missing": "The pack carries no text in this language; shown in {language}.",
+    "obl.text_missing": (
+        "Where the pack carries no text in this language, it is shown in {language}."
+    ),
     "obl.no_text": "The pack carries no text for this obligation.",
     "obl.role": "Role",
     "obl.check": "Check",
@@ -138,7 +137,7 @@ _EN: dict[str, str] = {
     "obl.verification": "Verification",
     "obl.counts": "Verdicts",
     "obl.counts_value": "{pass_} pass, {fail} fail, {na} not applicable, {ev} evidence needed",
-    "obl.examples": "Failing examples (first {n} of {total})",
+    "obl.examples": "Failing examples (first {n} of {total}; receipts in Appendix C)",
     "obl.receipt": "Receipt for entry {index} (c2sp.org/tlog-proof@v1)",
     "obl.no_examples_stored": (
         "{total} failing verdicts were counted but none of them is stored in the findings "
@@ -155,6 +154,109 @@ _EN: dict[str, str] = {
     "chart.title": "{ref} {obligation}: verdicts per day",
     "chart.all": "All obligations: verdicts per day",
     "chart.none": "No verdicts in the period.",
+    # executive summary
+    "sec.exec": "Executive summary",
+    "exec.basis_run": (
+        "Counts come from stored replay {run} ({when}; {records} records judged) under "
+        "{packs}."
+    ),
+    "exec.basis_judged": "Counts come from judging {records} records now, under {packs}.",
+    "exec.newer_active": (
+        "Newer rule packs are active than the ones this report judged under: {active}. "
+        "Run 'kansa replay' under them (or 'kansa report evidence' without --run) for "
+        "current verdicts."
+    ),
+    "istatus.fails": "fails",
+    "istatus.evidence_needed": "evidence needed",
+    "istatus.meets": "meets",
+    "istatus.not_applicable": "not applicable",
+    "exec.instruments": "Status per instrument",
+    "exec.systems": (
+        "Systems with failing records, per instrument (failures are stored per record; "
+        "passes only per instrument: --system gives one system's full counts)"
+    ),
+    "exec.top": "Top failing obligations ({n} of {total}), and why",
+    "exec.no_failures": "No record failed a check in the period.",
+    "exec.deadlines": "Deadlines that run ({n} of {total})",
+    "exec.no_deadlines": "No obligation, transition or incident report falls due after today.",
+    "deadline.starts": "starts to apply",
+    "deadline.ends": "stops applying",
+    "deadline.transition": " (transitional rule)",
+    "deadline.overdue": ": OVERDUE",
+    "deadline.incident": "incident report due ({detail})",
+    "exec.no_previous": (
+        "What changed: there is no earlier stored replay of these instruments to compare with."
+    ),
+    "exec.previous": (
+        "What changed since the previous stored replay of these instruments ({run}, {when}, "
+        "{records} records, {packs}): failing records in this period {before} → {after}."
+    ),
+    "exec.changed": "By obligation: {changes}.",
+    "exec.change": "{obligation} ({pack}) {before} → {after}",
+    "exec.change_join": "; ",
+    "exec.unchanged": "No obligation's count changed.",
+    "col.instrument": "Instrument",
+    "col.obl_failing": "Obligations failing",
+    "col.obl_evidence": "Evidence needed",
+    "col.fail_findings": "Failing findings",
+    "col.verification": "Citations",
+    "col.why": "Why",
+    "col.asks": "What the obligation asks",
+    "col.date": "Date",
+    "col.what": "What",
+    "col.before": "Before",
+    "col.now": "Now",
+    "col.applies": "Applies when",
+    "col.check": "Check (CEL)",
+    # reasons
+    "reason.unknown": "unknown",
+    "reason.record": "{system}: does not meet {title} ({citation})",
+    "reason.count_tpl": "{n} {records}: {text}",
+    "reason.since": ", applies since {day}",
+    "reason.obligation": "{n} {records} failed: {title} ({citation}{since})",
+    "reason.obligation_from": "{n} {records} from {who} failed: {title} ({citation}{since})",
+    "reason.records": "records",
+    "reason.record_one": "record",
+    "reason.join": ", ",
+    "engine.until": "not in force until {day}",
+    "engine.since": "not in force since {day}",
+    "engine.transition": " (transition {n})",
+    "engine.jurisdiction": "applies in {where}; the system is offered in {offered}",
+    "engine.role": "applies to the {roles}; the system is {system}",
+    "engine.not_applicable": "does not apply to this record",
+    "engine.holds": "check holds",
+    "engine.other": "{text}",
+    "outcome.ok": "ok", "outcome.error": "error", "outcome.timeout": "timeout",
+    "outcome.blocked": "blocked", "outcome.aborted": "aborted",
+    "signer.bundled": "bundled with kansa",
+    "reason.more": " and {n} more systems",
+    "more": "{n} more",
+    # verification
+    "verif.line": (
+        "{status}: {verified} of {total} obligations' citations verified, {partly} partly, "
+        "{unverified} not; the pack's own dates: {own}"
+    ),
+    "pack.english": "{text}",
+    # appendices
+    "app.packs": "Appendix A. Rule packs and verification notes",
+    "app.packs.intro": (
+        "Each pack version as judged: its hash, publisher, sources and what was verified, "
+        "with the pack's own notes."
+    ),
+    "app.obl_verification": "Verification per obligation",
+    "app.checks": "Appendix B. Checks",
+    "app.checks.intro": (
+        "The conditions each check evaluates, in CEL, as the pack states them (a record "
+        "passes when the check holds, and is not applicable when 'applies when' does not)."
+    ),
+    "app.receipts": "Appendix C. Signed checkpoint and receipts",
+    "obl.verification_value": "{status} (notes: Appendix A)",
+    "obl.check_ref": "checked automatically on every record (condition: Appendix B)",
+    "sec.obligations.quiet": (
+        "The {n} obligations no check judged in the period (not applicable to any record, "
+        "or shown by evidence a person supplies) are in the tables above and, for "
+        "evidence, in the next section."
+    ),
     "none": "none",
     "open": "open-ended",
 }
@@ -236,10 +338,7 @@ _JA: dict[str, str] = {
         "案：このパックの版は案であり、成立した法令ではありません。判定は案が適用された"
         "場合の結果を示すもので、施行中の法令に基づく指摘ではありません。"
     ),
-    "pack.unverified_note": (
-        "未確認事項あり：このパックの日付または条項の一部を公式の出典で確認できていません"
-        "（{status}）。{note}"
-    ),
+    "pack.unverified_note": "確認状況：{line}。注記は付録Aにあります。",
     "pack.repealed_note": "廃止：このパックの版は現在効力を有しません。",
     "col.obligation": "義務",
     "col.citation": "条項",
@@ -260,7 +359,7 @@ _JA: dict[str, str] = {
     "col.sha256": "SHA-256",
     "col.supplied": "提出日時",
     "obl.text": "本文（{kind}、{language}）",
-    "obl.text_missing": "このパックには日本語の本文がないため、{language}で示します。",
+    "obl.text_missing": "このパックに日本語の本文がない義務は、{language}で示します。",
     "obl.no_text": "このパックにはこの義務の本文がありません。",
     "obl.role": "対象の役割",
     "obl.check": "検査式",
@@ -269,7 +368,7 @@ _JA: dict[str, str] = {
     "obl.verification": "確認状況",
     "obl.counts": "判定件数",
     "obl.counts_value": "適合 {pass_} 件、不適合 {fail} 件、対象外 {na} 件、要証拠 {ev} 件",
-    "obl.examples": "不適合の事例（全 {total} 件のうち最初の {n} 件）",
+    "obl.examples": "不適合の事例（全 {total} 件のうち最初の {n} 件。レシートは付録C）",
     "obl.receipt": "エントリ {index} のレシート（c2sp.org/tlog-proof@v1）",
     "obl.no_examples_stored": (
         "不適合の判定が {total} 件ありますが、この期間の指摘は保存されていません。"
@@ -286,12 +385,147 @@ _JA: dict[str, str] = {
     "chart.title": "{ref} {obligation}：日ごとの判定",
     "chart.all": "すべての義務：日ごとの判定",
     "chart.none": "期間内の判定はありません。",
+    # executive summary
+    "sec.exec": "要旨",
+    "exec.basis_run": (
+        "件数は保存済みの再判定 {run}（{when}、判定した記録 {records} 件）によるもので、"
+        "対象のルールパックは {packs} です。"
+    ),
+    "exec.basis_judged": (
+        "件数は記録 {records} 件をこの場で判定したもので、対象のルールパックは {packs} です。"
+    ),
+    "exec.newer_active": (
+        "本報告書が判定に用いたものより新しいルールパックが有効になっています：{active}。"
+        "最新の判定には、それらで 'kansa replay' を実行してください"
+        "（または --run を付けずに 'kansa report evidence' を実行）。"
+    ),
+    "istatus.fails": "不適合あり",
+    "istatus.evidence_needed": "要証拠",
+    "istatus.meets": "適合",
+    "istatus.not_applicable": "対象外",
+    "exec.instruments": "規範ごとの状況",
+    "exec.systems": (
+        "不適合の記録があるシステム（規範ごとの記録数。不適合は記録ごとに保存され、適合は"
+        "規範ごとにのみ集計されるため、1つのシステムの全件数は --system で確認できます）"
+    ),
+    "exec.top": "不適合の多い義務（全 {total} 件のうち {n} 件）とその理由",
+    "exec.no_failures": "期間内に検査で不適合となった記録はありません。",
+    "exec.deadlines": "今後の期日（全 {total} 件のうち {n} 件）",
+    "exec.no_deadlines": "今日以降に期日を迎える義務・経過措置・インシデント報告はありません。",
+    "deadline.starts": "適用開始",
+    "deadline.ends": "適用終了",
+    "deadline.transition": "（経過措置）",
+    "deadline.overdue": "：期限超過",
+    "deadline.incident": "インシデント報告の期限（{detail}）",
+    "exec.no_previous": "変更点：比較できる、同じ規範の以前の再判定は保存されていません。",
+    "exec.previous": (
+        "変更点：同じ規範の直前の保存済み再判定（{run}、{when}、記録 {records} 件、{packs}）"
+        "と比べ、この期間の不適合の記録は {before} 件 → {after} 件。"
+    ),
+    "exec.changed": "義務ごと：{changes}。",
+    "exec.change": "{obligation}（{pack}）{before} 件 → {after} 件",
+    "exec.change_join": "、",
+    "exec.unchanged": "不適合の件数が変わった義務はありません。",
+    "col.instrument": "規範",
+    "col.obl_failing": "不適合の義務",
+    "col.obl_evidence": "要証拠の義務",
+    "col.fail_findings": "不適合の指摘",
+    "col.verification": "条項の確認",
+    "col.why": "理由",
+    "col.asks": "義務の内容",
+    "col.date": "期日",
+    "col.what": "内容",
+    "col.before": "前回",
+    "col.now": "今回",
+    "col.applies": "適用条件",
+    "col.check": "検査式（CEL）",
+    # reasons
+    "reason.unknown": "不明",
+    "reason.record": "{system}：{title}（{citation}）を満たしていません",
+    "reason.count_tpl": "{n} 件{records}：{text}",
+    "reason.records": "",
+    "reason.record_one": "",
+    "reason.since": "、{day}から適用",
+    "reason.obligation": "{n} 件の記録{records}が不適合：{title}（{citation}{since}）",
+    "reason.obligation_from": "{who} の記録 {n} 件{records}が不適合：{title}（{citation}{since}）",
+    "reason.join": "、",
+    "engine.until": "{day}まで適用されません",
+    "engine.since": "{day}以降は適用されません",
+    "engine.transition": "（経過措置 {n}）",
+    "engine.jurisdiction": "適用地域は {where}、このシステムの提供地域は {offered}",
+    "engine.role": "対象は{roles}、このシステムは{system}",
+    "engine.not_applicable": "この記録には適用されません",
+    "engine.holds": "検査を満たしています",
+    "engine.other": "（判定理由、英語）{text}",
+    "outcome.ok": "成功（ok）", "outcome.error": "エラー（error）",
+    "outcome.timeout": "タイムアウト（timeout）", "outcome.blocked": "遮断（blocked）",
+    "outcome.aborted": "中断（aborted）",
+    "signer.bundled": "kansa に同梱",
+    "reason.more": " ほか {n} システム",
+    "more": "ほか {n} 件",
+    # verification
+    "verif.line": (
+        "{status}：全 {total} 義務のうち条項確認済み {verified}、一部確認済み {partly}、"
+        "未確認 {unverified}。パック自体の日付：{own}"
+    ),
+    "pack.english": "（パックの記載、英語）{text}",
+    # appendices
+    "app.packs": "付録A　ルールパックと確認状況の注記",
+    "app.packs.intro": (
+        "判定に用いた各パックの版：ハッシュ、発行者、出典、確認状況とパック自身の注記"
+        "（パックの記載は原文のまま）。"
+    ),
+    "app.obl_verification": "義務ごとの確認状況",
+    "app.checks": "付録B　検査式",
+    "app.checks.intro": (
+        "各検査が評価する条件（CEL、パックの記載のまま）。検査式が成り立つ記録は適合、"
+        "適用条件が成り立たない記録は対象外です。"
+    ),
+    "app.receipts": "付録C　署名付きチェックポイントとレシート",
+    "obl.verification_value": "{status}（注記：付録A）",
+    "obl.check_ref": "すべての記録で自動的に検査（条件：付録B）",
+    "sec.obligations.quiet": (
+        "期間内にどの記録でも検査されなかった {n} 件の義務（対象外、または人が提出する証拠で"
+        "示すもの）は、上の表と、証拠については次の節に掲載しています。"
+    ),
     "none": "なし",
     "open": "期限なし",
 }
 
 _TABLES = {"en": _EN, "ja": _JA}
 _LANG_NAMES = {"en": {"en": "English", "ja": "Japanese"}, "ja": {"en": "英語", "ja": "日本語"}}
+
+
+# publishers of the bundled packs, in Japanese (a pack's publisher line is its own text;
+# one kansa does not know is shown as the pack gives it, marked as such)
+_PUBLISHERS_JA = {
+    "kansa project (summary and checks; not an official publication)":
+        "kansa プロジェクト（要約と検査。公式の刊行物ではありません）",
+    "kansa project (fictional example)": "kansa プロジェクト（架空の例）",
+    "Ministry of Economy, Trade and Industry (METI) and Ministry of Internal Affairs and "
+    "Communications (MIC), Japan": "経済産業省・総務省",
+    "OECD (at the request of the G7)": "OECD（G7の要請による）",
+    "G7 (Hiroshima AI Process, Japanese G7 Presidency 2023)":
+        "G7（広島AIプロセス、2023年日本議長国）",
+    "Government of Japan (AI Strategy Headquarters, Cabinet Office), as reported in the "
+    "press": "日本政府（内閣府 AI戦略本部）。報道による",
+    "Government of Japan (Cabinet Office, 内閣府); law text published on e-Gov":
+        "日本政府（内閣府）。法令本文は e-Gov に掲載",
+    "Government of Japan (Cabinet; drafted by the AI Strategy Headquarters, Cabinet "
+    "Office)": "日本政府（内閣。内閣府 AI戦略本部が起草）",
+}
+
+
+def publisher_name(lang: str, publisher: str) -> str:
+    """A pack's publisher in ``lang``: kansa's translation for the bundled packs'
+    publishers, else the pack's own words (marked as the pack's English in Japanese)."""
+    if check_lang(lang) != "ja":
+        return publisher
+    if publisher in _PUBLISHERS_JA:
+        return _PUBLISHERS_JA[publisher]
+    if any("\u3040" <= ch <= "\u9fff" for ch in publisher):
+        return publisher
+    return t(lang, "pack.english", text=publisher)
 
 
 def check_lang(lang: str) -> str:

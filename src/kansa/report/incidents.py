@@ -38,6 +38,7 @@ from kansa.report.design import (
     to_us,
 )
 from kansa.report.doc import Code, Document, KeyValue, Para, Section, Table
+from kansa.report.reasons import engine_reason
 
 if TYPE_CHECKING:
     from kansa.api import Ledger
@@ -432,6 +433,7 @@ def build_incident_drafts(
         doc.sections.append(Section(_t(lang, "s.skipped"), [
             Para(_t(lang, "skipped.note"), "note"),
             Table((_t(lang, "h.index"), _t(lang, "h.duty"), _t(lang, "h.reason")),
-                  tuple((str(s.incident.index), s.ref, s.reason) for s in skipped),
+                  tuple((str(s.incident.index), s.ref, engine_reason(lang, s.reason))
+                        for s in skipped),
                   align=("r", "l", "l"))], anchor="skipped"))
     return doc

@@ -8,6 +8,7 @@ in a small safe syntax, and a print stylesheet keeps tables and charts on whole 
 
 from __future__ import annotations
 
+import base64
 import html
 import re
 from collections.abc import Iterator
@@ -36,6 +37,9 @@ th { background: #f3f5f7; }
 td.r, th.r { text-align: right; font-variant-numeric: tabular-nums; }
 caption { caption-side: top; text-align: left; color: var(--muted); padding: .2rem 0; }
 table.kv th { width: 28%; }
+table.small { font-size: .82rem; }
+details.code { margin: .6rem 0; }
+details.code summary { cursor: pointer; color: var(--muted); }
 p.note { background: var(--note); padding: .5rem .7rem; border-left: 4px solid #6b9bd2; }
 p.warning { background: var(--warn); color: var(--warn-ink); padding: .5rem .7rem;
             border-left: 4px solid #d9822b; font-weight: 600; }
@@ -60,6 +64,7 @@ DEFAULT_COLORS = ("#2e7d32", "#c62828", "#9e9e9e", "#f9a825", "#1565c0", "#6a1b9
                   "#00838f", "#ef6c00")
 _SAFE_COLOR = re.compile(r"^(#[0-9a-fA-F]{3,8}|[a-zA-Z]{3,20})$")
 _ANCHOR_BAD = re.compile(r"[^A-Za-z0-9_.:-]+")
+_FILE_BAD = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 def esc(text: object) -> str:
@@ -144,6 +149,13 @@ def _block(block: Block) -> str:
     if isinstance(block, KeyValue):
         return _kv(block.pairs, "kv")
     if isinstance(block, Code):
+        if block.download:
+            href = "data:text/plain;charset=utf-8;base64," + base64.b64encode(
+                _clean(block.text).encode("utf-8")).decode("ascii")
+            name = _FILE_BAD.sub("-", block.download) or "download.txt"
+            return (f'<details class="code"><summary>{esc(block.caption or name)}</summary>'
+                    f'<pre>{esc(block.text)}</pre><p class="small"><a href="{href}" '
+                    f'download="{esc(name)}">{esc(name)}</a></p></details>')
         cap = f"<figcaption>{esc(block.caption)}</figcaption>" if block.caption else ""
         return f"<figure>{cap}<pre>{esc(block.text)}</pre></figure>"
     if isinstance(block, Chart):
@@ -152,9 +164,14 @@ def _block(block: Block) -> str:
 
 
 def _kv(pairs: tuple[tuple[str, str], ...], cls: str) -> str:
-    rows = "".join(f'<tr><th scope="row">{esc(k)}</th><td>{esc(v)}</td></tr>'
+    rows = "".join(f'<tr><th scope="row">{esc(k)}</th><td>{_lines(v)}</td></tr>'
                    for k, v in pairs)
     return f'<table class="{cls}"><tbody>{rows}</tbody></table>'
+
+
+def _lines(text: str) -> str:
+    """A cell's text, escaped, its line breaks kept."""
+    return esc(text).replace("\n", "<br>")
 
 
 def _table(tb: Table) -> str:
@@ -164,7 +181,7 @@ def _table(tb: Table) -> str:
     def cls(i: int) -> str:
         return ' class="r"' if i < len(align) and align[i] == "r" else ""
 
-    out = ["<table>"]
+    out = ['<table class="small">' if tb.small else "<table>"]
     if tb.caption:
         out.append(f"<caption>{esc(tb.caption)}</caption>")
     if tb.headers:
@@ -173,7 +190,7 @@ def _table(tb: Table) -> str:
         out.append(f"<thead><tr>{cells}</tr></thead>")
     out.append("<tbody>")
     for row in tb.rows:
-        cells = "".join(f"<td{cls(i)}>{esc(row[i]) if i < len(row) else ''}</td>"
+        cells = "".join(f"<td{cls(i)}>{_lines(row[i]) if i < len(row) else ''}</td>"
                         for i in range(width))
         out.append(f"<tr>{cells}</tr>")
     out.append("</tbody></table>")

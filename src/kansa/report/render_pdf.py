@@ -226,6 +226,8 @@ def _title(pdf: _PDF, doc: Document) -> None:
 
 def _section(pdf: _PDF, section: Section, level: int) -> None:
     size = _HEADING_SIZES.get(level, 10.5)
+    if section.new_page and pdf.get_y() > pdf.t_margin + 1:
+        pdf.add_page()
     pdf.room(size * 1.6 + 12)
     pdf.ln(3 if level > 1 else 5)
     heading = pdf.fit(section.heading) or "-"
@@ -311,13 +313,13 @@ _PAD_X, _PAD_Y = 1.2, 0.8
 
 
 def _grid(pdf: _PDF, headers: Sequence[str], rows: Sequence[Sequence[str]],
-          align: Sequence[str], caption: str | None, *, kv: bool = False) -> None:
+          align: Sequence[str], caption: str | None, *, kv: bool = False,
+          size: float = 8.5) -> None:
     """A table with borders; the header row is repeated on every page the table spans,
     and a row too tall for one page continues on the next."""
     n = max([len(headers), *(len(r) for r in rows)], default=0)
     if n == 0:
         return
-    size = 8.5
     line_h = size * 0.5
     if caption:
         pdf.set_text_color(90, 90, 90)
@@ -389,7 +391,8 @@ def _grid(pdf: _PDF, headers: Sequence[str], rows: Sequence[Sequence[str]],
 
 
 def _table(pdf: _PDF, tb: Table) -> None:
-    _grid(pdf, tb.headers, tb.rows, tb.align or (), tb.caption)
+    _grid(pdf, tb.headers, tb.rows, tb.align or (), tb.caption,
+          size=7.6 if tb.small else 8.5)
 
 
 def _kv(pdf: _PDF, pairs: tuple[tuple[str, str], ...]) -> None:
