@@ -19,10 +19,11 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from kansa.api import Ledger
+from kansa.errors import ReportLanguageError
 from kansa.ledger.receipt import verify_receipt
 from kansa.policy.pack import Deadline, Pack, parse_pack
 from kansa.report import design, haip, incidents
-from kansa.report.design import TBC, ReportDraftError, build_design_document, scan_usage
+from kansa.report.design import TBC, build_design_document, scan_usage
 from kansa.report.doc import Code, Document, KeyValue, Para, Section, Table
 from kansa.report.haip import build_haip_draft
 from kansa.report.incidents import build_incident_drafts, clock
@@ -229,7 +230,7 @@ def test_design_document_in_japanese(ledger: Ledger) -> None:
                    "組織による記入が必要", "2026-11-02 18:00 JST"):
         assert phrase in text
     assert "Controls in force" not in text
-    with pytest.raises(ReportDraftError, match="'fr'"):
+    with pytest.raises(ReportLanguageError, match="'fr'"):
         build_design_document(ledger, lang="fr")
 
 
@@ -528,7 +529,7 @@ def test_cli_writes_the_three_documents(ledger: Ledger, home: Path, store_url: s
     assert "Serious incident report drafts" in html
     assert "2026-11-12 09:00:00 UTC" in html and "10 d 0 h 0 min left" in html
     r = runner.invoke(app, ["report", "design", "--lang", "fr", *common])
-    assert r.exit_code == 1 and "unsupported report language 'fr'" in r.output
+    assert r.exit_code == 1 and "reports are written in en or ja, not 'fr'" in r.output
     r = runner.invoke(app, ["report", "haip", "--format", "docx", *common])
     assert r.exit_code == 1 and "--format takes html, pdf" in r.output
 

@@ -49,13 +49,11 @@ from kansa.ledger.witness import (
     TreeHead,
     WitnessRefusal,
     WitnessState,
-    add_checkpoint,
     check_advance,
-    collect_cosignatures,
-    create_witness_app,
     format_add_checkpoint_request,
     parse_add_checkpoint_request,
 )
+from kansa.witness_http import add_checkpoint, collect_cosignatures, create_witness_app
 
 with warnings.catch_warnings():  # starlette 1.x deprecates TestClient over httpx (not httpx2)
     warnings.simplefilter("ignore")

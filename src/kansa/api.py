@@ -22,7 +22,7 @@ from kansa.ledger.log import Append, Log
 from kansa.ledger.note import SignedCheckpoint, Signer, Verifier
 from kansa.ledger.storage import EntryRow, open_store
 from kansa.records.model import UsageRecord, canonical, parse_ts
-from kansa.records.vault import Vault
+from kansa.vault import Vault
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

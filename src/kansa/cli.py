@@ -546,7 +546,7 @@ def witness_serve(
     import uvicorn
 
     from kansa.ledger.note import Signer, Verifier
-    from kansa.ledger.witness import create_witness_app
+    from kansa.witness_http import create_witness_app
 
     with _errors():
         signer = Signer.parse(key_file.read_text())
@@ -583,7 +583,7 @@ def witness_add(
 def witness_collect(home: HomeOpt = None, store: StoreOpt = None) -> None:
     """Ask every configured witness to cosign the latest checkpoint."""
     from kansa.ledger.note import Verifier
-    from kansa.ledger.witness import collect_cosignatures
+    from kansa.witness_http import collect_cosignatures
 
     with _errors():
         ledger = _open(home, store)

@@ -1,6 +1,53 @@
-"""kansa's exception hierarchy: every error a caller may want to catch derives from KansaError."""
+"""kansa's exception hierarchy: every error kansa raises on purpose derives from KansaError.
+
+Catch :class:`KansaError` for all of them, or a branch below it::
+
+    KansaError
+     ├── ProofError                   a Merkle inclusion or consistency proof fails
+     ├── SignatureError               a signed note, checkpoint or cosignature
+     ├── KeyFormatError               a signer or verifier key string
+     ├── FormatError                  a checkpoint, tile, bundle or proof file
+     │    └── capture.otel.OTLPError
+     ├── VerificationError            offline or live verification (``problems``)
+     ├── StorageError                 store unreachable, corrupt, unknown schema
+     ├── InconsistentCheckpointError  refusing to sign a forking checkpoint
+     ├── EntryTooLargeError           an entry over 65,535 bytes
+     ├── RecordError                  an invalid usage record (``line``, ``field``)
+     ├── ErasedError                  content of an erased data subject
+     ├── WitnessError                 a witness refused or answered oddly
+     │    └── ledger.witness.WitnessRefusal
+     ├── RollbackError                the store holds less than the log signed
+     ├── DuplicateIdError             a record id already in the log
+     ├── PolicyError                  rule packs, checks, feeds, inline policy
+     │    ├── PolicyBlocked           inline enforcement refused a call
+     │    ├── policy.pack.PackError   a malformed pack (``file:line: reason``)
+     │    ├── policy.cel.CheckError   a CEL check: compile, cost, run time
+     │    ├── policy.systems.SystemsError, policy.crosswalk.CrosswalkError,
+     │    │   policy.oscal.OscalError, policy.signing.TrustStoreError
+     │    ├── policy.approvals.ApprovalError
+     │    │    └── ApprovalPending
+     │    ├── policy.feed.FeedError, policy.feed.ActivationError
+     │    ├── policy.feed.InstallError
+     │    │    └── DowngradeError, ConflictError
+     │    └── policy.signing.PackSignatureError   (also a SignatureError)
+     │         └── UnsignedPackError, UntrustedSignerError, PackAlteredError,
+     │             WrongPackError, MalformedSignatureError
+     └── ReportError                  a report or draft cannot be built
+          ├── ReportLanguageError     a language kansa does not write (``--lang``)
+          └── report.evidence.NoReplayError, report.design.ReportDraftError,
+              report.render_pdf.ReportFontError,
+              report.evidence_supply.EvidenceError
+
+The classes named with a module live there (they matter only to callers of that
+module); everything else is defined here and importable as ``kansa.errors.X``.
+``KansaError``, ``PolicyBlocked`` and the errors of the public API are also
+``kansa.X``. The same bad input raises the same class wherever it enters (a bad
+report language is always :class:`ReportLanguageError`).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 
 class KansaError(Exception):
@@ -85,3 +132,34 @@ class RollbackError(KansaError):
 
 class DuplicateIdError(KansaError):
     """A record id is already in the log (record ids are unique)."""
+
+
+class PolicyError(KansaError):
+    """Base class of rule-pack, check, feed and inline-policy errors."""
+
+
+class PolicyBlocked(PolicyError):  # noqa: N818 - named for what happened, like the outcome
+    """A call was refused by inline enforcement (``block`` or ``require_approval``).
+
+    ``decision`` is ``block`` or ``approval_required``; ``failed`` lists the obligations
+    that failed (``pack@version#obligation``, citation); ``approval_id`` is set when an
+    approval was requested (retry with it once approved)."""
+
+    def __init__(self, message: str, *, decision: str, failed: Sequence[tuple[str, str]],
+                 snapshot: str, record_id: str | None = None,
+                 approval_id: str | None = None) -> None:
+        super().__init__(message)
+        self.decision = decision
+        self.failed = list(failed)
+        self.snapshot = snapshot
+        self.record_id = record_id
+        self.approval_id = approval_id
+
+
+class ReportError(KansaError):
+    """A report, document or draft cannot be built (unknown pack or run, empty period,
+    unreadable store, missing font)."""
+
+
+class ReportLanguageError(ReportError):
+    """A report was asked for in a language kansa does not write."""

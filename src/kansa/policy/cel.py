@@ -33,9 +33,20 @@ from typing import Any
 
 import cel
 
-from kansa.policy.pack import PolicyError
+from kansa.errors import PolicyError
 
 _POS_RE = re.compile(r"<input>:(\d+):(\d+):\s*(.*)")
+
+# CEL tokens, shared by the cost bound below and the engine's read analysis
+# (``engine.record_reads``)
+_TOKEN_RE = re.compile(r"""
+    (?P<ws>\s+|//[^\n]*)
+  | (?P<str>[rRbB]{0,2}(?:\"\"\"(?:[^\\]|\\.)*?\"\"\"|'''(?:[^\\]|\\.)*?'''
+                      |"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'))
+  | (?P<num>\d[\w.]*)
+  | (?P<id>[A-Za-z_]\w*)
+  | (?P<op>&&|\|\||==|!=|<=|>=|[-+*/%!<>?:.,()\[\]{}])
+""", re.VERBOSE | re.DOTALL)
 
 MAX_SOURCE = 4096  # characters of one expression (the bundled packs' longest is < 200)
 MAX_NESTING = 24  # brackets ( [ { inside one another (the parser refuses ~100, panics later)
@@ -79,8 +90,6 @@ def check_cost(source: str, obligation: str) -> int:
     """Refuse an expression that could be slow or large to compile or evaluate; return its
     estimated worst-case evaluation steps. Uses the same CEL tokens as the engine's read
     analysis (``record_reads``)."""
-    from kansa.policy.engine import _TOKEN_RE
-
     def refuse(msg: str, offset: int | None = None) -> CheckError:
         if offset is None:
             return CheckError(f"CEL expression too costly: {msg}", obligation=obligation)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import threading
 import time
 import uuid
@@ -40,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from kansa.policy.cel import Expr, compile_check, context, system_facts
+from kansa.policy.cel import _TOKEN_RE, Expr, compile_check, context, system_facts
 from kansa.policy.pack import Obligation, Pack, PolicyError
 from kansa.records.model import canonical
 
@@ -623,14 +622,6 @@ class FindingStore:
 # and never reads ``now``, one judgement serves every record that agrees on those inputs,
 # and building the CEL context (the dominant cost) is skipped for all but the first.
 
-_TOKEN_RE = re.compile(r"""
-    (?P<ws>\s+|//[^\n]*)
-  | (?P<str>[rRbB]{0,2}(?:\"\"\"(?:[^\\]|\\.)*?\"\"\"|'''(?:[^\\]|\\.)*?'''
-                      |"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'))
-  | (?P<num>\d[\w.]*)
-  | (?P<id>[A-Za-z_]\w*)
-  | (?P<op>&&|\|\||==|!=|<=|>=|[-+*/%!<>?:.,()\[\]{}])
-""", re.VERBOSE | re.DOTALL)
 
 # tokens after which `"key" in record...` is a whole operand (the operators that bind less
 # tightly than `in`, and delimiters); anything else might make the string part of a larger

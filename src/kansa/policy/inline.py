@@ -70,6 +70,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from kansa.errors import PolicyBlocked as PolicyBlocked  # re-exported: its old home
+from kansa.errors import PolicyError
 from kansa.policy.engine import (
     FAIL,
     CompiledPack,
@@ -80,7 +82,7 @@ from kansa.policy.engine import (
     pack_reads,
     projector,
 )
-from kansa.policy.pack import _V, Pack, PackError, PolicyError, _compose, parse_pack
+from kansa.policy.pack import _V, Pack, PackError, _compose, parse_pack
 from kansa.records.model import UsageRecord, canonical
 
 _logger = logging.getLogger("kansa.policy")
@@ -104,24 +106,6 @@ _REF_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._:/-]{0,127})@([A-Za-z0-9][A-Za-z
 _DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _MAX_FINDINGS = 64  # per record: an entry must stay well under the 64 KiB bundle limit
 _MEMO_SIZE = 8192
-
-
-class PolicyBlocked(PolicyError):  # noqa: N818 - named for what happened, like the outcome
-    """A call was refused by inline enforcement (``block`` or ``require_approval``).
-
-    ``decision`` is ``block`` or ``approval_required``; ``failed`` lists the obligations
-    that failed (``pack@version#obligation``, citation); ``approval_id`` is set when an
-    approval was requested (retry with it once approved)."""
-
-    def __init__(self, message: str, *, decision: str, failed: Sequence[tuple[str, str]],
-                 snapshot: str, record_id: str | None = None,
-                 approval_id: str | None = None) -> None:
-        super().__init__(message)
-        self.decision = decision
-        self.failed = list(failed)
-        self.snapshot = snapshot
-        self.record_id = record_id
-        self.approval_id = approval_id
 
 
 # -- what a snapshot's checks read of an entry --------------------------------------------

@@ -71,6 +71,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from kansa.errors import KansaError
+from kansa.errors import PolicyError as PolicyError  # re-exported: its old home
 from kansa.records.model import canonical
 
 STATUSES = ("draft", "adopted", "in_force", "repealed")
@@ -89,10 +90,6 @@ _MAX_DEPTH = 64
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
 _LANG_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
-class PolicyError(KansaError):
-    """Base class of rule-pack and check errors."""
 
 
 class PackError(PolicyError):

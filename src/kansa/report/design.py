@@ -3,7 +3,7 @@ force, drawn from the ledger's records and the home's configuration.
 
 Everything a table shows is counted from stored entries or read from configuration; the
 fixed prose about data flows describes what the code does (see docs/ARCHITECTURE.md and
-``records/vault.py``), and whatever neither can tell is marked as to be completed by the
+``vault.py``), and whatever neither can tell is marked as to be completed by the
 organisation. :func:`scan_usage` is the one pass over the log that this document, the
 OECD HAIP draft and the incident drafts share.
 
@@ -26,8 +26,9 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from kansa.errors import KansaError
+from kansa.errors import KansaError, ReportError
 from kansa.report.doc import Document, KeyValue, Para, Section, Table
+from kansa.report.i18n import check_lang as check_lang  # one language check for every report
 
 if TYPE_CHECKING:
     from kansa.api import Ledger
@@ -45,14 +46,8 @@ _BATCH = 8192
 TBC = {"en": "TO BE COMPLETED BY THE ORGANISATION", "ja": "組織による記入が必要"}
 
 
-class ReportDraftError(KansaError):
+class ReportDraftError(ReportError):
     """A design document or draft cannot be built (bad language, unreadable store...)."""
-
-
-def check_lang(lang: str) -> str:
-    if lang not in LANGS:
-        raise ReportDraftError(f"unsupported report language {lang!r} (use 'en' or 'ja')")
-    return lang
 
 
 def to_us(value: datetime | str | None) -> int | None:

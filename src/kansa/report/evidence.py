@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from kansa.errors import KansaError
+from kansa.errors import ReportError as ReportError  # re-exported: its old home
 from kansa.ledger.export import cosigned_note
 from kansa.ledger.note import SignedCheckpoint
 from kansa.ledger.receipt import make_receipt
@@ -70,10 +70,6 @@ VERDICT_COLORS = {PASS: "#2e7d32", FAIL: "#c62828", NOT_APPLICABLE: "#b0b7bf",
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_BARS = 120  # more days than this are charted by week
 _EXEC_ROWS = 5  # rows per table of the executive summary (it fits one page)
-
-
-class ReportError(KansaError):
-    """An evidence report cannot be built (unknown pack or run, empty period)."""
 
 
 class NoReplayError(ReportError):

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kansa.errors import KansaError
+from kansa.errors import ReportError
 from kansa.records.model import UsageRecord, parse_ts
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ EVENT = "evidence.supplied"
 _MARK = f'"{EVENT}"'  # how the event name appears in an entry's canonical JSON
 
 
-class EvidenceError(KansaError):
+class EvidenceError(ReportError):
     """Evidence cannot be supplied as asked (unknown obligation, unreadable file)."""
 
 

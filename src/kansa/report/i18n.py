@@ -12,13 +12,9 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from kansa.errors import KansaError
+from kansa.errors import ReportLanguageError as ReportLanguageError  # re-exported
 
 LANGS = ("en", "ja")
-
-
-class ReportLanguageError(KansaError):
-    """A report was asked for in a language kansa does not write."""
 
 
 _EN: dict[str, str] = {

@@ -32,7 +32,7 @@ from fpdf import FPDF
 from fpdf.enums import Align
 from fpdf.fonts import TTFFont
 
-from kansa.errors import KansaError
+from kansa.errors import ReportError
 from kansa.report.doc import Block, Chart, Code, Document, KeyValue, Para, Section, Table
 from kansa.report.render_html import chart_ticks, chart_totals, series_colors
 
@@ -41,7 +41,7 @@ _FAMILY = "kansa-jp"
 _MONO = "courier"
 
 
-class ReportFontError(KansaError):
+class ReportFontError(ReportError):
     """The Japanese font kansa embeds in PDF reports cannot be found."""
 
 
