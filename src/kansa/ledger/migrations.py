@@ -104,6 +104,10 @@ def ensure(store: Store, component: str) -> None:
             return
     from kansa.ledger.storage import now_us
 
+    if _current(store, component):  # the common case: no write lock, no transaction
+        with _ready_lock:
+            _ready.setdefault(store, set()).add(component)
+        return
     pg = store.dialect == "postgresql"
     store.execute("BEGIN" if pg else "BEGIN IMMEDIATE")
     try:
@@ -116,6 +120,16 @@ def ensure(store: Store, component: str) -> None:
     store.execute("COMMIT")
     with _ready_lock:
         _ready.setdefault(store, set()).add(component)
+
+
+def _current(store: Store, component: str) -> bool:
+    """Whether the store recorded exactly this kansa's steps of ``component`` (a newer
+    store, or a missing step, takes the locked path, which refuses or applies)."""
+    try:
+        rows = store.query(f"SELECT number FROM {TABLE} WHERE component = ?", (component,))
+    except Exception:  # no such table (a store not opened by this kansa): the locked path
+        return False
+    return sorted(int(r[0]) for r in rows) == [m.number for m in REGISTRY[component]]
 
 
 def forget(store: Store) -> None:
