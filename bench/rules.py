@@ -171,8 +171,13 @@ def scan(url: str) -> tuple[int, float]:
 
 
 def drop_policy_tables(lg: kansa.Ledger) -> None:
+    from kansa.ledger import migrations
+
     for table in ("policy_findings", "policy_tally", "policy_runs"):
         lg.log.store.execute(f"DROP TABLE IF EXISTS {table}")
+    # step 1 creates them again (IF NOT EXISTS keeps policy_packs)
+    lg.log.store.execute("DELETE FROM kansa_migrations WHERE component = 'policy'")
+    migrations.forget(lg.log.store)
 
 
 def pick_impact_pair(packs: list[Pack]) -> tuple[Pack, Pack]:

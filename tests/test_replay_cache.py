@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 import kansa
 from kansa.errors import StorageError
+from kansa.ledger.follower import Follower
 from kansa.ledger.note import Signer
 from kansa.policy.cel import CheckError
 from kansa.policy.engine import (
@@ -42,18 +43,18 @@ def small_ledger(store_url: str) -> Iterator[kansa.Ledger]:
         lg.close()
 
 
-def test_store_scan_entries_matches_iter_entries(small_ledger: kansa.Ledger) -> None:
+def test_follower_matches_iter_entries(small_ledger: kansa.Ledger) -> None:
     lg = small_ledger
     lg.append_many([{"ts": f"2026-05-0{1 + i % 9}T00:00:00Z", "system": f"s{i}"}
                     for i in range(23)])
     st = lg.log.store
     slow = [(r.index, r.ts, r.data) for r in st.iter_entries()]
-    assert list(st.scan_entries(batch=5)) == slow and len(slow) == 23
-    assert list(st.scan_entries(7, 12, batch=2)) == slow[7:12]
-    assert all(type(d) is bytes for _, _, d in st.scan_entries())
+    assert list(Follower(st, batch=5).read()) == slow and len(slow) == 23
+    assert list(Follower(st, start=7, batch=2).read(12)) == slow[7:12]
+    assert all(type(d) is bytes for _, _, d in Follower(st).read())
     st.execute("DELETE FROM entries WHERE idx = 9")
     with pytest.raises(StorageError, match="entry 9 is missing"):
-        list(st.scan_entries(batch=4))
+        list(Follower(st, batch=4).read())
 
 
 # -- what a check reads ----------------------------------------------------------------

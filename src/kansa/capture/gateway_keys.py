@@ -16,7 +16,9 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from kansa.errors import KansaError, StorageError
+from kansa.errors import KansaError
+from kansa.ledger import migrations
+from kansa.ledger.migrations import Migration
 from kansa.ledger.storage import Store, now_us
 
 KEY_PREFIX = "ksk_"
@@ -29,6 +31,9 @@ _TABLE = (
     " created BIGINT NOT NULL,"
     " revoked BIGINT)"
 )
+COMPONENT = "gateway_keys"
+# step 1 is the table as created before the registry (IF NOT EXISTS: it adopts it)
+migrations.register(COMPONENT, [Migration(1, "gateway keys", (_TABLE,))])
 
 
 @dataclass(frozen=True)
@@ -54,19 +59,11 @@ class GatewayKeys:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._ready = False
 
     def ensure_table(self) -> None:
-        if self._ready:
-            return
-        try:
-            self.store.execute(_TABLE)
-        except Exception as first:  # two processes creating it at once (PostgreSQL catalog race)
-            try:
-                self.store.query("SELECT 1 FROM gateway_keys LIMIT 1")
-            except Exception:
-                raise StorageError(f"cannot create the gateway_keys table: {first}") from None
-        self._ready = True
+        """Bring the table up to date (the migrations registry; idempotent, and safe for
+        several processes starting at once)."""
+        migrations.ensure(self.store, COMPONENT)
 
     def create(self, app: str, team: str | None = None) -> tuple[str, KeyInfo]:
         """A new key for ``app``: returns (the key, shown only now; its info)."""
@@ -109,3 +106,10 @@ class GatewayKeys:
         rows = self.store.query("SELECT key_hash, key_id, app, team, revoked FROM gateway_keys")
         active = {str(r[0]): KeyInfo(str(r[1]), str(r[2]), r[3]) for r in rows if r[4] is None}
         return active, bool(rows)
+
+    def counts(self) -> tuple[int, int]:
+        """(active keys, revoked keys)."""
+        self.ensure_table()
+        rows = self.store.query("SELECT COUNT(*) FILTER (WHERE revoked IS NULL),"
+                                " COUNT(*) FILTER (WHERE revoked IS NOT NULL) FROM gateway_keys")
+        return int(rows[0][0] or 0), int(rows[0][1] or 0)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kansa.errors import StorageError
+from kansa.ledger.migrations import Migration, apply, register
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,14 @@ _PG_MIGRATIONS: list[list[str]] = [
 ]
 
 SCHEMA_VERSION = len(_SQLITE_MIGRATIONS)
+
+# the ledger's steps in the registry of every table's migrations (migrations.py): the
+# numbers are the schema versions user_version / kansa_schema keep
+LEDGER_MIGRATIONS = register("ledger", [
+    Migration(n + 1, name, tuple(lite), tuple(pg)) for n, (name, lite, pg) in enumerate(zip(
+        ("the log", "attachments and sealed keys",
+         "unique record ids, numbered checkpoints", "erasure key roots"),
+        _SQLITE_MIGRATIONS, _PG_MIGRATIONS, strict=True))])
 
 
 def _blob(value: object, what: str) -> bytes:
@@ -350,29 +359,6 @@ class Store(ABC):
                     continue
             raise StorageError(f"entry {pos} is missing from the store (the log is damaged)")
 
-    def scan_entries(
-        self, start: int = 0, end: int | None = None, *, batch: int = 16384
-    ) -> Iterator[tuple[int, int, bytes]]:
-        """(index, ts, data) of entries ``start`` .. ``end - 1`` in order, as plain tuples:
-        the bulk read for whole-log passes (policy replay), a few times cheaper per entry
-        than :meth:`iter_entries`' row objects."""
-        stop = self.size() if end is None else end
-        pos = start
-        while pos < stop:
-            rows = self._query(
-                "SELECT idx, ts, data FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx",
-                (pos, min(stop, pos + batch)),
-            )
-            for index, ts, data in rows:
-                if index != pos:
-                    break
-                yield pos, ts, data if data.__class__ is bytes else _blob(data, f"entry {pos}")
-                pos += 1
-            else:
-                if rows:
-                    continue
-            raise StorageError(f"entry {pos} is missing from the store (the log is damaged)")
-
     def find_entries(
         self,
         *,
@@ -418,6 +404,9 @@ class Store(ABC):
             (index,),
         )
         return _cp_row(rows[0]) if rows else None
+
+    def count_checkpoints(self) -> int:
+        return int(self._query("SELECT COUNT(*) FROM checkpoints")[0][0])
 
     def all_checkpoints(self) -> list[StoredCheckpoint]:
         rows = self._query(f"SELECT {_CP_COLS} FROM checkpoints ORDER BY size")
@@ -515,6 +504,9 @@ class Store(ABC):
         """How many erasures this store has seen: processes that cache keys compare it."""
         got = self.get_meta(_ERASURES)
         return int(got) if got else 0
+
+    def count_erased_groups(self) -> int:
+        return int(self._query("SELECT COUNT(*) FROM erased_groups")[0][0])
 
     def group_erased_at(self, group: str) -> int | None:
         rows = self._query("SELECT erased FROM erased_groups WHERE grp = ?", (group,))
@@ -718,10 +710,9 @@ class SQLiteStore(Store):
                         f"{self.path} has schema version {version}; this kansa knows up to "
                         f"{SCHEMA_VERSION}: upgrade kansa"
                     )
-                for n in range(version, SCHEMA_VERSION):
-                    for stmt in _SQLITE_MIGRATIONS[n]:
-                        c.execute(stmt)
-                    c.execute(f"PRAGMA user_version = {n + 1}")
+                apply(c.execute, "sqlite", "ledger", baseline=version, now=now_us())
+                if version < SCHEMA_VERSION:
+                    c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 c.execute("COMMIT")
             except BaseException:
                 c.execute("ROLLBACK")
@@ -913,10 +904,10 @@ class PostgresStore(Store):
                     f"database has kansa schema {version}; this kansa knows up to "
                     f"{SCHEMA_VERSION}: upgrade kansa"
                 )
-            for n in range(version, SCHEMA_VERSION):
-                for stmt in _PG_MIGRATIONS[n]:
-                    c.execute(stmt)
-                c.execute("UPDATE kansa_schema SET version = %s", (n + 1,))
+            apply(lambda q, p: c.execute(_pg(q), p), "postgresql", "ledger",
+                  baseline=version, now=now_us())
+            if version < SCHEMA_VERSION:
+                c.execute("UPDATE kansa_schema SET version = %s", (SCHEMA_VERSION,))
 
     def append_batch(
         self,

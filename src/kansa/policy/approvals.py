@@ -20,7 +20,8 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from kansa.errors import StorageError
+from kansa.ledger import migrations
+from kansa.ledger.migrations import Migration
 from kansa.ledger.storage import Store, now_us
 from kansa.policy.pack import PolicyError
 
@@ -49,6 +50,9 @@ _TABLE = (
 )
 _COLS = ("id", "created", "expires", "status", "digest", "record_id", "snapshot", "system",
          "app", "model", "obligations", "decided", "decided_by", "note", "used", "used_by")
+COMPONENT = "approvals"
+# step 1 is the table as created before the registry (IF NOT EXISTS: it adopts it)
+migrations.register(COMPONENT, [Migration(1, "approval requests", (_TABLE,))])
 
 
 class ApprovalError(PolicyError):
@@ -107,20 +111,11 @@ class Approvals:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._ready = False
 
     def ensure_table(self) -> None:
-        if self._ready:
-            return
-        try:
-            self.store.execute(_TABLE)
-        except Exception as first:  # two processes creating it at once (PostgreSQL catalog)
-            try:
-                self.store.query("SELECT 1 FROM policy_approvals LIMIT 1")
-            except Exception:
-                raise StorageError(f"cannot create the policy_approvals table: {first}") \
-                    from None
-        self._ready = True
+        """Bring the table up to date (the migrations registry; idempotent, and safe for
+        several processes starting at once)."""
+        migrations.ensure(self.store, COMPONENT)
 
     def request(self, *, digest: str, record_id: str, snapshot: str, system: str,
                 app: str | None, model: str | None, obligations: list[str],

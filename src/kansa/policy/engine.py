@@ -39,6 +39,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from kansa.ledger import migrations
+from kansa.ledger.follower import Follower
+from kansa.ledger.migrations import Migration
 from kansa.policy.cel import _TOKEN_RE, Expr, compile_check, context, system_facts
 from kansa.policy.pack import Obligation, Pack, PolicyError
 from kansa.records.model import canonical
@@ -397,23 +400,33 @@ class TallyRow:
     n: int
 
 
-_TABLES = [
-    "CREATE TABLE IF NOT EXISTS policy_packs (hash TEXT PRIMARY KEY, pack TEXT NOT NULL,"
-    " version TEXT NOT NULL, data TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS policy_findings (idx BIGINT NOT NULL, pack_hash TEXT NOT NULL,"
-    " obligation TEXT NOT NULL, record_id TEXT NOT NULL, pack TEXT NOT NULL,"
-    " version TEXT NOT NULL, verdict TEXT NOT NULL, citation TEXT NOT NULL,"
-    " legal_force TEXT NOT NULL, reason TEXT NOT NULL,"
-    " PRIMARY KEY (idx, pack_hash, obligation)){without_rowid}",
-    "CREATE INDEX IF NOT EXISTS policy_findings_verdict"
-    " ON policy_findings (pack_hash, obligation, verdict)",
-    "CREATE TABLE IF NOT EXISTS policy_runs (run_id TEXT PRIMARY KEY, started_at TEXT NOT NULL,"
-    " packs TEXT NOT NULL, since TEXT, until TEXT, records BIGINT NOT NULL,"
-    " digest TEXT NOT NULL, verdicts TEXT NOT NULL, seconds DOUBLE PRECISION NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS policy_tally (run_id TEXT NOT NULL, pack_hash TEXT NOT NULL,"
-    " obligation TEXT NOT NULL, day TEXT NOT NULL, verdict TEXT NOT NULL, n BIGINT NOT NULL,"
-    " PRIMARY KEY (run_id, pack_hash, obligation, day, verdict))",
-]
+def _tables(without_rowid: str) -> tuple[str, ...]:
+    return (
+        "CREATE TABLE IF NOT EXISTS policy_packs (hash TEXT PRIMARY KEY, pack TEXT NOT NULL,"
+        " version TEXT NOT NULL, data TEXT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS policy_findings (idx BIGINT NOT NULL, pack_hash TEXT NOT NULL,"
+        " obligation TEXT NOT NULL, record_id TEXT NOT NULL, pack TEXT NOT NULL,"
+        " version TEXT NOT NULL, verdict TEXT NOT NULL, citation TEXT NOT NULL,"
+        " legal_force TEXT NOT NULL, reason TEXT NOT NULL,"
+        f" PRIMARY KEY (idx, pack_hash, obligation)){without_rowid}",
+        "CREATE INDEX IF NOT EXISTS policy_findings_verdict"
+        " ON policy_findings (pack_hash, obligation, verdict)",
+        "CREATE TABLE IF NOT EXISTS policy_runs (run_id TEXT PRIMARY KEY, started_at TEXT NOT NULL,"
+        " packs TEXT NOT NULL, since TEXT, until TEXT, records BIGINT NOT NULL,"
+        " digest TEXT NOT NULL, verdicts TEXT NOT NULL, seconds DOUBLE PRECISION NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS policy_tally (run_id TEXT NOT NULL, pack_hash TEXT NOT NULL,"
+        " obligation TEXT NOT NULL, day TEXT NOT NULL, verdict TEXT NOT NULL, n BIGINT NOT NULL,"
+        " PRIMARY KEY (run_id, pack_hash, obligation, day, verdict))",
+    )
+
+
+# the policy tables' migrations (the registry in ledger/migrations.py). Step 1 is the
+# schema the tables had before the registry, IF NOT EXISTS: it adopts those tables.
+# SQLite: findings live in the primary key's B-tree (no separate rowid tree), a third
+# smaller and cheaper to insert into
+MIGRATIONS = migrations.register("policy", [
+    Migration(1, "packs, findings, runs, tallies", _tables(" WITHOUT ROWID"), _tables("")),
+])
 _COLS = ("idx", "pack_hash", "obligation", "record_id", "pack", "version", "verdict",
          "citation", "legal_force", "reason")
 _ROWS_PER_INSERT = 2000  # 20,000 parameters: under SQLite's 32,766 and PostgreSQL's 65,535
@@ -456,19 +469,16 @@ def _transaction(store: Store) -> Iterator[None]:
 
 
 class FindingStore:
-    """The policy tables in a ledger's store (created on first use, on SQLite and
-    PostgreSQL alike): ``policy_packs`` (every pack judged under, by hash),
-    ``policy_findings`` (failing findings, one row each, keyed by entry index, pack hash
-    and obligation), ``policy_runs`` (one row per stored replay) and ``policy_tally``
-    (per run: findings counted by pack hash, obligation, UTC day and verdict)."""
+    """The policy tables in a ledger's store (component ``policy`` of the migrations
+    registry, brought up to date on first use, on SQLite and PostgreSQL alike):
+    ``policy_packs`` (every pack judged under, by hash), ``policy_findings`` (failing
+    findings, one row each, keyed by entry index, pack hash and obligation),
+    ``policy_runs`` (one row per stored replay) and ``policy_tally`` (per run: findings
+    counted by pack hash, obligation, UTC day and verdict)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        # SQLite: the rows live in the primary key's B-tree (no separate rowid tree), a
-        # third smaller and cheaper to insert into
-        extra = " WITHOUT ROWID" if store.dialect == "sqlite" else ""
-        for sql in _TABLES:
-            store.execute(sql.replace("{without_rowid}", extra))
+        migrations.ensure(store, "policy")
 
     def save_pack(self, pack: Pack) -> None:
         self.store.execute(
@@ -583,6 +593,38 @@ class FindingStore:
             sql += f" LIMIT {int(limit)}"
         return [Finding(int(r[0]), r[3], r[2], r[4], r[5], r[1], r[6], r[7], r[8], r[9])
                 for r in self.store.query(sql, params)]
+
+    def judged_packs(self) -> list[tuple[str, str, str]]:
+        """(pack, version, hash) of every pack version history was judged under."""
+        rows = self.store.query("SELECT pack, version, hash FROM policy_packs"
+                                " ORDER BY pack, version")
+        return [(str(p), str(v), str(h)) for p, v, h in rows]
+
+    def failing_by_pack(self) -> list[tuple[str, str, int]]:
+        """(pack, version, failing findings stored) per pack version judged under."""
+        rows = self.store.query(
+            "SELECT pack, version, COUNT(*) FROM policy_findings WHERE verdict = ?"
+            " GROUP BY pack, version ORDER BY pack, version", (FAIL,))
+        return [(str(p), str(v), int(n)) for p, v, n in rows]
+
+    def failures(self, pack_hash: str, obligation: str, *, since_us: int | None = None,
+                 until_us: int | None = None, limit: int = 10) -> list[tuple[int, str, str]]:
+        """Up to ``limit`` stored failures (index, record id, reason) of one obligation
+        whose entries' time is in [since_us, until_us), by the (pack_hash, obligation,
+        verdict) index; no ORDER BY, so the store stops at ``limit`` rather than sorting
+        every failure (rows come in insertion order, i.e. log order). Sorted by index."""
+        sql = ("SELECT f.idx, f.record_id, f.reason FROM policy_findings f"
+               " JOIN entries e ON e.idx = f.idx"
+               " WHERE f.pack_hash = ? AND f.obligation = ? AND f.verdict = ?")
+        params: list[Any] = [pack_hash, obligation, FAIL]
+        if since_us is not None:
+            sql += " AND e.ts >= ?"
+            params.append(since_us)
+        if until_us is not None:
+            sql += " AND e.ts < ?"
+            params.append(until_us)
+        sql += f" LIMIT {int(limit)}"
+        return sorted((int(r[0]), str(r[1]), str(r[2])) for r in self.store.query(sql, params))
 
     def runs(self) -> list[RunInfo]:
         """Every stored replay, newest first."""
@@ -948,11 +990,10 @@ def _bound(value: datetime | str | None) -> int | None:
 
 def _entries(ledger: Ledger, since: datetime | str | None,
              until: datetime | str | None) -> Iterator[tuple[int, dict[str, Any]]]:
-    lo, hi = _bound(since), _bound(until)
     loads = orjson.loads
-    for index, ts, data in ledger.log.store.scan_entries(batch=_READ_BATCH):
-        if (lo is not None and ts < lo) or (hi is not None and ts >= hi):
-            continue
+    follower = Follower(ledger.log.store, since_us=_bound(since), until_us=_bound(until),
+                        batch=_READ_BATCH)
+    for index, _ts, data in follower.read():
         yield index, loads(data)
 
 

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from kansa import _bounds
 from kansa.errors import KansaError
+from kansa.ledger.follower import Follower
 from kansa.ledger.note import Verifier
 from kansa.policy.bundled import bundled_packs
 from kansa.policy.pack import Pack, PolicyError, _one_line, load_pack
@@ -618,16 +619,17 @@ def activation_record(r: Resolved, event: str, *, at: datetime | None = None) ->
                        ts=at or datetime.now(UTC), attributes=attrs)
 
 
-def _events(ledger: Ledger, start: int, end: int) -> Iterator[tuple[int, dict[str, Any]]]:
-    for row in ledger.log.store.iter_entries(start, end):
-        # most entries are calls: skip them without parsing JSON
-        if b'"pack.activated"' not in row.data and b'"pack.deactivated"' not in row.data:
-            continue
-        e = json.loads(row.data)
+# most entries are calls: the store skips them without any JSON parsed
+_EVENT_MARKS = (b'"pack.activated"', b'"pack.deactivated"')
+
+
+def _events(follower: Follower, end: int) -> Iterator[tuple[int, dict[str, Any]]]:
+    for index, _ts, data in follower.read(end):
+        e = json.loads(data)
         attrs = e.get("attributes") or {}
         if (e.get("kind") == "kansa.event" and e.get("system") == "kansa"
                 and attrs.get("kansa.event") in (ACTIVATED, DEACTIVATED)):
-            yield row.index, e
+            yield index, e
 
 
 _REQUIRED = ("kansa.pack.id", "kansa.pack.version", "kansa.pack.hash", "kansa.pack.signer")
@@ -643,25 +645,32 @@ def _attrs(index: int, e: dict[str, Any]) -> dict[str, str]:
 
 
 class ActivationHistory:
-    """The activation intervals of one ledger, read incrementally: each :meth:`refresh`
-    reads only the entries appended since the last (a full read is a scan of the log,
-    about 0.6 s per 10^5 entries on SQLite), so a long-lived reader stays current cheaply.
+    """The activation intervals of one ledger, read incrementally through a
+    :class:`~kansa.ledger.follower.Follower`: each :meth:`refresh` reads only the entries
+    appended since the last, and the store hands over only those whose bytes name a pack
+    event, so a long-lived reader stays current cheaply.
 
     An interval runs from its activation record's ``ts`` to its deactivation record's
     ``ts`` (exclusive). The log order says which record came first; ``activate`` and
     ``deactivate`` keep the times in that order too."""
 
     def __init__(self) -> None:
-        self.scanned = 0  # entries [0, scanned) have been read
+        self._follower: Follower | None = None
         self._done: list[Activation] = []
         self._open: dict[tuple[str, str], Activation] = {}
 
+    @property
+    def scanned(self) -> int:
+        """Entries [0, scanned) have been read."""
+        return 0 if self._follower is None else self._follower.position
+
     def refresh(self, ledger: Ledger) -> list[Activation]:
         """Every interval, in log order of activation; ``until`` is None while active."""
-        end = ledger.log.store.size()
-        for index, e in _events(ledger, self.scanned, end):
+        store = ledger.log.store
+        if self._follower is None or self._follower.store is not store:
+            self._follower = Follower(store, match=_EVENT_MARKS, start=self.scanned)
+        for index, e in _events(self._follower, store.size()):
             self._apply(index, e)
-        self.scanned = max(self.scanned, end)
         return sorted(self._done + list(self._open.values()), key=lambda x: x.index)
 
     def _apply(self, index: int, e: dict[str, Any]) -> None:

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from kansa.errors import KansaError, ReportError
+from kansa.ledger.follower import Follower
 from kansa.report.doc import Document, KeyValue, Para, Section, Table
 from kansa.report.i18n import check_lang as check_lang  # one language check for every report
 
@@ -258,24 +259,16 @@ def scan_usage(store: Store, *, since: datetime | str | None = None,
                progress: Callable[[int, int], None] | None = None) -> Usage:
     """Aggregate every entry whose time is in [since, until) in one streaming pass.
 
-    Entries are read in index ranges (primary-key scans on both stores), so the cost is
-    one read of the log whatever the window."""
-    since_us, until_us = to_us(since), to_us(until)
-    cond, params = "", []
-    if since_us is not None:
-        cond += " AND ts >= ?"
-        params.append(since_us)
-    if until_us is not None:
-        cond += " AND ts < ?"
-        params.append(until_us)
-    sql = f"SELECT idx, ts, data FROM entries WHERE idx >= ? AND idx < ?{cond} ORDER BY idx"
+    Entries are read by a follower in index ranges (primary-key scans on both stores),
+    so the cost is one read of the log whatever the window."""
+    follower = Follower(store, since_us=to_us(since), until_us=to_us(until), batch=_BATCH)
     size = store.size()
     groups: dict[tuple[Any, ...], _Group] = {}
     incidents: list[MarkedRecord] = []
     loads = orjson.loads
     for start in range(0, size, _BATCH):
         end = min(size, start + _BATCH)
-        for idx, ts, data in store.query(sql, [start, end, *params]):
+        for idx, ts, data in follower.read(end):
             try:
                 e = loads(data)
             except orjson.JSONDecodeError:
@@ -331,13 +324,6 @@ def _list(v: Any) -> list[str]:
     return [str(x) for x in v] if isinstance(v, list) else []
 
 
-def table_exists(store: Store, name: str) -> bool:
-    if store.dialect == "postgresql":
-        return store.query("SELECT to_regclass(?) IS NOT NULL", (name,))[0][0] is True
-    return bool(store.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                            (name,)))
-
-
 def describe_store(url: str) -> str:
     """The store's kind and location without credentials."""
     if url.startswith("sqlite:///"):
@@ -368,7 +354,7 @@ def ledger_facts(ledger: Ledger, home: Home | None) -> LedgerFacts:
 
     store = ledger.log.store
     latest = store.latest_checkpoint()
-    count = int(store.query("SELECT COUNT(*) FROM checkpoints")[0][0])
+    count = store.count_checkpoints()
     witnesses: list[tuple[str, str]] = []
     for w in home.witnesses if home is not None else []:
         try:
@@ -384,7 +370,7 @@ def ledger_facts(ledger: Ledger, home: Home | None) -> LedgerFacts:
         latest_us=latest.created if latest else None,
         latest_cosignatures=len(store.cosignatures(latest.size)) if latest else 0,
         checkpoint_interval=ledger.log.checkpoint_interval, witnesses=tuple(witnesses),
-        erased_subjects=int(store.query("SELECT COUNT(*) FROM erased_groups")[0][0]),
+        erased_subjects=store.count_erased_groups(),
     )
 
 
@@ -400,19 +386,18 @@ class KeyFacts:
 
 
 def gateway_key_facts(store: Store) -> KeyFacts | None:
-    if not table_exists(store, "gateway_keys"):
-        return None
-    rows = store.query("SELECT COUNT(*) FILTER (WHERE revoked IS NULL),"
-                       " COUNT(*) FILTER (WHERE revoked IS NOT NULL) FROM gateway_keys")
-    return KeyFacts(int(rows[0][0] or 0), int(rows[0][1] or 0))
+    """None when no gateway key was ever created in the store."""
+    from kansa.capture.gateway_keys import GatewayKeys
+
+    active, revoked = GatewayKeys(store).counts()
+    return KeyFacts(active, revoked) if active + revoked else None
 
 
 def judged_packs(store: Store) -> list[tuple[str, str, str]]:
     """(pack, version, hash) of every pack version history was judged under (replay)."""
-    if not table_exists(store, "policy_packs"):
-        return []
-    rows = store.query("SELECT pack, version, hash FROM policy_packs ORDER BY pack, version")
-    return [(str(p), str(v), str(h)) for p, v, h in rows]
+    from kansa.policy.engine import FindingStore
+
+    return FindingStore(store).judged_packs()
 
 
 def load_enforcement(policy: str | Path | None, home: Home | None) -> PolicySnapshot | None:
@@ -543,8 +528,8 @@ _S: dict[str, dict[str, str]] = {
         "ev.enc": "kansa log show (content opens only with the key); kansa erase",
         "c.gwk": "Gateway keys", "st.gwk": "{active} active, {revoked} revoked; keys {req}",
         "gwk.req": "required for every request", "gwk.notreq": "not required (none created)",
-        "st.gwk.none": "no gateway key table in this store (the gateway was not used with "
-                       "keys, or not at all)",
+        "st.gwk.none": "no gateway key was ever created in this store (the gateway was "
+                       "not used with keys, or not at all)",
         "ev.gwk": "kansa gateway keys list; records of authenticated calls carry "
                   "kansa.gateway.key",
         "c.fail": "Gateway fails closed",
@@ -692,7 +677,7 @@ _S: dict[str, dict[str, str]] = {
         "ev.enc": "kansa log show（内容は鍵がある場合のみ復号）。kansa erase",
         "c.gwk": "ゲートウェイキー", "st.gwk": "有効 {active} 件、失効 {revoked} 件。キーは{req}",
         "gwk.req": "全ての要求で必須", "gwk.notreq": "不要（未作成）",
-        "st.gwk.none": "このストアにゲートウェイキーのテーブルはない（キーなしで利用、"
+        "st.gwk.none": "このストアでゲートウェイキーが作成されたことはない（キーなしで利用、"
                        "または未使用）",
         "ev.gwk": "kansa gateway keys list。認証された呼び出しの記録は kansa.gateway.key を"
                   "持つ",

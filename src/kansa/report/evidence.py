@@ -225,22 +225,11 @@ def _day_in(day: str, since: datetime | None, until: datetime | None) -> bool:
 def _stored_failures(ledger: Ledger, pack_hash: str, obligation: str,
                      since: datetime | None, until: datetime | None,
                      limit: int) -> list[tuple[int, str, str]]:
-    """A few failing findings (index, record id, reason) in the period, by the
-    (pack_hash, obligation, verdict) index; no ORDER BY, so the store stops at ``limit``
-    rather than sorting every failure (rows come in insertion order, i.e. log order)."""
-    sql = ("SELECT f.idx, f.record_id, f.reason FROM policy_findings f"
-           " JOIN entries e ON e.idx = f.idx"
-           " WHERE f.pack_hash = ? AND f.obligation = ? AND f.verdict = ?")
-    params: list[Any] = [pack_hash, obligation, FAIL]
-    if since is not None:
-        sql += " AND e.ts >= ?"
-        params.append(_us(since))
-    if until is not None:
-        sql += " AND e.ts < ?"
-        params.append(_us(until))
-    sql += f" LIMIT {int(limit)}"
-    rows = ledger.log.store.query(sql, params)
-    return sorted((int(r[0]), str(r[1]), str(r[2])) for r in rows)
+    """A few failing findings (index, record id, reason) in the period (the policy
+    tables' owner, FindingStore, reads them)."""
+    return FindingStore(ledger.log.store).failures(
+        pack_hash, obligation, since_us=_us(since) if since is not None else None,
+        until_us=_us(until) if until is not None else None, limit=limit)
 
 
 def _example(ledger: Ledger, signed: SignedCheckpoint, index: int, record_id: str,

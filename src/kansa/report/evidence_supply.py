@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kansa.errors import ReportError
+from kansa.ledger.follower import Follower
 from kansa.records.model import UsageRecord, parse_ts
 
 if TYPE_CHECKING:
@@ -109,14 +110,10 @@ def supply_evidence(ledger: Ledger, *, pack: str, obligation: str, file: str | P
 
 
 def _candidate_rows(ledger: Ledger) -> Iterator[tuple[int, bytes]]:
-    """Entries whose bytes mention the event, found by the store (one pass in SQL, no
-    JSON parsed in Python for the other entries)."""
-    store = ledger.log.store
-    # a binary substring search: entries.data is a BLOB (SQLite) or bytea (PostgreSQL)
-    find = "position(? in data) > 0" if store.dialect == "postgresql" else "instr(data, ?) > 0"
-    for idx, data in store.query(f"SELECT idx, data FROM entries WHERE {find} ORDER BY idx",
-                                 (_MARK.encode(),)):
-        yield int(idx), bytes(data)
+    """Entries whose bytes mention the event, found by the store (a follower: no JSON
+    parsed in Python for the other entries)."""
+    for idx, _ts, data in Follower(ledger.log.store, match=_MARK.encode()).read():
+        yield idx, data
 
 
 def supplied_evidence(ledger: Ledger, *, pack: str | None = None,

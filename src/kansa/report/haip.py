@@ -26,7 +26,6 @@ from kansa.report.design import (
     fmt_time,
     gather_setup,
     scan_usage,
-    table_exists,
     to_us,
 )
 from kansa.report.doc import Block, Document, KeyValue, Para, Section, Table
@@ -202,11 +201,9 @@ def section_infos(lang: str, pack: Pack | None) -> list[SectionInfo]:
 
 def failing_by_pack(store: Store) -> list[tuple[str, int]]:
     """Failing findings stored per pack version (replays keep one row per failure)."""
-    if not table_exists(store, "policy_findings"):
-        return []
-    rows = store.query("SELECT pack, version, COUNT(*) FROM policy_findings WHERE verdict = ?"
-                       " GROUP BY pack, version ORDER BY pack, version", ("fail",))
-    return [(f"{p}@{v}", int(n)) for p, v, n in rows]
+    from kansa.policy.engine import FindingStore
+
+    return [(f"{p}@{v}", n) for p, v, n in FindingStore(store).failing_by_pack()]
 
 
 def _pct(n: int, total: int) -> str:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from kansa.ledger.follower import Follower
 from kansa.report.design import (
     JST,
     TBC,
@@ -61,30 +62,19 @@ _MARK = b'"kansa.incident"'
 
 def find_incidents(store: Store, *, since: datetime | str | None = None,
                    until: datetime | str | None = None) -> list[MarkedRecord]:
-    """Every record carrying ``kansa.incident``, in log order (records are read in index
-    ranges; only entries whose bytes mention the attribute are parsed)."""
-    since_us, until_us = to_us(since), to_us(until)
-    size = store.size()
-    # the store filters on the bytes, so only candidate entries travel (or are parsed)
-    found = "position(? in data) > 0" if store.dialect == "postgresql" else "instr(data, ?) > 0"
-    sql = f"SELECT idx, ts, data FROM entries WHERE idx >= ? AND idx < ? AND {found} ORDER BY idx"
+    """Every record carrying ``kansa.incident``, in log order (a follower: only entries
+    whose bytes mention the attribute leave the store and are parsed)."""
+    follower = Follower(store, match=_MARK, since_us=to_us(since), until_us=to_us(until),
+                        batch=_BATCH * 8)
     out = []
-    for start in range(0, size, _BATCH * 8):
-        rows = store.query(sql, (start, min(size, start + _BATCH * 8), _MARK))
-        for idx, ts, data in rows:
-            raw = bytes(data)
-            if _MARK not in raw:
-                continue
-            if (since_us is not None and ts < since_us) or (until_us is not None
-                                                            and ts >= until_us):
-                continue
-            try:
-                entry = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                raise ReportDraftError(f"entry {idx} is not a JSON record") from None
-            attrs = entry.get("attributes") if isinstance(entry, dict) else None
-            if isinstance(attrs, dict) and isinstance(attrs.get("kansa.incident"), str):
-                out.append(MarkedRecord(int(idx), int(ts), entry))
+    for idx, ts, raw in follower.read():
+        try:
+            entry = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise ReportDraftError(f"entry {idx} is not a JSON record") from None
+        attrs = entry.get("attributes") if isinstance(entry, dict) else None
+        if isinstance(attrs, dict) and isinstance(attrs.get("kansa.incident"), str):
+            out.append(MarkedRecord(int(idx), int(ts), entry))
     return out
 
 
