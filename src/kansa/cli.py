@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import sys
 from datetime import UTC, datetime
@@ -180,7 +181,10 @@ def log_append(
 
     with _errors():
         try:
-            stream = sys.stdin if file == "-" else open(file, encoding="utf-8")  # noqa: SIM115
+            # UTF-8 whatever the locale (under C, Python decodes stdin with surrogateescape:
+            # bytes that are not UTF-8 became lone surrogates), a leading BOM allowed
+            stream = (io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", errors="strict")
+                      if file == "-" else open(file, encoding="utf-8-sig"))  # noqa: SIM115
         except OSError as e:
             raise _fail(f"cannot read {file}: {e.strerror}") from None
         try:
@@ -190,7 +194,9 @@ def log_append(
         except OSError as e:
             raise _fail(f"cannot read {file}: {e.strerror}; nothing was appended") from None
         finally:
-            if stream is not sys.stdin:
+            if file == "-":
+                stream.detach()  # leave sys.stdin open
+            else:
                 stream.close()
         bad = [p for p in parsed if isinstance(p, RecordError)]
         good = [p for p in parsed if isinstance(p, UsageRecord)]

@@ -1,0 +1,74 @@
+"""Red-team: the CLI as a new user meets it (files from other tools, pipes)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from kansa.api import Ledger
+from kansa.cli import app
+
+runner = CliRunner()
+LINE = b'{"ts": "2026-11-22T09:30:00Z", "system": "bot", "subject": "u-1", "input": "caf\xc3\xa9"}'
+
+
+def run(*args: str, home: Path) -> tuple[int, str]:
+    r = runner.invoke(app, [*args], env={"KANSA_HOME": str(home)})
+    return r.exit_code, r.output
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    h = tmp_path / "home"
+    code, out = run("init", "--origin", "example.com/attack", home=h)
+    assert code == 0, out
+    return h
+
+
+def _size(home: Path) -> int:
+    with Ledger.open(home=home) as ledger:
+        return int(ledger.log.size())
+
+
+def test_log_append_file_with_bom_and_crlf(home: Path, tmp_path: Path) -> None:
+    """Windows PowerShell and Notepad write UTF-8 with a byte order mark and CRLF."""
+    f = tmp_path / "bom.jsonl"
+    f.write_bytes(b"\xef\xbb\xbf" + LINE + b"\r\n\r\n" + LINE.replace(b"u-1", b"u-2") + b"\r\n")
+    code, out = run("log", "append", str(f), home=home)
+    assert code == 0, out
+    assert _size(home) == 2
+    with Ledger.open(home=home) as ledger:
+        assert [r.content for r in ledger.find(with_content=True)][0] == {"input": "café"}
+
+
+def _stdin_append(home: Path, data: bytes) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KANSA_HOME": str(home), "LC_ALL": "C", "LANG": "C",
+           "PYTHONUTF8": "0", "COLUMNS": "200"}
+    return _decode(subprocess.run([sys.executable, "-m", "kansa", "log", "append", "-"],
+                                  input=data, env=env, capture_output=True, timeout=120,
+                                  check=False))
+
+
+def _decode(r: subprocess.CompletedProcess[bytes]) -> subprocess.CompletedProcess[str]:
+    return subprocess.CompletedProcess(r.args, r.returncode, r.stdout.decode(errors="replace"),
+                                       r.stderr.decode(errors="replace"))
+
+
+def test_log_append_stdin_is_utf8_whatever_the_locale(home: Path) -> None:
+    """Under the C locale Python decodes stdin with surrogateescape: a UTF-8 'é' became
+    two lone surrogates and a Latin-1 byte was reported as "a lone surrogate (e.g.
+    \\ud800)". Stdin is read as UTF-8 (a BOM allowed), as files are."""
+    r = _stdin_append(home, b"\xef\xbb\xbf" + LINE + b"\n")
+    assert r.returncode == 0, r.stdout + r.stderr
+    with Ledger.open(home=home) as ledger:
+        assert [x.content for x in ledger.find(with_content=True)] == [{"input": "café"}]
+    r = _stdin_append(home, LINE.replace(b"caf\xc3\xa9", b"caf\xe9") + b"\n")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "not UTF-8" in r.stdout + r.stderr
+    assert "surrogate" not in r.stdout + r.stderr
+    assert _size(home) == 1
