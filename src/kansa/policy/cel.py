@@ -99,6 +99,9 @@ def check_cost(source: str, obligation: str) -> int:
     while pos < len(source):
         m = _TOKEN_RE.match(source, pos)
         if m is None:  # not a CEL token: let the compiler name the syntax error
+            if _compiles(source):  # never wave through what was not estimated
+                raise refuse(f"kansa cannot estimate its cost from {source[pos:pos + 10]!r}"
+                             " on (rewrite it with plainer CEL)", pos)
             break
         kind, text, at = m.lastgroup or "", m.group(), pos
         pos = m.end()
@@ -150,6 +153,16 @@ def check_cost(source: str, obligation: str) -> int:
                          "matches() compiles its pattern on every call)", at)
         toks.append((kind, text, at))
     return cost
+
+
+def _compiles(source: str) -> bool:
+    try:
+        cel.compile(source)
+    except BaseException as e:  # ValueError for syntax errors; a Rust panic for worse
+        if not isinstance(e, Exception) and not _is_panic(e):
+            raise
+        return False
+    return True
 
 
 class Expr:
