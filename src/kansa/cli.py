@@ -497,12 +497,17 @@ def erase(
             e = ledger.erase(subject, reason=reason)
         finally:
             ledger.close()
-        who = (f"erased subject (pseudonym {e.pseudonym})" if e.pseudonym is not None
-               else "no live key for the subject; swept content that arrived late")
-        out.print(
-            f"{who}: {e.contents_destroyed} content "
-            f"record(s) destroyed; erasure recorded as entry {e.record.index} ({e.record.id})"
-        )
+        if e.completed:
+            out.print(f"no live key for the subject; an earlier erase of pseudonym(s) "
+                      f"{', '.join(e.completed)} had stopped before recording itself: "
+                      f"its record is now appended (last: entry {e.record.index})")
+        if e.pseudonym is not None or e.contents_destroyed or not e.completed:
+            who = (f"erased subject (pseudonym {e.pseudonym})" if e.pseudonym is not None
+                   else "no live key for the subject; swept content that arrived late")
+            out.print(
+                f"{who}: {e.contents_destroyed} content record(s) destroyed; erasure "
+                f"recorded as entry {e.record.index} ({e.record.id})"
+            )
         if not e.scrubbed:
             out.print("[yellow]warning:[/] a transaction older than the erasure was still "
                       "open, so an old copy of the subject's key root may remain in the "
