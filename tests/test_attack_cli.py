@@ -72,3 +72,23 @@ def test_log_append_stdin_is_utf8_whatever_the_locale(home: Path) -> None:
     assert "not UTF-8" in r.stdout + r.stderr
     assert "surrogate" not in r.stdout + r.stderr
     assert _size(home) == 1
+
+
+def test_verify_accepts_the_homes_kept_checkpoint_file(home: Path, tmp_path: Path) -> None:
+    """`kansa verify --checkpoint $KANSA_HOME/latest-checkpoint.json` (the copy kept
+    outside the store, the obvious file to hand an auditor) failed with "note has no blank
+    line separating text from signatures"."""
+    f = tmp_path / "a.jsonl"
+    f.write_bytes(LINE + b"\n")
+    assert run("log", "append", str(f), home=home)[0] == 0
+    kept = home / "latest-checkpoint.json"
+    saved = tmp_path / "kept.json"
+    saved.write_bytes(kept.read_bytes())
+    code, out = run("verify", "--checkpoint", str(saved), home=home)
+    assert code == 0, out
+    # and it still catches a fork: a kept checkpoint of another log fails
+    other = tmp_path / "other"
+    assert run("init", "--origin", "example.com/attack", home=other)[0] == 0
+    assert run("log", "append", str(f), home=other)[0] == 0
+    code, out = run("verify", "--checkpoint", str(other / "latest-checkpoint.json"), home=home)
+    assert code != 0 and "known checkpoint" in out

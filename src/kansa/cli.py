@@ -341,6 +341,19 @@ def export(
         out.print(f"verify with: kansa verify {directory} --key '{vkey}'")
 
 
+def _kept_note(raw: bytes) -> bytes:
+    """A checkpoint file as given: a signed note, or a $KANSA_HOME/latest-checkpoint.json
+    (the copy the log keeps outside its store), whose note is taken out of it."""
+    if raw.lstrip()[:1] == b"{":
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            return raw
+        note = obj.get("note") if isinstance(obj, dict) else None
+        if isinstance(note, str):
+            return note.encode("utf-8", "surrogateescape")
+    return raw
+
 @app.command()
 def verify(
     directory: Annotated[
@@ -380,9 +393,10 @@ def verify(
         known: list[bytes] = []
         for f in checkpoint_file or []:
             try:
-                known.append(read_bounded(f, MAX_CHECKPOINT_BYTES))
+                raw = read_bounded(f, MAX_CHECKPOINT_BYTES)
             except OSError as e:
                 raise _fail(f"cannot read {f}: {e.strerror}") from None
+            known.append(_kept_note(raw))
         witnesses = [Verifier.parse(w) for w in witness or []]
         with _progress() as prog:
             task = prog.add_task("verifying", total=None)
