@@ -354,6 +354,7 @@ def _kept_note(raw: bytes) -> bytes:
             return note.encode("utf-8", "surrogateescape")
     return raw
 
+
 @app.command()
 def verify(
     directory: Annotated[
