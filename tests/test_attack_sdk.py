@@ -61,12 +61,42 @@ def test_unrecordable_context_refused_before_upstream(
     standin: StandIn, lite: kansa.Ledger, ctx: dict[str, Any], stream: bool
 ) -> None:
     calls = len(standin.exchanges)
-    with kansa.context(**ctx), pytest.raises(RecordError):
+    with pytest.raises(RecordError), kansa.context(**ctx):
         r = _client(standin, lite).chat.completions.create(model="m", messages=MSGS,
                                                            stream=stream)
         list(r) if stream else None
     sdk.flush(10)
     assert len(standin.exchanges) == calls, "the model was called although no record can be"
+
+
+def test_unrecordable_context_refused_before_a_tool_or_step_runs(lite: kansa.Ledger) -> None:
+    """A tool ran (its side effects done), then its record failed: refused up front."""
+    ran: list[str] = []
+
+    @kansa.tool("search", ledger=lite)
+    def search(q: str) -> str:
+        ran.append(q)
+        return q
+
+    with pytest.raises(RecordError), kansa.context(subject="\ud800"):
+        search("x")
+    with pytest.raises(RecordError), kansa.context(attributes={"k": "\udfff"}), \
+            kansa.step("plan", ledger=lite):
+        ran.append("step")
+    assert ran == []
+
+
+def test_merged_context_attributes_over_the_bound_refused_at_the_call(
+    standin: StandIn, lite: kansa.Ledger
+) -> None:
+    """Each context alone fits; together they pass the 64 KiB entry bound."""
+    calls = len(standin.exchanges)
+    half = {f"a{i}": "x" * 4000 for i in range(9)}
+    other = {f"b{i}": "x" * 4000 for i in range(9)}
+    with kansa.context(attributes=half), kansa.context(attributes=other), \
+            pytest.raises(RecordError):
+        _client(standin, lite).chat.completions.create(model="m", messages=MSGS)
+    assert len(standin.exchanges) == calls
 
 
 def test_unrecordable_context_refused_before_upstream_async(
@@ -77,7 +107,7 @@ def test_unrecordable_context_refused_before_upstream_async(
     async def go() -> None:
         c = _client(standin, lite, openai.AsyncOpenAI)
         async with kansa.context(subject="\ud800"):
-            await c.chat.completions.create(model="m", messages=MSGS)
+            await c.chat.completions.create(model="m", messages=MSGS)  # pragma: no cover
 
     with pytest.raises(RecordError):
         asyncio.run(go())

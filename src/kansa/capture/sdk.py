@@ -139,7 +139,9 @@ class context:  # noqa: N801 - used like a function: `with kansa.context(...)`
     """Metadata for every record made inside it (model calls, steps, tools), in this
     thread or task: ``with kansa.context(subject="user-7", conversation_id="c-1"):``.
 
-    Nested contexts inherit what they do not set. Also ``async with``."""
+    Nested contexts inherit what they do not set. Also ``async with``. Metadata no
+    ledger entry can hold (a lone surrogate, attributes past the 64 KiB entry bound)
+    raises RecordError here, before anything inside runs."""
 
     __slots__ = ("_fields", "_tokens")
 
@@ -160,6 +162,12 @@ class context:  # noqa: N801 - used like a function: `with kansa.context(...)`
         ) if v is not None}
         if attributes:
             self._fields["attributes"] = dict(attributes)
+        # refuse now what no record could hold (a lone surrogate, an entry over 64 KiB),
+        # rather than after the model call, step or tool inside has run
+        UsageRecord(system=system or "-", subject=subject, conversation_id=conversation_id,
+                    actor=actor, app=app, agent_name=agent,
+                    attributes=dict(attributes) if attributes else {},
+                    id=_PROBE_ID).check_encodable()
         self._tokens: list[Token[_Meta]] = []  # one per enter: a context may be re-entered
 
     def __enter__(self) -> context:
