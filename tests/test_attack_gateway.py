@@ -59,3 +59,19 @@ def test_non_utf8_header_bytes_still_recorded_as_latin1(ledger: Ledger,
         rec = ledger.get(r.headers["x-kansa-record"])
     assert rec.entry["app"] == "\xed\xa0\x80"
     assert [x.id for x in ledger.find(subject="Müller")] == [rec.id]
+
+
+def test_long_subject_is_kept_whole(ledger: Ledger, standin: Standin) -> None:
+    """Subjects were cut to 1,024 characters: `kansa erase --subject <the full id>` found
+    no key, and two ids sharing their first 1,024 characters shared one key."""
+    long_a, long_b = "u" * 1100 + "-a", "u" * 1100 + "-b"
+    with running_gateway(ledger, GatewayConfig.from_upstream(standin.url)) as gw, \
+            httpx.Client(base_url=gw.url) as c:
+        ra = c.post("/v1/chat/completions", json={"model": "gpt-test", "messages": MSG},
+                    headers={"x-kansa-subject": long_a})
+        rb = c.post("/v1/chat/completions",
+                    json={"model": "gpt-test", "messages": MSG, "user": long_b})
+        assert ra.status_code == rb.status_code == 200
+    assert [x.id for x in ledger.find(subject=long_a)] == [ra.headers["x-kansa-record"]]
+    assert ledger.erase(long_b).contents_destroyed == 1
+    assert ledger.get(ra.headers["x-kansa-record"]).content_state == "present"

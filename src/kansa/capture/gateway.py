@@ -266,7 +266,7 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _hstr(v: bytes) -> str:
+def _hstr(v: bytes, limit: int | None = MAX_STR) -> str:
     """A metadata header's text: UTF-8 when the bytes are UTF-8 (curl, Node and browsers
     send non-ASCII text so, and `kansa erase --subject` must find the name as typed),
     else Latin-1 (HTTP's historical charset: every byte string decodes, and never to a
@@ -275,7 +275,7 @@ def _hstr(v: bytes) -> str:
         text = v.decode("utf-8")
     except UnicodeDecodeError:
         text = v.decode("latin-1")
-    return text[:MAX_STR]
+    return text if limit is None else text[:limit]
 
 
 class _State:
@@ -616,7 +616,9 @@ class GatewayApp:
                 continue
             if k.startswith(b"x-kansa-"):
                 if k == b"x-kansa-subject":
-                    subject_hdr = _hstr(v)
+                    # whole: it is never in the entry (only its keyed pseudonym), and a cut
+                    # name is one `kansa erase --subject` would not find
+                    subject_hdr = _hstr(v, None)
                 elif k == b"x-kansa-actor":
                     call.actor = _hstr(v)
                 elif k == b"x-kansa-app":
@@ -739,7 +741,7 @@ class GatewayApp:
                 md = req.get("metadata")
                 subject = md.get("user_id") if isinstance(md, dict) else None
             if isinstance(subject, str) and subject:
-                call.subject = subject[:MAX_STR]
+                call.subject = subject
         else:
             if subject_hdr:
                 call.subject = subject_hdr
