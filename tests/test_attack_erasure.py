@@ -26,17 +26,20 @@ def test_erase_interrupted_before_its_record_can_be_completed(store_url: str) ->
         for i in range(3):
             lg.append({"system": "s", "subject": "alice", "input": f"secret {i}"})
         lg.append({"system": "s", "subject": "bob", "input": "b"})
+        lg.checkpoint()
         lg.vault.erase("alice")  # the transaction committed; the process dies here
         with pytest.raises(VerificationError, match="run the same erase again"):
             lg.verify()
         e = lg.erase("alice")
         assert e.pseudonym is None and len(e.completed) == 1
+        lg.checkpoint()
         lg.verify()
         # nothing left to complete: the usual "already erased"
         with pytest.raises(Exception, match="already erased"):
             lg.erase("alice")
         # an ordinary erase afterwards is unaffected
         assert lg.erase("bob").completed == ()
+        lg.checkpoint()
         lg.verify()
         assert [r.content_state for r in lg.find(with_content=True)
                 if r.entry.get("kind") == "gen_ai.call"] == ["erased"] * 4

@@ -35,6 +35,7 @@ def test_surrogates_everywhere_in_a_span_still_record_it(tmp_path: Path) -> None
         assert rec.entry["gen_ai.request.model"] == "m\\ud800"
         assert rec.content is not None and rec.content["input"] == "hi \U0001f600 \\ud800"
         assert [r.id for r in lg.find(subject="user\\ud800")] == [rec.id]
+        lg.checkpoint()
         lg.verify()
     finally:
         lg.close()
