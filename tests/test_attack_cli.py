@@ -92,3 +92,31 @@ def test_verify_accepts_the_homes_kept_checkpoint_file(home: Path, tmp_path: Pat
     assert run("log", "append", str(f), home=other)[0] == 0
     code, out = run("verify", "--checkpoint", str(other / "latest-checkpoint.json"), home=home)
     assert code != 0 and "known checkpoint" in out
+
+
+def test_log_append_duplicate_ids_are_line_errors_and_nothing_is_appended(
+    home: Path, tmp_path: Path
+) -> None:
+    """A file whose line 2 reuses an id already in the log: lines 1 and 3 were appended,
+    then 'error: record id ... is already in the log' with no line number and exit 1."""
+    first = tmp_path / "1.jsonl"
+    first.write_text('{"system": "s", "id": "rec-1", "input": "a"}\n')
+    assert run("log", "append", str(first), home=home)[0] == 0
+    second = tmp_path / "2.jsonl"
+    second.write_text('{"system": "s", "id": "rec-3", "input": "c"}\n'
+                      '{"system": "s", "id": "rec-1", "input": "a"}\n'
+                      '{"system": "s", "id": "rec-4", "input": "d"}\n'
+                      '{"system": "s", "id": "rec-4", "input": "e"}\n')
+    code, out = run("log", "append", str(second), home=home)
+    assert code == 2, out  # found before the store is opened
+    assert "line 4, field 'id'" in out and "already used on line 3" in out
+    assert _size(home) == 1
+    second.write_text("\n".join(second.read_text().splitlines()[:3]) + "\n")
+    code, out = run("log", "append", str(second), home=home)
+    assert code == 2, out
+    assert "line 2, field 'id'" in out and "already in the log" in out
+    assert _size(home) == 1
+    code, out = run("log", "append", str(second), "--skip-invalid", home=home)
+    assert code == 3, out
+    with Ledger.open(home=home) as ledger:
+        assert [r.id for r in ledger.find()] == ["rec-1", "rec-3", "rec-4"]

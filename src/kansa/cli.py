@@ -176,7 +176,7 @@ def log_append(
     completely first (JSON, fields, canonical RFC 8785 encoding, the 65,535-byte entry
     bound): by default, one invalid line means nothing is appended.
     """
-    from kansa.records.jsonl import bounded_lines, parse_lines
+    from kansa.records.jsonl import bounded_lines, parse_numbered
     from kansa.records.model import UsageRecord
 
     with _errors():
@@ -188,7 +188,7 @@ def log_append(
         except OSError as e:
             raise _fail(f"cannot read {file}: {e.strerror}") from None
         try:
-            parsed = list(parse_lines(bounded_lines(stream)))
+            numbered = list(parse_numbered(bounded_lines(stream)))
         except UnicodeDecodeError as e:
             raise _fail(f"{file}: not UTF-8 text ({e.reason}); nothing was appended") from None
         except OSError as e:
@@ -198,23 +198,42 @@ def log_append(
                 stream.detach()  # leave sys.stdin open
             else:
                 stream.close()
-        bad = [p for p in parsed if isinstance(p, RecordError)]
-        good = [p for p in parsed if isinstance(p, UsageRecord)]
-        for err in bad[:50]:
-            console.print(f"[red]✗[/] {escape(file)}: {escape(str(err))}")
-        if len(bad) > 50:
-            console.print(f"[red]… and {len(bad) - 50} more invalid lines[/]")
-        if bad and (not skip_invalid or not good):
-            raise _fail(
-                f"{len(bad)} invalid line(s); nothing was appended"
-                + ("" if skip_invalid else " (fix them, or pass --skip-invalid)"),
-                code=2,
-            )
-        if not good:
+
+        def refuse_if_bad(parsed: list[UsageRecord | RecordError]) -> None:
+            bad = [p for p in parsed if isinstance(p, RecordError)]
+            if bad and (not skip_invalid or len(bad) == len(parsed)):
+                for err in bad[:50]:
+                    console.print(f"[red]✗[/] {escape(file)}: {escape(str(err))}")
+                if len(bad) > 50:
+                    console.print(f"[red]… and {len(bad) - 50} more invalid lines[/]")
+                raise _fail(
+                    f"{len(bad)} invalid line(s); nothing was appended"
+                    + ("" if skip_invalid else " (fix them, or pass --skip-invalid)"),
+                    code=2,
+                )
+
+        refuse_if_bad([p for _n, p in numbered])  # before the store is even opened
+        if not numbered:
             out.print("no records to append")
             return
         ledger = _open(home, store)
         try:
+            # ids the log already holds: errors now, with their line, before anything is
+            # appended (the append refused them only after appending the lines before)
+            taken = ledger.log.store.existing_ext_ids(
+                [p.id for _n, p in numbered if isinstance(p, UsageRecord)])
+            parsed = [RecordError(f"record id {p.id!r} is already in the log; record ids "
+                                  "are unique (give this record another id, or leave the "
+                                  "id out to get a fresh one)", line=n, field="id")
+                      if isinstance(p, UsageRecord) and p.id in taken else p
+                      for n, p in numbered]
+            refuse_if_bad(parsed)
+            bad = [p for p in parsed if isinstance(p, RecordError)]
+            good = [p for p in parsed if isinstance(p, UsageRecord)]
+            for err in bad[:50]:
+                console.print(f"[red]✗[/] {escape(file)}: {escape(str(err))}")
+            if len(bad) > 50:
+                console.print(f"[red]… and {len(bad) - 50} more invalid lines[/]")
             with _progress() as prog:
                 task = prog.add_task("appending", total=len(good))
                 done = ledger.append_many(good, progress=lambda n: prog.advance(task, n))
