@@ -166,8 +166,8 @@ def surrogate_attr_header(ctx: Ctx, nonce: str) -> Seen:
 
 
 def surrogate_bytes_in_headers(ctx: Ctx, nonce: str) -> Seen:
-    """Surrogate-like bytes in x-kansa-subject / -actor / -app headers: headers are Latin-1,
-    so this is text (no surrogate): served and recorded as usual."""
+    """Surrogate-like bytes in x-kansa-subject / -actor / -app headers: not UTF-8, so they
+    are read as Latin-1 text (no surrogate): served and recorded as usual."""
     raw = b"\xed\xa0\x80"
     return _post(ctx, "/v1/chat/completions", {"model": "gpt-test", "messages": _msgs(nonce)},
                  200, None, headers={"x-kansa-subject": raw, "x-kansa-actor": raw,

@@ -486,11 +486,14 @@ def test_json_partial_success_counts_malformed_spans(url: str, ledger: kansa.Led
     r = httpx.post(f"{url}/v1/traces", content=jrequest(spans), headers=JSON_HEADERS)
     assert r.status_code == 200
     ps = r.json()["partialSuccess"]
-    assert ps["rejectedSpans"] == "5"
+    assert ps["rejectedSpans"] == "4"
     msg = ps["errorMessage"]
-    assert "rejected 5 of 7 spans" in msg and "traceId" in msg and "surrogate" in msg
+    assert "rejected 4 of 7 spans" in msg and "traceId" in msg and "surrogate" not in msg
     assert "non-negative" in msg and "start time" in msg and "spans[5]" in msg
-    assert [x.entry["gen_ai.request.model"] for x in ledger.find()] == ["ok-model"]
+    # a lone surrogate does not cost the model call its record: kept as "\\ud800" text
+    recs = list(ledger.find(with_content=True))
+    assert [x.entry.get("gen_ai.request.model") for x in recs] == ["ok-model", None]
+    assert recs[1].content == {"input": "half \\ud800 a pair"}
     assert app.state.otlp_stats.skipped == 1
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from kansa.errors import ErasedError, KansaError, RecordError, StorageError, VerificationError
 from kansa.home import Home
+from kansa.ledger.follower import Follower
 from kansa.ledger.log import Append, Log
 from kansa.ledger.note import SignedCheckpoint, Signer, Verifier
 from kansa.ledger.storage import EntryRow, open_store
@@ -34,7 +35,8 @@ def _unrecorded(erased: set[str], recorded: set[str]) -> list[str]:
     kansa.erasure record is content deleted behind the log's back."""
     return [
         f"erasure group {g}: marked erased in the store, but the log holds no kansa.erasure "
-        f"record for it (content deleted behind the log's back?)"
+        f"record for it (an erase stopped before recording itself: run the same erase "
+        f"again to append its record; else content deleted behind the log's back)"
         for g in sorted(erased - recorded)
     ]
 
@@ -71,6 +73,9 @@ class Erasure:
     contents_destroyed: int
     record: Appended
     scrubbed: bool = True  # False: old page images remain until the next erase (see docs)
+    # pseudonyms erased earlier by an erase that stopped before appending its record
+    # (killed, store outage): their kansa.erasure records, appended now
+    completed: tuple[str, ...] = ()
 
 
 class Ledger:
@@ -444,6 +449,21 @@ class Ledger:
         Entries and proofs are untouched; the subject's content becomes unrecoverable and
         their pseudonym unlinkable to them."""
         result = self.vault.erase(subject)
+        groups: tuple[str, ...] = ()
+        if result.pseudonym is None:
+            # an earlier erase of this (or another) subject destroyed the key but stopped
+            # before its record was appended (killed, store outage): `verify` fails until
+            # that record exists, and only an erase can append it now that the key is gone
+            groups = tuple(self._unrecorded_erasures())
+            last: Appended | None = None
+            for group in groups:
+                last = self.append(UsageRecord(
+                    system="kansa", kind="kansa.erasure", operation="erase",
+                    attributes={"kansa.erasure.subject": group,
+                                "kansa.erasure.contents_destroyed": 0,
+                                "kansa.erasure.completed": True}))
+            if last is not None and result.contents_destroyed == 0:
+                return Erasure(None, 0, last, result.scrubbed, groups)
         if result.pseudonym is None and result.contents_destroyed == 0:
             # the sweep and the scrub ran anyway: a second erase finishes what a first one
             # could not (content that arrived late, a WAL a reader held)
@@ -461,4 +481,26 @@ class Ledger:
         rec = UsageRecord(system="kansa", kind="kansa.erasure", operation="erase",
                           attributes=attrs)
         return Erasure(result.pseudonym, result.contents_destroyed, self.append(rec),
-                       result.scrubbed)
+                       result.scrubbed, groups)
+
+    def _unrecorded_erasures(self) -> list[str]:
+        """Pseudonyms the store marks erased with no kansa.erasure record in the log. An
+        erasure's record is appended after its transaction, so it is dated after the
+        group's mark: only entries since the oldest mark are read."""
+        store = self.log.store
+        marks = store.query("SELECT grp, erased FROM erased_groups")
+        if not marks:
+            return []
+        since = min(int(m[1]) for m in marks)
+        recorded: set[str] = set()
+        for _index, _ts, data in Follower(store, match=b'"kansa.erasure"',
+                                          since_us=since).read():
+            try:
+                entry = json.loads(data)
+            except ValueError:
+                continue  # damaged: verify says so
+            if isinstance(entry, dict) and entry.get("kind") == "kansa.erasure":
+                attrs = entry.get("attributes")
+                if isinstance(attrs, dict):
+                    recorded.add(str(attrs.get("kansa.erasure.subject")))
+        return sorted({str(m[0]) for m in marks} - recorded)

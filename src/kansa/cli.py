@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import sys
 from datetime import UTC, datetime
@@ -175,40 +176,64 @@ def log_append(
     completely first (JSON, fields, canonical RFC 8785 encoding, the 65,535-byte entry
     bound): by default, one invalid line means nothing is appended.
     """
-    from kansa.records.jsonl import bounded_lines, parse_lines
+    from kansa.records.jsonl import bounded_lines, parse_numbered
     from kansa.records.model import UsageRecord
 
     with _errors():
         try:
-            stream = sys.stdin if file == "-" else open(file, encoding="utf-8")  # noqa: SIM115
+            # UTF-8 whatever the locale (under C, Python decodes stdin with surrogateescape:
+            # bytes that are not UTF-8 became lone surrogates), a leading BOM allowed
+            stream = (io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", errors="strict")
+                      if file == "-" else open(file, encoding="utf-8-sig"))  # noqa: SIM115
         except OSError as e:
             raise _fail(f"cannot read {file}: {e.strerror}") from None
         try:
-            parsed = list(parse_lines(bounded_lines(stream)))
+            numbered = list(parse_numbered(bounded_lines(stream)))
         except UnicodeDecodeError as e:
             raise _fail(f"{file}: not UTF-8 text ({e.reason}); nothing was appended") from None
         except OSError as e:
             raise _fail(f"cannot read {file}: {e.strerror}; nothing was appended") from None
         finally:
-            if stream is not sys.stdin:
+            if file == "-":
+                stream.detach()  # leave sys.stdin open
+            else:
                 stream.close()
-        bad = [p for p in parsed if isinstance(p, RecordError)]
-        good = [p for p in parsed if isinstance(p, UsageRecord)]
-        for err in bad[:50]:
-            console.print(f"[red]✗[/] {escape(file)}: {escape(str(err))}")
-        if len(bad) > 50:
-            console.print(f"[red]… and {len(bad) - 50} more invalid lines[/]")
-        if bad and (not skip_invalid or not good):
-            raise _fail(
-                f"{len(bad)} invalid line(s); nothing was appended"
-                + ("" if skip_invalid else " (fix them, or pass --skip-invalid)"),
-                code=2,
-            )
-        if not good:
+
+        def refuse_if_bad(parsed: list[UsageRecord | RecordError]) -> None:
+            bad = [p for p in parsed if isinstance(p, RecordError)]
+            if bad and (not skip_invalid or len(bad) == len(parsed)):
+                for err in bad[:50]:
+                    console.print(f"[red]✗[/] {escape(file)}: {escape(str(err))}")
+                if len(bad) > 50:
+                    console.print(f"[red]… and {len(bad) - 50} more invalid lines[/]")
+                raise _fail(
+                    f"{len(bad)} invalid line(s); nothing was appended"
+                    + ("" if skip_invalid else " (fix them, or pass --skip-invalid)"),
+                    code=2,
+                )
+
+        refuse_if_bad([p for _n, p in numbered])  # before the store is even opened
+        if not numbered:
             out.print("no records to append")
             return
         ledger = _open(home, store)
         try:
+            # ids the log already holds: errors now, with their line, before anything is
+            # appended (the append refused them only after appending the lines before)
+            taken = ledger.log.store.existing_ext_ids(
+                [p.id for _n, p in numbered if isinstance(p, UsageRecord)])
+            parsed = [RecordError(f"record id {p.id!r} is already in the log; record ids "
+                                  "are unique (give this record another id, or leave the "
+                                  "id out to get a fresh one)", line=n, field="id")
+                      if isinstance(p, UsageRecord) and p.id in taken else p
+                      for n, p in numbered]
+            refuse_if_bad(parsed)
+            bad = [p for p in parsed if isinstance(p, RecordError)]
+            good = [p for p in parsed if isinstance(p, UsageRecord)]
+            for err in bad[:50]:
+                console.print(f"[red]✗[/] {escape(file)}: {escape(str(err))}")
+            if len(bad) > 50:
+                console.print(f"[red]… and {len(bad) - 50} more invalid lines[/]")
             with _progress() as prog:
                 task = prog.add_task("appending", total=len(good))
                 done = ledger.append_many(good, progress=lambda n: prog.advance(task, n))
@@ -335,6 +360,20 @@ def export(
         out.print(f"verify with: kansa verify {directory} --key '{vkey}'")
 
 
+def _kept_note(raw: bytes) -> bytes:
+    """A checkpoint file as given: a signed note, or a $KANSA_HOME/latest-checkpoint.json
+    (the copy the log keeps outside its store), whose note is taken out of it."""
+    if raw.lstrip()[:1] == b"{":
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            return raw
+        note = obj.get("note") if isinstance(obj, dict) else None
+        if isinstance(note, str):
+            return note.encode("utf-8", "surrogateescape")
+    return raw
+
+
 @app.command()
 def verify(
     directory: Annotated[
@@ -374,9 +413,10 @@ def verify(
         known: list[bytes] = []
         for f in checkpoint_file or []:
             try:
-                known.append(read_bounded(f, MAX_CHECKPOINT_BYTES))
+                raw = read_bounded(f, MAX_CHECKPOINT_BYTES)
             except OSError as e:
                 raise _fail(f"cannot read {f}: {e.strerror}") from None
+            known.append(_kept_note(raw))
         witnesses = [Verifier.parse(w) for w in witness or []]
         with _progress() as prog:
             task = prog.add_task("verifying", total=None)
@@ -491,12 +531,17 @@ def erase(
             e = ledger.erase(subject, reason=reason)
         finally:
             ledger.close()
-        who = (f"erased subject (pseudonym {e.pseudonym})" if e.pseudonym is not None
-               else "no live key for the subject; swept content that arrived late")
-        out.print(
-            f"{who}: {e.contents_destroyed} content "
-            f"record(s) destroyed; erasure recorded as entry {e.record.index} ({e.record.id})"
-        )
+        if e.completed:
+            out.print(f"no live key for the subject; an earlier erase of pseudonym(s) "
+                      f"{', '.join(e.completed)} had stopped before recording itself: "
+                      f"its record is now appended (last: entry {e.record.index})")
+        if e.pseudonym is not None or e.contents_destroyed or not e.completed:
+            who = (f"erased subject (pseudonym {e.pseudonym})" if e.pseudonym is not None
+                   else "no live key for the subject; swept content that arrived late")
+            out.print(
+                f"{who}: {e.contents_destroyed} content record(s) destroyed; erasure "
+                f"recorded as entry {e.record.index} ({e.record.id})"
+            )
         if not e.scrubbed:
             out.print("[yellow]warning:[/] a transaction older than the erasure was still "
                       "open, so an old copy of the subject's key root may remain in the "

@@ -267,8 +267,16 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _hstr(v: bytes) -> str:
-    return v.decode("latin-1")[:MAX_STR]
+def _hstr(v: bytes, limit: int | None = MAX_STR) -> str:
+    """A metadata header's text: UTF-8 when the bytes are UTF-8 (curl, Node and browsers
+    send non-ASCII text so, and `kansa erase --subject` must find the name as typed),
+    else Latin-1 (HTTP's historical charset: every byte string decodes, and never to a
+    lone surrogate)."""
+    try:
+        text = v.decode("utf-8")
+    except UnicodeDecodeError:
+        text = v.decode("latin-1")
+    return text if limit is None else text[:limit]
 
 
 class _State:
@@ -614,7 +622,9 @@ class GatewayApp:
                 continue
             if k.startswith(b"x-kansa-"):
                 if k == b"x-kansa-subject":
-                    subject_hdr = _hstr(v)
+                    # whole: it is never in the entry (only its keyed pseudonym), and a cut
+                    # name is one `kansa erase --subject` would not find
+                    subject_hdr = _hstr(v, None)
                 elif k == b"x-kansa-actor":
                     call.actor = _hstr(v)
                 elif k == b"x-kansa-app":
@@ -737,7 +747,7 @@ class GatewayApp:
                 md = req.get("metadata")
                 subject = md.get("user_id") if isinstance(md, dict) else None
             if isinstance(subject, str) and subject:
-                call.subject = subject[:MAX_STR]
+                call.subject = subject
         else:
             if subject_hdr:
                 call.subject = subject_hdr
@@ -1210,13 +1220,13 @@ def _header_attribute(attrs: dict[str, Any], k: bytes, v: bytes) -> bool:
     ``false`` are booleans, a JSON list of strings is a list, anything else a string.
     Names kansa itself sets cannot be given (a caller must not forge a policy decision).
     True if the list held a lone surrogate (kept then as the header's text, which has none:
-    headers are read as Latin-1)."""
+    headers are read as UTF-8, else Latin-1)."""
     name = "kansa.ai_disclosure" if k == b"x-kansa-ai-disclosure" else \
         k[13:].decode("latin-1")
     if not name or len(name) > 128 or name.startswith(_RESERVED_ATTRS) or \
             len(attrs) >= _MAX_HEADER_ATTRS:
         return False
-    s = v.decode("latin-1").strip()
+    s = _hstr(v).strip()
     low = s.lower()
     value: Any = s[:MAX_STR]
     bad = False

@@ -167,12 +167,14 @@ class _Bad(Exception):
 
 
 def _clean_str(s: str) -> str:
-    # JSON "\ud800" escapes decode to lone surrogates, which no UTF-8 store can hold
+    # JSON "\ud800" escapes decode to lone surrogates, which no UTF-8 store can hold. The
+    # span still stands for a model call that happened: keep it, the surrogate written as
+    # the text "\ud800" (as the gateway records one), rather than lose its record
     if not s.isascii():
         try:
             s.encode("utf-8")
         except UnicodeEncodeError:
-            raise _Bad("a string holds a lone UTF-16 surrogate") from None
+            return s.encode("utf-8", "backslashreplace").decode("utf-8")
     return s
 
 

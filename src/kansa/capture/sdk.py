@@ -139,7 +139,9 @@ class context:  # noqa: N801 - used like a function: `with kansa.context(...)`
     """Metadata for every record made inside it (model calls, steps, tools), in this
     thread or task: ``with kansa.context(subject="user-7", conversation_id="c-1"):``.
 
-    Nested contexts inherit what they do not set. Also ``async with``."""
+    Nested contexts inherit what they do not set. Also ``async with``. Metadata no
+    ledger entry can hold (a lone surrogate, attributes past the 64 KiB entry bound)
+    raises RecordError here, before anything inside runs."""
 
     __slots__ = ("_fields", "_tokens")
 
@@ -160,6 +162,12 @@ class context:  # noqa: N801 - used like a function: `with kansa.context(...)`
         ) if v is not None}
         if attributes:
             self._fields["attributes"] = dict(attributes)
+        # refuse now what no record could hold (a lone surrogate, an entry over 64 KiB),
+        # rather than after the model call, step or tool inside has run
+        UsageRecord(system=system or "-", subject=subject, conversation_id=conversation_id,
+                    actor=actor, app=app, agent_name=agent,
+                    attributes=dict(attributes) if attributes else {},
+                    id=_PROBE_ID).check_encodable()
         self._tokens: list[Token[_Meta]] = []  # one per enter: a context may be re-entered
 
     def __enter__(self) -> context:
@@ -220,7 +228,13 @@ def _get_default_ledger() -> Ledger:
 
 def _jsonable(v: Any, depth: int = 0) -> Any:
     """A JSON value for anything a caller may hand us (tool arguments and results)."""
-    if v is None or isinstance(v, bool | str):
+    if isinstance(v, str):
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates: keep the text, escaped
+            return v.encode("utf-8", "backslashreplace").decode("utf-8")
+        return v
+    if v is None or isinstance(v, bool):
         return v
     if isinstance(v, int):
         return int(v)
@@ -718,7 +732,7 @@ def _request_body(body: Any, extra: Any) -> Any:
 
 class _Config:
     __slots__ = ("provider", "is_async", "sink", "system", "app", "actor", "subject",
-                 "policy")
+                 "policy", "checked")
 
     def __init__(self, provider: str, is_async: bool, sink: _Sink, system: str | None,
                  app: str | None, actor: str | None, subject: SubjectArg,
@@ -731,6 +745,9 @@ class _Config:
         self.app = app
         self.actor = actor
         self.subject = subject
+        # the (context metadata, subject, operation) last found recordable: calls in the
+        # same context skip the check (~50 us)
+        self.checked: tuple[_Meta, str | None, str] | None = None
 
     def subject_now(self) -> str | None:
         s = self.subject
@@ -740,13 +757,41 @@ class _Config:
         return v if isinstance(v, str) and v else None
 
     def begin(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Call | None:
+        """The call about to be made, or None for an endpoint not recorded. Raises
+        RecordError, before anything is sent, if the call's record could not be written
+        (metadata no ledger entry can hold: a lone surrogate, an entry over 64 KiB):
+        never call the model when its record would be lost."""
         options = args[1] if len(args) > 1 else kwargs.get("options")
         op = _operation(options)
         if op is None:
             return None
         call = _Call(self, op)
+        _check_metadata(call)
         _LAST.set(call)
         return call
+
+
+def _check_metadata(call: _Call) -> None:
+    """Raise RecordError if the metadata a call's record takes from its wrapper and
+    context cannot be written (content is checked when the record is made, and
+    rendered recordable there if it must be: see _prepare)."""
+    cfg, meta = call.cfg, call.meta
+    key = (meta, call.subject, call.operation)
+    last = cfg.checked
+    if last is not None and last[0] is meta and last[1] == key[1] and last[2] == key[2]:
+        return
+    attrs: dict[str, Any] = dict(meta.attributes) if meta.attributes else {}
+    if meta.parent_id is not None:
+        attrs["kansa.parent_id"] = meta.parent_id
+    UsageRecord(system=meta.system or cfg.system, provider=cfg.provider,
+                operation=call.operation, app=meta.app or cfg.app,
+                actor=meta.actor or cfg.actor, subject=call.subject,
+                conversation_id=meta.conversation_id, attributes=attrs,
+                id=_PROBE_ID).check_encodable()
+    cfg.checked = key
+
+
+_PROBE_ID = "00000000-0000-7000-8000-000000000000"  # as long as a real record id
 
 
 def _client_kind(client: object) -> tuple[str, bool] | None:

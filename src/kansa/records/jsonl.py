@@ -38,14 +38,29 @@ def _reject_constant(name: str) -> float:
 
 def parse_lines(lines: Iterable[str]) -> Iterator[UsageRecord | RecordError]:
     """Yield a record, or the error for that line, for every non-blank line."""
+    for _n, got in parse_numbered(lines):
+        yield got
+
+
+def parse_numbered(lines: Iterable[str]) -> Iterator[tuple[int, UsageRecord | RecordError]]:
+    """(line number, record or error) for every non-blank line; a record whose ``id`` an
+    earlier line of the same input already gave is an error (ids are unique)."""
+    seen: dict[str, int] = {}
     for n, raw in enumerate(lines, 1):
         text = raw.strip()
         if not text:
             continue
         try:
-            yield parse_line(text, n)
+            rec = parse_line(text, n)
         except RecordError as e:
-            yield e
+            yield n, e
+            continue
+        first = seen.setdefault(rec.id, n)
+        if first != n:
+            yield n, RecordError(f"record id {rec.id!r} is already used on line {first}; "
+                                 "record ids are unique", line=n, field="id")
+        else:
+            yield n, rec
 
 
 def bounded_lines(stream: TextIO, limit: int = MAX_LINE) -> Iterator[str]:
