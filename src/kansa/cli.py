@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
@@ -20,13 +20,14 @@ from rich.progress import (
     TextColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
 from rich.text import Text
 
 from kansa._cli_common import (
+    Column,
     HomeOpt,
     StoreOpt,
     console,  # noqa: E402  (one stderr console for all commands)
+    print_table,
 )
 from kansa._cli_common import errors as _errors
 from kansa._cli_common import fail as _fail
@@ -76,6 +77,13 @@ app.add_typer(evidence_app, name="evidence")
 
 
 
+
+
+def _when(ts: str) -> str:
+    """A record time for a table: the date and the time to the millisecond, with a space
+    between them so a narrow column breaks there and never inside either."""
+    day, sep, clock = ts.partition("T")
+    return f"{day} {clock[:12]}" if sep else ts
 
 
 def _progress() -> Progress:
@@ -259,23 +267,30 @@ def log_show(
                 sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
             sys.stdout.flush()
             return
-        table = Table(show_lines=False)
-        for col in ("#", "time", "system", "kind", "model", "outcome", "tokens in/out"):
-            table.add_column(col)
+        # the record id is what 'kansa prove' takes: always shown, never cut
+        columns = [Column("#", priority=3, whole=True, justify="right"),
+                   Column("record id", whole=True),
+                   Column("time (UTC)", min_width=12),
+                   Column("system", priority=1), Column("model", priority=2),
+                   Column("outcome", whole=True),
+                   Column("tokens in/out", priority=4, min_width=7),
+                   Column("kind", priority=5)]
         if content:
-            table.add_column("content")
+            columns.append(Column("content", min_width=24))
+        table: list[list[RenderableType]] = []
         for r in rows:
             e = r.entry
             # Text cells: a recorded "[tool]" or "[/INST]" is text, not rich markup
-            cells: list[Text] = [Text(c) for c in (
+            cells: list[RenderableType] = [Text(c) for c in (
                 str(r.index),
-                str(e.get("ts", ""))[:23],
+                str(r.id),
+                _when(str(e.get("ts", ""))),
                 str(e.get("system", "")),
-                str(e.get("kind", "")),
                 str(e.get("gen_ai.request.model", e.get("gen_ai.response.model", ""))),
                 str(e.get("outcome", "")),
                 f"{e.get('gen_ai.usage.input_tokens', '-')}/"
                 f"{e.get('gen_ai.usage.output_tokens', '-')}",
+                str(e.get("kind", "")),
             )]
             if content:
                 if r.content_state == "erased":
@@ -287,8 +302,8 @@ def log_show(
                 else:
                     text = json.dumps(r.content, ensure_ascii=False)
                     cells.append(Text(text[:80] + ("…" if len(text) > 80 else "")))
-            table.add_row(*cells)
-        out.print(table)
+            table.append(cells)
+        print_table(out, columns, table)
         out.print(f"{len(rows)} record(s)")
 
 
@@ -634,7 +649,9 @@ def demo(
     from kansa.demo import SCENARIO_NOW, run_demo
 
     with _errors():
-        run_demo(home, records, out, now=_demo_clock(now) if now else SCENARIO_NOW)
+        # the story wraps at words to fit the terminal; commands and keys print whole
+        run_demo(home, records, Console(highlight=False),
+                 now=_demo_clock(now) if now else SCENARIO_NOW)
 
 
 def _demo_clock(text: str) -> datetime:
