@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from kansa._cli_common import HomeOpt, StoreOpt
+from kansa._cli_common import Column, HomeOpt, StoreOpt, print_table
 from kansa.errors import KansaError
 from kansa.policy.cli_feed import register as register_feed_commands
 from kansa.policy.cli_oscal import register as register_oscal_commands
@@ -175,17 +175,18 @@ def replay_command(
                                    "stored": res.stored, "digest": res.digest,
                                    "seconds": round(res.seconds, 3)}))
         return
+    # wrapped at words: a pack's hash goes under its ref rather than split by the terminal
     for p in res.packs:
-        out.print(f"pack {escape(p)}")
+        out.print(f"pack {escape(p)}", soft_wrap=False)
     rate = res.records / res.seconds if res.seconds else 0.0
     out.print(f"{res.records} records, {res.findings} findings in {res.seconds:.2f} s "
-              f"({rate:,.0f} records/s)")
+              f"({rate:,.0f} records/s)", soft_wrap=False)
     for v, n in sorted(res.verdicts.items()):
         out.print(f"  {v}: {n}")
-    out.print(f"digest sha256:{res.digest}")
+    out.print(f"digest sha256:{res.digest}", soft_wrap=False)
     if save:
         out.print(f"run {res.run_id}: {res.stored} failing findings stored, tallies per "
-                  "obligation and day")
+                  "obligation and day", soft_wrap=False)
 
 
 def impact_command(
@@ -221,17 +222,23 @@ def impact_command(
             "obligations_changed": rep.obligations_changed,
             "changes": [c.__dict__ for c in rep.changes]}))
         return
+    # prose wraps at words; each obligation's records are a table that fits the terminal
     out.print(f"{escape(rep.from_pack)} → {escape(rep.to_pack)}: {rep.records} records, "
-              f"{len(rep.records_changed)} change verdict")
+              f"{len(rep.records_changed)} change verdict", soft_wrap=False)
     for label, ids in (("added", rep.obligations_added), ("removed", rep.obligations_removed),
                        ("changed", rep.obligations_changed)):
         if ids:
-            out.print(f"obligations {label}: {', '.join(ids)}")
+            out.print(f"obligations {label}: {escape(', '.join(ids))}", soft_wrap=False)
+    columns = [Column("entry", whole=True, justify="right"), Column("record id", whole=True),
+               Column("verdict change", min_width=14), Column("why", min_width=16)]
     for oid, changes in rep.by_obligation.items():
         cite = changes[0].citation_after or changes[0].citation_before
-        out.print(f"\n[bold]{escape(oid)}[/] ({cite}): {len(changes)} record(s)")
+        out.print(f"\n[bold]{escape(oid)}[/] ({escape(str(cite))}): {len(changes)} record(s)",
+                  soft_wrap=False)
         for (before, after), n in sorted(rep.summary()[oid].items()):
             out.print(f"  {before} → {after}: {n}")
-        for c in changes[:limit]:
-            out.print(f"  entry {c.index} {escape(c.record_id)}: {c.before} → {c.after} "
-                      f"({escape(c.reason_after)})")
+        print_table(out, columns, [
+            [str(c.index), escape(c.record_id), f"{c.before} → {c.after}",
+             escape(c.reason_after)] for c in changes[:limit]])
+        if len(changes) > limit:
+            out.print(f"  … and {len(changes) - limit} more (--limit, or --json for all)")
