@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.cells import cell_len
@@ -16,8 +16,12 @@ from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
+from typer.core import TyperGroup
 
 from kansa.errors import KansaError, VerificationError
+
+if TYPE_CHECKING:  # the click that typer runs on (its own copy since typer 0.2x)
+    from typer._click.core import Context as ClickContext
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -33,6 +37,19 @@ StoreOpt = Annotated[
         help="Store URL (sqlite:///PATH or postgresql://...); default: the home's store.",
     ),
 ]
+
+
+class HelpGroup(TyperGroup):
+    """A command group that, run bare (``kansa``, ``kansa log``), prints its help on
+    standard output and exits 0: asking what a command does is not an error."""
+
+    def parse_args(self, ctx: ClickContext, args: list[str]) -> list[str]:
+        if not args and self.no_args_is_help and not ctx.resilient_parsing:
+            text = ctx.get_help()  # rich help prints itself; plain help is returned
+            if text:
+                typer.echo(text)
+            ctx.exit(0)
+        return super().parse_args(ctx, args)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

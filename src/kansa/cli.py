@@ -24,6 +24,7 @@ from rich.text import Text
 
 from kansa._cli_common import (
     Column,
+    HelpGroup,
     HomeOpt,
     StoreOpt,
     console,  # noqa: E402  (one stderr console for all commands)
@@ -43,6 +44,7 @@ out = Console(highlight=False, soft_wrap=True)
 
 app = typer.Typer(rich_markup_mode="markdown",
     name="kansa",
+    cls=HelpGroup,
     help=(
         "kansa (監査): a tamper-evident, offline-verifiable ledger of AI usage records.\n\n"
         "Start with 'kansa demo' to see the whole flow, or 'kansa init' to create a ledger "
@@ -55,28 +57,35 @@ app = typer.Typer(rich_markup_mode="markdown",
 )
 log_app = typer.Typer(
     rich_markup_mode="markdown", help="Append usage records and read them back.",
-    no_args_is_help=True,
+    no_args_is_help=True, cls=HelpGroup,
 )
 witness_app = typer.Typer(rich_markup_mode="markdown",
     help="Run a C2SP tlog-witness, or collect witness cosignatures for this log.",
-    no_args_is_help=True,
+    no_args_is_help=True, cls=HelpGroup,
 )
 app.add_typer(log_app, name="log")
 app.add_typer(witness_app, name="witness")
-app.add_typer(gateway_app, name="gateway")
-app.add_typer(otel_app, name="otel")
-app.add_typer(packs_app, name="packs")
-app.add_typer(findings_app, name="findings")
-app.add_typer(approvals_app, name="approvals")
+app.add_typer(gateway_app, name="gateway", cls=HelpGroup)
+app.add_typer(otel_app, name="otel", cls=HelpGroup)
+app.add_typer(packs_app, name="packs", cls=HelpGroup)
+app.add_typer(findings_app, name="findings", cls=HelpGroup)
+app.add_typer(approvals_app, name="approvals", cls=HelpGroup)
 app.command("replay")(replay_command)
 app.command("impact")(impact_command)
-app.add_typer(report_app, name="report")
-app.add_typer(evidence_app, name="evidence")
+app.add_typer(report_app, name="report", cls=HelpGroup)
+app.add_typer(evidence_app, name="evidence", cls=HelpGroup)
 
 
 
 
 
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # replaced or closed standard input
+        return False
 
 
 def _when(ts: str) -> str:
@@ -187,6 +196,10 @@ def log_append(
     from kansa.records.model import UsageRecord
 
     with _errors():
+        if file == "-" and _is_terminal(sys.stdin):
+            # someone typed 'kansa log append' with nothing piped in: say what it waits for
+            end = "Ctrl-Z then Enter" if sys.platform == "win32" else "Ctrl-D"
+            console.print(f"reading JSON Lines from standard input… ({end} to end)")
         try:
             stream = sys.stdin if file == "-" else open(file, encoding="utf-8")  # noqa: SIM115
         except OSError as e:

@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from kansa._cli_common import HomeOpt, StoreOpt, console
+from kansa._cli_common import HelpGroup, HomeOpt, StoreOpt, console
 from kansa._cli_common import errors as _errors
 from kansa.errors import KansaError
 
@@ -56,7 +56,7 @@ keys_app = typer.Typer(rich_markup_mode="markdown",
          "their SHA-256. Once any key exists, the gateway requires one.",
     no_args_is_help=True,
 )
-gateway_app.add_typer(keys_app, name="keys")
+gateway_app.add_typer(keys_app, name="keys", cls=HelpGroup)
 
 
 

@@ -24,7 +24,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from kansa._cli_common import Column, HomeOpt, StoreOpt, fail, print_table
+from kansa._cli_common import Column, HelpGroup, HomeOpt, StoreOpt, fail, print_table
 from kansa.errors import KansaError
 
 trust_app = typer.Typer(
@@ -339,7 +339,7 @@ def register(app: typer.Typer) -> None:
     app.command("keygen")(keygen)
     app.command("sign")(sign)
     app.command("verify")(verify)
-    app.add_typer(trust_app, name="trust")
+    app.add_typer(trust_app, name="trust", cls=HelpGroup)
     app.command("publish")(publish)
     app.command("add")(add)
     app.command("update")(update)
