@@ -117,6 +117,22 @@ def test_packs_list_at_80(at80: None, home: Path) -> None:
     assert not re.search(r"^\s+\S{1,3}\s*$", out, re.M)  # no cell crushed to a sliver
 
 
+def test_packs_show_at_80(at80: None) -> None:
+    """One block per obligation, wrapped at words: ids, citations and dates whole."""
+    from kansa.policy.bundled import bundled_pack_files
+    from kansa.policy.pack import load_pack
+
+    path = next(f for f in bundled_pack_files() if "omnibus" in str(f))
+    out = invoke("packs", "show", str(path))
+    lines = out.splitlines()
+    for line in lines:
+        assert len(line.rstrip()) <= WIDTH or line.startswith("source: "), line
+    for o in load_pack(path).obligations:
+        assert f"{o.id}  {o.citation}" in lines
+        assert any(line.strip().startswith(f"{o.role}, {o.legal_force}, in force "
+                                           f"{o.effective_from} → ") for line in lines)
+
+
 def test_log_show_at_80_shows_record_ids_and_whole_dates(at80: None, home: Path) -> None:
     for extra in ([], ["--content"]):
         out = invoke("log", "show", "--home", str(home), *extra)

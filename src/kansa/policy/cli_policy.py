@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from rich.padding import Padding
+from rich.text import Text
 
 from kansa._cli_common import Column, HomeOpt, StoreOpt, print_table
 from kansa.errors import KansaError
@@ -105,29 +107,29 @@ def show(file: Annotated[Path, typer.Argument(help="A pack file.")]) -> None:
         p = load_pack(file)
     except PackError as e:
         raise _fail(str(e)) from None
-    out.print(f"[bold]{escape(p.title)}[/]")
-    out.print(f"{escape(p.ref)}  {p.hash}")
-    out.print(f"publisher: {escape(p.publisher)}; jurisdiction: {escape(p.jurisdiction)}; "
-              f"status: {p.status}; in force {p.effective_from} → "
-              f"{p.effective_until or '…'} ({p.timezone})")
-    for s in p.sources:
-        out.print(f"source: {escape(s)}")
-    t = Table(show_lines=True)
-    for col in ("id", "citation", "role", "force", "from", "until", "check / evidence"):
-        t.add_column(col)
+    # wrapped at words to the terminal; one block per obligation (a table of seven columns,
+    # one of them CEL, crushed every column at 80)
+    say = partial(out.print, soft_wrap=False)
+    say(Text(p.title, style="bold"))
+    say(f"{escape(p.ref)}  {p.hash}")
+    say(f"publisher: {escape(p.publisher)}; jurisdiction: {escape(p.jurisdiction)}; "
+        f"status: {p.status}; in force {p.effective_from} → "
+        f"{p.effective_until or '…'} ({p.timezone})")
+    for src in p.sources:
+        out.print(f"source: {escape(src)}", soft_wrap=True)  # a URL stays whole, to copy
     for o in p.obligations:
-        what = (f"applies: {o.check.applies or 'always'}\nexpr: {o.check.expr}" if o.check
-                else f"evidence ({o.evidence.kind}): {o.evidence.description}"
-                if o.evidence else "")
-        if o.transitions:
-            what += "".join(f"\ntransition: if {tr.applies_if} → from "
-                            f"{tr.effective_from or '='} until {tr.effective_until or '='}"
-                            for tr in o.transitions)
-        t.add_row(escape(o.id), str(o.citation), o.role, o.legal_force,
-                  str(o.effective_from), str(o.effective_until or ""), escape(what))
-    out.print(t)
-
-
+        say()
+        say(Text.assemble((o.id, "bold"), f"  {o.citation}"))
+        lines = [f"{o.role}, {o.legal_force}, in force {o.effective_from} → "
+                 f"{o.effective_until or '…'}"]
+        if o.check:
+            lines += [f"applies: {o.check.applies or 'always'}", f"expr: {o.check.expr}"]
+        elif o.evidence:
+            lines.append(f"evidence ({o.evidence.kind}): {o.evidence.description}")
+        lines += [f"transition: if {tr.applies_if} → from {tr.effective_from or '='} "
+                  f"until {tr.effective_until or '='}" for tr in o.transitions]
+        for line in lines:  # Text: a CEL "[...]" is not markup
+            say(Padding(Text(line), (0, 0, 0, 2)))
 PackRefsOpt = Annotated[list[str] | None, typer.Option(
     "--pack", help="A pack version: id@version, id (its newest), or a YAML file. Repeatable. "
     "Default: the packs activated with 'kansa packs activate', else every bundled pack.")]
