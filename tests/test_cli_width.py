@@ -25,9 +25,9 @@ UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 @pytest.fixture
 def at80(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every console the commands print on is 80 columns wide, whatever runs the tests."""
-    monkeypatch.setenv("COLUMNS", str(WIDTH))
+    monkeypatch.setenv("COLUMNS", str(WIDTH))  # rich reads it at each print
     for console in (cli.out, cli_policy.out, cli.console):
-        monkeypatch.setattr(console, "width", WIDTH)
+        assert console.width == WIDTH
 
 
 def invoke(*args: str) -> str:

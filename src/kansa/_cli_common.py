@@ -81,8 +81,10 @@ class Column:
     ``priority`` 0 columns are always shown; when the console is too narrow, the column
     with the highest priority number (the rightmost among equals) is left out first.
     A ``whole`` column (ids, pack refs, hashes, dates) is never wrapped nor cut: it is as
-    wide as its widest cell. Other columns wrap at spaces, and fold a word only when it is
-    wider than ``min_width``; they are never narrower than their header's longest word.
+    wide as its widest cell. Other columns wrap at spaces and are never narrower than
+    their header's longest word, nor than ``min_width`` unless all their cells are: a
+    word wider than that is folded (so names, such as systems and models, take a larger
+    one).
     """
 
     header: str
@@ -143,8 +145,10 @@ def fit_table(console: Console, columns: Sequence[Column],
             table.add_row(*row)
         return FittedTable(table, [], sum(natural) + 1 + 3 * n)
 
-    least = [nat if c.whole else max(ext[0], min(nat, c.min_width))
-             for c, ext, nat in zip(columns, extents, natural, strict=True)]
+    # a wrapping column is never narrower than its header's longest word, nor than
+    # min_width unless every cell is narrower
+    least = [natural[i] if c.whole else max(extents[i][0], min(natural[i], c.min_width))
+             for i, c in enumerate(columns)]
     shown = list(range(n))
 
     def needed(idx: list[int]) -> int:
@@ -166,9 +170,9 @@ def fit_table(console: Console, columns: Sequence[Column],
         widths[max(slack, key=lambda i: (slack[i], i))] -= 1
         excess -= 1
     room = width - sum(widths.values()) - 2 * (len(shown) - 1)
-    # share the room out: first make whole the columns that need least to reach their
-    # natural width (each one fewer wrapped column), then evenly among the rest
-    for i in sorted(shown, key=lambda i: (natural[i] - widths[i], i)):
+    # share the room out: first unwrap the columns that matter most (and, among equals,
+    # those that need least to reach their natural width), then evenly among the rest
+    for i in sorted(shown, key=lambda i: (columns[i].priority, natural[i] - widths[i], i)):
         if 0 < natural[i] - widths[i] <= room:
             room -= natural[i] - widths[i]
             widths[i] = natural[i]
@@ -202,4 +206,4 @@ def print_table(out: Console, columns: Sequence[Column],
     out.print(fitted.table)
     if fitted.hidden:
         console.print(f"[dim]not shown at {out.width} columns: {escape(', '.join(fitted.hidden))}"
-                      f" (a wider terminal shows them, as does {escape(more)})[/]")
+                      f" (widen, or use {escape(more)})[/]", soft_wrap=False)

@@ -89,10 +89,10 @@ def _is_terminal(stream: Any) -> bool:
 
 
 def _when(ts: str) -> str:
-    """A record time for a table: the date and the time to the millisecond, with a space
-    between them so a narrow column breaks there and never inside either."""
+    """A record time for a table: the date and the time to the second (--json has it
+    all), with a space between them so a narrow column breaks there, never inside."""
     day, sep, clock = ts.partition("T")
-    return f"{day} {clock[:12]}" if sep else ts
+    return f"{day} {clock[:8]}" if sep else ts
 
 
 def _progress() -> Progress:
@@ -283,8 +283,9 @@ def log_show(
         # the record id is what 'kansa prove' takes: always shown, never cut
         columns = [Column("#", priority=3, whole=True, justify="right"),
                    Column("record id", whole=True),
-                   Column("time (UTC)", min_width=12),
-                   Column("system", priority=1), Column("model", priority=2),
+                   Column("time (UTC)", min_width=10),
+                   Column("system", priority=1, min_width=24),
+                   Column("model", priority=2, min_width=24),
                    Column("outcome", whole=True),
                    Column("tokens in/out", priority=4, min_width=7),
                    Column("kind", priority=5)]
