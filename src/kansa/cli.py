@@ -184,8 +184,9 @@ def log_append(
     """Append usage records from JSON Lines, e.g.
 
     {"ts": "2026-11-22T09:30:00Z", "system": "support-bot", "subject": "user-7",
-    "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o-mini",
-    "gen_ai.usage.input_tokens": 31, "input": "...", "output": "..."}
+    "gen_ai.provider.name": "openai", "gen_ai.operation.name": "chat",
+    "gen_ai.request.model": "gpt-4o-mini", "gen_ai.usage.input_tokens": 31,
+    "attributes": {"kansa.ai_disclosure": true}, "input": "...", "output": "..."}
 
     Content ('input', 'output', 'gen_ai.input.messages', ...) is stored encrypted per data
     subject; the ledger entry holds only a salted commitment to it. Every line is checked
