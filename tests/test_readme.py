@@ -52,3 +52,17 @@ def test_readme_python_snippet_runs(snippet: str, tmp_path: Path, openai_url: st
         assert "tool.call" in kinds and "agent.step" in kinds
         call = next(rec for rec in records if rec.entry.get("system") == "support-bot")
         assert call.entry["outcome"] == "ok"
+
+
+def test_readme_record_example_appends(tmp_path: Path) -> None:
+    """The README's example record line is a valid record, attributes and all."""
+    import json
+
+    (block,) = re.findall(r"^```json\n(.*?)^```", README.read_text("utf-8"), re.M | re.S)
+    record = json.loads(block)
+    assert record["gen_ai.operation.name"] == "chat" and record["attributes"]
+    with kansa.Ledger.init(tmp_path / "home") as lg:
+        r = lg.append(record)
+        entry = lg.get(r.id).entry
+    assert entry["gen_ai.operation.name"] == "chat"
+    assert entry["attributes"] == record["attributes"]
