@@ -164,7 +164,10 @@ def test_help_teaches() -> None:
 
 
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
-    env = {**os.environ, "COLUMNS": "120"}
+    """The whole demo, at 80 columns: its story wraps at words and its tables fit, with
+    every id, pack ref and date whole on one line; only the commands to try and the
+    verifier key (printed to copy whole) run longer."""
+    env = {**os.environ, "COLUMNS": "80"}
     r = subprocess.run(
         [sys.executable, "-m", "kansa", "demo", "--home", str(tmp_path / "d"),
          "--records", "300"],
@@ -172,23 +175,38 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     )
     assert r.returncode == 0, r.stderr + r.stdout
     out = r.stdout
-    assert "300 records" in out
-    assert "still verifies" in out
+    flat = " ".join(out.split())
+    assert "300 records" in flat
+    assert "still verifies" in flat
     assert "caught" in out
     assert "NOT detected" not in out
-    assert "nothing is missing" in out
+    assert "nothing is missing" in flat
     # the rolling-rules steps: a finding, a signed update (a tampered copy refused), its
     # impact, and the evidence report in both languages
-    assert "fails eu/ai-act@2024-1689 Art. 50(2)" in out
+    assert "fails eu/ai-act@2024-1689 Art. 50(2)" in flat
     # true to the dates: the as-adopted pack no longer governs, so it is judged pinned and
     # the demo says so; the finding's reason is in words
-    flat = " ".join(out.split())
     assert "stopped governing on 2026-07-27" in flat and "judges them under it pinned" in flat
     assert "carried no machine-readable AI mark (Art. 50(2), applies since 2026-08-02)" in flat
-    assert "changed after signing" in out and "a tampered pack was accepted" not in out
-    assert "fail → not_applicable" in out
+    assert "changed after signing" in flat and "a tampered pack was accepted" not in flat
     for name in ("evidence-ja.pdf", "evidence-en.pdf", "evidence-ja.html", "evidence-en.html"):
         assert (tmp_path / "d" / "report" / name).stat().st_size > 10_000
+    # at 80 columns
+    lines = out.splitlines()
+    tail = lines.index("Try next:")
+    for line in lines[:tail]:
+        assert len(line) <= 80 or line.startswith("  demo.kansa.local/ai-usage+"), line
+    # the obligation table: each pack ref and obligation id whole, on a row of its own
+    for ref in ("eu/ai-act@2024-1689", "jp.meti-mic/ai-guidelines-for-business@1.2"):
+        assert any(line.startswith(ref) for line in lines), ref
+    assert any(line.startswith("  art50-2-machine-readable-marking ") for line in lines)
+    # the impact table: one line per verdict change
+    assert any(line.startswith("art50-2-machine-readable-marking ")
+               and "fail → not_applicable" in line for line in lines)
+    # what to try next works here: on Linux the report opens with xdg-open
+    if sys.platform.startswith("linux"):
+        assert any(line.strip().startswith("xdg-open ") for line in lines[tail:])
+        assert not any(line.strip().startswith("open ") for line in lines[tail:])
 
 
 def test_demo_clock_is_passed_in_not_read(tmp_path: Path) -> None:

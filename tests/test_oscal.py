@@ -466,6 +466,33 @@ def test_assessment_results_refuse_what_they_cannot_cite() -> None:
         findings_to_assessment_results([], anchor=ANCHOR, leaf_hash=_leaf)
 
 
+def test_assessment_results_last_modified_never_after_the_clock(tmp_path: Path) -> None:
+    """last-modified comes from the data (when the run judged) or the clock passed in,
+    whichever is earlier: a run's period covers whole days and may end tomorrow, but the
+    document was not modified tomorrow."""
+    findings = [_finding(1, V2, "log-usage", FAIL)]
+    clock = datetime(2026, 7, 15, 12, 0, tzinfo=UTC)  # before the period's end, T1
+
+    def modified(run: Run, now: datetime | None) -> str:
+        doc = findings_to_assessment_results([run], anchor=ANCHOR, leaf_hash=_leaf, now=now)
+        value: str = doc["assessment-results"]["metadata"]["last-modified"]
+        return value
+
+    assert modified(Run("r", T0, T1, (V2,), findings), clock) == "2026-07-15T12:00:00Z"
+    judged = Run("r", T0, T1, (V2,), findings, judged_at=datetime(2026, 7, 10, tzinfo=UTC))
+    assert modified(judged, clock) == "2026-07-10T00:00:00Z"
+    assert modified(judged, None) == "2026-07-10T00:00:00Z"
+    # a stored replay over records of one day: its period ends at the next midnight
+    with kansa.Ledger.init(tmp_path / "home") as lg:
+        lg.append_many([{**r, "ts": "2026-09-01T10:00:00Z"} for r in _records(3)])
+        replay(lg, [load_pack(EXAMPLES[1])])
+        run = stored_run(lg)
+        assert run.end == datetime(2026, 9, 2, tzinfo=UTC)
+        now = datetime(2026, 9, 1, 10, 30, tzinfo=UTC)
+        doc = assessment_results_from_ledger(lg, [run], now=now)
+    assert doc["assessment-results"]["metadata"]["last-modified"] == "2026-09-01T10:30:00Z"
+
+
 def _records(n: int) -> list[dict[str, Any]]:
     out = []
     for i in range(n):

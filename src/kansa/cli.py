@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
@@ -21,13 +21,15 @@ from rich.progress import (
     TextColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
 from rich.text import Text
 
 from kansa._cli_common import (
+    Column,
+    HelpGroup,
     HomeOpt,
     StoreOpt,
     console,  # noqa: E402  (one stderr console for all commands)
+    print_table,
 )
 from kansa._cli_common import errors as _errors
 from kansa._cli_common import fail as _fail
@@ -43,6 +45,7 @@ out = Console(highlight=False, soft_wrap=True)
 
 app = typer.Typer(rich_markup_mode="markdown",
     name="kansa",
+    cls=HelpGroup,
     help=(
         "kansa (監査): a tamper-evident, offline-verifiable ledger of AI usage records.\n\n"
         "Start with 'kansa demo' to see the whole flow, or 'kansa init' to create a ledger "
@@ -55,28 +58,42 @@ app = typer.Typer(rich_markup_mode="markdown",
 )
 log_app = typer.Typer(
     rich_markup_mode="markdown", help="Append usage records and read them back.",
-    no_args_is_help=True,
+    no_args_is_help=True, cls=HelpGroup,
 )
 witness_app = typer.Typer(rich_markup_mode="markdown",
     help="Run a C2SP tlog-witness, or collect witness cosignatures for this log.",
-    no_args_is_help=True,
+    no_args_is_help=True, cls=HelpGroup,
 )
 app.add_typer(log_app, name="log")
 app.add_typer(witness_app, name="witness")
-app.add_typer(gateway_app, name="gateway")
-app.add_typer(otel_app, name="otel")
-app.add_typer(packs_app, name="packs")
-app.add_typer(findings_app, name="findings")
-app.add_typer(approvals_app, name="approvals")
+app.add_typer(gateway_app, name="gateway", cls=HelpGroup)
+app.add_typer(otel_app, name="otel", cls=HelpGroup)
+app.add_typer(packs_app, name="packs", cls=HelpGroup)
+app.add_typer(findings_app, name="findings", cls=HelpGroup)
+app.add_typer(approvals_app, name="approvals", cls=HelpGroup)
 app.command("replay")(replay_command)
 app.command("impact")(impact_command)
-app.add_typer(report_app, name="report")
-app.add_typer(evidence_app, name="evidence")
+app.add_typer(report_app, name="report", cls=HelpGroup)
+app.add_typer(evidence_app, name="evidence", cls=HelpGroup)
 
 
 
 
 
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # replaced or closed standard input
+        return False
+
+
+def _when(ts: str) -> str:
+    """A record time for a table: the date and the time to the second (--json has it
+    all), with a space between them so a narrow column breaks there, never inside."""
+    day, sep, clock = ts.partition("T")
+    return f"{day} {clock[:8]}" if sep else ts
 
 
 def _progress() -> Progress:
@@ -168,8 +185,9 @@ def log_append(
     """Append usage records from JSON Lines, e.g.
 
     {"ts": "2026-11-22T09:30:00Z", "system": "support-bot", "subject": "user-7",
-    "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o-mini",
-    "gen_ai.usage.input_tokens": 31, "input": "...", "output": "..."}
+    "gen_ai.provider.name": "openai", "gen_ai.operation.name": "chat",
+    "gen_ai.request.model": "gpt-4o-mini", "gen_ai.usage.input_tokens": 31,
+    "attributes": {"kansa.ai_disclosure": true}, "input": "...", "output": "..."}
 
     Content ('input', 'output', 'gen_ai.input.messages', ...) is stored encrypted per data
     subject; the ledger entry holds only a salted commitment to it. Every line is checked
@@ -180,6 +198,10 @@ def log_append(
     from kansa.records.model import UsageRecord
 
     with _errors():
+        if file == "-" and _is_terminal(sys.stdin):
+            # someone typed 'kansa log append' with nothing piped in: say what it waits for
+            end = "Ctrl-Z then Enter" if sys.platform == "win32" else "Ctrl-D"
+            console.print(f"reading JSON Lines from standard input… ({end} to end)")
         try:
             # UTF-8 whatever the locale (under C, Python decodes stdin with surrogateescape:
             # bytes that are not UTF-8 became lone surrogates), a leading BOM allowed
@@ -284,23 +306,31 @@ def log_show(
                 sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
             sys.stdout.flush()
             return
-        table = Table(show_lines=False)
-        for col in ("#", "time", "system", "kind", "model", "outcome", "tokens in/out"):
-            table.add_column(col)
+        # the record id is what 'kansa prove' takes: always shown, never cut
+        columns = [Column("#", priority=3, whole=True, justify="right"),
+                   Column("record id", whole=True),
+                   Column("time (UTC)", min_width=10),
+                   Column("system", priority=1, min_width=24),
+                   Column("model", priority=2, min_width=24),
+                   Column("outcome", whole=True),
+                   Column("tokens in/out", priority=4, min_width=7),
+                   Column("kind", priority=5)]
         if content:
-            table.add_column("content")
+            columns.append(Column("content", min_width=24))
+        table: list[list[RenderableType]] = []
         for r in rows:
             e = r.entry
             # Text cells: a recorded "[tool]" or "[/INST]" is text, not rich markup
-            cells: list[Text] = [Text(c) for c in (
+            cells: list[RenderableType] = [Text(c) for c in (
                 str(r.index),
-                str(e.get("ts", ""))[:23],
+                str(r.id),
+                _when(str(e.get("ts", ""))),
                 str(e.get("system", "")),
-                str(e.get("kind", "")),
                 str(e.get("gen_ai.request.model", e.get("gen_ai.response.model", ""))),
                 str(e.get("outcome", "")),
                 f"{e.get('gen_ai.usage.input_tokens', '-')}/"
                 f"{e.get('gen_ai.usage.output_tokens', '-')}",
+                str(e.get("kind", "")),
             )]
             if content:
                 if r.content_state == "erased":
@@ -312,8 +342,8 @@ def log_show(
                 else:
                     text = json.dumps(r.content, ensure_ascii=False)
                     cells.append(Text(text[:80] + ("…" if len(text) > 80 else "")))
-            table.add_row(*cells)
-        out.print(table)
+            table.append(cells)
+        print_table(out, columns, table)
         out.print(f"{len(rows)} record(s)")
 
 
@@ -679,7 +709,9 @@ def demo(
     from kansa.demo import SCENARIO_NOW, run_demo
 
     with _errors():
-        run_demo(home, records, out, now=_demo_clock(now) if now else SCENARIO_NOW)
+        # the story wraps at words to fit the terminal; commands and keys print whole
+        run_demo(home, records, Console(highlight=False),
+                 now=_demo_clock(now) if now else SCENARIO_NOW)
 
 
 def _demo_clock(text: str) -> datetime:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import shutil
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -18,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from kansa._cli_common import Column, fit_table
 from kansa.api import Ledger
 from kansa.errors import VerificationError
 
@@ -122,7 +125,7 @@ def run_demo(home: Path | None, records: int, console: Console, *,
     console.print(f"A new log [bold]{ledger.log.origin}[/] in {ledger_home}, stored in SQLite "
                   "(WAL). Its Ed25519 key signs checkpoints; this verifier key is all an "
                   "auditor needs:")
-    console.print(f"  [green]{vkey}[/]")
+    console.print(f"  [green]{vkey}[/]", soft_wrap=True)  # one line, to copy whole
 
     try:
         _step(console, 2, f"Record {records} AI calls")
@@ -147,14 +150,16 @@ def run_demo(home: Path | None, records: int, console: Console, *,
                       "SHA-256 commitment, and the content is stored beside it, encrypted "
                       "with a key per data subject. A signed checkpoint now covers "
                       f"{cp.checkpoint.size} entries.")
-        table = Table(title="the first records (kansa log show)")
-        for col in ("#", "system", "model", "outcome", "tokens", "subject (pseudonym)"):
-            table.add_column(col)
-        for rec in ledger.find(limit=5):
-            e = rec.entry
-            table.add_row(str(rec.index), e["system"], e.get("gen_ai.request.model", ""),
-                          e["outcome"], str(e.get("gen_ai.usage.input_tokens", "-")),
-                          e.get("subject", "")[:12] + "…")
+        columns = [Column("#", whole=True, justify="right"), Column("system"),
+                   Column("model", priority=2), Column("outcome", whole=True),
+                   Column("tokens", priority=3, whole=True, justify="right"),
+                   Column("subject (pseudonym)", priority=1, whole=True)]
+        table = fit_table(console, columns, [
+            [str(rec.index), escape(rec.entry["system"]),
+             escape(rec.entry.get("gen_ai.request.model", "")), rec.entry["outcome"],
+             str(rec.entry.get("gen_ai.usage.input_tokens", "-")),
+             rec.entry.get("subject", "")[:12] + "…"]
+            for rec in ledger.find(limit=5)], title="the first records (kansa log show)").table
         console.print(table)
 
         _step(console, 3, "Capture live calls through the gateway")
@@ -239,16 +244,30 @@ def run_demo(home: Path | None, records: int, console: Console, *,
     )
     console.print(f"Ledger home: {ledger_home}")
     console.print("Try next:")
-    console.print(f"  kansa log show --home {ledger_home} --limit 10 --content")
-    console.print(f"  kansa verify {base / 'export'} --key '{vkey}'")
-    console.print(f"  kansa verify-receipt {base / 'receipt.tlog-proof'} --key '{vkey}'")
-    console.print(f"  kansa packs list --home {ledger_home}")
-    console.print(f"  kansa impact --home {ledger_home} --systems {base / 'systems.yaml'} "
-                  "--from eu/ai-act@2024-1689 --to eu/ai-act@2026-omnibus")
-    console.print(f"  kansa report design --home {ledger_home} --systems "
-                  f"{base / 'systems.yaml'} --lang ja --out {base / 'report'}")
-    console.print(f"  open {base / 'report' / 'evidence-ja.pdf'}")
+    pdf = base / "report" / "evidence-ja.pdf"
+    for command in (
+        f"kansa log show --home {ledger_home} --limit 10 --content",
+        f"kansa verify {base / 'export'} --key '{vkey}'",
+        f"kansa verify-receipt {base / 'receipt.tlog-proof'} --key '{vkey}'",
+        f"kansa packs list --home {ledger_home}",
+        f"kansa impact --home {ledger_home} --systems {base / 'systems.yaml'} "
+        "--from eu/ai-act@2024-1689 --to eu/ai-act@2026-omnibus",
+        f"kansa report design --home {ledger_home} --systems {base / 'systems.yaml'} "
+        f"--lang ja --out {base / 'report'}",
+        _open_command(pdf),
+    ):
+        # soft-wrapped: a command stays one line to copy, however narrow the terminal
+        console.print(f"  {escape(command)}", soft_wrap=True)
 
+
+def _open_command(path: Path, platform: str = sys.platform) -> str:
+    """How to open ``path`` on this system: ``open`` on macOS, ``start`` on Windows,
+    ``xdg-open`` on Linux and the other Unixes."""
+    if platform == "darwin":
+        return f"open {path}"
+    if platform.startswith("win"):
+        return f'start "" "{path}"'
+    return f"xdg-open {path}"
 
 def _gateway_traffic(ledger: Ledger, console: Console, rng: random.Random,
                      now: datetime) -> int:

@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from kansa._cli_common import Column, fit_table
 from kansa.api import Ledger
 from kansa.ledger.note import Signer
 from kansa.policy import feed, signing
@@ -58,22 +60,28 @@ def _step(console: Console, n: int, title: str) -> None:
     console.rule(f"[bold cyan]{n}. {title}")
 
 
-def _failures_table(title: str, result_packs: list[Pack], ledger: Ledger,
+def _failures_table(console: Console, title: str, result_packs: list[Pack], ledger: Ledger,
                     run_id: str) -> Table:
+    """Obligations with failing records, under a row per pack (so that neither the pack
+    ref nor an obligation id ever wraps)."""
     fs = FindingStore(ledger.log.store)
     tally: Counter[tuple[str, str, str]] = Counter()
     for row in fs.tally(run=run_id):
         tally[(row.pack_hash, row.obligation, row.verdict)] += row.n
-    table = Table(title=title)
-    for col in ("pack", "obligation", "citation", "pass", "fail", "legal force"):
-        table.add_column(col, overflow="fold")
+    columns = [Column("pack / obligation", whole=True), Column("citation", min_width=14),
+               Column("pass", whole=True, justify="right"),
+               Column("fail", whole=True, justify="right"),
+               Column("legal force", priority=1)]
+    rows: list[list[str]] = []
     for p in result_packs:
-        for o in p.obligations:
-            fails = tally[(p.hash, o.id, FAIL)]
-            if fails:
-                table.add_row(p.ref, o.id, str(o.citation), str(tally[(p.hash, o.id, "pass")]),
-                              f"[red]{fails}[/]", o.legal_force)
-    return table
+        failing = [o for o in p.obligations if tally[(p.hash, o.id, FAIL)]]
+        if failing:
+            rows.append([f"[bold]{escape(p.ref)}[/]", "", "", "", ""])
+        for o in failing:
+            rows.append([f"  {escape(o.id)}", escape(str(o.citation)),
+                         str(tally[(p.hash, o.id, "pass")]),
+                         f"[red]{tally[(p.hash, o.id, FAIL)]}[/]", o.legal_force])
+    return fit_table(console, columns, rows, title=title).table
 
 
 def run_rules_steps(ledger: Ledger, home: Path, base: Path, console: Console,
@@ -105,8 +113,8 @@ def run_rules_steps(ledger: Ledger, home: Path, base: Path, console: Console,
                   f"{res.seconds:.2f} s: " + ", ".join(
                       f"{v} {k}" for k, v in sorted(res.verdicts.items()))
                   + f". Failing findings are stored beside the ledger (run {res.run_id}).")
-    console.print(_failures_table("obligations with failing records", packs, ledger,
-                                  res.run_id))
+    console.print(_failures_table(console, "obligations with failing records", packs,
+                                  ledger, res.run_id))
     fs = FindingStore(ledger.log.store)
     example = fs.findings(pack_hash=adopted.pack.hash, verdict=FAIL,
                           obligation="art50-2-machine-readable-marking", limit=1)
@@ -145,13 +153,15 @@ def run_rules_steps(ledger: Ledger, home: Path, base: Path, console: Console,
                   "hash.")
     omnibus = feed.resolve_pack(EU_OMNIBUS, home)
     rep = impact(ledger, adopted.pack, omnibus.pack, systems=facts)
-    table = Table(title=f"kansa impact --from {EU_ADOPTED} --to {EU_OMNIBUS}")
-    for col in ("obligation", "citation", "verdict change", "records"):
-        table.add_column(col, overflow="fold")
+    rows = []
     for oid, counts in sorted(rep.summary().items()):
         cit = next((c.citation_after or c.citation_before for c in rep.by_obligation[oid]), "")
         for (before, after), k in sorted(counts.items()):
-            table.add_row(oid, cit or "", f"{before} → {after}", str(k))
+            rows.append([escape(oid), escape(cit or ""), f"{before} → {after}", str(k)])
+    table = fit_table(console, [Column("obligation", whole=True), Column("citation"),
+                                Column("verdict change", min_width=14),
+                                Column("records", whole=True, justify="right")],
+                      rows, title=f"kansa impact --from {EU_ADOPTED} --to {EU_OMNIBUS}").table
     console.print(table)
     changed = rep.by_obligation.get("art50-2-machine-readable-marking", [])
     if changed:

@@ -23,9 +23,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
-from kansa._cli_common import HomeOpt, StoreOpt, console
+from kansa._cli_common import Column, HelpGroup, HomeOpt, StoreOpt, console, print_table
 from kansa._cli_common import errors as _errors
 from kansa.errors import KansaError
 
@@ -56,7 +55,7 @@ keys_app = typer.Typer(rich_markup_mode="markdown",
          "their SHA-256. Once any key exists, the gateway requires one.",
     no_args_is_help=True,
 )
-gateway_app.add_typer(keys_app, name="keys")
+gateway_app.add_typer(keys_app, name="keys", cls=HelpGroup)
 
 
 
@@ -323,11 +322,12 @@ def keys_list(home: HomeOpt = None, store: StoreOpt = None) -> None:
     if not keys:
         console.print("no gateway keys: the gateway runs open unless started with --require-key")
         return
-    t = Table("key id", "app", "team", "created", "status")
-    for k in keys:
-        t.add_row(k.key_id, escape(k.app), escape(k.team or ""), _when(k.created),
-                  "active" if k.revoked is None else f"revoked {_when(k.revoked)}")
-    out.print(t)
+    # the key id is what 'keys revoke' takes: whole; dates break between day and time
+    print_table(out, [Column("key id", whole=True), Column("app"), Column("status"),
+                      Column("created", priority=1), Column("team", priority=2)], [
+        [escape(k.key_id), escape(k.app),
+         "active" if k.revoked is None else f"revoked {_when(k.revoked)}",
+         _when(k.created), escape(k.team or "")] for k in keys])
 
 
 @keys_app.command("revoke")

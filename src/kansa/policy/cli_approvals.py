@@ -17,9 +17,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
-from kansa._cli_common import HomeOpt, StoreOpt, console
+from kansa._cli_common import Column, HomeOpt, StoreOpt, console, print_table
 from kansa._cli_common import errors as _errors
 
 if TYPE_CHECKING:
@@ -71,13 +70,16 @@ def list_command(
     if not rows:
         console.print("no approvals" if all_ else "no pending approvals")
         return
-    t = Table("id", "status", "requested", "expires", "system", "app", "model", "obligations",
-              "held record")
-    for a in rows:
-        t.add_row(a.id, a.status, _when(a.created), _when(a.expires), escape(a.system),
-                  escape(a.app or ""), escape(a.model or ""), escape(", ".join(a.obligations)),
-                  a.record_id)
-    out.print(t)
+    # the id is what 'kansa approvals approve' takes: whole; dates break between day and time
+    columns = [Column("id", whole=True), Column("status", whole=True),
+               Column("requested", min_width=10), Column("system", priority=1),
+               Column("obligations", priority=2, min_width=16),
+               Column("expires", priority=3, min_width=10), Column("model", priority=4),
+               Column("app", priority=5), Column("held record", priority=6, whole=True)]
+    print_table(out, columns, [
+        [escape(a.id), a.status, _when(a.created), escape(a.system),
+         escape(", ".join(a.obligations)), _when(a.expires), escape(a.model or ""),
+         escape(a.app or ""), escape(a.record_id)] for a in rows])
 
 
 def _decide(approval_id: str, approve: bool, by: str | None, note: str | None,

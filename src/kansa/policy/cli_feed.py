@@ -23,9 +23,8 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from kansa._cli_common import HomeOpt, StoreOpt, fail
+from kansa._cli_common import Column, HelpGroup, HomeOpt, StoreOpt, fail, print_table
 from kansa.errors import KansaError
 
 trust_app = typer.Typer(
@@ -254,22 +253,29 @@ def list_packs(
     if as_json:
         out.print_json(json.dumps(rows))
         return
-    t = Table()
-    # the pack ref is what people copy into --pack: never truncate it
-    t.add_column("pack", no_wrap=True, min_width=20)
-    for col in ("origin", "status", "in force", "hash", "signer", "active"):
-        t.add_column(col, overflow="fold")
+    columns = [
+        # the pack ref is what people copy into --pack: never cut nor wrapped
+        Column("pack", whole=True), Column("status", whole=True),
+        Column("in force", min_width=12), Column("active", min_width=8),
+        Column("active since", priority=2, whole=True), Column("origin", priority=3),
+        Column("signer", priority=4), Column("hash", priority=5, whole=True),
+    ]
+    table = []
     for row in rows:
         if row["pack"] is None:
-            t.add_row(escape(row["path"]), "installed", "[red]unusable[/]", "", "",
-                      escape(row["problem"]), "")
             continue
-        since = f" since {row['active_since'][:19]} (#{row['activation_index']})" \
-            if row["active_since"] else ""
-        t.add_row(escape(row["pack"]), row["origin"], row["status"],
-                  f"{row['effective_from']} → {row['effective_until'] or '…'}",
-                  row["hash"][:19] + "…", escape(row["signer"]), row["active"] + since)
-    out.print(t)
+        active = row["active"] + (f" #{row['activation_index']}"
+                                  if row["activation_index"] is not None else "")
+        table.append([
+            escape(row["pack"]), row["status"],
+            f"{row['effective_from']} → {row['effective_until'] or ''}".rstrip(), active,
+            row["active_since"][:19].replace("T", " ") if row["active_since"] else "",
+            row["origin"], escape(row["signer"]), row["hash"][:19] + "…"])
+    print_table(out, columns, table)
+    for row in rows:
+        if row["pack"] is None:
+            out.print(f"[red]✗[/] unusable installed pack {escape(row['path'])}: "
+                      f"{escape(row['problem'])}", soft_wrap=False)
 
 
 def _receipt_path(home: Path, receipt: Path | None, index: int) -> Path:
@@ -333,7 +339,7 @@ def register(app: typer.Typer) -> None:
     app.command("keygen")(keygen)
     app.command("sign")(sign)
     app.command("verify")(verify)
-    app.add_typer(trust_app, name="trust")
+    app.add_typer(trust_app, name="trust", cls=HelpGroup)
     app.command("publish")(publish)
     app.command("add")(add)
     app.command("update")(update)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -135,7 +136,9 @@ def findings_oscal(
     with errors(), Ledger.open(store, home=home) as lg:
         wanted: list[str | None] = list(dict.fromkeys(run)) if run else [None]
         runs = [stored_run(lg, r, evidence_limit=evidence) for r in wanted]
-        doc = assessment_results_from_ledger(lg, runs, evidence_limit=evidence)
+        # the one clock reading: last-modified is never later than now
+        doc = assessment_results_from_ledger(lg, runs, evidence_limit=evidence,
+                                             now=datetime.now(UTC))
     _write(assessment_results_json(doc), out)
     for r, result in zip(runs, doc["assessment-results"]["results"], strict=True):
         console.print(f"run {escape(r.run_id or '')}: {len(result.get('findings', []))} "

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from rich.padding import Padding
+from rich.text import Text
 
-from kansa._cli_common import HomeOpt, StoreOpt
+from kansa._cli_common import Column, HomeOpt, StoreOpt, print_table
 from kansa.errors import KansaError
 from kansa.policy.cli_feed import register as register_feed_commands
 from kansa.policy.cli_oscal import register as register_oscal_commands
@@ -105,29 +107,29 @@ def show(file: Annotated[Path, typer.Argument(help="A pack file.")]) -> None:
         p = load_pack(file)
     except PackError as e:
         raise _fail(str(e)) from None
-    out.print(f"[bold]{escape(p.title)}[/]")
-    out.print(f"{escape(p.ref)}  {p.hash}")
-    out.print(f"publisher: {escape(p.publisher)}; jurisdiction: {escape(p.jurisdiction)}; "
-              f"status: {p.status}; in force {p.effective_from} → "
-              f"{p.effective_until or '…'} ({p.timezone})")
-    for s in p.sources:
-        out.print(f"source: {escape(s)}")
-    t = Table(show_lines=True)
-    for col in ("id", "citation", "role", "force", "from", "until", "check / evidence"):
-        t.add_column(col)
+    # wrapped at words to the terminal; one block per obligation (a table of seven columns,
+    # one of them CEL, crushed every column at 80)
+    say = partial(out.print, soft_wrap=False)
+    say(Text(p.title, style="bold"))
+    say(f"{escape(p.ref)}  {p.hash}")
+    say(f"publisher: {escape(p.publisher)}; jurisdiction: {escape(p.jurisdiction)}; "
+        f"status: {p.status}; in force {p.effective_from} → "
+        f"{p.effective_until or '…'} ({p.timezone})")
+    for src in p.sources:
+        out.print(f"source: {escape(src)}", soft_wrap=True)  # a URL stays whole, to copy
     for o in p.obligations:
-        what = (f"applies: {o.check.applies or 'always'}\nexpr: {o.check.expr}" if o.check
-                else f"evidence ({o.evidence.kind}): {o.evidence.description}"
-                if o.evidence else "")
-        if o.transitions:
-            what += "".join(f"\ntransition: if {tr.applies_if} → from "
-                            f"{tr.effective_from or '='} until {tr.effective_until or '='}"
-                            for tr in o.transitions)
-        t.add_row(escape(o.id), str(o.citation), o.role, o.legal_force,
-                  str(o.effective_from), str(o.effective_until or ""), escape(what))
-    out.print(t)
-
-
+        say()
+        say(Text.assemble((o.id, "bold"), f"  {o.citation}"))
+        lines = [f"{o.role}, {o.legal_force}, in force {o.effective_from} → "
+                 f"{o.effective_until or '…'}"]
+        if o.check:
+            lines += [f"applies: {o.check.applies or 'always'}", f"expr: {o.check.expr}"]
+        elif o.evidence:
+            lines.append(f"evidence ({o.evidence.kind}): {o.evidence.description}")
+        lines += [f"transition: if {tr.applies_if} → from {tr.effective_from or '='} "
+                  f"until {tr.effective_until or '='}" for tr in o.transitions]
+        for line in lines:  # Text: a CEL "[...]" is not markup
+            say(Padding(Text(line), (0, 0, 0, 2)))
 PackRefsOpt = Annotated[list[str] | None, typer.Option(
     "--pack", help="A pack version: id@version, id (its newest), or a YAML file. Repeatable. "
     "Default: the packs activated with 'kansa packs activate', else every bundled pack.")]
@@ -175,17 +177,18 @@ def replay_command(
                                    "stored": res.stored, "digest": res.digest,
                                    "seconds": round(res.seconds, 3)}))
         return
+    # wrapped at words: a pack's hash goes under its ref rather than split by the terminal
     for p in res.packs:
-        out.print(f"pack {escape(p)}")
+        out.print(f"pack {escape(p)}", soft_wrap=False)
     rate = res.records / res.seconds if res.seconds else 0.0
     out.print(f"{res.records} records, {res.findings} findings in {res.seconds:.2f} s "
-              f"({rate:,.0f} records/s)")
+              f"({rate:,.0f} records/s)", soft_wrap=False)
     for v, n in sorted(res.verdicts.items()):
         out.print(f"  {v}: {n}")
-    out.print(f"digest sha256:{res.digest}")
+    out.print(f"digest sha256:{res.digest}", soft_wrap=False)
     if save:
         out.print(f"run {res.run_id}: {res.stored} failing findings stored, tallies per "
-                  "obligation and day")
+                  "obligation and day", soft_wrap=False)
 
 
 def impact_command(
@@ -221,17 +224,23 @@ def impact_command(
             "obligations_changed": rep.obligations_changed,
             "changes": [c.__dict__ for c in rep.changes]}))
         return
+    # prose wraps at words; each obligation's records are a table that fits the terminal
     out.print(f"{escape(rep.from_pack)} → {escape(rep.to_pack)}: {rep.records} records, "
-              f"{len(rep.records_changed)} change verdict")
+              f"{len(rep.records_changed)} change verdict", soft_wrap=False)
     for label, ids in (("added", rep.obligations_added), ("removed", rep.obligations_removed),
                        ("changed", rep.obligations_changed)):
         if ids:
-            out.print(f"obligations {label}: {', '.join(ids)}")
+            out.print(f"obligations {label}: {escape(', '.join(ids))}", soft_wrap=False)
+    columns = [Column("entry", whole=True, justify="right"), Column("record id", whole=True),
+               Column("verdict change", min_width=14), Column("why", min_width=16)]
     for oid, changes in rep.by_obligation.items():
         cite = changes[0].citation_after or changes[0].citation_before
-        out.print(f"\n[bold]{escape(oid)}[/] ({cite}): {len(changes)} record(s)")
+        out.print(f"\n[bold]{escape(oid)}[/] ({escape(str(cite))}): {len(changes)} record(s)",
+                  soft_wrap=False)
         for (before, after), n in sorted(rep.summary()[oid].items()):
             out.print(f"  {before} → {after}: {n}")
-        for c in changes[:limit]:
-            out.print(f"  entry {c.index} {escape(c.record_id)}: {c.before} → {c.after} "
-                      f"({escape(c.reason_after)})")
+        print_table(out, columns, [
+            [str(c.index), escape(c.record_id), f"{c.before} → {c.after}",
+             escape(c.reason_after)] for c in changes[:limit]])
+        if len(changes) > limit:
+            out.print(f"  … and {len(changes) - limit} more (--limit, or --json for all)")

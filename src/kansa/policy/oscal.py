@@ -850,6 +850,7 @@ class Run:
     records: int | None = None  # entries judged, when known
     digest: str | None = None  # ReplayResult.digest, when known
     run_id: str | None = None  # the stored run (policy_runs), when there is one
+    judged_at: datetime | None = None  # when the run judged (a stored run's start), if known
 
 
 _CITE_ORDER = (FAIL, EVIDENCE_NEEDED, PASS)
@@ -914,6 +915,7 @@ def findings_to_assessment_results(
     evidence_limit: int = 20,
     title: str = "kansa: rule-pack findings over the ledger",
     last_modified: datetime | None = None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """OSCAL assessment-results (``{"assessment-results": {...}}``) for judging runs.
 
@@ -925,7 +927,9 @@ def findings_to_assessment_results(
     ``evidence_limit`` entries (failures first) as ``relevant-evidence``: record id, entry
     index, RFC 6962 leaf hash (``leaf_hash(index)``) and the signed checkpoint, kept in
     back-matter, whose tree holds them. Output is a pure function of the arguments;
-    ``last_modified`` defaults to the latest run end."""
+    ``last_modified`` defaults to when the latest run judged (else to the latest run end),
+    and is never later than ``now`` when a clock reading is given: a run's period may end
+    tomorrow (it covers whole days), a document cannot have been modified then."""
     if not runs:
         raise OscalError("assessment-results need at least one run")
     cp_uuid = _uuid("checkpoint", anchor.origin, str(anchor.size), anchor.root_hash)
@@ -958,13 +962,16 @@ def findings_to_assessment_results(
     })
     if len({r["uuid"] for r in results}) != len(results):
         raise OscalError("the same run is given twice (results would share a uuid)")
-    ends = [r["end"] for r in results]
+    modified = last_modified if last_modified is not None else max(
+        r.judged_at or r.end for r in runs)
+    if now is not None:
+        modified = min(modified, now)
     body = json.dumps(results, sort_keys=True, ensure_ascii=False).encode()
     return {"assessment-results": {
         "uuid": _uuid("assessment-results", hashlib.sha256(body).hexdigest()),
         "metadata": {
             "title": title,
-            "last-modified": _ts(last_modified) if last_modified else max(ends),
+            "last-modified": _ts(modified),
             "version": f"{anchor.origin} size {anchor.size}"
             if _safe_value(anchor.origin) else str(anchor.size),
             "oscal-version": OSCAL_VERSION,
@@ -1154,7 +1161,7 @@ def stored_run(ledger: Ledger, run_id: str | None = None, *,
            _day_start(max(days)) + timedelta(days=1) if days else info.started_at)
     title = "kansa replay under " + ", ".join(p.ref for p in packs)
     return Run(title, start, end, tuple(packs), cited, counts, info.records, info.digest,
-               info.run_id)
+               info.run_id, judged_at=info.started_at)
 
 
 def _parse_bound(value: str) -> datetime:
@@ -1164,9 +1171,11 @@ def _parse_bound(value: str) -> datetime:
 
 
 def assessment_results_from_ledger(ledger: Ledger, runs: Sequence[Run], *,
-                                   evidence_limit: int = 20) -> dict[str, Any]:
+                                   evidence_limit: int = 20,
+                                   now: datetime | None = None) -> dict[str, Any]:
     """Assessment-results for ``runs``, citing the ledger's latest signed checkpoint (one
-    is signed now if the log grew) and its entries' leaf hashes."""
+    is signed now if the log grew) and its entries' leaf hashes; ``last-modified`` is never
+    later than ``now``."""
     from kansa.ledger.merkle import leaf_hash
 
     def leaf(index: int) -> bytes:
@@ -1177,7 +1186,7 @@ def assessment_results_from_ledger(ledger: Ledger, runs: Sequence[Run], *,
 
     anchor = LogAnchor.from_checkpoint(ledger.checkpoint())
     return findings_to_assessment_results(runs, anchor=anchor, leaf_hash=leaf,
-                                          evidence_limit=evidence_limit)
+                                          evidence_limit=evidence_limit, now=now)
 
 
 # -- crosswalks -> mapping-collection ------------------------------------------------------
