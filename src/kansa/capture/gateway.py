@@ -356,6 +356,7 @@ class GatewayApp:
         self.policy = policy
         # the capture pipeline: the policy stage first, then kansa.stages entry points
         self.pipeline = pipeline if pipeline is not None else Pipeline.default(policy)
+        self._pipeline_on = bool(self.pipeline)  # without stages, no per-call pipeline work
         self.approvals = Approvals(ledger.log.store) if self.pipeline.has_before else None
         self._admin_token: bytes | None = None
         if config.admin_token_env:
@@ -592,7 +593,7 @@ class GatewayApp:
                      provider="anthropic" if route.shape == "anthropic" else "openai",
                      operation=route.operation, record_id=new_record_id(), shape=route.shape,
                      started=self._clock())
-        if self.pipeline:
+        if self._pipeline_on:
             call.pc = self.pipeline.open("gateway", at=call.started, info=call)
         attrs = call.attributes
         approval_hdr: str | None = None

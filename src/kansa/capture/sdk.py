@@ -263,8 +263,9 @@ def _as_record(obj: _Call | UsageRecord) -> UsageRecord:
     if isinstance(obj, UsageRecord):
         return obj
     rec = to_record(obj.info())
-    if obj.pc is not None:
-        obj.cfg.pipeline.after(obj.pc, rec)  # the capture pipeline's after moment
+    pipeline = obj.cfg.pipeline
+    if pipeline is not None:
+        pipeline.after(obj.pc, rec)  # the capture pipeline's after moment
     obj.release()
     return rec
 
@@ -719,7 +720,8 @@ class _Config:
     def __init__(self, provider: str, is_async: bool, sink: _Sink, system: str | None,
                  app: str | None, actor: str | None, subject: SubjectArg,
                  pipeline: Pipeline | None = None) -> None:
-        self.pipeline = pipeline if pipeline is not None else Pipeline()
+        # None without stages: nothing of the pipeline runs per call
+        self.pipeline = pipeline if pipeline else None
         self.provider = provider
         self.is_async = is_async
         self.sink = sink
@@ -741,7 +743,7 @@ class _Config:
         if op is None:
             return None
         call = _Call(self, op)
-        if self.pipeline:
+        if self.pipeline is not None:
             call.pc = self.pipeline.open("sdk", info=functools.partial(
                 _info_before, call, options))
         _LAST.set(call)
@@ -861,9 +863,9 @@ def _install(client: Any, cfg: _Config) -> None:
             call = cfg.begin(args, kwargs)
             if call is None:
                 return await orig_request(*args, **kwargs)
-            pc = call.pc
-            if pc is not None and cfg.pipeline.has_before:
-                r = await cfg.pipeline.abefore(pc, **_approval_args(call, args, kwargs))
+            pc, pipeline = call.pc, cfg.pipeline
+            if pc is not None and pipeline is not None and pipeline.has_before:
+                r = await pipeline.abefore(pc, **_approval_args(call, args, kwargs))
                 if r is not None:
                     refusal = _refused(call, r)
                     await sink.acommit(call)
@@ -888,9 +890,9 @@ def _install(client: Any, cfg: _Config) -> None:
             call = cfg.begin(args, kwargs)
             if call is None:
                 return orig_request(*args, **kwargs)
-            pc = call.pc
-            if pc is not None and cfg.pipeline.has_before:
-                r = cfg.pipeline.before(pc, **_approval_args(call, args, kwargs))
+            pc, pipeline = call.pc, cfg.pipeline
+            if pc is not None and pipeline is not None and pipeline.has_before:
+                r = pipeline.before(pc, **_approval_args(call, args, kwargs))
                 if r is not None:
                     refusal = _refused(call, r)
                     sink.commit(call)
