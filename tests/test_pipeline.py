@@ -50,8 +50,13 @@ class Tagger:
             return Verdict("block", "tagger: no nope", {"tagger.refused": True})
         return Verdict("allow", attributes={"tagger.before": call.surface})
 
+    def on_event(self, call, event):
+        call.state["events"] = call.state.get("events", 0) + 1
+
     def after(self, call, record):
         record.attributes["tagger.after"] = call.surface
+        if "events" in call.state:
+            record.attributes["tagger.events"] = call.state["events"]
 '''
 
 
@@ -110,6 +115,8 @@ def test_an_entry_point_stage_runs_in_the_gateway_the_sdk_and_the_otel_intake(
         with httpx.Client(base_url=gw.url) as c:
             ok = c.post("/v1/chat/completions", json={"model": "gpt-x", "messages": MSG})
             no = c.post("/v1/chat/completions", json={"model": "nope", "messages": MSG})
+            streamed = c.post("/v1/chat/completions",
+                              json={"model": "gpt-x", "messages": MSG, "stream": True})
             health = c.get("/healthz").json()
     finally:
         gw.stop()
@@ -123,8 +130,11 @@ def test_an_entry_point_stage_runs_in_the_gateway_the_sdk_and_the_otel_intake(
     assert b["tagger.refused"] is True and b["tagger.after"] == "gateway"
     assert ledger.get(no.headers["x-kansa-record"]).entry["outcome"] == "blocked"
     assert not any((q.get("body") or {}).get("model") == "nope" for q in standin.requests)
-    assert health["pipeline"]["tagger"]["before"]["calls"] == 2
-    assert health["pipeline"]["policy"]["after"]["calls"] == 2
+    assert streamed.status_code == 200
+    assert _attrs(ledger, streamed.headers["x-kansa-record"])["tagger.events"] >= 1
+    assert health["pipeline"]["tagger"]["before"]["calls"] == 3
+    assert health["pipeline"]["policy"]["after"]["calls"] == 3
+    assert health["pipeline"]["tagger"]["event"]["calls"] >= 1
 
     # the SDK wrapper: a real openai client against the stand-in
     client = kansa.wrap(openai.OpenAI(base_url=standin.url, api_key="sk", max_retries=0),
@@ -132,6 +142,11 @@ def test_an_entry_point_stage_runs_in_the_gateway_the_sdk_and_the_otel_intake(
     client.chat.completions.create(model="gpt-x", messages=MSG)  # type: ignore[arg-type]
     a = _attrs(ledger, str(last_record_id()))
     assert a["tagger.before"] == "sdk" and a["tagger.after"] == "sdk"
+    for _ in client.chat.completions.create(model="gpt-x", messages=MSG,  # type: ignore[arg-type]
+                                             stream=True):
+        pass
+    a = _attrs(ledger, str(last_record_id()))
+    assert a["tagger.after"] == "sdk" and a["tagger.events"] >= 2
     with pytest.raises(kansa.PolicyBlocked, match="tagger: no nope") as e:
         client.chat.completions.create(model="nope", messages=MSG)  # type: ignore[arg-type]
     assert _attrs(ledger, str(e.value.record_id))["tagger.refused"] is True

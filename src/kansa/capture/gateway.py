@@ -966,6 +966,7 @@ class GatewayApp:
         if not durable:
             headers_out.append((b"x-kansa-durability", b"async"))
         asm = StreamAssembler(route.shape)
+        pc = call.pc if isinstance(call, _Call) and self.pipeline.has_events else None
         stripper = _UsageStripper() if strip_usage else None
         held: list[bytes] = []
         first = True
@@ -978,6 +979,8 @@ class GatewayApp:
                     call.attributes["kansa.ttfb_ms"] = round((time.perf_counter() - t0) * 1000, 3)
                     first = False
                 asm.feed(chunk)
+                if pc is not None:
+                    self.pipeline.event(pc, chunk)
                 out = stripper.push(chunk) if stripper is not None else chunk
                 if durable and (held or asm.done):
                     held.append(out)  # the terminal event waits for the record

@@ -8,6 +8,7 @@ The gateway, the SDK wrappers (``kansa.wrap``) and the OTLP intake all run a
   ``allow`` / ``flag`` with attributes to record, ``block``, or ``approval_required``. A
   ``block`` refuses at once; any ``approval_required`` is settled once, for every stage
   that asked, by :func:`kansa.policy.approvals.consume_or_request` (one approval flow).
+* **events**: a streamed answer's events as they pass (``on_event``).
 * **after** the answer (all three surfaces): a stage sees the :class:`Call` and the
   :class:`~kansa.records.model.UsageRecord` about to be appended and may add attributes,
   labels or findings to ``record.attributes``.
@@ -159,6 +160,8 @@ class Stage(Protocol):
     * ``reads``: the entry keys it reads (a frozenset; informational)
     * ``start(call)``: when the call begins (e.g. pin what it will judge with)
     * ``before(call) -> Verdict | None`` (optional async twin ``abefore``)
+    * ``on_event(call, event) -> None``: each streamed event as it passes (gateway: raw
+      chunk bytes; SDK: the parsed event)
     * ``after(call, record) -> None`` (optional async twin ``aafter``): add to
       ``record.attributes``
     """
@@ -192,7 +195,9 @@ class Pipeline:
         self._start = tuple(s for s in self.stages if hasattr(s, "start"))
         self._before = tuple(s for s in self.stages if hasattr(s, "before"))
         self._after = tuple(s for s in self.stages if hasattr(s, "after"))
-        self._timing = {(s.name, m): _Timing() for s in self.stages for m in ("before", "after")}
+        self._events = tuple(s for s in self.stages if hasattr(s, "on_event"))
+        self._timing = {(s.name, m): _Timing() for s in self.stages
+                        for m in ("before", "event", "after")}
         # decisions counted as the gateway reports them (refusals before, others after)
         self.decisions: dict[str, int] = {"block": 0, "approval_required": 0, "flag": 0,
                                           "approved": 0}
@@ -214,6 +219,10 @@ class Pipeline:
     @property
     def has_before(self) -> bool:
         return bool(self._before)
+
+    @property
+    def has_events(self) -> bool:
+        return bool(self._events)
 
     def open(self, surface: str, *, at: datetime | None = None,
              info: CallInfo | Callable[[], CallInfo] | None = None) -> Call:
@@ -311,6 +320,27 @@ class Pipeline:
             return None
         r = await asyncio.to_thread(_settle, call, verdicts, approvals, approval_id, digest)
         return None if r is None else self._refused(call, r)
+
+    # -- streamed events ------------------------------------------------------------------
+
+    def event(self, call: Call, event: Any) -> None:
+        """One streamed event, as it passes (the gateway: the raw bytes of a chunk; the SDK
+        wrappers: the event as the SDK parsed it). A stage that raises leaves
+        ``kansa.pipeline.error`` in the record (the stream is not cut)."""
+        for s in self._events:
+            t = self._timing[(s.name, "event")]
+            t0 = time.perf_counter_ns()
+            try:
+                s.on_event(call, event)
+            except Exception as e:
+                t.errors += 1
+                why = _failure(s, e)
+                if ATTR_PIPELINE_ERROR not in call.attributes:
+                    _logger.error("kansa pipeline: stage %s failed on a streamed event: %s",
+                                  s.name, why)
+                    call.attributes[ATTR_PIPELINE_ERROR] = why
+            t.calls += 1
+            t.ns += time.perf_counter_ns() - t0
 
     # -- after ----------------------------------------------------------------------------
 

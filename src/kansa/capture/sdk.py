@@ -819,6 +819,9 @@ def _install(client: Any, cfg: _Config) -> None:
             if events is not None:
                 if not call.done:  # a stream iterated after close: already recorded
                     events.append(data)
+                    pipeline = cfg.pipeline
+                    if pipeline is not None and pipeline.has_events and call.pc is not None:
+                        pipeline.event(call.pc, data)
             else:
                 call.response = data
                 status = getattr(kwargs.get("response"), "status_code", None)
