@@ -57,6 +57,9 @@ class Tagger:
         record.attributes["tagger.after"] = call.surface
         if "events" in call.state:
             record.attributes["tagger.events"] = call.state["events"]
+        if call.surface != "otel" and call.entry.get("gen_ai.request.model") == "hold-me":
+            return Verdict("block", "not this answer")
+        return None
 '''
 
 
@@ -117,6 +120,7 @@ def test_an_entry_point_stage_runs_in_the_gateway_the_sdk_and_the_otel_intake(
             no = c.post("/v1/chat/completions", json={"model": "nope", "messages": MSG})
             streamed = c.post("/v1/chat/completions",
                               json={"model": "gpt-x", "messages": MSG, "stream": True})
+            held = c.post("/v1/chat/completions", json={"model": "hold-me", "messages": MSG})
             health = c.get("/healthz").json()
     finally:
         gw.stop()
@@ -132,8 +136,13 @@ def test_an_entry_point_stage_runs_in_the_gateway_the_sdk_and_the_otel_intake(
     assert not any((q.get("body") or {}).get("model") == "nope" for q in standin.requests)
     assert streamed.status_code == 200
     assert _attrs(ledger, streamed.headers["x-kansa-record"])["tagger.events"] >= 1
-    assert health["pipeline"]["tagger"]["before"]["calls"] == 3
-    assert health["pipeline"]["policy"]["after"]["calls"] == 3
+    assert held.status_code == 403 and held.json()["error"]["code"] == "answer_held"
+    h = ledger.get(held.headers["x-kansa-record"]).entry
+    assert h["outcome"] == "blocked" and h["error.type"] == "answer_held"
+    assert h["attributes"]["kansa.pipeline.held"] == "tagger: not this answer"
+    assert any((q.get("body") or {}).get("model") == "hold-me" for q in standin.requests)
+    assert health["pipeline"]["tagger"]["before"]["calls"] == 4
+    assert health["pipeline"]["policy"]["after"]["calls"] == 4
     assert health["pipeline"]["tagger"]["event"]["calls"] >= 1
 
     # the SDK wrapper: a real openai client against the stand-in
@@ -150,6 +159,10 @@ def test_an_entry_point_stage_runs_in_the_gateway_the_sdk_and_the_otel_intake(
     with pytest.raises(kansa.PolicyBlocked, match="tagger: no nope") as e:
         client.chat.completions.create(model="nope", messages=MSG)  # type: ignore[arg-type]
     assert _attrs(ledger, str(e.value.record_id))["tagger.refused"] is True
+    with pytest.raises(kansa.PolicyBlocked, match="held by the pipeline stage tagger") as e:
+        client.chat.completions.create(model="hold-me", messages=MSG)  # type: ignore[arg-type]
+    h = ledger.get(str(e.value.record_id)).entry
+    assert h["outcome"] == "blocked" and h["error.type"] == "answer_held"
 
     # the OTLP intake: after only
     with serving(create_otlp_app(ledger)) as url:

@@ -75,7 +75,7 @@ from typing import Any
 from kansa.api import Ledger
 from kansa.capture.gateway_keys import KEY_PREFIX, GatewayKeys, KeyInfo, hash_key
 from kansa.capture.gateway_openapi import openapi_document
-from kansa.capture.pipeline import Call, Pipeline, Refusal
+from kansa.capture.pipeline import Call, Pipeline, Refusal, Verdict
 from kansa.capture.shapes import OPERATIONS, CallInfo, StreamAssembler, to_record
 from kansa.capture.upstream import Origin, UpstreamPool, UpstreamResponse, UpstreamTooLarge
 from kansa.errors import EntryTooLargeError, KansaError, RecordError, StorageError
@@ -866,6 +866,23 @@ class GatewayApp:
                            extra=extra, body=json.dumps(body).encode())
         return True
 
+    async def _send_held(self, send: Send, call: CallInfo, route: _Route, v: Verdict) -> None:
+        """A stage held the upstream's answer after the call (recorded with it): answer 403
+        ``answer_held`` instead."""
+        message = f"kansa: the answer was held by the pipeline stage {v.stage}: {v.message}"
+        body = json.loads(_error_body(route, 403, "answer_held", message))
+        body["kansa"] = {"decision": v.decision, "stage": v.stage, "obligations": [
+            {"obligation": o.label, "citation": o.citation, "mode": o.mode}
+            for o in v.obligations]}
+        data = json.dumps(body).encode()
+        headers = [(b"content-type", b"application/json"),
+                   (b"content-length", str(len(data)).encode()),
+                   (b"x-kansa-record", call.record_id.encode())]
+        if self.config.async_records:
+            headers.append((b"x-kansa-durability", b"async"))
+        await send({"type": "http.response.start", "status": 403, "headers": headers})
+        await send({"type": "http.response.body", "body": data})
+
     def _upstream_for(self, model: str | None) -> _Up | None:
         if model is None:
             return self._default
@@ -943,8 +960,14 @@ class GatewayApp:
                 await self._internal_error(send, call, route, state, e, t0)
                 return
             call.latency_ms = (time.perf_counter() - t0) * 1000
+            pc = call.pc if isinstance(call, _Call) else None
+            if pc is not None:
+                pc.holdable = True  # a pipeline stage may still hold this answer
             if not await self._record(call, t0):
                 await self._unavailable(send, route)
+                return
+            if pc is not None and pc.held is not None:
+                await self._send_held(send, call, route, pc.held)
                 return
             headers_out.append((b"x-kansa-record", call.record_id.encode()))
             if self.config.async_records:

@@ -11,7 +11,11 @@ The gateway, the SDK wrappers (``kansa.wrap``) and the OTLP intake all run a
 * **events**: a streamed answer's events as they pass (``on_event``).
 * **after** the answer (all three surfaces): a stage sees the :class:`Call` and the
   :class:`~kansa.records.model.UsageRecord` about to be appended and may add attributes,
-  labels or findings to ``record.attributes``.
+  labels or findings to ``record.attributes``. It may answer a ``block`` verdict to
+  *hold* a non-streamed answer where the surface can still withhold it
+  (``call.holdable``: the gateway, durable SDK wrappers): the record is appended with
+  outcome ``blocked``, ``error.type`` ``answer_held`` and ``kansa.pipeline.held``, the
+  answer itself is kept in the record's content, and the caller gets a refusal.
 
 A stage declares what it reads (``reads``: entry keys, informational), is timed per
 moment (:meth:`Pipeline.stats`: calls, errors, total microseconds; the gateway shows them
@@ -51,13 +55,15 @@ if TYPE_CHECKING:  # the policy package (CEL, YAML) loads only when a policy is 
     from kansa.policy.approvals import Approvals
     from kansa.policy.inline import PolicyHandle, PolicySnapshot
 
-__all__ = ["ATTR_PIPELINE_ERROR", "ENTRY_POINT_GROUP", "Call", "Obligation", "Pipeline",
-           "PolicyStage", "Refusal", "Stage", "Verdict", "entry_point_stages"]
+__all__ = ["ATTR_PIPELINE_ERROR", "ATTR_PIPELINE_HELD", "ENTRY_POINT_GROUP", "Call",
+           "Obligation", "Pipeline", "PolicyStage", "Refusal", "Stage", "Verdict",
+           "entry_point_stages"]
 
 _logger = logging.getLogger("kansa.pipeline")
 
 ENTRY_POINT_GROUP = "kansa.stages"
 ATTR_PIPELINE_ERROR = "kansa.pipeline.error"
+ATTR_PIPELINE_HELD = "kansa.pipeline.held"
 
 ALLOW, FLAG, BLOCK, APPROVAL_REQUIRED = "allow", "flag", "block", "approval_required"
 _REFUSING = (BLOCK, APPROVAL_REQUIRED)
@@ -115,8 +121,8 @@ class Call:
     instant it is judged at (None: now), the call itself (``info``, built on first use),
     attributes the stages add, per-stage ``state`` and the approval it passed on."""
 
-    __slots__ = ("surface", "at", "attributes", "state", "approval", "_info", "_make_info",
-                 "_entry")
+    __slots__ = ("surface", "at", "attributes", "state", "approval", "holdable", "held",
+                 "_info", "_make_info", "_entry")
 
     def __init__(self, surface: str, *, at: datetime | None = None,
                  info: CallInfo | Callable[[], CallInfo] | None = None) -> None:
@@ -125,6 +131,9 @@ class Call:
         self.attributes: dict[str, Any] = {}
         self.state: dict[str, Any] = {}
         self.approval: str | None = None
+        # the surface can still withhold the answer (set just before the after moment)
+        self.holdable = False
+        self.held: Verdict | None = None  # the after verdict that withheld the answer
         self._info = info if isinstance(info, CallInfo) else None
         self._make_info = None if isinstance(info, CallInfo) else info
         self._entry: dict[str, Any] | None = None
@@ -162,8 +171,8 @@ class Stage(Protocol):
     * ``before(call) -> Verdict | None`` (optional async twin ``abefore``)
     * ``on_event(call, event) -> None``: each streamed event as it passes (gateway: raw
       chunk bytes; SDK: the parsed event)
-    * ``after(call, record) -> None`` (optional async twin ``aafter``): add to
-      ``record.attributes``
+    * ``after(call, record) -> Verdict | None`` (optional async twin ``aafter``): add to
+      ``record.attributes``; a ``block`` verdict holds a non-streamed answer
     """
 
     name: str
@@ -355,6 +364,18 @@ class Pipeline:
             if d is not None and d != ALLOW:
                 self.decisions[d] = self.decisions.get(d, 0) + 1
 
+    def _after_verdict(self, call: Call, s: Stage, got: Any, rec: UsageRecord) -> None:
+        if got is None:
+            return
+        if not isinstance(got, Verdict):
+            raise TypeError(f"after() returned {type(got).__name__}, not a Verdict or None")
+        rec.attributes.update(got.attributes)
+        if got.decision in _REFUSING and call.holdable and call.held is None:
+            call.held = replace(got, stage=s.name)
+            rec.attributes[ATTR_PIPELINE_HELD] = f"{s.name}: {got.message}"[:1024]
+            rec.outcome, rec.error_type = "blocked", "answer_held"
+            self.decisions[BLOCK] = self.decisions.get(BLOCK, 0) + 1
+
     def _after_failed(self, s: Stage, rec: UsageRecord, e: Exception, t: _Timing) -> None:
         t.errors += 1
         why = _failure(s, e)
@@ -371,7 +392,7 @@ class Pipeline:
             t = self._timing[(s.name, "after")]
             t0 = time.perf_counter_ns()
             try:
-                s.after(call, rec)
+                self._after_verdict(call, s, s.after(call, rec), rec)
             except Exception as e:
                 self._after_failed(s, rec, e, t)
             t.calls += 1
@@ -388,10 +409,8 @@ class Pipeline:
             t0 = time.perf_counter_ns()
             try:
                 afn = getattr(s, "aafter", None)
-                if afn is not None:
-                    await afn(call, rec)
-                else:
-                    s.after(call, rec)
+                got = await afn(call, rec) if afn is not None else s.after(call, rec)
+                self._after_verdict(call, s, got, rec)
             except Exception as e:
                 self._after_failed(s, rec, e, t)
             t.calls += 1

@@ -72,7 +72,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from kansa.capture.pipeline import Call, Pipeline, Refusal
+from kansa.capture.pipeline import Call, Pipeline, Refusal, Verdict
 from kansa.capture.shapes import OPERATIONS, CallInfo, StreamAssembler, to_record
 from kansa.errors import RecordError
 from kansa.records.model import UsageRecord, canonical, new_record_id
@@ -883,7 +883,10 @@ def _install(client: Any, cfg: _Config) -> None:
                 _CURRENT.reset(token)
             result, info = finish_result(call, result, bool(kwargs.get("stream")))
             if info is not None:
+                held = _holdable(call)
                 await sink.acommit(info)
+                if held and call.pc is not None and call.pc.held is not None:
+                    raise _held(call, call.pc.held)
             return result
 
         client.request = arequest
@@ -910,7 +913,10 @@ def _install(client: Any, cfg: _Config) -> None:
                 _CURRENT.reset(token)
             result, info = finish_result(call, result, bool(kwargs.get("stream")))
             if info is not None:
+                held = _holdable(call)
                 sink.commit(info)
+                if held and call.pc is not None and call.pc.held is not None:
+                    raise _held(call, call.pc.held)
             return result
 
         client.request = request
@@ -979,6 +985,26 @@ def _approval_args(call: _Call, args: tuple[Any, ...], kwargs: dict[str, Any],
 
     return {"approvals": approvals, "approval_id": _header(options, "x-kansa-approval"),
             "digest": digest}
+
+
+def _holdable(call: _Call) -> bool:
+    """Whether a pipeline stage may still hold this call's answer: a durable wrapper
+    records it before returning it (a background record comes too late)."""
+    pc = call.pc
+    if pc is None or not call.cfg.sink.durable:
+        return False
+    pc.holdable = True
+    return True
+
+
+def _held(call: _Call, v: Verdict) -> PolicyBlocked:
+    """The exception for an answer a pipeline stage held after the call."""
+    from kansa.policy.inline import PolicyBlocked
+
+    return PolicyBlocked(f"kansa: the answer was held by the pipeline stage {v.stage}: "
+                         f"{v.message}", decision=v.decision, snapshot=v.snapshot,
+                         failed=[(o.label, o.citation) for o in v.obligations],
+                         record_id=call.id)
 
 
 def _refused(call: _Call, r: Refusal) -> PolicyBlocked:
