@@ -275,3 +275,18 @@ def test_policy_stage_pins_one_snapshot_per_call(tmp_path: Path) -> None:
     assert stage._snap(call) is first
     rec = pipe.after(call, _record())
     assert rec.attributes["kansa.policy.snapshot"] == first.hash
+
+
+def test_the_otel_intake_judges_policy_after_the_fact(tmp_path: Path, ledger: Ledger) -> None:
+    p = write_policy(tmp_path, "mode: observe\nmodes:\n  test.inline/rules#model-allowed: block\n")
+    h = PolicyHandle.load(p)
+    app = create_otlp_app(ledger, policy=h)
+    with serving(app) as url:
+        span = jspan({"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-x",
+                      "gen_ai.provider.name": "openai"})
+        r = httpx.post(f"{url}/v1/traces", content=jrequest([span]), headers=JSON_HEADERS)
+    assert r.status_code == 200
+    [rec] = list(ledger.find())
+    assert rec.entry["attributes"][ATTR_DECISION] in ("allow", "flag")
+    assert rec.entry["attributes"]["kansa.policy.snapshot"] == h.current.hash
+    assert app.state.pipeline.stats()["policy"]["after"]["calls"] == 1
