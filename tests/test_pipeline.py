@@ -4,6 +4,7 @@ SDK wrappers and the OTLP intake; a third-party stage registered through the
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -163,6 +164,16 @@ def test_an_entry_point_stage_runs_in_the_gateway_the_sdk_and_the_otel_intake(
         client.chat.completions.create(model="hold-me", messages=MSG)  # type: ignore[arg-type]
     h = ledger.get(str(e.value.record_id)).entry
     assert h["outcome"] == "blocked" and h["error.type"] == "answer_held"
+    aclient = kansa.wrap(openai.AsyncOpenAI(base_url=standin.url, api_key="sk", max_retries=0),
+                         ledger=ledger, system="bot", policy=p)
+
+    async def go() -> str:
+        await aclient.chat.completions.create(model="gpt-x", messages=MSG)  # type: ignore[arg-type]
+        return str(last_record_id())
+
+    a = _attrs(ledger, asyncio.run(go()))
+    assert a["tagger.before"] == "sdk" and a["tagger.after"] == "sdk"
+    assert a[ATTR_DECISION] == "allow"
 
     # the OTLP intake: after only
     with serving(create_otlp_app(ledger)) as url:

@@ -270,6 +270,19 @@ def _as_record(obj: _Call | UsageRecord) -> UsageRecord:
     return rec
 
 
+async def _aas_record(obj: _Call | UsageRecord) -> UsageRecord:
+    """:func:`_as_record` on an event loop: the pipeline's stages run their async side
+    (policy judging off the loop)."""
+    if isinstance(obj, UsageRecord):
+        return obj
+    rec = to_record(obj.info())
+    pipeline = obj.cfg.pipeline
+    if pipeline is not None:
+        await pipeline.aafter(obj.pc, rec)
+    obj.release()
+    return rec
+
+
 def _submit(ledger: Ledger, rec: UsageRecord) -> Future[int]:
     """Seal and queue a record to the ledger's sequencer without waiting."""
     return ledger.log.submit(_prepare(ledger, rec))
@@ -404,7 +417,8 @@ class _Sink:
         if not self.durable:
             _BACKGROUND.put(self, obj)
             return
-        await asyncio.wrap_future(_submit(self.ledger(), _as_record(obj)))
+        rec = await _aas_record(obj)
+        await asyncio.wrap_future(_submit(self.ledger(), rec))
 
     def later(self, obj: _Call | UsageRecord) -> None:
         """Record without ever blocking (from finalizers and failure paths)."""
