@@ -31,6 +31,12 @@ def otel_serve(
     max_body_mib: Annotated[
         int, typer.Option(help="Largest request body accepted, after decompression (MiB).")
     ] = 20,
+    policy: Annotated[
+        Path | None,
+        typer.Option("--policy", help="Policy file (as for `kansa gateway --policy`): each "
+                     "record is judged and carries the decision (nothing can be refused: "
+                     "the calls already happened)."),
+    ] = None,
 ) -> None:
     """Serve OTLP/HTTP POST /v1/traces and /v1/logs: each GenAI span becomes a record,
     and each GenAI event log (message content) a record joined to its span's.
@@ -58,7 +64,17 @@ def otel_serve(
         console.print(f"[bold red]error:[/] {escape(str(e))}")
         raise typer.Exit(1) from None
     try:
-        web = create_otlp_app(ledger, max_body_size=max_body_mib * 1024 * 1024)
+        handle = None
+        if policy is not None:
+            from kansa.policy.inline import PolicyHandle
+
+            try:
+                handle = PolicyHandle.load(policy, home=home)
+            except KansaError as e:
+                console.print(f"[bold red]error:[/] {escape(str(e))}")
+                raise typer.Exit(1) from None
+        web = create_otlp_app(ledger, max_body_size=max_body_mib * 1024 * 1024,
+                              policy=handle)
         console.print(f"OTLP/HTTP intake on http://{host}:{port}{TRACES_PATH} and "
                       f"{LOGS_PATH} (log {escape(ledger.verifier.name)})")
         uvicorn.run(web, host=host, port=port, log_level="warning")

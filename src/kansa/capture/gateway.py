@@ -75,18 +75,12 @@ from typing import Any
 from kansa.api import Ledger
 from kansa.capture.gateway_keys import KEY_PREFIX, GatewayKeys, KeyInfo, hash_key
 from kansa.capture.gateway_openapi import openapi_document
+from kansa.capture.pipeline import Call, Pipeline, Refusal, Verdict
 from kansa.capture.shapes import OPERATIONS, CallInfo, StreamAssembler, to_record
 from kansa.capture.upstream import Origin, UpstreamPool, UpstreamResponse, UpstreamTooLarge
 from kansa.errors import EntryTooLargeError, KansaError, RecordError, StorageError
-from kansa.policy.approvals import ApprovalPending, Approvals, request_digest
-from kansa.policy.inline import (
-    APPROVAL_REQUIRED,
-    ATTR_DECISION,
-    Decision,
-    PolicyHandle,
-    PolicySnapshot,
-    entry_of,
-)
+from kansa.policy.approvals import Approvals, request_digest
+from kansa.policy.inline import PolicyHandle
 from kansa.records.model import MAX_STR, UsageRecord, new_record_id
 
 Scope = MutableMapping[str, Any]
@@ -247,10 +241,10 @@ _DRAIN_SECONDS = 30.0  # how long a refused body is read (and dropped) so the cl
 
 @dataclass
 class _Call(CallInfo):
-    """A call and the policy snapshot it is judged under (read once, at its start)."""
+    """A call and its run through the capture pipeline (which pins the policy snapshot
+    it is judged under, read once, at its start)."""
 
-    policy: PolicySnapshot | None = None
-    approval: str | None = None  # the approval it passed on
+    pc: Call | None = None
 
 
 class _TooLarge(Exception):
@@ -332,7 +326,8 @@ class GatewayApp:
 
     def __init__(self, ledger: Ledger, config: GatewayConfig, *, owns_ledger: bool = False,
                  policy: PolicyHandle | None = None,
-                 clock: Callable[[], datetime] | None = None):
+                 clock: Callable[[], datetime] | None = None,
+                 pipeline: Pipeline | None = None):
         config.validate()
         # when a call happened (its record's ts, the instant policy judges it at); passed in
         # by a scenario such as 'kansa demo', the real clock otherwise
@@ -367,7 +362,10 @@ class GatewayApp:
         if policy is None and config.policy:
             policy = PolicyHandle.load(config.policy, home=_home_of(ledger))
         self.policy = policy
-        self.approvals = Approvals(ledger.log.store) if policy is not None else None
+        # the capture pipeline: the policy stage first, then kansa.stages entry points
+        self.pipeline = pipeline if pipeline is not None else Pipeline.default(policy)
+        self._pipeline_on = bool(self.pipeline)  # without stages, no per-call pipeline work
+        self.approvals = Approvals(ledger.log.store) if self.pipeline.has_before else None
         self._admin_token: bytes | None = None
         if config.admin_token_env:
             tok = os.environ.get(config.admin_token_env, "").strip()
@@ -377,7 +375,11 @@ class GatewayApp:
             self._admin_token = tok.encode()
         self._watch_task: asyncio.Task[None] | None = None
         self._sighup = False
-        self.policy_stats = {"block": 0, "approval_required": 0, "flag": 0, "approved": 0}
+
+    @property
+    def policy_stats(self) -> dict[str, int]:
+        """Decisions counted: refusals before the upstream, flags and approvals after."""
+        return self.pipeline.decisions
 
     # -- keys -----------------------------------------------------------------------------
 
@@ -555,6 +557,8 @@ class GatewayApp:
         if self.policy is not None:
             body["policy_snapshot"] = self.policy.current.hash
             body["policy"] = dict(self.policy_stats)
+        if self.pipeline:
+            body["pipeline"] = self.pipeline.stats()
         await _send_bytes(send, 503 if down else 200, json.dumps(body).encode(),
                           b"application/json")
 
@@ -596,8 +600,9 @@ class GatewayApp:
         call = _Call(system=cfg.system,
                      provider="anthropic" if route.shape == "anthropic" else "openai",
                      operation=route.operation, record_id=new_record_id(), shape=route.shape,
-                     policy=self.policy.current if self.policy is not None else None,
                      started=self._clock())
+        if self._pipeline_on:
+            call.pc = self.pipeline.open("gateway", at=call.started, info=call)
         attrs = call.attributes
         approval_hdr: str | None = None
         token: str | None = None
@@ -777,9 +782,8 @@ class GatewayApp:
             await self._unavailable(send, route)
             return
 
-        snap = call.policy
-        if snap is not None and snap.enforces and await self._enforce(
-                send, call, route, snap, body, approval_hdr, t0):
+        if call.pc is not None and self.pipeline.has_before and await self._before(
+                send, call, call.pc, route, body, approval_hdr, t0):
             return
 
         # what goes upstream
@@ -824,66 +828,70 @@ class GatewayApp:
             if not watcher.done():
                 watcher.cancel()
 
-    async def _enforce(self, send: Send, call: _Call, route: _Route, snap: PolicySnapshot,
-                       body: bytes, approval_id: str | None, t0: float) -> bool:
-        """Judge the request before it goes upstream; True if it was refused (and
+    async def _before(self, send: Send, call: _Call, pc: Call, route: _Route, body: bytes,
+                      approval_id: str | None, t0: float) -> bool:
+        """Run the pipeline before the request goes upstream; True if it was refused (and
         answered and recorded)."""
-        try:
-            entry = entry_of(to_record(call), outcome="ok")
-        except RecordError:
-            return False  # not a record: the response side records it as it can
-        d = await snap.acheck_request(entry, call.started)
-        if d is None:
-            return False
-        digest = ""
-        if d.decision == APPROVAL_REQUIRED:
-            digest = request_digest(route.suffix, call.system, call.app, body)
-            assert self.approvals is not None
-            try:
-                if approval_id:
-                    a = await asyncio.to_thread(self.approvals.consume, approval_id, digest,
-                                                call.record_id)
-                    call.approval = a.id
-                    return False
-                labels = [f"{f.ref}#{f.obligation}" for f in d.enforced]
-                a = await asyncio.to_thread(
-                    self.approvals.request, digest=digest, record_id=call.record_id,
-                    snapshot=snap.hash, system=call.system, app=call.app,
-                    model=entry.get("gen_ai.request.model"), obligations=labels,
-                    ttl_hours=snap.spec.approval_ttl_hours)
-            except StorageError as e:
-                self._store_failed(e)
-                await self._unavailable(send, route)
-                return True
-            except ApprovalPending as e:
-                assert approval_id is not None
-                d = Decision(d.decision, d.snapshot, d.failed, d.error, approval_id)
-                return await self._refuse(send, call, route, d, t0, 428, "approval_pending",
-                                          f"{d.message()}; {e}")
-            except KansaError as e:  # the approval cannot let this request through
-                return await self._refuse(send, call, route, d, t0, 403, "approval_invalid",
-                                          f"{d.message()}; {e}")
-            d = Decision(d.decision, d.snapshot, d.failed, d.error, a.id)
-            return await self._refuse(send, call, route, d, t0, 428, "approval_required",
-                                      f"{d.message()}; approval {a.id} was requested: retry "
-                                      f"with the header x-kansa-approval: {a.id} once it is "
-                                      "approved")
-        return await self._refuse(send, call, route, d, t0, 403, "policy_blocked",
-                                  d.message())
+        def digest() -> str:
+            return request_digest(route.suffix, call.system, call.app, body)
 
-    async def _refuse(self, send: Send, call: _Call, route: _Route, d: Decision, t0: float,
+        approvals = self.approvals
+        try:
+            r = await self.pipeline.abefore(
+                pc, approvals=(lambda: approvals) if approvals is not None else None,
+                approval_id=approval_id, digest=digest)
+        except StorageError as e:
+            self._store_failed(e)
+            await self._unavailable(send, route)
+            return True
+        if r is None:
+            return False
+        message = r.verdict.message
+        if r.kind == "approval_required":
+            a = r.verdict.approval
+            return await self._refuse(send, call, route, r, t0, 428, "approval_required",
+                                      f"{message}; approval {a} was requested: retry with "
+                                      f"the header x-kansa-approval: {a} once it is approved")
+        if r.kind == "approval_pending":
+            return await self._refuse(send, call, route, r, t0, 428, "approval_pending",
+                                      f"{message}; {r.why}")
+        if r.kind == "approval_invalid":
+            return await self._refuse(send, call, route, r, t0, 403, "approval_invalid",
+                                      f"{message}; {r.why}")
+        if r.kind == "stage_failed":
+            return await self._refuse(send, call, route, r, t0, 403, "pipeline_error",
+                                      message)
+        return await self._refuse(send, call, route, r, t0, 403, "policy_blocked", message)
+
+    async def _refuse(self, send: Send, call: _Call, route: _Route, r: Refusal, t0: float,
                       status: int, code: str, message: str) -> bool:
-        call.attributes.update(d.attributes())
-        self.policy_stats[d.decision] = self.policy_stats.get(d.decision, 0) + 1
+        v = r.verdict
         body = json.loads(_error_body(route, status, code, message))
-        body["kansa"] = {"decision": d.decision, "snapshot": d.snapshot,
-                         "approval_id": d.approval, "obligations": [
-                             {"obligation": f"{f.ref}#{f.obligation}", "citation": f.citation,
-                              "mode": f.mode} for f in d.enforced]}
-        extra = [(b"x-kansa-approval-id", d.approval.encode())] if d.approval else None
+        body["kansa"] = {"decision": v.decision, "snapshot": v.snapshot,
+                         "approval_id": v.approval, "stage": v.stage, "obligations": [
+                             {"obligation": o.label, "citation": o.citation,
+                              "mode": o.mode} for o in v.obligations]}
+        extra = [(b"x-kansa-approval-id", v.approval.encode())] if v.approval else None
         await self._reject(send, call, route, status, code, message, t0, outcome="blocked",
                            extra=extra, body=json.dumps(body).encode())
         return True
+
+    async def _send_held(self, send: Send, call: CallInfo, route: _Route, v: Verdict) -> None:
+        """A stage held the upstream's answer after the call (recorded with it): answer 403
+        ``answer_held`` instead."""
+        message = f"kansa: the answer was held by the pipeline stage {v.stage}: {v.message}"
+        body = json.loads(_error_body(route, 403, "answer_held", message))
+        body["kansa"] = {"decision": v.decision, "stage": v.stage, "obligations": [
+            {"obligation": o.label, "citation": o.citation, "mode": o.mode}
+            for o in v.obligations]}
+        data = json.dumps(body).encode()
+        headers = [(b"content-type", b"application/json"),
+                   (b"content-length", str(len(data)).encode()),
+                   (b"x-kansa-record", call.record_id.encode())]
+        if self.config.async_records:
+            headers.append((b"x-kansa-durability", b"async"))
+        await send({"type": "http.response.start", "status": 403, "headers": headers})
+        await send({"type": "http.response.body", "body": data})
 
     def _upstream_for(self, model: str | None) -> _Up | None:
         if model is None:
@@ -962,8 +970,14 @@ class GatewayApp:
                 await self._internal_error(send, call, route, state, e, t0)
                 return
             call.latency_ms = (time.perf_counter() - t0) * 1000
+            pc = call.pc if isinstance(call, _Call) else None
+            if pc is not None:
+                pc.holdable = True  # a pipeline stage may still hold this answer
             if not await self._record(call, t0):
                 await self._unavailable(send, route)
+                return
+            if pc is not None and pc.held is not None:
+                await self._send_held(send, call, route, pc.held)
                 return
             headers_out.append((b"x-kansa-record", call.record_id.encode()))
             if self.config.async_records:
@@ -985,6 +999,7 @@ class GatewayApp:
         if not durable:
             headers_out.append((b"x-kansa-durability", b"async"))
         asm = StreamAssembler(route.shape)
+        pc = call.pc if isinstance(call, _Call) and self.pipeline.has_events else None
         stripper = _UsageStripper() if strip_usage else None
         held: list[bytes] = []
         first = True
@@ -997,6 +1012,8 @@ class GatewayApp:
                     call.attributes["kansa.ttfb_ms"] = round((time.perf_counter() - t0) * 1000, 3)
                     first = False
                 asm.feed(chunk)
+                if pc is not None:
+                    self.pipeline.event(pc, chunk)
                 out = stripper.push(chunk) if stripper is not None else chunk
                 if durable and (held or asm.done):
                     held.append(out)  # the terminal event waits for the record
@@ -1073,13 +1090,8 @@ class GatewayApp:
         if rec.input_tokens is None and rec.output_tokens is None and rec.outcome == "ok" \
                 and rec.operation in ("chat", "text_completion", "embeddings"):
             _estimate_usage(rec)
-        if isinstance(call, _Call) and call.policy is not None \
-                and ATTR_DECISION not in rec.attributes:
-            d = await call.policy.ajudge_record(entry_of(rec), call.started,
-                                                approval=call.approval)
-            rec.attributes.update(d.attributes())
-            if d.decision != "allow":
-                self.policy_stats[d.decision] = self.policy_stats.get(d.decision, 0) + 1
+        if isinstance(call, _Call) and call.pc is not None:
+            await self.pipeline.aafter(call.pc, rec)
         return rec
 
     async def _record(self, call: CallInfo, t0: float) -> bool:
@@ -1192,11 +1204,15 @@ class GatewayApp:
 
 def create_gateway_app(ledger: Ledger, config: GatewayConfig, *, owns_ledger: bool = False,
                        policy: PolicyHandle | None = None,
-                       clock: Callable[[], datetime] | None = None) -> GatewayApp:
+                       clock: Callable[[], datetime] | None = None,
+                       pipeline: Pipeline | None = None) -> GatewayApp:
     """The gateway as an ASGI app recording into ``ledger``. With ``owns_ledger`` the app
     closes the ledger at lifespan shutdown. ``policy`` (else ``config.policy``, a file)
-    is enforced inline. ``clock`` says when each call happens (default: the real clock)."""
-    return GatewayApp(ledger, config, owns_ledger=owns_ledger, policy=policy, clock=clock)
+    is enforced inline. ``clock`` says when each call happens (default: the real clock).
+    ``pipeline``: the capture pipeline (default :meth:`Pipeline.default`: the policy
+    stage, then the ``kansa.stages`` entry points)."""
+    return GatewayApp(ledger, config, owns_ledger=owns_ledger, policy=policy, clock=clock,
+                      pipeline=pipeline)
 
 
 def _utc_now() -> datetime:
@@ -1212,7 +1228,8 @@ def _home_of(ledger: Ledger) -> Path | None:
 
 
 _MAX_HEADER_ATTRS = 32  # the attributes dict holds only header attributes at that point
-_RESERVED_ATTRS = ("kansa.policy.", "kansa.gateway.", "kansa.content.", "kansa.usage.")
+_RESERVED_ATTRS = ("kansa.policy.", "kansa.gateway.", "kansa.content.", "kansa.usage.",
+                   "kansa.pipeline.")
 
 
 def _header_attribute(attrs: dict[str, Any], k: bytes, v: bytes) -> bool:

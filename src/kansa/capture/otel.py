@@ -86,12 +86,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from kansa.capture.pipeline import Pipeline
 from kansa.errors import FormatError, KansaError, RecordError, StorageError
 from kansa.ledger.tiles import MAX_ENTRY_SIZE
 from kansa.records.model import MAX_STR, UsageRecord, canonical
 
 if TYPE_CHECKING:
     from kansa.api import Appended, Ledger
+    from kansa.policy.inline import PolicyHandle
 
 log = logging.getLogger("kansa.otel")
 
@@ -1203,7 +1205,8 @@ _INFLIGHT = InFlight()
 
 
 def _ingest(ledger: Ledger, items: list[Any], to_record: Callable[[Any], UsageRecord | None],
-            what: str, inflight: InFlight | None) -> IntakeResult:
+            what: str, inflight: InFlight | None, pipeline: Pipeline | None = None,
+            ) -> IntakeResult:
     result = IntakeResult(spans=len(items), what=what)
     records: list[UsageRecord] = []
     for item in items:
@@ -1217,6 +1220,8 @@ def _ingest(ledger: Ledger, items: list[Any], to_record: Callable[[Any], UsageRe
         if rec is None:
             result.skipped += 1
         else:
+            if pipeline:  # the capture pipeline's after moment (nothing runs before)
+                pipeline.after(pipeline.open("otel", at=rec.ts), rec)
             records.append(rec)
     if records:
         result.appended, result.duplicates = (inflight or _INFLIGHT).append_new(ledger, records)
@@ -1224,18 +1229,19 @@ def _ingest(ledger: Ledger, items: list[Any], to_record: Callable[[Any], UsageRe
     return result
 
 
-def ingest(ledger: Ledger, spans: list[Span], *, inflight: InFlight | None = None
-           ) -> IntakeResult:
+def ingest(ledger: Ledger, spans: list[Span], *, inflight: InFlight | None = None,
+           pipeline: Pipeline | None = None) -> IntakeResult:
     """Turn spans into records and append them durably (one stream of group commits); a
     span already recorded (same trace and span id: an exporter's retry) is counted in
-    ``duplicates``, not recorded again. Blocking: call it from a worker thread."""
-    return _ingest(ledger, spans, record_from_span, "spans", inflight)
+    ``duplicates``, not recorded again. ``pipeline``: the capture pipeline whose after
+    moment each record runs through. Blocking: call it from a worker thread."""
+    return _ingest(ledger, spans, record_from_span, "spans", inflight, pipeline)
 
 
-def ingest_logs(ledger: Ledger, logs: list[LogRecord], *, inflight: InFlight | None = None
-                ) -> IntakeResult:
+def ingest_logs(ledger: Ledger, logs: list[LogRecord], *, inflight: InFlight | None = None,
+                pipeline: Pipeline | None = None) -> IntakeResult:
     """As :func:`ingest`, for OTLP log records (see :func:`record_from_log`)."""
-    return _ingest(ledger, logs, record_from_log, "log records", inflight)
+    return _ingest(ledger, logs, record_from_log, "log records", inflight, pipeline)
 
 
 @dataclass
@@ -1363,14 +1369,20 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
 
 
 def create_otlp_app(ledger: Ledger, *, max_body_size: int = MAX_BODY_SIZE,
-                    path: str = TRACES_PATH, logs_path: str = LOGS_PATH) -> Starlette:
+                    path: str = TRACES_PATH, logs_path: str = LOGS_PATH,
+                    policy: PolicyHandle | None = None,
+                    pipeline: Pipeline | None = None) -> Starlette:
     """A Starlette app serving OTLP/HTTP ``POST /v1/traces`` and ``POST /v1/logs`` into
     ``ledger``.
 
     Mountable under another app (the routes are relative). The ledger stays the caller's:
     the app does not close it. A 200 means every recorded span or log is durable; spans
     and logs already recorded (an exporter's retry) are acknowledged, not recorded
-    twice."""
+    twice. Each record runs through the capture pipeline's after moment: ``pipeline``,
+    else :meth:`Pipeline.default` (``policy`` judged into the record, then the
+    ``kansa.stages`` entry points); ``app.state.pipeline`` keeps it."""
+    if pipeline is None:
+        pipeline = Pipeline.default(policy)
     stats = IntakeStats()
     inflight = InFlight()
     span_decoders: dict[str, Callable[[bytes], list[Span]]] = {
@@ -1381,8 +1393,10 @@ def create_otlp_app(ledger: Ledger, *, max_body_size: int = MAX_BODY_SIZE,
     def work(body: bytes, coding: str, encoding: str, logs: bool) -> IntakeResult:
         raw = _decompress(body, coding, max_body_size)
         if logs:
-            return ingest_logs(ledger, log_decoders[encoding](raw), inflight=inflight)
-        return ingest(ledger, span_decoders[encoding](raw), inflight=inflight)
+            return ingest_logs(ledger, log_decoders[encoding](raw), inflight=inflight,
+                               pipeline=pipeline)
+        return ingest(ledger, span_decoders[encoding](raw), inflight=inflight,
+                      pipeline=pipeline)
 
     async def export(request: Request, logs: bool) -> Response:
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -1440,5 +1454,6 @@ def create_otlp_app(ledger: Ledger, *, max_body_size: int = MAX_BODY_SIZE,
     app = Starlette(routes=[Route(path, traces, methods=["POST"]),
                             Route(logs_path, logs_, methods=["POST"])])
     app.state.otlp_stats = stats
+    app.state.pipeline = pipeline
     app.state.ledger = ledger
     return app

@@ -72,13 +72,14 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+from kansa.capture.pipeline import Call, Pipeline, Refusal, Verdict
 from kansa.capture.shapes import OPERATIONS, CallInfo, StreamAssembler, to_record
 from kansa.errors import RecordError
 from kansa.records.model import UsageRecord, canonical, new_record_id
 
 if TYPE_CHECKING:  # kansa.policy (CEL, YAML) is imported only when a policy is given
     from kansa.api import Ledger
-    from kansa.policy.inline import Decision, PolicyBlocked, PolicyHandle, PolicySnapshot
+    from kansa.policy.inline import PolicyBlocked, PolicyHandle, PolicySnapshot
 
 __all__ = [
     "context",
@@ -276,12 +277,22 @@ def _as_record(obj: _Call | UsageRecord) -> UsageRecord:
     if isinstance(obj, UsageRecord):
         return obj
     rec = to_record(obj.info())
-    snap = obj.policy
-    if snap is not None and "kansa.policy.decision" not in rec.attributes:
-        from kansa.policy.inline import entry_of
+    pipeline = obj.cfg.pipeline
+    if pipeline is not None:
+        pipeline.after(obj.pc, rec)  # the capture pipeline's after moment
+    obj.release()
+    return rec
 
-        rec.attributes.update(snap.judge_record(entry_of(rec), approval=obj.approval)
-                              .attributes())
+
+async def _aas_record(obj: _Call | UsageRecord) -> UsageRecord:
+    """:func:`_as_record` on an event loop: the pipeline's stages run their async side
+    (policy judging off the loop)."""
+    if isinstance(obj, UsageRecord):
+        return obj
+    rec = to_record(obj.info())
+    pipeline = obj.cfg.pipeline
+    if pipeline is not None:
+        await pipeline.aafter(obj.pc, rec)
     obj.release()
     return rec
 
@@ -420,7 +431,8 @@ class _Sink:
         if not self.durable:
             _BACKGROUND.put(self, obj)
             return
-        await asyncio.wrap_future(_submit(self.ledger(), _as_record(obj)))
+        rec = await _aas_record(obj)
+        await asyncio.wrap_future(_submit(self.ledger(), rec))
 
     def later(self, obj: _Call | UsageRecord) -> None:
         """Record without ever blocking (from finalizers and failure paths)."""
@@ -475,15 +487,14 @@ class _Call:
 
     __slots__ = ("cfg", "operation", "wall", "t0", "meta", "subject", "body", "extra",
                  "response", "status", "events", "ended_by", "done", "latency_ms", "outcome",
-                 "error_type", "policy", "approval", "policy_attrs", "raw", "raw_sse",
+                 "error_type", "pc", "raw", "raw_sse",
                  "raw_complete", "strip_usage", "_id")
 
     def __init__(self, cfg: _Config, operation: str) -> None:
         self.cfg = cfg
-        # the snapshot this call is judged under, before and after: read once, here
-        self.policy: PolicySnapshot | None = cfg.policy.current if cfg.policy else None
-        self.approval: str | None = None
-        self.policy_attrs: dict[str, Any] | None = None
+        # the call's run through the capture pipeline (set by _Config.begin; it pins the
+        # policy snapshot this call is judged under, before and after)
+        self.pc: Call | None = None
         self.operation = operation
         meta = self.meta = _META.get()
         subject = meta.subject
@@ -528,8 +539,6 @@ class _Call:
         attrs: dict[str, Any] = dict(meta.attributes) if meta.attributes else {}
         if meta.parent_id is not None:
             attrs["kansa.parent_id"] = meta.parent_id
-        if self.policy_attrs:
-            attrs.update(self.policy_attrs)
         outcome, error_type, response = self.outcome, self.error_type, self.response
         events = self.events
         streamed = events is not None
@@ -596,6 +605,8 @@ class _Call:
     def release(self) -> None:
         """Drop the exchange once recorded (last_record_id() may keep this object)."""
         self.body = self.extra = self.response = self.events = self.raw = None
+        if self.pc is not None:
+            self.pc.release()
 
     # -- how it ended (cheap: runs in the calling thread) ---------------------------------
 
@@ -732,12 +743,13 @@ def _request_body(body: Any, extra: Any) -> Any:
 
 class _Config:
     __slots__ = ("provider", "is_async", "sink", "system", "app", "actor", "subject",
-                 "policy", "checked")
+                 "pipeline", "checked")
 
     def __init__(self, provider: str, is_async: bool, sink: _Sink, system: str | None,
                  app: str | None, actor: str | None, subject: SubjectArg,
-                 policy: PolicyHandle | None = None) -> None:
-        self.policy = policy
+                 pipeline: Pipeline | None = None) -> None:
+        # None without stages: nothing of the pipeline runs per call
+        self.pipeline = pipeline if pipeline else None
         self.provider = provider
         self.is_async = is_async
         self.sink = sink
@@ -767,6 +779,9 @@ class _Config:
             return None
         call = _Call(self, op)
         _check_metadata(call)
+        if self.pipeline is not None:
+            call.pc = self.pipeline.open("sdk", info=functools.partial(
+                _info_before, call, options))
         _LAST.set(call)
         return call
 
@@ -840,7 +855,7 @@ def wrap(
         handle = PolicyHandle.of(policy if isinstance(policy, PolicyHandle | PolicySnapshot | str)
                                  else str(policy))
     cfg = _Config(kind[0], kind[1], _Sink(ledger, durable), system, app, actor, subject,
-                  handle)
+                  Pipeline.default(handle))
     copy = type(client).copy(client)  # type: ignore[attr-defined]
     _install(copy, cfg)
     return copy  # type: ignore[no-any-return]
@@ -863,6 +878,9 @@ def _install(client: Any, cfg: _Config) -> None:
             if events is not None:
                 if not call.done:  # a stream iterated after close: already recorded
                     events.append(data)
+                    pipeline = cfg.pipeline
+                    if pipeline is not None and pipeline.has_events and call.pc is not None:
+                        pipeline.event(call.pc, data)
             else:
                 call.response = data
                 status = getattr(kwargs.get("response"), "status_code", None)
@@ -907,13 +925,13 @@ def _install(client: Any, cfg: _Config) -> None:
             call = cfg.begin(args, kwargs)
             if call is None:
                 return await orig_request(*args, **kwargs)
-            if call.policy is not None and call.policy.enforces:
-                d = _policy_check(call, args, kwargs)
-                if d is not None:
-                    refusal = await asyncio.to_thread(_settle, call, d, args, kwargs)
-                    if refusal is not None:
-                        await sink.acommit(call)
-                        raise refusal
+            pc, pipeline = call.pc, cfg.pipeline
+            if pc is not None and pipeline is not None and pipeline.has_before:
+                r = await pipeline.abefore(pc, **_approval_args(call, args, kwargs))
+                if r is not None:
+                    refusal = _refused(call, r)
+                    await sink.acommit(call)
+                    raise refusal
             token = _CURRENT.set(call)
             try:
                 result = await orig_request(*args, **kwargs)
@@ -924,7 +942,10 @@ def _install(client: Any, cfg: _Config) -> None:
                 _CURRENT.reset(token)
             result, info = finish_result(call, result, bool(kwargs.get("stream")))
             if info is not None:
+                held = _holdable(call)
                 await sink.acommit(info)
+                if held and call.pc is not None and call.pc.held is not None:
+                    raise _held(call, call.pc.held)
             return result
 
         client.request = arequest
@@ -934,13 +955,13 @@ def _install(client: Any, cfg: _Config) -> None:
             call = cfg.begin(args, kwargs)
             if call is None:
                 return orig_request(*args, **kwargs)
-            if call.policy is not None and call.policy.enforces:
-                d = _policy_check(call, args, kwargs)
-                if d is not None:
-                    refusal = _settle(call, d, args, kwargs)
-                    if refusal is not None:
-                        sink.commit(call)
-                        raise refusal
+            pc, pipeline = call.pc, cfg.pipeline
+            if pc is not None and pipeline is not None and pipeline.has_before:
+                r = pipeline.before(pc, **_approval_args(call, args, kwargs))
+                if r is not None:
+                    refusal = _refused(call, r)
+                    sink.commit(call)
+                    raise refusal
             token = _CURRENT.set(call)
             try:
                 result = orig_request(*args, **kwargs)
@@ -951,7 +972,10 @@ def _install(client: Any, cfg: _Config) -> None:
                 _CURRENT.reset(token)
             result, info = finish_result(call, result, bool(kwargs.get("stream")))
             if info is not None:
+                held = _holdable(call)
                 sink.commit(info)
+                if held and call.pc is not None and call.pc.held is not None:
+                    raise _held(call, call.pc.held)
             return result
 
         client.request = request
@@ -975,20 +999,11 @@ def _options(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     return args[1] if len(args) > 1 else kwargs.get("options")
 
 
-def _policy_check(call: _Call, args: tuple[Any, ...], kwargs: dict[str, Any],
-                  ) -> Decision | None:
-    """Judge the call before it is made (CPU only); a refusal, or None to go ahead."""
-    from kansa.policy.inline import entry_of
-
-    assert call.policy is not None
-    options = _options(args, kwargs)
+def _info_before(call: _Call, options: Any) -> CallInfo:
+    """The call as it is about to be made, for the pipeline's before moment."""
     call.body = getattr(options, "json_data", None)  # _build_request sets them again
     call.extra = getattr(options, "extra_json", None)
-    try:
-        rec = to_record(call.info())
-    except RecordError:
-        return None  # the record cannot be built either: the call records what it can
-    return call.policy.check_request(entry_of(rec, outcome="ok"))
+    return call.info()
 
 
 def _header(options: Any, name: str) -> str | None:
@@ -1008,46 +1023,68 @@ def _body_bytes(body: Any) -> bytes:
         return json.dumps(_jsonable(body), sort_keys=True).encode()
 
 
-def _settle(call: _Call, d: Decision, args: tuple[Any, ...],
-            kwargs: dict[str, Any]) -> PolicyBlocked | None:
-    """Block, hold for approval, or let an approved call through (may touch the store)."""
-    from kansa.policy.approvals import ApprovalError, ApprovalPending, Approvals, request_digest
+def _approval_args(call: _Call, args: tuple[Any, ...], kwargs: dict[str, Any],
+                   ) -> dict[str, Any]:
+    """What the pipeline's approval flow needs of this call: the store, the approval id
+    the caller gave (``x-kansa-approval``) and the digest of the request."""
+    options = _options(args, kwargs)
+
+    def approvals() -> Any:
+        from kansa.policy.approvals import Approvals
+
+        return Approvals(call.cfg.sink.ledger().log.store)
+
+    def digest() -> str:
+        from kansa.policy.approvals import request_digest
+
+        info = call.pc.info if call.pc is not None else None
+        assert info is not None
+        return request_digest(str(getattr(options, "url", "")), info.system, info.app,
+                              _body_bytes(info.request))
+
+    return {"approvals": approvals, "approval_id": _header(options, "x-kansa-approval"),
+            "digest": digest}
+
+
+def _holdable(call: _Call) -> bool:
+    """Whether a pipeline stage may still hold this call's answer: a durable wrapper
+    records it before returning it (a background record comes too late)."""
+    pc = call.pc
+    if pc is None or not call.cfg.sink.durable:
+        return False
+    pc.holdable = True
+    return True
+
+
+def _held(call: _Call, v: Verdict) -> PolicyBlocked:
+    """The exception for an answer a pipeline stage held after the call."""
+    from kansa.policy.inline import PolicyBlocked
+
+    return PolicyBlocked(f"kansa: the answer was held by the pipeline stage {v.stage}: "
+                         f"{v.message}", decision=v.decision, snapshot=v.snapshot,
+                         failed=[(o.label, o.citation) for o in v.obligations],
+                         record_id=call.id)
+
+
+def _refused(call: _Call, r: Refusal) -> PolicyBlocked:
+    """End a call the pipeline refused (its record carries the refusal's attributes) and
+    the exception the caller gets."""
     from kansa.policy.inline import APPROVAL_REQUIRED, PolicyBlocked
 
-    assert call.policy is not None
-    options = _options(args, kwargs)
-    message = d.message()
-    if d.decision == APPROVAL_REQUIRED:
-        info = call.info()
-        approvals = Approvals(call.cfg.sink.ledger().log.store)
-        digest = request_digest(str(getattr(options, "url", "")), info.system, info.app,
-                                _body_bytes(info.request))
-        given = _header(options, "x-kansa-approval")
-        try:
-            if given:
-                call.approval = approvals.consume(given, digest, call.id).id
-                return None
-            req = info.request if isinstance(info.request, dict) else {}
-            model = req.get("model")
-            a = approvals.request(
-                digest=digest, record_id=call.id, snapshot=d.snapshot, system=info.system,
-                app=info.app, model=model if isinstance(model, str) else None,
-                obligations=[f"{f.ref}#{f.obligation}" for f in d.enforced],
-                ttl_hours=call.policy.spec.approval_ttl_hours)
-            d = replace(d, approval=a.id)
-            message += (f"; approval {a.id} was requested: repeat the call with "
-                        f"extra_headers={{'x-kansa-approval': '{a.id}'}} once it is approved")
-        except ApprovalPending as e:
-            d = replace(d, approval=given)
-            message += f"; {e}"
-        except ApprovalError as e:
-            message += f"; {e}"
-    call.policy_attrs = d.attributes()
-    call.end("blocked", "policy_blocked" if d.decision != APPROVAL_REQUIRED
-             else "approval_required")
-    return PolicyBlocked(message, decision=d.decision, snapshot=d.snapshot,
-                         failed=[(f"{f.ref}#{f.obligation}", f.citation) for f in d.enforced],
-                         record_id=call.id, approval_id=d.approval)
+    v = r.verdict
+    message = v.message
+    if r.kind == "approval_required":
+        message += (f"; approval {v.approval} was requested: repeat the call with "
+                    f"extra_headers={{'x-kansa-approval': '{v.approval}'}} once it is "
+                    "approved")
+    elif r.why:
+        message += f"; {r.why}"
+    call.end("blocked", "pipeline_error" if r.kind == "stage_failed"
+             else "approval_required" if v.decision == APPROVAL_REQUIRED
+             else "policy_blocked")
+    return PolicyBlocked(message, decision=v.decision, snapshot=v.snapshot,
+                         failed=[(o.label, o.citation) for o in v.obligations],
+                         record_id=call.id, approval_id=v.approval)
 
 
 # -- streams ------------------------------------------------------------------------------

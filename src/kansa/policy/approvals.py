@@ -196,3 +196,36 @@ class Approvals:
         if digest is not None and digest != a.digest:
             return f"approval {a.id} was given for a different request"
         return f"approval {a.id} cannot be used"
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What :func:`consume_or_request` did: ``passed`` (the approval given was consumed:
+    the call goes ahead), ``approval_required`` (a new request was opened), or
+    ``approval_pending`` / ``approval_invalid`` (the approval given cannot let the call
+    through yet / at all: ``why``). ``approval_id``: the approval the call carries (None
+    for an invalid one)."""
+
+    kind: str
+    approval_id: str | None
+    why: str = ""
+
+
+def consume_or_request(approvals: Approvals, *, approval_id: str | None, digest: str,
+                       record_id: str, snapshot: str, system: str, app: str | None,
+                       model: str | None, obligations: list[str],
+                       ttl_hours: float) -> Settled:
+    """The one approval flow of every capture surface: a held call that carries an
+    approval id consumes it (single use), else an approval request is opened. A store
+    failure raises :class:`~kansa.errors.StorageError`."""
+    if approval_id:
+        try:
+            return Settled("passed", approvals.consume(approval_id, digest, record_id).id)
+        except ApprovalPending as e:
+            return Settled("approval_pending", approval_id, str(e))
+        except ApprovalError as e:
+            return Settled("approval_invalid", None, str(e))
+    a = approvals.request(digest=digest, record_id=record_id, snapshot=snapshot,
+                          system=system, app=app, model=model, obligations=obligations,
+                          ttl_hours=ttl_hours)
+    return Settled("approval_required", a.id)
