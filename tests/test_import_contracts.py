@@ -38,6 +38,7 @@ LAYERS: dict[str, int] = {
     "kansa.errors": 0,
     "kansa._random": 0,
     "kansa._bounds": 0,
+    "kansa._time": 0,
     # 1: the transparency log: bytes in, proofs out
     "kansa.ledger": 1,
     # 2: usage records, RFC 8785 entries, JSON Lines

@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from kansa._time import to_us as _micros
 from kansa.errors import ErasedError, KansaError, RecordError, StorageError, VerificationError
 from kansa.home import Home
 from kansa.ledger.follower import Follower
@@ -24,8 +25,6 @@ from kansa.ledger.note import SignedCheckpoint, Signer, Verifier
 from kansa.ledger.storage import EntryRow, open_store
 from kansa.records.model import UsageRecord, canonical, parse_ts
 from kansa.vault import Vault
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 RecordLike = UsageRecord | Mapping[str, Any]
 
@@ -39,10 +38,6 @@ def _unrecorded(erased: set[str], recorded: set[str]) -> list[str]:
         f"again to append its record; else content deleted behind the log's back)"
         for g in sorted(erased - recorded)
     ]
-
-
-def _micros(ts: datetime) -> int:
-    return (ts - _EPOCH) // timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,7 @@ import threading
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
@@ -86,6 +86,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from kansa._time import EPOCH as _EPOCH
 from kansa.capture.pipeline import Pipeline
 from kansa.errors import FormatError, KansaError, RecordError, StorageError
 from kansa.ledger.tiles import MAX_ENTRY_SIZE
@@ -104,7 +105,6 @@ PROTOBUF_TYPES = ("application/x-protobuf", "application/protobuf")
 JSON_TYPE = "application/json"
 DETAILS_EVENT = "gen_ai.client.inference.operation.details"
 _MAX_DEPTH = 64  # nesting of AnyValue arrays/maps, and of dotted attribute paths
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SAFE_INT = 2**53  # JSON numbers are IEEE doubles (RFC 8785): larger ints become strings
 
 

@@ -39,6 +39,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from kansa._time import EPOCH as _EPOCH
+from kansa._time import ONE_US as _ONE_US
+from kansa._time import to_us as _us
 from kansa.ledger import migrations
 from kansa.ledger.follower import Follower
 from kansa.ledger.migrations import Migration
@@ -53,7 +56,6 @@ if TYPE_CHECKING:
 PASS, FAIL, NOT_APPLICABLE, EVIDENCE_NEEDED = "pass", "fail", "not_applicable", "evidence_needed"
 VERDICTS = (PASS, FAIL, NOT_APPLICABLE, EVIDENCE_NEEDED)
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -114,11 +116,6 @@ class CompiledPack:
     until_us: int | None
 
 
-def _us(dt: datetime) -> int:
-    return (dt - _EPOCH) // _ONE_US
-
-
-_ONE_US = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC) - _EPOCH
 _compiled: dict[str, CompiledPack] = {}
 
 

@@ -70,6 +70,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from kansa._time import to_us as _us
 from kansa.errors import PolicyBlocked as PolicyBlocked  # re-exported: its old home
 from kansa.errors import PolicyError
 from kansa.policy.engine import (
@@ -101,7 +102,6 @@ ATTR_SNAPSHOT = "kansa.policy.snapshot"
 ATTR_APPROVAL = "kansa.policy.approval"
 ATTR_ERROR = "kansa.policy.error"
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _REF_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._:/-]{0,127})@([A-Za-z0-9][A-Za-z0-9._:/-]{0,127})$")
 _DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _MAX_FINDINGS = 64  # per record: an entry must stay well under the 64 KiB bundle limit
@@ -140,11 +140,6 @@ def _snapshot_reads(packs: Sequence[CompiledPack]) -> ReadSet:
             return ReadSet(None)
         paths.update(got)
     return ReadSet(frozenset(paths))
-
-
-def _us(dt: datetime) -> int:
-    d = dt - _EPOCH
-    return (d.days * 86400 + d.seconds) * 1_000_000 + d.microseconds
 
 
 def _boundaries(packs: Sequence[CompiledPack]) -> tuple[int, ...]:

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from kansa._time import EPOCH as _EPOCH
 from kansa.errors import KansaError, ReportError
 from kansa.ledger.follower import Follower
 from kansa.report.doc import Document, KeyValue, Para, Section, Table
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
 
 LANGS = ("en", "ja")
 JST = timezone(timedelta(hours=9), "JST")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _BATCH = 8192
 
 # the two labels every draft uses for what only a person can answer

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from kansa._time import EPOCH as _EPOCH
+from kansa._time import to_us as _us
 from kansa.errors import ReportError as ReportError  # re-exported: its old home
 from kansa.ledger.export import cosigned_note
 from kansa.ledger.note import SignedCheckpoint
@@ -67,7 +69,6 @@ if TYPE_CHECKING:
 
 VERDICT_COLORS = {PASS: "#2e7d32", FAIL: "#c62828", NOT_APPLICABLE: "#b0b7bf",
                   EVIDENCE_NEEDED: "#f9a825"}
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_BARS = 120  # more days than this are charted by week
 _EXEC_ROWS = 5  # rows per table of the executive summary (it fits one page)
 
@@ -168,10 +169,6 @@ def _as_utc(value: datetime | str | None, what: str) -> datetime | None:
     if isinstance(value, str):
         return parse_ts(value, field_name=what)
     return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _us(dt: datetime) -> int:
-    return (dt - _EPOCH) // timedelta(microseconds=1)
 
 
 def packs_of_run(fs: FindingStore, run: RunInfo) -> list[Pack]:
