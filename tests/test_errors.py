@@ -50,3 +50,25 @@ def test_a_bad_report_language_is_one_error_everywhere() -> None:
     for module in (design, haip, incidents, i18n):
         with pytest.raises(errors.ReportLanguageError, match="'fr'"):
             module.check_lang("fr")  # type: ignore[attr-defined]
+
+
+def test_every_report_string_table_is_one_mechanism_with_every_language() -> None:
+    """design, HAIP and incident drafts look their text up like i18n.t: a bad language is
+    the same error, and a table missing a translation cannot even be made."""
+    import pytest
+
+    from kansa.errors import ReportLanguageError
+    from kansa.report import design, haip, incidents
+    from kansa.report.i18n import Strings, t
+
+    for lookup in (design._t, haip._t, incidents._t):
+        assert isinstance(lookup, Strings)
+        with pytest.raises(ReportLanguageError):
+            lookup("fr", "anything")
+    with pytest.raises(ReportLanguageError):
+        t("fr", "anything")
+    with pytest.raises(ValueError, match="keys not in every language: only.en"):
+        Strings({"en": {"a": "A", "only.en": "x"}, "ja": {"a": "あ"}}, "test")
+    with pytest.raises(ValueError, match="string tables for"):
+        Strings({"en": {"a": "A"}}, "test")
+    assert Strings({"en": {"a": "{n} A"}, "ja": {"a": "{n} あ"}}, "t")("ja", "a", n=2) == "2 あ"

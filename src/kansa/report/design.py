@@ -30,6 +30,7 @@ from kansa._time import EPOCH as _EPOCH
 from kansa.errors import KansaError, ReportError
 from kansa.ledger.follower import Follower
 from kansa.report.doc import Document, KeyValue, Para, Section, Table
+from kansa.report.i18n import Strings
 from kansa.report.i18n import check_lang as check_lang  # one language check for every report
 
 if TYPE_CHECKING:
@@ -717,9 +718,7 @@ _S: dict[str, dict[str, str]] = {
 }
 
 
-def _t(lang: str, key: str, **kw: object) -> str:
-    text = _S[lang][key]
-    return text.format(**kw) if kw else text
+_t = Strings(_S, "report.design")
 
 
 def _period(lang: str, since: datetime | str | None, until: datetime | str | None) -> str:

@@ -29,6 +29,7 @@ from kansa.report.design import (
     to_us,
 )
 from kansa.report.doc import Block, Document, KeyValue, Para, Section, Table
+from kansa.report.i18n import Strings
 
 if TYPE_CHECKING:
     from kansa.api import Ledger
@@ -156,9 +157,7 @@ _S: dict[str, dict[str, str]] = {
 }
 
 
-def _t(lang: str, key: str, **kw: object) -> str:
-    text = _S[lang][key]
-    return text.format(**kw) if kw else text
+_t = Strings(_S, "report.haip")
 
 
 def _first_sentence(text: str) -> str | None:

@@ -10,6 +10,7 @@ for Business.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 
 from kansa.errors import ReportLanguageError as ReportLanguageError  # re-exported
@@ -531,10 +532,31 @@ def check_lang(lang: str) -> str:
     return lang
 
 
+class Strings:
+    """A string table in every report language, looked up as ``table(lang, key, **values)``
+    with ``{name}`` fields filled from ``values``. The one mechanism for kansa's own
+    report text: this module's table and each builder's own (design, HAIP, incidents).
+    Every language must have the same keys, checked when the table is made, so a missing
+    translation fails at import, not in the middle of a report."""
+
+    def __init__(self, tables: Mapping[str, Mapping[str, str]], name: str) -> None:
+        if set(tables) != set(LANGS):
+            raise ValueError(f"{name}: string tables for {sorted(tables)}, not {LANGS}")
+        keys = set(tables[LANGS[0]])
+        for lang in LANGS[1:]:
+            if set(tables[lang]) != keys:
+                odd = sorted(keys ^ set(tables[lang]))
+                raise ValueError(f"{name}: keys not in every language: {', '.join(odd)}")
+        self._tables = tables
+
+    def __call__(self, lang: str, key: str, **values: object) -> str:
+        text = self._tables[check_lang(lang)][key]
+        return text.format(**values) if values else text
+
+
 def t(lang: str, key: str, **values: object) -> str:
     """The string ``key`` in ``lang``, with ``{name}`` fields filled from ``values``."""
-    text = _TABLES[check_lang(lang)][key]
-    return text.format(**values) if values else text
+    return _STRINGS(lang, key, **values)
 
 
 def verdict_name(lang: str, verdict: str) -> str:
@@ -566,3 +588,6 @@ def format_count(lang: str, n: int) -> str:
 
 def keys(lang: str) -> frozenset[str]:
     return frozenset(_TABLES[check_lang(lang)])
+
+
+_STRINGS = Strings(_TABLES, "report.i18n")

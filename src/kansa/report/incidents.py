@@ -39,6 +39,7 @@ from kansa.report.design import (
     to_us,
 )
 from kansa.report.doc import Code, Document, KeyValue, Para, Section, Table
+from kansa.report.i18n import Strings
 from kansa.report.reasons import engine_reason
 
 if TYPE_CHECKING:
@@ -295,9 +296,7 @@ _S: dict[str, dict[str, str]] = {
 }
 
 
-def _t(lang: str, key: str, **kw: object) -> str:
-    text = _S[lang][key]
-    return text.format(**kw) if kw else text
+_t = Strings(_S, "report.incidents")
 
 
 def _status(lang: str, c: Clock, now_us: int) -> str:
