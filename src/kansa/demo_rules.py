@@ -108,7 +108,7 @@ def run_rules_steps(ledger: Ledger, home: Path, base: Path, console: Console,
                       "calls no verdict, so kansa judges them under it pinned - what the "
                       "Regulation as adopted would require.")
     packs = [adopted.pack, guidelines.pack]
-    res = replay(ledger, packs, systems=facts, pin=True)
+    res = replay(ledger, packs, systems=facts, pin=True, now=now)
     console.print(f"Replayed {res.records} records under the active packs in "
                   f"{res.seconds:.2f} s: " + ", ".join(
                       f"{v} {k}" for k, v in sorted(res.verdicts.items()))
@@ -182,7 +182,7 @@ def run_rules_steps(ledger: Ledger, home: Path, base: Path, console: Console,
     console.print(f"Activated {EU_OMNIBUS} (ledger entry {act.index}); {EU_ADOPTED} "
                   "deactivated.")
     packs = [omnibus.pack, guidelines.pack]
-    res2 = replay(ledger, packs, systems=facts)
+    res2 = replay(ledger, packs, systems=facts, now=now + timedelta(minutes=10))
     console.print("Replayed under the updated rules, by date: " + ", ".join(
         f"{v} {k}" for k, v in sorted(res2.verdicts.items())) + ".")
 
@@ -192,7 +192,8 @@ def run_rules_steps(ledger: Ledger, home: Path, base: Path, console: Console,
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for lang in ("ja", "en"):
-        doc = build_evidence_report(ledger, packs, lang=lang, systems=facts, now=now)
+        doc = build_evidence_report(ledger, packs, lang=lang, systems=facts,
+                                    now=now + timedelta(minutes=15))
         html = out / f"evidence-{lang}.html"
         html.write_text(render_html(doc), encoding="utf-8")
         pdf = render_pdf(doc, out / f"evidence-{lang}.pdf")

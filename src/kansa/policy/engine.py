@@ -1140,6 +1140,7 @@ def replay(
     save: bool = True,
     collect: bool = False,
     memo: bool = True,
+    now: datetime | None = None,
 ) -> ReplayResult:
     """Re-judge the ledger's stored entries (``since`` <= ts < ``until``) under
     ``pack_versions``: each record under the version of each instrument in force at its
@@ -1147,9 +1148,11 @@ def replay(
     those the packs had on the judged entries, and the run and its tallies are stored.
 
     The digest is SHA-256 over :func:`digest_line` of every judged entry, in index order.
-    ``memo=False`` judges every record afresh (same results, slower; for testing)."""
+    ``memo=False`` judges every record afresh (same results, slower; for testing).
+    ``now`` is when the run is stored as made (default: the clock; a scenario passes its
+    own)."""
     t0 = time.perf_counter()
-    started = datetime.now(UTC)
+    started = now or datetime.now(UTC)
     packs = _dedupe(pack_versions)
     rj = Replayer(packs, systems, pin, memo=memo)
     fs = FindingStore(ledger.log.store) if save else None
