@@ -76,7 +76,7 @@ import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
@@ -482,38 +482,50 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def spans_from_otlp_json(body: bytes) -> list[Span]:
-    """Decode an OTLP/JSON ``ExportTraceServiceRequest``. Raises :class:`OTLPError` if the
-    body is not JSON of that shape; a malformed span comes back with ``problem`` set."""
+_Item = TypeVar("_Item")
+
+
+def _otlp_json_items(body: bytes, request: str, outer: str, inner: str, items: str,
+                     make: Callable[[Any, str, dict[str, Any], str], _Item]) -> list[_Item]:
+    """Walk an OTLP/JSON export request (``resourceSpans`` / ``scopeSpans`` / ``spans``,
+    or the same for logs), making one item per leaf with its resource attributes and
+    scope name. A malformed envelope raises :class:`OTLPError` naming where; a malformed
+    leaf is ``make``'s to report on the item."""
     try:
         doc = json.loads(body, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
         raise OTLPError(f"the body is not JSON: {e}") from None
     if not isinstance(doc, dict):
-        raise OTLPError("the body is not an ExportTraceServiceRequest JSON object")
-    out: list[Span] = []
+        raise OTLPError(f"the body is not an {request} JSON object")
+    out: list[_Item] = []
     try:
-        resource_spans = _js_list(doc, "resourceSpans", "request")
-        for i, rs in enumerate(resource_spans):
-            where = f"resourceSpans[{i}]"
-            if not isinstance(rs, dict):
+        for i, rx in enumerate(_js_list(doc, outer, "request")):
+            where = f"{outer}[{i}]"
+            if not isinstance(rx, dict):
                 raise _Bad(f"{where} is not an object")
-            res = rs.get("resource")
+            res = rx.get("resource")
             if res is not None and not isinstance(res, dict):
                 raise _Bad(f"{where}.resource is not an object")
             resource = _js_kvs((res or {}).get("attributes"), f"{where}.resource.attributes")
-            for j, ss in enumerate(_js_list(rs, "scopeSpans", where)):
-                sw = f"{where}.scopeSpans[{j}]"
-                if not isinstance(ss, dict):
+            for j, sx in enumerate(_js_list(rx, inner, where)):
+                sw = f"{where}.{inner}[{j}]"
+                if not isinstance(sx, dict):
                     raise _Bad(f"{sw} is not an object")
-                scope_obj = ss.get("scope")
+                scope_obj = sx.get("scope")
                 scope = scope_obj.get("name", "") if isinstance(scope_obj, dict) else ""
                 scope = _clean_str(scope) if isinstance(scope, str) else ""
-                for k, sp in enumerate(_js_list(ss, "spans", sw)):
-                    out.append(_js_span(sp, f"{sw}.spans[{k}]", resource, scope))
+                for k, leaf in enumerate(_js_list(sx, items, sw)):
+                    out.append(make(leaf, f"{sw}.{items}[{k}]", resource, scope))
     except _Bad as e:
         raise OTLPError(str(e)) from None
     return out
+
+
+def spans_from_otlp_json(body: bytes) -> list[Span]:
+    """Decode an OTLP/JSON ``ExportTraceServiceRequest``. Raises :class:`OTLPError` if the
+    body is not JSON of that shape; a malformed span comes back with ``problem`` set."""
+    return _otlp_json_items(body, "ExportTraceServiceRequest", "resourceSpans", "scopeSpans",
+                            "spans", _js_span)
 
 
 def _js_log(lr: Any, where: str, resource: dict[str, Any], scope: str) -> LogRecord:
@@ -544,34 +556,8 @@ def _js_log(lr: Any, where: str, resource: dict[str, Any], scope: str) -> LogRec
 
 def logs_from_otlp_json(body: bytes) -> list[LogRecord]:
     """Decode an OTLP/JSON ``ExportLogsServiceRequest`` (as spans_from_otlp_json)."""
-    try:
-        doc = json.loads(body, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as e:
-        raise OTLPError(f"the body is not JSON: {e}") from None
-    if not isinstance(doc, dict):
-        raise OTLPError("the body is not an ExportLogsServiceRequest JSON object")
-    out: list[LogRecord] = []
-    try:
-        for i, rl in enumerate(_js_list(doc, "resourceLogs", "request")):
-            where = f"resourceLogs[{i}]"
-            if not isinstance(rl, dict):
-                raise _Bad(f"{where} is not an object")
-            res = rl.get("resource")
-            if res is not None and not isinstance(res, dict):
-                raise _Bad(f"{where}.resource is not an object")
-            resource = _js_kvs((res or {}).get("attributes"), f"{where}.resource.attributes")
-            for j, sl in enumerate(_js_list(rl, "scopeLogs", where)):
-                sw = f"{where}.scopeLogs[{j}]"
-                if not isinstance(sl, dict):
-                    raise _Bad(f"{sw} is not an object")
-                scope_obj = sl.get("scope")
-                scope = scope_obj.get("name", "") if isinstance(scope_obj, dict) else ""
-                scope = _clean_str(scope) if isinstance(scope, str) else ""
-                for k, lr in enumerate(_js_list(sl, "logRecords", sw)):
-                    out.append(_js_log(lr, f"{sw}.logRecords[{k}]", resource, scope))
-    except _Bad as e:
-        raise OTLPError(str(e)) from None
-    return out
+    return _otlp_json_items(body, "ExportLogsServiceRequest", "resourceLogs", "scopeLogs",
+                            "logRecords", _js_log)
 
 
 # -- record ids ----------------------------------------------------------------------------
