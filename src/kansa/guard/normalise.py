@@ -134,9 +134,15 @@ class Normalised:
         return [("text", self.text)] + [(d.kind, d.text) for d in self.decoded]
 
 
+_HIDDEN = re.compile("[" + "".join(chr(c) for c in sorted(_INVISIBLE))
+                     + "\ufe00-\ufe0f\U000e0000-\U000e007f\U000e0100-\U000e01ef]")
+
+
 def strip_invisible(text: str) -> tuple[str, list[Finding], list[Decoded]]:
     """Remove invisible, tag and variation-selector characters; report them, and decode
     what tag characters and variation-selector runs spell."""
+    if _HIDDEN.search(text) is None:  # the common case: nothing hidden, no loop in Python
+        return text, [], []
     out: list[str] = []
     findings: list[Finding] = []
     decoded: list[Decoded] = []
@@ -283,7 +289,7 @@ def _payloads(text: str) -> list[Decoded]:
             got = dec(m.group(0)[:_MAX_PAYLOAD_CHARS])
             if got is not None:
                 out.append(Decoded(kind, m.start(), m.end(), got))
-    for m in _PCT.finditer(text):
+    for m in _PCT.finditer(text) if "%" in text else ():
         if len(out) >= _MAX_PAYLOADS:
             return out
         got = _utf8(unquote_to_bytes(m.group(0)[:_MAX_PAYLOAD_CHARS]))
@@ -298,9 +304,13 @@ def _rot13(text: str) -> Decoded | None:
     if not any(c.isascii() and c.isalpha() for c in text[:_MAX_PAYLOAD_CHARS]):
         return None
     head = text[:_MAX_PAYLOAD_CHARS]
+    hinted = _ROT13_HINT.search(head) is not None
+    before = _englishness(head)
+    if before >= 8 and not hinted:  # plainly English already: not worth a rot13 reading
+        return None
     rot = codecs.encode(head, "rot13")
-    before, after = _englishness(head), _englishness(rot)
-    if (_ROT13_HINT.search(head) and after >= 1) or (after >= 3 and after > 2 * before):
+    after = _englishness(rot)
+    if (hinted and after >= 1) or (after >= 3 and after > 2 * before):
         return Decoded("rot13", 0, len(head), rot)
     return None
 
@@ -311,7 +321,8 @@ def normalise(text: str, channel: str = CHANNEL_USER, *, decode: bool = True) ->
     if not isinstance(text, str):
         raise TypeError(f"normalise() takes a str, not {type(text).__name__}")
     stripped, findings, decoded = strip_invisible(text)
-    nfkc = unicodedata.normalize("NFKC", stripped)
+    nfkc = (stripped if unicodedata.is_normalized("NFKC", stripped)
+            else unicodedata.normalize("NFKC", stripped))
     folded, n_folded = fold_homoglyphs(nfkc)
     if n_folded:
         findings.append(Finding(DETECTOR, "", "homoglyphs", min(0.3 + 0.1 * n_folded, 0.8),
