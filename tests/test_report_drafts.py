@@ -292,8 +292,8 @@ def test_haip_draft_falls_back_to_its_own_titles_and_marks_the_organisation(
 
 def test_haip_section_1_reports_stored_replays(ledger: Ledger) -> None:
     from kansa.policy.bundled import example_pack_files
-    from kansa.policy.engine import replay
     from kansa.policy.pack import load_pack
+    from kansa.policy.replay import replay
 
     v1 = load_pack(example_pack_files()[0])
     ledger.append_many([
@@ -680,7 +680,7 @@ def test_japanese_drafts_say_skipped_reasons_roles_and_outcomes_in_japanese(
 
 def test_evidence_report_summary_lists_incident_and_transition_deadlines(
         ledger: Ledger) -> None:
-    from kansa.policy.engine import replay
+    from kansa.policy.replay import replay
     from kansa.report.evidence import collect_evidence, evidence_document
 
     ledger.append_many([

@@ -396,7 +396,7 @@ def gateway_key_facts(store: Store) -> KeyFacts | None:
 
 def judged_packs(store: Store) -> list[tuple[str, str, str]]:
     """(pack, version, hash) of every pack version history was judged under (replay)."""
-    from kansa.policy.engine import FindingStore
+    from kansa.policy.findings_store import FindingStore
 
     return FindingStore(store).judged_packs()
 

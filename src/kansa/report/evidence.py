@@ -37,15 +37,14 @@ from kansa.errors import ReportError as ReportError  # re-exported: its old home
 from kansa.ledger.export import cosigned_note
 from kansa.ledger.note import SignedCheckpoint
 from kansa.ledger.receipt import make_receipt
-from kansa.policy.engine import (
+from kansa.policy.findings_store import FindingStore, RunInfo
+from kansa.policy.judging import (
     EVIDENCE_NEEDED,
     FAIL,
     NOT_APPLICABLE,
     PASS,
     VERDICTS,
-    FindingStore,
     Judge,
-    RunInfo,
     compile_pack,
 )
 from kansa.policy.pack import Obligation, Pack, parse_pack

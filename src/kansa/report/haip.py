@@ -200,7 +200,7 @@ def section_infos(lang: str, pack: Pack | None) -> list[SectionInfo]:
 
 def failing_by_pack(store: Store) -> list[tuple[str, int]]:
     """Failing findings stored per pack version (replays keep one row per failure)."""
-    from kansa.policy.engine import FindingStore
+    from kansa.policy.findings_store import FindingStore
 
     return [(f"{p}@{v}", n) for p, v, n in FindingStore(store).failing_by_pack()]
 

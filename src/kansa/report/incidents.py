@@ -161,7 +161,7 @@ def plan_drafts(incidents: Sequence[MarkedRecord], packs: Sequence[Pack],
                 ) -> tuple[list[Draft], list[Skipped]]:
     """One draft per incident per applicable obligation with an incident block; and the
     obligations that did not apply, with the engine's reason."""
-    from kansa.policy.engine import NOT_APPLICABLE, judge
+    from kansa.policy.judging import NOT_APPLICABLE, judge
 
     reporting = [p for p in packs if any(o.incident for o in p.obligations)]
     by_hash = {p.hash: p for p in reporting}
