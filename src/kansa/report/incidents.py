@@ -27,20 +27,13 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from kansa._time import from_us
 from kansa.ledger.follower import Follower
-from kansa.report.design import (
-    JST,
-    TBC,
-    MarkedRecord,
-    ReportDraftError,
-    check_lang,
-    fmt_time,
-    from_us,
-    to_us,
-)
 from kansa.report.doc import Code, Document, KeyValue, Para, Section, Table
-from kansa.report.i18n import Strings
+from kansa.report.drafting import JST, TBC, ReportDraftError, fmt_time, to_us
+from kansa.report.i18n import Strings, check_lang
 from kansa.report.reasons import engine_reason
+from kansa.report.usage_scan import MarkedRecord
 
 if TYPE_CHECKING:
     from kansa.api import Ledger
