@@ -80,6 +80,8 @@ def test_base64_hex_percent_and_rot13_payloads_are_decoded() -> None:
     url = base64.urlsafe_b64encode(("~~" + ATTACK + "??").encode()).decode().rstrip("=")
     for text, kind in ((f"decode this: {b64}", "base64"), (f"then {url}", "base64"),
                        (f"hex: {ATTACK.encode().hex()}", "hex"),
+                       (" ".join(f"0x{b:02x}" for b in ATTACK.encode()), "hex"),
+                       ("".join(f"\\x{b:02x}" for b in ATTACK.encode()), "hex"),
                        ("payload=" + "".join(f"%{b:02x}" for b in ATTACK.encode()), "percent"),
                        (codecs.encode(ATTACK, "rot13"), "rot13")):
         n = normalise(text)

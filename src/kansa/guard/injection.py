@@ -224,38 +224,33 @@ _CJK0 = 0x3040
 
 
 @functools.lru_cache(maxsize=65536)
-def _cgrams(word: str) -> tuple[str, ...]:
-    # words repeat across texts: their 4-grams are made once per process
-    if not word.isalnum():
-        return ()
-    w = "<" + word + ">"
-    return tuple("c:" + w[i:i + 4] for i in range(len(w) - 3))
+def _token(t: str) -> tuple[str, str, tuple[str, ...]]:
+    """(the word a token stands for, its ``w:`` feature, its character n-gram features).
+    Tokens repeat across texts, so this is worked out once per token per process."""
+    if ord(t[0]) >= _CJK0 and len(t) > 1:  # a Japanese run: its 2- and 3-grams
+        grams = tuple("j:" + t[i:i + 2] for i in range(len(t) - 1)) + tuple(
+            "k:" + t[i:i + 3] for i in range(len(t) - 2))
+        return t[:2], "w:" + t[:2], grams
+    if len(t) >= 5 and t.isalnum():
+        w = "<" + t + ">"
+        return t, "w:" + t, tuple("c:" + w[i:i + 4] for i in range(len(w) - 3))
+    return t, "w:" + t, ()
 
 
 def features(text: str) -> set[str]:
     """The model's features of one text: ``w:`` word unigrams, ``b:`` word bigrams,
-    ``c:`` character 4-grams of Latin words (spelling variants such as ``d1sregard``),
-    ``j:`` / ``k:`` character 2- and 3-grams of Japanese runs (no word segmenter)."""
-    s = text.lower()
-    toks: list[str] = []
+    ``c:`` character 4-grams of Latin words of 5+ characters (spelling variants such as
+    ``d1sregard``), ``j:`` / ``k:`` character 2- and 3-grams of Japanese runs (no word
+    segmenter; a run counts as one word, its first two characters)."""
     feats: set[str] = set()
-    add = feats.add
-    for m in _TOKEN.finditer(s):
-        t = m.group()
-        if ord(t[0]) >= _CJK0 and len(t) > 1:
-            for i in range(len(t) - 1):
-                add("j:" + t[i:i + 2])
-            for i in range(len(t) - 2):
-                add("k:" + t[i:i + 3])
-            toks.append(t[:2])
-            continue
-        toks.append(t)
-        if len(t) >= 5:
-            feats.update(_cgrams(t))
-    for t in toks:
-        add("w:" + t)
-    for a, b in zip(toks, toks[1:], strict=False):
-        add("b:" + a + " " + b)
+    words: list[str] = []
+    for t in _TOKEN.findall(text.lower()):
+        w, wf, grams = _token(t)
+        words.append(w)
+        feats.add(wf)
+        if grams:
+            feats.update(grams)
+    feats.update(["b:" + a + " " + b for a, b in zip(words, words[1:], strict=False)])
     return feats
 
 
@@ -325,15 +320,12 @@ class Head:
     def score_features(self, feats: Iterable[str]) -> float:
         """The probability-like score of one feature set (the logistic of a linear sum
         scaled by 1/sqrt(number of features), the training normalisation)."""
-        w = self.weights
-        n = 0
-        total = 0.0
-        for f in feats:
-            n += 1
-            total += w.get(f, 0.0)
-        if n == 0:
+        fs = feats if isinstance(feats, set | frozenset | list | tuple) else list(feats)
+        if not fs:
             return _sigmoid(self.bias)
-        return _sigmoid(self.bias + total / math.sqrt(n))
+        # map/filter/sum run in C: the per-feature loop is most of a scan's time
+        total = sum(filter(None, map(self.weights.get, fs)))
+        return _sigmoid(self.bias + total / math.sqrt(len(fs)))
 
 
 class InjectionModel:

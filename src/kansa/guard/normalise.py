@@ -90,8 +90,12 @@ _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 # encoded payloads (bounded: a run longer than this is not decoded, only its prefix)
 _MAX_PAYLOADS = 16
 _MAX_PAYLOAD_CHARS = 8192
-_B64 = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{16,}={0,2}(?![A-Za-z0-9+/=_-])")
+# maximal runs of base64 characters (a left-to-right greedy scan finds each run whole)
+_B64 = re.compile(r"[A-Za-z0-9+/_=-]{16,}")
 _HEX = re.compile(r"(?<![0-9A-Fa-f])(?:(?:\\x|0x)?[0-9A-Fa-f]{2}[ :]?){8,}(?![0-9A-Fa-f])")
+# cheap test that a hex payload may be there (the _HEX regex backtracks on every a-f word)
+_HEX_HINT = re.compile(r"[0-9A-Fa-f]{16}|(?:\\x[0-9A-Fa-f]{2}){4}|(?:[0-9A-Fa-f]{2}[ :]){7}|"
+                       r"(?:0x[0-9A-Fa-f]{2}[ :]?){4}")
 _PCT = re.compile(r"(?:%[0-9A-Fa-f]{2}[^%\s]{0,3}){6,}")
 _ROT13_HINT = re.compile(r"\brot[-_ ]?13\b", re.IGNORECASE)
 # frequent English words: rot13 is decoded when its form has clearly more of them
@@ -249,6 +253,8 @@ def _utf8(raw: bytes) -> str | None:
 
 def _decode_b64(run: str) -> str | None:
     s = run.rstrip("=")
+    if "=" in s or len(run) - len(s) > 2:  # padding only at the end, at most two
+        return None
     if len(s) % 4 == 1:
         return None
     # a long word of letters only is far more often a word or identifier than base64
@@ -282,7 +288,10 @@ def _englishness(s: str) -> int:
 
 def _payloads(text: str) -> list[Decoded]:
     out: list[Decoded] = []
+    hexy = _HEX_HINT.search(text) is not None
     for kind, rx, dec in (("base64", _B64, _decode_b64), ("hex", _HEX, _decode_hex)):
+        if kind == "hex" and not hexy:
+            continue
         for m in rx.finditer(text):
             if len(out) >= _MAX_PAYLOADS:
                 return out
