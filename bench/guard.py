@@ -76,10 +76,13 @@ def quality(scanner: Scanner, split: str) -> dict[tuple[str, str], dict[str, flo
            ("neuralchemy:direct_injection", "neuralchemy:instruction_override")]
     out: dict[tuple[str, str], dict[str, float]] = {}
     if hij:
+        neg = scores[("user", "en")][1]  # benign English user prompts
+        pos = [r.score for r in hij]
         out[("hijack", "en")] = {
-            "n_attack": len(hij), "n_benign": 0, "auroc": float("nan"), "tpr@1%": float("nan"),
-            "tpr@5%": float("nan"), "tpr@thr": sum(r.flagged for r in hij) / len(hij),
-            "fpr@thr": float("nan")}
+            "n_attack": len(hij), "n_benign": len(neg), "auroc": auroc(pos, neg),
+            "tpr@1%": tpr_at_fpr(pos, neg, 0.01), "tpr@5%": tpr_at_fpr(pos, neg, 0.05),
+            "tpr@thr": sum(r.flagged for r in hij) / len(hij),
+            "fpr@thr": sum(n >= scanner.thresholds["user"] for n in neg) / len(neg)}
     for key in sorted(scores):
         pos, neg = scores[key]
         thr = scanner.thresholds[key[0]]
@@ -155,7 +158,8 @@ def main() -> None:
     hij = h.get(("hijack", "en"), {})
     print(f"direct hijack recall (neuralchemy test: direct_injection + instruction_override, "
           f"n={hij.get('n_attack', 0)}) @ shipped user threshold: "
-          f"{hij.get('tpr@thr', float('nan')):.1%}   target >= 97%")
+          f"{hij.get('tpr@thr', float('nan')):.1%}; @1% FPR on benign user prompts "
+          f"{hij.get('tpr@1%', float('nan')):.1%}   target >= 97%")
     print(f"all user-channel attacks (en: s-labs + neuralchemy test, jailbreaks included) @ "
           f"shipped threshold: {user.get('tpr@thr', float('nan')):.1%} (FPR "
           f"{user.get('fpr@thr', 0):.1%}); @5% FPR {user.get('tpr@5%', float('nan')):.1%}")
