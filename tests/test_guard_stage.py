@@ -248,3 +248,18 @@ def test_a_tool_result_carrying_an_injection_is_held_at_kansa_tool(tmp_path: Pat
         assert flagged["attributes"][ATTR_FLAGGED] == ["tool"]
     finally:
         led.close()
+
+
+def test_the_entry_point_factory_reads_its_config_from_the_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kansa.guard.stage import ENV_CONFIG, entry_point
+
+    monkeypatch.delenv(ENV_CONFIG, raising=False)
+    assert entry_point().config.action("document") == "flag"
+    p = tmp_path / "g.yaml"
+    p.write_text("channels: {document: block}\n")
+    monkeypatch.setenv(ENV_CONFIG, str(p))
+    assert entry_point().config.action("document") == "block"
+    p.write_text("channels: {document: explode}\n")
+    with pytest.raises(GuardError, match="document.action: 'explode'"):
+        entry_point()

@@ -68,8 +68,8 @@ if TYPE_CHECKING:
 
 __all__ = ["ACTIONS", "ATTR_ACTION", "ATTR_CANARY_LEAK", "ATTR_DECISION", "ATTR_FINDINGS",
            "ATTR_FLAGGED", "ATTR_OUTPUT_DECISION", "ATTR_SCORE", "ATTR_TECHNIQUES",
-           "ATTR_THRESHOLD", "ChannelPolicy", "GuardConfig", "GuardStage", "request_texts",
-           "response_texts"]
+           "ATTR_THRESHOLD", "ENV_CONFIG", "ChannelPolicy", "GuardConfig", "GuardStage",
+           "entry_point", "request_texts", "response_texts"]
 
 # record attribute names (docs/VOCABULARY.md)
 ATTR_DECISION = "kansa.guard.decision"            # before: allow / flag / block / approval_required
@@ -486,3 +486,18 @@ class GuardStage:
         action, attrs, message = self._decide(best, findings)
         attrs[ATTR_DECISION] = _DECISION[action]
         return Verdict(_DECISION[action], message, attrs)
+
+
+ENV_CONFIG = "KANSA_GUARD"
+
+
+def entry_point() -> GuardStage:
+    """A zero-argument factory for the ``kansa.stages`` entry-point group: the stage with
+    the YAML config named by ``$KANSA_GUARD`` (defaults without it). ``kansa.wrap`` takes no
+    stages of its own, so this is how the SDK wrappers get the guard: a distribution of
+    yours declares ``[project.entry-points."kansa.stages"] guard =
+    "kansa.guard.stage:entry_point"`` (kansa does not, so the guard is opt-in)."""
+    import os
+
+    path = os.environ.get(ENV_CONFIG)
+    return GuardStage(GuardConfig.load(path) if path else None)
