@@ -17,9 +17,9 @@ normalised text and each payload decoded from it. Two detectors score it:
   model score is its highest segment (plus the whole text, on short-text channels).
 
 Why a linear model in pure Python: it needs nothing beyond the standard library at run
-time (no numpy, no onnxruntime, no torch), it loads in milliseconds, the whole model is a
-~1 MB file that can be read and diffed, and a 512-token text scores in about a millisecond
-on this class of CPU; a transformer classifier would be ~100x slower on 2 cores and
+time (no numpy, no onnxruntime, no torch), it loads in about a second, the model is a
+0.6 MB file that can be read and diffed, and a 512-token text scores in 1-2 ms of CPU
+on this class of machine; a transformer classifier would be ~100x slower on 2 cores and
 hundreds of MB. Training and calibration: ``bench/guard_train.py``.
 
 The text's score is a noisy-OR of the model score, the rule weights and the normalise
