@@ -1,7 +1,6 @@
-"""CLI: ``kansa report design``, ``kansa report haip`` and ``kansa report incidents``.
-
-:func:`register` adds the three commands to the ``kansa report`` typer app. Each writes
-HTML and/or PDF, in English or Japanese, into ``--out``.
+"""``kansa report design``, ``kansa report haip`` and ``kansa report incidents``: commands
+that join ``kansa report`` (``cli/report.py`` includes this ``app``). Each writes HTML
+and/or PDF, in English or Japanese, into ``--out``.
 """
 
 from __future__ import annotations
@@ -11,17 +10,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-from kansa._cli_common import HomeOpt, StoreOpt, console, errors, fail
+from kansa.cli._common import HomeOpt, StoreOpt, commands, console, errors, fail, out
 
 if TYPE_CHECKING:
     from kansa.api import Ledger
     from kansa.policy.pack import Pack
     from kansa.report.doc import Document
 
-out = Console(highlight=False, soft_wrap=True)
+app = commands()
 
 FORMATS = ("html", "pdf")
 
@@ -92,6 +90,7 @@ def _run(home: Path | None, store: str | None, lang: str, formats: str, out_dir:
         _write(doc, out_dir, stem, lang, fmts)
 
 
+@app.command("design")
 def design_command(
     lang: LangOpt = "en",
     formats: FormatOpt = "html,pdf",
@@ -121,6 +120,7 @@ def design_command(
                                           systems=facts, policy=policy))
 
 
+@app.command("haip")
 def haip_command(
     lang: LangOpt = "en",
     formats: FormatOpt = "html,pdf",
@@ -164,6 +164,7 @@ def _packs(refs: list[str], home: Path | None, lg: Ledger) -> list[Pack] | None:
     return [find_pack(ref, base) for ref in refs]
 
 
+@app.command("incidents")
 def incidents_command(
     lang: LangOpt = "en",
     formats: FormatOpt = "html,pdf",
@@ -207,9 +208,3 @@ def incidents_command(
                                               now=at, systems=facts, since=since,
                                               until=until, receipts=not no_receipts))
 
-
-def register(app: typer.Typer) -> None:
-    """Add ``design``, ``haip`` and ``incidents`` to the ``kansa report`` app."""
-    app.command("design")(design_command)
-    app.command("haip")(haip_command)
-    app.command("incidents")(incidents_command)

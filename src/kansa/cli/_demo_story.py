@@ -23,8 +23,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from kansa._cli_common import Column, fit_table
 from kansa.api import Ledger
+from kansa.cli._common import Column, fit_table
 from kansa.errors import VerificationError
 
 _SYSTEMS = [
@@ -225,7 +225,7 @@ def run_demo(home: Path | None, records: int, console: Console, *,
             console.print("  [green]caught[/]: the altered entry no longer matches the tree "
                           "the log signed.")
 
-        from kansa.demo_rules import run_rules_steps
+        from kansa.cli._demo_rules import run_rules_steps
 
         last = run_rules_steps(ledger, ledger_home, base, console, 8, now=now)
         cp = ledger.checkpoint()
