@@ -31,7 +31,6 @@ from kansa.cli._common import HelpGroup
 
 # the modules whose ``app`` the root includes, in the order ``kansa --help`` lists them
 COMMANDS: tuple[ModuleType, ...] = (
-    replay,  # replay, impact
     ledger,  # init, key, checkpoint, export, verify, prove, verify-receipt, erase
     demo,
     log,
@@ -39,6 +38,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     gateway,
     otel,
     packs,
+    replay,  # replay, impact
     findings,
     approvals,
     report,
