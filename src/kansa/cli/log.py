@@ -26,6 +26,12 @@ from kansa.cli._common import (
     progress,
 )
 from kansa.errors import RecordError
+from kansa.records.attributes import (
+    GEN_AI_REQUEST_MODEL,
+    GEN_AI_RESPONSE_MODEL,
+    GEN_AI_USAGE_INPUT_TOKENS,
+    GEN_AI_USAGE_OUTPUT_TOKENS,
+)
 
 app = command_group("log", "Append usage records and read them back.")
 
@@ -211,10 +217,10 @@ def log_show(
                 str(r.id),
                 _when(str(e.get("ts", ""))),
                 str(e.get("system", "")),
-                str(e.get("gen_ai.request.model", e.get("gen_ai.response.model", ""))),
+                str(e.get(GEN_AI_REQUEST_MODEL, e.get(GEN_AI_RESPONSE_MODEL, ""))),
                 str(e.get("outcome", "")),
-                f"{e.get('gen_ai.usage.input_tokens', '-')}/"
-                f"{e.get('gen_ai.usage.output_tokens', '-')}",
+                f"{e.get(GEN_AI_USAGE_INPUT_TOKENS, '-')}/"
+                f"{e.get(GEN_AI_USAGE_OUTPUT_TOKENS, '-')}",
                 str(e.get("kind", "")),
             )]
             if content:
