@@ -65,6 +65,9 @@ KANSA_POLICY_ERROR = "kansa.policy.error"
 # the capture pipeline (capture/pipeline.py)
 KANSA_PIPELINE_ERROR = "kansa.pipeline.error"
 KANSA_PIPELINE_HELD = "kansa.pipeline.held"
+KANSA_PIPELINE_REWRITTEN = "kansa.pipeline.rewritten"
+KANSA_PIPELINE_REWRITE_NOT_APPLIED = "kansa.pipeline.rewrite_not_applied"
+KANSA_PIPELINE_DELIVERED_SHA256 = "kansa.pipeline.delivered_sha256"
 
 # how a call was captured (gateway, SDK, OTLP intake)
 KANSA_STREAM = "kansa.stream"
