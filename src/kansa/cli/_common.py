@@ -120,6 +120,34 @@ def open_ledger(home: Path | None, store: str | None) -> Ledger:
     return Ledger.open(store, home=home)
 
 
+def home_dir(home: Path | None) -> Path:
+    """--home, or $KANSA_HOME / ./.kansa when it is not given."""
+    from kansa.home import default_home
+
+    return home if home is not None else default_home()
+
+
+def system_facts(path: Path | None) -> dict[str, Any]:
+    """The facts of a --systems file (none without one); a bad file is an error."""
+    from kansa.policy.systems import SystemsError, load_systems
+
+    try:
+        return load_systems(path)
+    except SystemsError as e:
+        raise fail(str(e)) from None
+
+
+REPORT_FORMATS = ("html", "pdf")
+
+
+def report_formats(value: str) -> list[str]:
+    """--format: html, pdf or html,pdf (each once, in the order given)."""
+    wanted = [f.strip().lower() for f in value.split(",") if f.strip()]
+    bad = [f for f in wanted if f not in REPORT_FORMATS]
+    if bad or not wanted:
+        raise fail(f"--format takes html, pdf or html,pdf (got {value!r})")
+    return list(dict.fromkeys(wanted))
+
 # -- tables that fit the terminal ---------------------------------------------------------
 
 

@@ -71,7 +71,6 @@ def key(home: HomeOpt = None) -> None:
         out.print(v.vkey)
 
 
-
 # -- checkpoints, export, verification, receipts -----------------------------------------
 
 

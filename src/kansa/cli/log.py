@@ -43,13 +43,11 @@ def _is_terminal(stream: Any) -> bool:
         return False
 
 
-
 def _when(ts: str) -> str:
     """A record time for a table: the date and the time to the second (--json has it
     all), with a space between them so a narrow column breaks there, never inside."""
     day, sep, clock = ts.partition("T")
     return f"{day} {clock[:8]}" if sep else ts
-
 
 
 APPEND_EXIT_CODES = """Exit status: 0 every record was appended (or the input held none); 1 an error

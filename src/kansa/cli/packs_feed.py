@@ -31,6 +31,7 @@ from kansa.cli._common import (
     command_group,
     commands,
     fail,
+    home_dir,
     out,
     print_table,
 )
@@ -42,12 +43,6 @@ app.add_typer(trust_app)  # kansa packs trust add|list|remove
 FromOpt = Annotated[str, typer.Option("--from", help="A feed: a directory or an http(s) URL "
                                       "holding index.json.")]
 TimeoutOpt = Annotated[float, typer.Option(help="Seconds to wait for a feed URL.")]
-
-
-def _home(home: Path | None) -> Path:
-    from kansa.home import default_home
-
-    return home if home is not None else default_home()
 
 
 @contextmanager
@@ -114,7 +109,7 @@ def verify(
     from kansa.policy.signing import trusted_publishers
 
     with _errors():
-        r = load_signed(file, trusted_publishers(_home(home)), "file")
+        r = load_signed(file, trusted_publishers(home_dir(home)), "file")
     out.print(f"[green]✓[/] {escape(r.pack.ref)} {r.pack.hash} signed by "
                  f"{escape(r.signer_ref)}")
 
@@ -133,7 +128,7 @@ def trust_add(
             text = vkey_file.read_text("utf-8")
         except OSError as e:
             raise fail(f"cannot read {vkey_file}: {e.strerror}") from None
-        v, new = add(_home(home), text)
+        v, new = add(home_dir(home), text)
     out.print(f"{'now trusted' if new else 'already trusted'}: {escape(publisher_ref(v))}")
 
 
@@ -143,7 +138,7 @@ def trust_list(home: HomeOpt = None) -> None:
     from kansa.policy.signing import key_hash, trusted_publishers
 
     with _errors():
-        keys = trusted_publishers(_home(home))
+        keys = trusted_publishers(home_dir(home))
     if not keys:
         out.print("no trusted publisher keys (add one with 'kansa packs trust add VKEY_FILE')")
     for v in keys:
@@ -160,7 +155,7 @@ def trust_remove(
     from kansa.policy.signing import trust_remove as remove
 
     with _errors():
-        gone = remove(_home(home), name)
+        gone = remove(home_dir(home), name)
     for v in gone:
         out.print(f"no longer trusted: {escape(publisher_ref(v))}")
 
@@ -201,7 +196,7 @@ def add(
     from kansa.policy.feed import add_from
 
     with _errors():
-        _report(add_from(_home(home), from_, ref, allow_older=allow_older, timeout=timeout))
+        _report(add_from(home_dir(home), from_, ref, allow_older=allow_older, timeout=timeout))
 
 
 @app.command("update")
@@ -210,7 +205,7 @@ def update(from_: FromOpt, timeout: TimeoutOpt = 10.0, home: HomeOpt = None) -> 
     from kansa.policy.feed import update_from
 
     with _errors():
-        _report(update_from(_home(home), from_, timeout=timeout))
+        _report(update_from(home_dir(home), from_, timeout=timeout))
 
 
 def _current(home: Path, store: str | None) -> dict[tuple[str, str], Any] | None:
@@ -233,7 +228,7 @@ def list_packs(
     """Bundled and installed packs: status, dates, hash, signer, and which are active."""
     from kansa.policy.feed import BUNDLED, bundled_resolved, scan_installed
 
-    h = _home(home)
+    h = home_dir(home)
     rows: list[dict[str, Any]] = []
     with _errors():
         active = _current(h, store)
@@ -304,7 +299,7 @@ def activate(
     from kansa.policy.feed import activate as act
     from kansa.policy.feed import resolve_pack
 
-    h = _home(home)
+    h = home_dir(home)
     with _errors():
         r = resolve_pack(ref, h)
         with Ledger.open(store, home=h) as lg:
@@ -329,7 +324,7 @@ def deactivate(
     from kansa.api import Ledger
     from kansa.policy.feed import deactivate as deact
 
-    h = _home(home)
+    h = home_dir(home)
     with _errors(), Ledger.open(store, home=h) as lg:
         done = deact(lg, ref)
         proofs = [(a, lg.prove(a.index)) for a in done]

@@ -16,8 +16,10 @@ from kansa.cli._common import (
     commands,
     console,
     fail,
+    home_dir,
     out,
     print_table,
+    system_facts,
 )
 from kansa.errors import KansaError
 
@@ -31,28 +33,13 @@ SystemsOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 
 
-def _systems(path: Path | None) -> dict[str, Any]:
-    from kansa.policy.systems import SystemsError, load_systems
-
-    try:
-        return load_systems(path)
-    except SystemsError as e:
-        raise fail(str(e)) from None
-
-
-def _home(home: Path | None) -> Path:
-    from kansa.home import default_home
-
-    return home if home is not None else default_home()
-
-
 def _resolve(refs: list[str], home: Path | None) -> list[Any]:
     """Pack refs (id@version, id for the newest) or files, via bundled and installed
     packs."""
     from kansa.policy.feed import find_pack
 
     try:
-        return [find_pack(r, _home(home)) for r in refs]
+        return [find_pack(r, home_dir(home)) for r in refs]
     except KansaError as e:
         raise fail(str(e)) from None
 
@@ -63,7 +50,7 @@ def _default_packs(lg: Any, home: Path | None) -> tuple[list[Any], str]:
     from kansa.policy.bundled import bundled_packs
     from kansa.policy.feed import active_packs
 
-    active = active_packs(_home(home), lg)
+    active = active_packs(home_dir(home), lg)
     if active:
         return active, f"the {len(active)} active pack version(s)"
     return bundled_packs(), "every bundled pack version (none is activated)"
@@ -94,7 +81,7 @@ def replay_command(
     from kansa.api import Ledger
     from kansa.policy.engine import replay
 
-    facts = _systems(systems)
+    facts = system_facts(systems)
     try:
         with Ledger.open(store, home=home) as lg:
             if pack:
@@ -152,7 +139,7 @@ def impact_command(
     a, b = _resolve([from_, to], home)
     try:
         with Ledger.open(store, home=home) as lg:
-            rep = impact(lg, a, b, since=since, until=until, systems=_systems(systems))
+            rep = impact(lg, a, b, since=since, until=until, systems=system_facts(systems))
     except KansaError as e:
         raise fail(str(e)) from None
     if as_json:

@@ -11,7 +11,17 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from kansa.cli import report_drafts
-from kansa.cli._common import HomeOpt, StoreOpt, command_group, console, errors, fail, out
+from kansa.cli._common import (
+    HomeOpt,
+    StoreOpt,
+    command_group,
+    console,
+    errors,
+    fail,
+    out,
+    report_formats,
+    system_facts,
+)
 
 if TYPE_CHECKING:
     from kansa.api import Ledger
@@ -29,21 +39,11 @@ app = command_group(
 # the security design document, the OECD HAIP draft and incident drafts
 app.add_typer(report_drafts.app)
 
-FORMATS = ("html", "pdf")
-
 
 def _progress() -> Progress:
     return Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
                     MofNCompleteColumn(), TimeElapsedColumn(), console=console,
                     transient=True, disable=not console.is_terminal)
-
-
-def _formats(value: str) -> list[str]:
-    wanted = [f.strip().lower() for f in value.split(",") if f.strip()]
-    bad = [f for f in wanted if f not in FORMATS]
-    if bad or not wanted:
-        raise fail(f"--format takes html, pdf or html,pdf (got {value!r})")
-    return list(dict.fromkeys(wanted))
 
 
 def home_path(ledger: Ledger, home: Path | None) -> Path:
@@ -56,15 +56,6 @@ def _packs(refs: list[str], home: Path) -> list[Pack]:
     from kansa.policy.feed import find_pack
 
     return [find_pack(ref, home) for ref in refs]
-
-
-def _systems(path: Path | None) -> dict[str, Any]:
-    from kansa.policy.systems import SystemsError, load_systems
-
-    try:
-        return load_systems(path)
-    except SystemsError as e:
-        raise fail(str(e)) from None
 
 
 def _replay_first(ledger: Ledger, packs: list[Pack], systems: dict[str, Any]) -> None:
@@ -138,8 +129,8 @@ def evidence_report(
     from kansa.report.render_html import render_html
     from kansa.report.render_pdf import render_pdf
 
-    fmts = _formats(formats)
-    facts = _systems(systems)
+    fmts = report_formats(formats)
+    facts = system_facts(systems)
     with errors():
         check_lang(lang)
         try:
