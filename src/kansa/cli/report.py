@@ -59,7 +59,7 @@ def _packs(refs: list[str], home: Path) -> list[Pack]:
 
 
 def _replay_first(ledger: Ledger, packs: list[Pack], systems: dict[str, Any]) -> None:
-    from kansa.policy.engine import replay
+    from kansa.policy.replay import replay
 
     total = ledger.log.size()
     console.print(f"no stored replay covers {', '.join(p.ref for p in packs)} over the "
