@@ -32,6 +32,7 @@ from kansa.guard.stage import (
     request_texts,
     response_texts,
 )
+from kansa.records.attributes import KANSA_GUARD_OUTPUT_TECHNIQUES
 from standin import Standin
 
 INJECTED = ("Quarterly results\n\nRevenue grew 4% on the year, driven by the services "
@@ -128,7 +129,7 @@ def test_observe_and_flag_let_the_call_go_and_record_why(action: str, decision: 
     a = call.attributes
     assert a[ATTR_DECISION] == decision
     assert a[ATTR_FLAGGED] == ["document"]
-    assert a[ATTR_SCORE + "document"] >= a[ATTR_THRESHOLD + "document"]
+    assert a[ATTR_SCORE["document"]] >= a[ATTR_THRESHOLD["document"]]
     assert "AML.T0051.001" in a[ATTR_TECHNIQUES] and "LLM01:2025" in a[ATTR_TECHNIQUES]
     assert any('"k":"override"' in f for f in a[ATTR_FINDINGS])
     assert not any("collector" in f for f in a[ATTR_FINDINGS])  # no content in the record
@@ -188,8 +189,8 @@ def test_the_gateway_runs_the_guard_before_and_after(tmp_path: Path, standin: St
         assert ok.status_code == 200
         a = dict(led.get(ok.headers["x-kansa-record"]).entry["attributes"])
         assert a[ATTR_DECISION] == "allow" and a[ATTR_OUTPUT_DECISION] == "allow"
-        assert {ATTR_SCORE + "document", ATTR_SCORE + "system", ATTR_SCORE + "user",
-                ATTR_SCORE + "output"} <= set(a)
+        assert {ATTR_SCORE["document"], ATTR_SCORE["system"], ATTR_SCORE["user"],
+                ATTR_SCORE["output"]} <= set(a)
 
         assert bad.status_code == 403 and bad.json()["kansa"]["stage"] == "guard"
         b = led.get(bad.headers["x-kansa-record"]).entry
@@ -200,14 +201,14 @@ def test_the_gateway_runs_the_guard_before_and_after(tmp_path: Path, standin: St
         h = led.get(leak.headers["x-kansa-record"]).entry
         assert h["attributes"][ATTR_CANARY_LEAK] is True
         assert h["attributes"][ATTR_OUTPUT_DECISION] == "block"
-        assert "AML.T0056" in h["attributes"]["kansa.guard.output.techniques"]
+        assert "AML.T0056" in h["attributes"][KANSA_GUARD_OUTPUT_TECHNIQUES]
         assert health["pipeline"]["guard"]["before"]["calls"] == 3
     finally:
         led.close()
 
 
 def test_the_gateway_cli_builds_a_pipeline_with_the_guard(tmp_path: Path) -> None:
-    from kansa.capture.cli_gateway import _guarded
+    from kansa.cli.gateway import _guarded
 
     p = tmp_path / "guard.yaml"
     p.write_text("channels: {tool: require_approval}\n")

@@ -61,6 +61,7 @@ from kansa.guard.findings import (
     check_channel,
 )
 from kansa.guard.injection import InjectionModel, Scanner, ScanResult, default_scanner
+from kansa.records import attributes as A
 
 if TYPE_CHECKING:
     from kansa.capture.pipeline import Call, Verdict
@@ -71,20 +72,29 @@ __all__ = ["ACTIONS", "ATTR_ACTION", "ATTR_CANARY_LEAK", "ATTR_DECISION", "ATTR_
            "ATTR_THRESHOLD", "ENV_CONFIG", "ChannelPolicy", "GuardConfig", "GuardStage",
            "entry_point", "request_texts", "response_texts"]
 
-# record attribute names (docs/VOCABULARY.md)
-ATTR_DECISION = "kansa.guard.decision"            # before: allow / flag / block / approval_required
-ATTR_OUTPUT_DECISION = "kansa.guard.output.decision"  # after, on the answer
-ATTR_ACTION = "kansa.guard.action"                # the configured action(s) that decided
-ATTR_FLAGGED = "kansa.guard.flagged"              # channels whose score reached the threshold
-ATTR_SCORE = "kansa.guard.score."                 # + channel: the highest score of a channel
-ATTR_THRESHOLD = "kansa.guard.threshold."         # + channel: the threshold applied
-ATTR_FINDINGS = "kansa.guard.findings"            # list of compact JSON findings
-ATTR_TECHNIQUES = "kansa.guard.techniques"        # ATLAS / OWASP ids of flagged channels
-ATTR_CANARY_LEAK = "kansa.guard.canary_leak"      # true when a canary left in the answer
+# record attribute names (kansa.records.attributes, docs/VOCABULARY.md)
+ATTR_DECISION = A.KANSA_GUARD_DECISION            # before: allow/flag/block/approval_required
+ATTR_OUTPUT_DECISION = A.KANSA_GUARD_OUTPUT_DECISION  # after, on the answer
+ATTR_ACTION = A.KANSA_GUARD_ACTION                # the configured action(s) that decided
+ATTR_FLAGGED = A.KANSA_GUARD_FLAGGED              # channels whose score reached the threshold
+ATTR_FINDINGS = A.KANSA_GUARD_FINDINGS            # list of compact JSON findings
+ATTR_TECHNIQUES = A.KANSA_GUARD_TECHNIQUES        # ATLAS / OWASP ids of flagged channels
+ATTR_CANARY_LEAK = A.KANSA_GUARD_CANARY_LEAK      # true when a canary left in the answer
+# per channel: its highest score, and the threshold it was compared with
+ATTR_SCORE = {CHANNEL_USER: A.KANSA_GUARD_SCORE_USER, CHANNEL_SYSTEM: A.KANSA_GUARD_SCORE_SYSTEM,
+              CHANNEL_TOOL: A.KANSA_GUARD_SCORE_TOOL,
+              CHANNEL_DOCUMENT: A.KANSA_GUARD_SCORE_DOCUMENT,
+              CHANNEL_OUTPUT: A.KANSA_GUARD_SCORE_OUTPUT}
+ATTR_THRESHOLD = {CHANNEL_USER: A.KANSA_GUARD_THRESHOLD_USER,
+                  CHANNEL_SYSTEM: A.KANSA_GUARD_THRESHOLD_SYSTEM,
+                  CHANNEL_TOOL: A.KANSA_GUARD_THRESHOLD_TOOL,
+                  CHANNEL_DOCUMENT: A.KANSA_GUARD_THRESHOLD_DOCUMENT,
+                  CHANNEL_OUTPUT: A.KANSA_GUARD_THRESHOLD_OUTPUT}
 # the answer's findings, flagged channels, ids and action (after), apart from the request's
-_OUTPUT_NAMES = {a: a.replace("kansa.guard.", "kansa.guard.output.")
-                 for a in ("kansa.guard.findings", "kansa.guard.flagged",
-                           "kansa.guard.techniques", "kansa.guard.action")}
+_OUTPUT_NAMES = {A.KANSA_GUARD_FINDINGS: A.KANSA_GUARD_OUTPUT_FINDINGS,
+                 A.KANSA_GUARD_FLAGGED: A.KANSA_GUARD_OUTPUT_FLAGGED,
+                 A.KANSA_GUARD_TECHNIQUES: A.KANSA_GUARD_OUTPUT_TECHNIQUES,
+                 A.KANSA_GUARD_ACTION: A.KANSA_GUARD_OUTPUT_ACTION}
 
 OBSERVE, FLAG, BLOCK, REQUIRE_APPROVAL = "observe", "flag", "block", "require_approval"
 ACTIONS = (OBSERVE, FLAG, BLOCK, REQUIRE_APPROVAL)
@@ -393,8 +403,8 @@ class GuardStage:
         """(action, attributes, message) for the scanned channels."""
         attrs: dict[str, Any] = {}
         for ch, r in best.items():
-            attrs[ATTR_SCORE + ch] = round(r.score, 4)
-            attrs[ATTR_THRESHOLD + ch] = round(r.threshold, 4)
+            attrs[ATTR_SCORE[ch]] = round(r.score, 4)
+            attrs[ATTR_THRESHOLD[ch]] = round(r.threshold, 4)
         flagged = sorted({ch for ch, r in best.items() if r.flagged} | set(extra_flagged))
         action = OBSERVE
         for ch in flagged:
