@@ -62,263 +62,63 @@ import hmac
 import json
 import logging
 import os
-import re
 import signal
 import time
-import tomllib
-from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kansa.api import Ledger
+from kansa.capture.gateway_config import GatewayConfig as GatewayConfig
+from kansa.capture.gateway_config import Upstream as Upstream
 from kansa.capture.gateway_keys import KEY_PREFIX, GatewayKeys, KeyInfo, hash_key
 from kansa.capture.gateway_openapi import openapi_document
+from kansa.capture.gateway_records import _UNRECORDABLE, _escape_record, _estimate_usage
+from kansa.capture.gateway_request import (
+    _DOT_SEGMENT,
+    _DROP_REQ,
+    _ROUTES,
+    _UNKNOWN,
+    _Call,
+    _escape_surrogates,
+    _header_attribute,
+    _holds_lone_surrogate,
+    _hstr,
+    _Route,
+    _surrogate_path,
+)
+from kansa.capture.gateway_stream import _UsageStripper
+from kansa.capture.gateway_upstreams import _Up
+from kansa.capture.gateway_wire import (
+    _ClientGone,
+    _drain,
+    _error_body,
+    _parse_response,
+    _read_body,
+    _reject_constant,
+    _resp_headers,
+    _send_bytes,
+    _send_json,
+    _sse_error,
+    _State,
+    _TooLarge,
+    _uncancel,
+    _watch,
+)
 from kansa.capture.pipeline import Call, Pipeline, Refusal, Verdict, subject_pseudonym
 from kansa.capture.shapes import OPERATIONS, CallInfo, StreamAssembler, to_record
-from kansa.capture.upstream import Origin, UpstreamPool, UpstreamResponse, UpstreamTooLarge
-from kansa.errors import EntryTooLargeError, KansaError, RecordError, StorageError
+from kansa.capture.upstream import UpstreamPool, UpstreamResponse, UpstreamTooLarge
+from kansa.errors import KansaError, StorageError
 from kansa.policy.approvals import Approvals, request_digest
 from kansa.policy.inline import PolicyHandle
 from kansa.records.model import MAX_STR, UsageRecord, new_record_id
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+if TYPE_CHECKING:
+    from kansa.capture.gateway_wire import Receive, Scope, Send
+
 
 _logger = logging.getLogger("kansa.gateway")
-
-
-# -- configuration --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Upstream:
-    """One upstream API. ``models`` are fnmatch patterns; the first upstream whose patterns
-    match a request's model serves it."""
-
-    base_url: str  # e.g. https://api.openai.com/v1 (the gateway appends /chat/completions...)
-    name: str = ""
-    models: tuple[str, ...] = ("*",)
-    api_key_env: str | None = None  # environment variable holding this upstream's key
-    auth: str = "auto"  # how to send that key: auto, bearer, x-api-key
-    provider: str | None = None  # gen_ai.provider.name to record (default: by route)
-    ca_file: str | None = None  # CA bundle for an https upstream (default: the system's)
-    tls_verify: bool = True
-
-
-@dataclass
-class GatewayConfig:
-    upstreams: list[Upstream] = field(default_factory=list)
-    default_upstream: str | None = None  # name; default: the first with a "*" pattern
-    system: str = "kansa-gateway"  # the records' "system"
-    require_key: bool = False  # else keys are required once any key exists in the store
-    async_records: bool = False  # append after responding (x-kansa-durability: async)
-    connect_timeout: float = 10.0
-    read_timeout: float = 600.0  # seconds without a byte from the upstream
-    max_body_bytes: int = 16 * 1024 * 1024
-    # the most an upstream answer may hold once decompressed (JSON or a whole stream);
-    # past it the call is cut and recorded as upstream_response_too_large
-    max_response_bytes: int = 32 * 1024 * 1024
-    inject_stream_usage: bool = True  # ask OpenAI streams for usage, strip it if unasked
-    key_refresh_seconds: float = 2.0
-    store_retry_seconds: float = 1.0  # after a store failure, refuse at once this long
-    max_upstream_connections: int = 1024  # per upstream
-    policy: str | None = None  # policy file (kansa.policy.inline): packs and modes enforced
-    policy_watch_seconds: float = 0.0  # > 0: reload the policy when its file changes
-    admin_token_env: str | None = None  # env variable holding the admin endpoints' token
-
-    @classmethod
-    def from_upstream(cls, base_url: str, *, api_key_env: str | None = None,
-                      **kw: Any) -> GatewayConfig:
-        """One upstream for every model (the zero-config start)."""
-        return cls(upstreams=[Upstream(base_url, name="default", api_key_env=api_key_env)], **kw)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> GatewayConfig:
-        d = dict(d)
-        raw = d.pop("upstream", None) or d.pop("upstreams", None) or []
-        if not isinstance(raw, list):
-            raise KansaError("'upstream' must be a list of tables ([[upstream]] in TOML)")
-        known = set(cls.__dataclass_fields__)
-        unknown = set(d) - known
-        if unknown:
-            raise KansaError(f"unknown gateway setting(s): {', '.join(sorted(unknown))}")
-        ups = []
-        for i, u in enumerate(raw):
-            if not isinstance(u, dict) or not isinstance(u.get("base_url"), str):
-                raise KansaError(f"upstream #{i + 1} needs a base_url")
-            u = dict(u)
-            bad = set(u) - set(Upstream.__dataclass_fields__)
-            if bad:
-                raise KansaError(f"upstream #{i + 1}: unknown key(s) {', '.join(sorted(bad))}")
-            models = u.pop("models", ["*"])
-            if isinstance(models, str):
-                models = [models]
-            if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
-                raise KansaError(f"upstream #{i + 1}: models is a list of patterns")
-            u.setdefault("name", u.get("name") or f"upstream{i + 1}")
-            ups.append(Upstream(models=tuple(models), **u))
-        cfg = cls(upstreams=ups, **d)
-        cfg.validate()
-        return cfg
-
-    @classmethod
-    def from_toml(cls, path: str | Path) -> GatewayConfig:
-        try:
-            with open(path, "rb") as f:
-                data = tomllib.load(f)
-        except (OSError, tomllib.TOMLDecodeError) as e:
-            raise KansaError(f"cannot read gateway config {path}: {e}") from None
-        data.pop("gateway", None)  # tolerate a [gateway] table holding the settings
-        return cls.from_dict(data)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["upstream"] = [dict(u, models=list(u["models"])) for u in d.pop("upstreams")]
-        return d
-
-    def validate(self) -> None:
-        if not self.upstreams:
-            raise KansaError("the gateway needs at least one upstream (--upstream URL or a "
-                             "config file with [[upstream]] tables)")
-        names = [u.name for u in self.upstreams]
-        if len(set(names)) != len(names):
-            raise KansaError("upstream names must be unique")
-        for u in self.upstreams:
-            if not u.base_url.startswith(("http://", "https://")):
-                raise KansaError(f"upstream {u.name!r}: base_url must be http(s)://...")
-            if u.auth not in ("auto", "bearer", "x-api-key"):
-                raise KansaError(f"upstream {u.name!r}: auth is auto, bearer or x-api-key")
-        if self.default_upstream is not None and self.default_upstream not in names:
-            raise KansaError(f"default_upstream {self.default_upstream!r} is not an upstream")
-        if self.max_body_bytes <= 0 or self.read_timeout <= 0 or self.connect_timeout <= 0:
-            raise KansaError("timeouts and max_body_bytes must be positive")
-        if not isinstance(self.max_response_bytes, int) or self.max_response_bytes <= 0:
-            raise KansaError("max_response_bytes must be a positive number of bytes")
-        if self.policy_watch_seconds < 0:
-            raise KansaError("policy_watch_seconds must not be negative")
-
-
-# -- routes ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Route:
-    suffix: str  # path below /v1, appended to the upstream's base URL
-    operation: str
-    shape: str  # openai, anthropic
-    method: str
-
-
-_ROUTES = {
-    "/v1/chat/completions": _Route("/chat/completions", OPERATIONS["chat/completions"],
-                                   "openai", "POST"),
-    "/v1/completions": _Route("/completions", OPERATIONS["completions"], "openai", "POST"),
-    "/v1/embeddings": _Route("/embeddings", OPERATIONS["embeddings"], "openai", "POST"),
-    "/v1/responses": _Route("/responses", OPERATIONS["responses"], "openai", "POST"),
-    "/v1/models": _Route("/models", OPERATIONS["models"], "openai", "GET"),
-    "/v1/messages": _Route("/messages", OPERATIONS["messages"], "anthropic", "POST"),
-}
-_UNKNOWN = _Route("", "unknown", "openai", "")
-
-_DROP_REQ = frozenset({
-    b"host", b"content-length", b"transfer-encoding", b"connection", b"keep-alive", b"te",
-    b"upgrade", b"proxy-authorization", b"proxy-connection", b"accept-encoding", b"expect",
-    b"authorization", b"x-api-key", b"api-key", b"trailer",
-})
-_DROP_RESP = frozenset({
-    b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"content-encoding",
-    b"date", b"server", b"proxy-authenticate", b"upgrade", b"trailer", b"te",
-})
-_DOT_SEGMENT = re.compile(r"(^|/)\.{1,2}(/|$)")  # no climbing out of the upstream's base path
-_USAGE_ONLY = re.compile(rb'"choices"\s*:\s*\[\s*\]')
-_EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
-_DRAIN_SECONDS = 30.0  # how long a refused body is read (and dropped) so the client sees 413
-
-
-@dataclass
-class _Call(CallInfo):
-    """A call and its run through the capture pipeline (which pins the policy snapshot
-    it is judged under, read once, at its start)."""
-
-    pc: Call | None = None
-
-
-class _TooLarge(Exception):
-    def __init__(self, whole: bool) -> None:
-        super().__init__()
-        self.whole = whole  # the body was read to its end (nothing left to drain)
-
-
-class _ClientGone(Exception):
-    pass
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _hstr(v: bytes, limit: int | None = MAX_STR) -> str:
-    """A metadata header's text: UTF-8 when the bytes are UTF-8 (curl, Node and browsers
-    send non-ASCII text so, and `kansa erase --subject` must find the name as typed),
-    else Latin-1 (HTTP's historical charset: every byte string decodes, and never to a
-    lone surrogate)."""
-    try:
-        text = v.decode("utf-8")
-    except UnicodeDecodeError:
-        text = v.decode("latin-1")
-    return text if limit is None else text[:limit]
-
-
-class _State:
-    """Per request: whether the client left, and whether cancellation is still allowed."""
-
-    __slots__ = ("client_gone", "finishing", "task")
-
-    def __init__(self, task: asyncio.Task[Any] | None) -> None:
-        self.client_gone = False
-        self.finishing = False
-        self.task = task
-
-
-async def _watch(receive: Receive, state: _State) -> None:
-    """Cancel the request's handler if the client disconnects while it waits upstream."""
-    while True:
-        msg = await receive()
-        if msg["type"] == "http.disconnect":
-            if not state.finishing and state.task is not None:
-                state.client_gone = True
-                state.task.cancel()
-            return
-
-
-# -- the app --------------------------------------------------------------------------
-
-
-class _Up:
-    __slots__ = ("cfg", "origin", "key", "provider")
-
-    def __init__(self, cfg: Upstream) -> None:
-        self.cfg = cfg
-        try:
-            self.origin = Origin(cfg.base_url, ca_file=cfg.ca_file, tls_verify=cfg.tls_verify)
-        except (ValueError, OSError) as e:
-            raise KansaError(f"upstream {cfg.name!r}: {e}") from None
-        self.provider = cfg.provider
-        self.key: bytes | None = None
-        if cfg.api_key_env:
-            key = os.environ.get(cfg.api_key_env, "").strip()
-            if not key:
-                raise KansaError(
-                    f"upstream {cfg.name!r}: environment variable {cfg.api_key_env} is not set"
-                )
-            if not key.isprintable() or not key.isascii():
-                raise KansaError(f"upstream {cfg.name!r}: the key in {cfg.api_key_env} holds "
-                                 "characters an HTTP header cannot carry")
-            self.key = key.encode()
 
 
 class GatewayApp:
@@ -1229,282 +1029,6 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-# -- helpers ----------------------------------------------------------------------------------
-
-
 def _home_of(ledger: Ledger) -> Path | None:
     home = ledger.home
     return home.path if home is not None else None
-
-
-_MAX_HEADER_ATTRS = 32  # the attributes dict holds only header attributes at that point
-_RESERVED_ATTRS = ("kansa.policy.", "kansa.gateway.", "kansa.content.", "kansa.usage.",
-                   "kansa.pipeline.")
-
-
-def _header_attribute(attrs: dict[str, Any], k: bytes, v: bytes) -> bool:
-    """An attribute the caller states in a header (HTTP lowercases the name): ``true`` /
-    ``false`` are booleans, a JSON list of strings is a list, anything else a string.
-    Names kansa itself sets cannot be given (a caller must not forge a policy decision).
-    True if the list held a lone surrogate (kept then as the header's text, which has none:
-    headers are read as UTF-8, else Latin-1)."""
-    name = "kansa.ai_disclosure" if k == b"x-kansa-ai-disclosure" else \
-        k[13:].decode("latin-1")
-    if not name or len(name) > 128 or name.startswith(_RESERVED_ATTRS) or \
-            len(attrs) >= _MAX_HEADER_ATTRS:
-        return False
-    s = _hstr(v).strip()
-    low = s.lower()
-    value: Any = s[:MAX_STR]
-    bad = False
-    if low in ("true", "false"):
-        value = low == "true"
-    elif s.startswith("["):
-        with contextlib.suppress(ValueError):
-            got = json.loads(s)
-            if isinstance(got, list) and all(isinstance(x, str | bool) for x in got):
-                if any(isinstance(x, str) and _has_surrogate(x) for x in got):
-                    bad = True
-                else:
-                    value = got[:64]
-    attrs[name] = value
-    return bad
-
-
-async def _send_json(send: Send, status: int, obj: Any) -> None:
-    await _send_bytes(send, status, json.dumps(obj).encode(), b"application/json")
-
-
-def _uncancel() -> None:
-    task = asyncio.current_task()
-    if task is not None:
-        task.uncancel()
-
-
-async def _drain(receive: Receive, limit: int) -> None:
-    """Read and drop the rest of a refused request body (at most ``limit`` bytes, for at
-    most _DRAIN_SECONDS), so the client, which sends its whole body before it reads the
-    answer, gets the error instead of a reset. Past either bound it is cut off anyway."""
-    got = 0
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(_DRAIN_SECONDS):
-            while got <= limit:
-                msg = await receive()
-                if msg["type"] != "http.request":
-                    return
-                got += len(msg.get("body", b""))
-                if not msg.get("more_body"):
-                    return
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes:
-    msg = await receive()
-    if msg["type"] == "http.disconnect":
-        raise _ClientGone
-    body: bytes = msg.get("body", b"")
-    if not msg.get("more_body"):
-        if len(body) > limit:
-            raise _TooLarge(whole=True)
-        return body
-    parts = [body]
-    size = len(body)
-    while True:
-        msg = await receive()
-        if msg["type"] == "http.disconnect":
-            raise _ClientGone
-        b = msg.get("body", b"")
-        size += len(b)
-        if size > limit:
-            raise _TooLarge(whole=not msg.get("more_body"))
-        parts.append(b)
-        if not msg.get("more_body"):
-            return b"".join(parts)
-
-
-def _resp_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    return [(k, v) for k, v in raw if k not in _DROP_RESP and not k.startswith(b"x-kansa-")]
-
-
-def _parse_response(data: bytes, content_type: str) -> Any:
-    if "json" in content_type:
-        try:
-            return json.loads(data, parse_constant=_reject_constant)
-        except (ValueError, RecursionError):
-            pass
-    return data.decode("utf-8", "replace") if data else None
-
-
-async def _send_bytes(send: Send, status: int, body: bytes, ctype: bytes) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", ctype), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
-
-
-_ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error",
-                    403: "permission_error", 428: "invalid_request_error",
-                    404: "not_found_error", 405: "invalid_request_error",
-                    413: "request_too_large", 502: "api_error", 503: "overloaded_error",
-                    504: "api_error"}
-
-
-def _error_body(route: _Route, status: int, code: str, message: str) -> bytes:
-    if route.shape == "anthropic":
-        return json.dumps({"type": "error", "error": {
-            "type": _ANTHROPIC_TYPES.get(status, "api_error"), "message": message}}).encode()
-    typ = "invalid_request_error" if status < 500 else "server_error"
-    return json.dumps({"error": {"message": message, "type": typ, "param": None,
-                                 "code": code}}).encode()
-
-
-def _sse_error(route: _Route, message: str) -> bytes:
-    if route.shape == "anthropic":
-        data = json.dumps({"type": "error", "error": {"type": "api_error", "message": message}})
-        return b"event: error\ndata: " + data.encode() + b"\n\n"
-    data = json.dumps({"error": {"message": message, "type": "server_error", "param": None,
-                                 "code": "stream_failed"}})
-    return b"data: " + data.encode() + b"\n\n"
-
-
-class _UsageStripper:
-    """When the gateway asked an OpenAI stream for usage on the client's behalf, drop the
-    usage-only chunk (``choices: []``) the client did not ask for. Works on whole events
-    (an SSE client acts only on whole events anyway); other bytes pass at once."""
-
-    def __init__(self) -> None:
-        self._buf = b""
-
-    def push(self, chunk: bytes) -> bytes:
-        buf = self._buf + chunk
-        end = -1
-        for m in _EVENT_END.finditer(buf):
-            end = m.end()
-        if end < 0:
-            self._buf = buf
-            return b""
-        complete, self._buf = buf[:end], buf[end:]
-        if not _USAGE_ONLY.search(complete):
-            return complete
-        out = []
-        pos = 0
-        for m in _EVENT_END.finditer(complete):
-            event = complete[pos:m.end()]
-            pos = m.end()
-            if not (_USAGE_ONLY.search(event) and _is_usage_only(event)):
-                out.append(event)
-        return b"".join(out)
-
-    def flush(self) -> bytes:
-        rest, self._buf = self._buf, b""
-        return rest
-
-
-def _is_usage_only(event: bytes) -> bool:
-    data = b"\n".join(line[5:].lstrip() for line in event.replace(b"\r", b"\n").split(b"\n")
-                      if line.startswith(b"data:"))
-    try:
-        obj = json.loads(data)
-    except ValueError:
-        return False
-    return isinstance(obj, dict) and obj.get("choices") == [] and isinstance(
-        obj.get("usage"), dict)
-
-
-def _strings(v: Any, out: list[str], depth: int = 0) -> None:
-    if isinstance(v, str):
-        out.append(v)
-    elif depth < 32 and isinstance(v, dict):
-        for x in v.values():
-            _strings(x, out, depth + 1)
-    elif depth < 32 and isinstance(v, list):
-        for x in v:
-            _strings(x, out, depth + 1)
-
-
-def _estimate_usage(rec: UsageRecord) -> None:
-    """No usage from the upstream: count tokens roughly (4 characters a token)."""
-    ins: list[str] = []
-    outs: list[str] = []
-    for k, v in rec.content.items():
-        _strings(v, outs if k == "gen_ai.output.messages" or k == "output" else ins)
-    if not ins and not outs:
-        return
-    rec.input_tokens = (sum(map(len, ins)) + 3) // 4
-    if rec.operation != "embeddings":
-        rec.output_tokens = (sum(map(len, outs)) + 3) // 4
-    rec.attributes["kansa.usage.estimated"] = True
-
-
-def _escape_record(rec: UsageRecord) -> None:
-    """Make a record that failed to canonicalise recordable: content as ASCII JSON text,
-    every other string with its lone surrogates as "\\udXXX" text."""
-    rec.content = {_esc(k): json.dumps(v) for k, v in rec.content.items()}
-    rec.finish_reasons = tuple(_esc(r[:64]) for r in rec.finish_reasons[:16])
-    rec.attributes = {_esc(k): _esc(v) if isinstance(v, str) else v if isinstance(v, bool) or (
-        isinstance(v, int | float) and abs(v) < 2**53) else _esc(str(v)[:64])
-        for k, v in rec.attributes.items()}
-    rec.attributes["kansa.content.escaped"] = True
-    for f in fields(rec):
-        v = getattr(rec, f.name)
-        if isinstance(v, str):
-            setattr(rec, f.name, _esc(v))
-
-
-# what Ledger's preparation of a record can raise for the record's own sake (nothing queued)
-_UNRECORDABLE = (RecordError, EntryTooLargeError, ValueError, TypeError)  # + UnicodeError
-
-
-def _has_surrogate(s: str) -> bool:
-    try:
-        s.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
-def _holds_lone_surrogate(v: Any) -> bool:
-    """Whether any string or key in parsed JSON holds a lone surrogate (at C speed: the
-    encoder and the UTF-8 codec; the walk below only locates it)."""
-    try:
-        json.dumps(v, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    except RecursionError:  # deeper than the C encoder goes: walk it (iteratively)
-        return _surrogate_path(v) is not None
-    return False
-
-
-def _esc(s: str) -> str:
-    """Lone surrogates as the text "\\udXXX" (the JSON escape a caller sent): nothing lost,
-    and the result is valid Unicode."""
-    return s.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def _surrogate_path(v: Any) -> str | None:
-    """Where in parsed JSON the first string (or key) with a lone surrogate is, as
-    ``$.messages[0].content``; None if nowhere. Iterative: JSON may nest deeply."""
-    stack: list[tuple[Any, str]] = [(v, "$")]
-    while stack:
-        x, path = stack.pop()
-        if isinstance(x, str):
-            if _has_surrogate(x):
-                return path
-        elif isinstance(x, dict):
-            items = list(x.items())
-            for k, y in reversed(items):
-                if _has_surrogate(k):
-                    return f"{path} (a key)"
-                stack.append((y, f"{path}.{k}"))
-        elif isinstance(x, list):
-            stack.extend((y, f"{path}[{i}]") for i, y in reversed(list(enumerate(x))))
-    return None
-
-
-def _escape_surrogates(v: Any) -> Any:
-    """A copy of parsed JSON with every string's lone surrogates as "\\udXXX" text."""
-    if isinstance(v, str):
-        return _esc(v)
-    if isinstance(v, dict):
-        return {_esc(k): _escape_surrogates(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_escape_surrogates(x) for x in v]
-    return v
