@@ -8,9 +8,10 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from kansa.capture.gateway_wire import _reject_constant
 from kansa.capture.pipeline import Call
 from kansa.capture.shapes import OPERATIONS, CallInfo
 from kansa.records.model import MAX_STR
@@ -159,3 +160,124 @@ def _escape_surrogates(v: Any) -> Any:
     if isinstance(v, list):
         return [_escape_surrogates(x) for x in v]
     return v
+
+
+class _Reject(Exception):
+    """A request the gateway answers with its own error (recorded like any other call).
+    ``drain``: read and drop up to that many bytes of the body first, so a client still
+    sending sees the answer instead of a reset."""
+
+    def __init__(self, status: int, code: str, message: str, *, outcome: str | None = None,
+                 close: bool = False, extra: list[tuple[bytes, bytes]] | None = None,
+                 drain: int = 0) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.outcome, self.close, self.extra, self.drain = outcome, close, extra, drain
+
+
+@dataclass
+class _Incoming:
+    """What a request's headers say beyond the metadata they set on the call."""
+
+    token: str | None = None  # the caller's key (a gateway key, or its own upstream key)
+    caller_auth: list[tuple[bytes, bytes]] = field(default_factory=list)
+    content_length: int | None = None
+    forward: list[tuple[bytes, bytes]] = field(default_factory=list)  # to the upstream
+    has_content_type: bool = False
+    subject: str | None = None  # x-kansa-subject, whole
+    app: str | None = None
+    approval: str | None = None  # x-kansa-approval
+    bad_unicode: str | None = None  # where a lone surrogate was found, if anywhere
+
+
+def _read_headers(headers: list[tuple[bytes, bytes]], call: CallInfo) -> _Incoming:
+    """Sort a request's headers: credentials, kansa's metadata (set on ``call``: actor,
+    conversation, attributes) and the headers forwarded upstream."""
+    inc = _Incoming()
+    attrs = call.attributes
+    for k, v in headers:
+        if k in _DROP_REQ:
+            if k == b"authorization":
+                s = v.decode("latin-1")
+                inc.token = s[7:].strip() if s[:7].lower() == "bearer " else s
+                inc.caller_auth.append((k, v))
+            elif k == b"x-api-key" or k == b"api-key":
+                inc.token = inc.token or v.decode("latin-1").strip()
+                inc.caller_auth.append((k, v))
+            elif k == b"content-length":
+                with contextlib.suppress(ValueError):
+                    inc.content_length = int(v)
+            continue
+        if k.startswith(b"x-kansa-"):
+            if k == b"x-kansa-subject":
+                # whole: it is never in the entry (only its keyed pseudonym), and a cut
+                # name is one `kansa erase --subject` would not find
+                inc.subject = _hstr(v, None)
+            elif k == b"x-kansa-actor":
+                call.actor = _hstr(v)
+            elif k == b"x-kansa-app":
+                inc.app = _hstr(v)
+            elif k == b"x-kansa-conversation-id":
+                call.conversation_id = _hstr(v)
+            elif k == b"x-kansa-approval":
+                inc.approval = _hstr(v).strip()
+            elif k == b"x-kansa-ai-disclosure" or k.startswith(b"x-kansa-attr-"):
+                bad_hdr = _header_attribute(attrs, k, v)
+                if bad_hdr and inc.bad_unicode is None:
+                    inc.bad_unicode = f"the header {_hstr(k)[:64]}"
+            continue
+        if k == b"content-type":
+            inc.has_content_type = True
+        inc.forward.append((k, v))
+    return inc
+
+
+def _parse_body(call: CallInfo, body: bytes) -> tuple[dict[str, Any], str | None]:
+    """The JSON object a request body holds (also set as ``call.request``) and where a
+    lone surrogate is in it (None: nowhere; the record then holds it escaped). Raises
+    :class:`_Reject` for a body that is not JSON or not an object."""
+    # A lone surrogate can come from the bytes ED A0..BF (json.loads decodes bytes
+    # with "surrogatepass") or from a \uD8xx-\uDFxx escape. The strict decode (which
+    # json.loads would do anyway) rules out the first; two substring searches the
+    # second, so ordinary bodies pay nothing (a regex over a 100 KB body cost ms).
+    maybe_lone = b"\\ud" in body or b"\\uD" in body
+    try:
+        try:
+            text = body.decode("utf-8-sig")  # what json.loads does, minus surrogates
+        except UnicodeDecodeError:  # other encodings json.loads detects, or ED A0..
+            req = json.loads(body, parse_constant=_reject_constant)
+            maybe_lone = True
+        else:
+            req = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as e:
+        call.request = body.decode("utf-8", "backslashreplace")
+        raise _Reject(400, "invalid_json",
+                      f"kansa gateway: the request body is not valid JSON ({e})") from None
+    where: str | None = None
+    if maybe_lone and _holds_lone_surrogate(req):
+        # a lone surrogate is not text: the record (RFC 8785) cannot hold it, so the
+        # request is refused; the record keeps it as the text "\udXXX"
+        try:
+            where = _surrogate_path(req)
+            if where is not None:
+                req = _escape_surrogates(req)
+        except RecursionError:
+            where = "the body"
+            req = body.decode("utf-8", "backslashreplace")
+        if where is not None and where != "the body":
+            where = f"the body at {where}"
+    call.request = req
+    if not isinstance(req, dict):
+        raise _Reject(400, "invalid_body", "kansa gateway: the request body must be a JSON "
+                      "object")
+    return req, where
+
+
+def _subject_of(req: dict[str, Any], header: str | None, route: _Route) -> str | None:
+    """Whom the call is about: x-kansa-subject, else the body's ``user`` (OpenAI) or
+    ``metadata.user_id`` (Anthropic)."""
+    subject = header or req.get("user")
+    if not isinstance(subject, str) and route.shape == "anthropic":
+        md = req.get("metadata")
+        subject = md.get("user_id") if isinstance(md, dict) else None
+    return subject if isinstance(subject, str) and subject else None
