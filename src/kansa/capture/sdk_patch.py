@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from kansa.capture.pipeline import Call, Pipeline, Refusal, Verdict, subject_pseudonym
-from kansa.capture.sdk_call import _CURRENT, _afailed, _Call, _failed, _read_json
+from kansa.capture.sdk_call import _CURRENT, _afailed, _Call, _failed, _read_json, _request_body
 from kansa.capture.sdk_refusal import _body_bytes, _held_error, _refusal
 from kansa.capture.sdk_scopes import _LAST, _PROBE_ID, _default_system
 from kansa.capture.sdk_streams import _stream_usage, _watch_body, _wrap_stream
@@ -180,6 +180,7 @@ def wrap(
 
 
 def _install(client: Any, cfg: _Config) -> None:
+    """Override the client's four methods on this instance (see the module docstring)."""
     orig_request = client.request
     orig_data = client._process_response_data
     orig_build = client._build_request
@@ -187,55 +188,14 @@ def _install(client: Any, cfg: _Config) -> None:
     sink = cfg.sink
 
     def process_response_data(*args: Any, **kwargs: Any) -> Any:
-        call = _CURRENT.get()
-        if call is None:  # an event of a stream being iterated?
-            call = getattr(kwargs.get("response"), "_kansa_call", None)
-        if call is not None:
-            data = kwargs.get("data")
-            events = call.events
-            if events is not None:
-                if not call.done:  # a stream iterated after close: already recorded
-                    events.append(data)
-                    pipeline = cfg.pipeline
-                    if pipeline is not None and pipeline.has_events and call.pc is not None:
-                        pipeline.event(call.pc, data)
-            else:
-                call.response = data
-                status = getattr(kwargs.get("response"), "status_code", None)
-                if isinstance(status, int):
-                    call.status = status
+        _seen_data(cfg, kwargs)
         return orig_data(*args, **kwargs)
 
     def build_request(options: Any, *args: Any, **kwargs: Any) -> Any:
         call = _CURRENT.get()
         if call is not None:  # once per attempt: the body as finally sent
-            call.body = getattr(options, "json_data", None)
-            call.extra = getattr(options, "extra_json", None)
-            if cfg.provider == "openai" and call.operation in ("chat", "text_completion"):
-                _stream_usage(call, options)
+            _seen_body(cfg, call, options)
         return orig_build(options, *args, **kwargs)
-
-    def finish_result(call: _Call, result: Any, stream: bool) -> tuple[Any, _Call | None]:
-        """Wrap a stream (recorded when it ends), or end the call."""
-        if stream:
-            response = getattr(result, "response", None)
-            if hasattr(result, "_iterator") and response is not None:
-                call.status = getattr(response, "status_code", None)
-                _wrap_stream(result, call, cfg.is_async)
-                return result, None
-        raw = getattr(result, "http_response", None)
-        if raw is not None and not hasattr(raw, "_content") \
-                and not getattr(raw, "is_stream_consumed", True):
-            # with_streaming_response: the body is still on the wire and the caller reads
-            # it (or not) after we return; record what they read, when it is closed
-            call.status = getattr(raw, "status_code", None)
-            _watch_body(raw, call, cfg.is_async)
-            return result, None
-        if call.response is None and raw is not None:
-            # with_raw_response: the SDK has not parsed it for us
-            call.status = getattr(raw, "status_code", None)
-            call.response = _read_json(raw)
-        return result, call.ok()
 
     if cfg.is_async:
 
@@ -260,7 +220,7 @@ def _install(client: Any, cfg: _Config) -> None:
                 raise
             finally:
                 _CURRENT.reset(token)
-            result, info = finish_result(call, result, bool(kwargs.get("stream")))
+            result, info = _finish(cfg, call, result, bool(kwargs.get("stream")))
             if info is not None:
                 held = _holdable(call, result)
                 await sink.acommit(info)
@@ -292,7 +252,7 @@ def _install(client: Any, cfg: _Config) -> None:
                 raise
             finally:
                 _CURRENT.reset(token)
-            result, info = finish_result(call, result, bool(kwargs.get("stream")))
+            result, info = _finish(cfg, call, result, bool(kwargs.get("stream")))
             if info is not None:
                 held = _holdable(call, result)
                 sink.commit(info)
@@ -312,6 +272,59 @@ def _install(client: Any, cfg: _Config) -> None:
     client.copy = copy
     client.with_options = copy
     client._kansa_wrapped = True
+
+
+def _seen_data(cfg: _Config, kwargs: dict[str, Any]) -> None:
+    """The wire JSON of a response, or of one streamed event, before the SDK parses it."""
+    call = _CURRENT.get()
+    if call is None:  # an event of a stream being iterated?
+        call = getattr(kwargs.get("response"), "_kansa_call", None)
+    if call is None:
+        return
+    data = kwargs.get("data")
+    events = call.events
+    if events is not None:
+        if not call.done:  # a stream iterated after close: already recorded
+            events.append(data)
+            pipeline = cfg.pipeline
+            if pipeline is not None and pipeline.has_events and call.pc is not None:
+                pipeline.event(call.pc, data)
+    else:
+        call.response = data
+        status = getattr(kwargs.get("response"), "status_code", None)
+        if isinstance(status, int):
+            call.status = status
+
+
+def _seen_body(cfg: _Config, call: _Call, options: Any) -> None:
+    """The JSON body of one attempt, as the SDK is about to send it."""
+    call.body = getattr(options, "json_data", None)
+    call.extra = getattr(options, "extra_json", None)
+    if cfg.provider == "openai" and call.operation in ("chat", "text_completion"):
+        _stream_usage(call, options)
+
+
+def _finish(cfg: _Config, call: _Call, result: Any, stream: bool) -> tuple[Any, _Call | None]:
+    """Wrap a stream (recorded when it ends), or end the call."""
+    if stream:
+        response = getattr(result, "response", None)
+        if hasattr(result, "_iterator") and response is not None:
+            call.status = getattr(response, "status_code", None)
+            _wrap_stream(result, call, cfg.is_async)
+            return result, None
+    raw = getattr(result, "http_response", None)
+    if raw is not None and not hasattr(raw, "_content") \
+            and not getattr(raw, "is_stream_consumed", True):
+        # with_streaming_response: the body is still on the wire and the caller reads
+        # it (or not) after we return; record what they read, when it is closed
+        call.status = getattr(raw, "status_code", None)
+        _watch_body(raw, call, cfg.is_async)
+        return result, None
+    if call.response is None and raw is not None:
+        # with_raw_response: the SDK has not parsed it for us
+        call.status = getattr(raw, "status_code", None)
+        call.response = _read_json(raw)
+    return result, call.ok()
 
 
 def _options(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -351,8 +364,12 @@ def _approval_args(call: _Call, args: tuple[Any, ...], kwargs: dict[str, Any],
 
         info = call.pc.info if call.pc is not None else None
         assert info is not None
+        # the body as the caller gave it (a stage's redaction is applied after this, so
+        # the approval binds what was asked for, as the gateway's does)
+        body = _request_body(getattr(options, "json_data", None),
+                             getattr(options, "extra_json", None))
         return request_digest(str(getattr(options, "url", "")), info.system, info.app,
-                              _body_bytes(info.request))
+                              _body_bytes(body))
 
     return {"approvals": approvals, "approval_id": _header(options, "x-kansa-approval"),
             "digest": digest}
