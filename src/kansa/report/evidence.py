@@ -31,24 +31,24 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from kansa._time import EPOCH as _EPOCH
+from kansa._time import from_us
 from kansa._time import to_us as _us
 from kansa.errors import ReportError as ReportError  # re-exported: its old home
 from kansa.ledger.export import cosigned_note
 from kansa.ledger.note import SignedCheckpoint
 from kansa.ledger.receipt import make_receipt
-from kansa.policy.engine import (
+from kansa.policy.findings_store import FindingStore, RunInfo
+from kansa.policy.judging import (
     EVIDENCE_NEEDED,
     FAIL,
     NOT_APPLICABLE,
     PASS,
     VERDICTS,
-    FindingStore,
     Judge,
-    RunInfo,
     compile_pack,
 )
 from kansa.policy.pack import Obligation, Pack, parse_pack
+from kansa.records.attributes import GEN_AI_REQUEST_MODEL, GEN_AI_RESPONSE_MODEL, KANSA_INCIDENT
 from kansa.records.model import parse_ts
 from kansa.report.doc import Block, Chart, Code, Document, KeyValue, Para, Section, Table
 from kansa.report.evidence_supply import SuppliedEvidence, supplied_evidence
@@ -235,9 +235,9 @@ def _example(ledger: Ledger, signed: SignedCheckpoint, index: int, record_id: st
     if row is None or index >= signed.checkpoint.size:
         return None  # appended after the checkpoint this report proves against
     e = json.loads(row.data)
-    model = e.get("gen_ai.request.model") or e.get("gen_ai.response.model") or ""
+    model = e.get(GEN_AI_REQUEST_MODEL) or e.get(GEN_AI_RESPONSE_MODEL) or ""
     receipt = make_receipt(ledger.log, index, extra=row.data, checkpoint=signed)
-    return Example(index, record_id, _EPOCH + timedelta(microseconds=row.ts),
+    return Example(index, record_id, from_us(row.ts),
                    str(e.get("system", "")), str(model), reason, receipt)
 
 
@@ -268,7 +268,7 @@ def _judge_system(ledger: Ledger, packs: Sequence[Pack], system: str,
             if entry.get("system") != system:
                 continue
             judged += 1
-            day = (_EPOCH + timedelta(microseconds=row.ts)).date().isoformat()
+            day = from_us(row.ts).date().isoformat()
             for f in judge.judge(entry, None, row.index):
                 res = results.get((f.pack_hash, f.obligation))
                 if res is None:
@@ -371,8 +371,8 @@ def _deadlines(ledger: Ledger, packs: Sequence[Pack], now: datetime,
         drafts, _ = plan_drafts(find_incidents(ledger.log.store, since=since, until=until),
                                 packs, systems)
         for dr in drafts:
-            due = _EPOCH + timedelta(microseconds=dr.clock.binding.due_us)
-            detail = (f"{dr.incident.entry['attributes'].get('kansa.incident', '')} · "
+            due = from_us(dr.clock.binding.due_us)
+            detail = (f"{dr.incident.entry['attributes'].get(KANSA_INCIDENT, '')} · "
                       f"{dr.incident.entry.get('system', '')} · {dr.incident.index}")
             out.append(Deadline(due, "incident", dr.pack.ref, dr.obligation.id,
                                 str(dr.obligation.citation), detail))
