@@ -67,15 +67,14 @@ def _iban(country: str, bban: str) -> str:
 
 
 @settings(max_examples=300)
-@given(st.text(alphabet="0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", min_size=18, max_size=18),
-       st.data())
-def test_iban_mod97_detects_every_single_character_change(bban: str,
-                                                          data: st.DataObject) -> None:
-    iban = _iban("DE", bban)  # DE: 22 characters
+@given(st.text(alphabet="0123456789", min_size=18, max_size=18), st.data())
+def test_iban_mod97_detects_every_single_digit_change(bban: str, data: st.DataObject) -> None:
+    # ISO 7064 MOD 97-10 catches every single-digit substitution (a letter, read as two
+    # digits, may escape it: not claimed)
+    iban = _iban("DE", bban)  # DE: 22 characters, a numeric BBAN
     assert iban_ok(iban)
-    i = data.draw(st.integers(4, len(iban) - 1))
-    other = data.draw(st.sampled_from([c for c in "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                       if c != iban[i]]))
+    i = data.draw(st.integers(2, len(iban) - 1))
+    other = data.draw(st.sampled_from([c for c in "0123456789" if c != iban[i]]))
     assert not iban_ok(iban[:i] + other + iban[i + 1:])
 
 

@@ -124,7 +124,7 @@ _PREFS = ("北海道|東京都|京都府|大阪府|(?:青森|岩手|宮城|秋�
           "神奈川|新潟|富山|石川|福井|山梨|長野|岐阜|静岡|愛知|三重|滋賀|兵庫|奈良|和歌山|鳥取|島根|"
           "岡山|広島|山口|徳島|香川|愛媛|高知|福岡|佐賀|長崎|熊本|大分|宮崎|鹿児島|沖縄)県")
 _KANJI = "一-龥々〆ヶケ"
-_BLOCK = r"[0-9]+(?:丁目|番地|番|号|-|の)?(?:[0-9]+(?:番地|番|号|-|の)?){0,3}"
+_BLOCK = r"[0-9]+(?:(?:丁目|番地|番|号|条|線|-|の)[東西南北]?[0-9]*){0,4}"
 
 _MY_NUMBER = re.compile(_NOT_BEFORE + r"([0-9]{4})[ \-]?([0-9]{4})[ \-]?([0-9]{4})"
                         + _NOT_AFTER)
@@ -146,12 +146,14 @@ _PREF_RX = re.compile(_PREFS)
 
 _ADDRESS = re.compile(rf"(?:{_PREFS})[{_KANJI}ぁ-んァ-ヶー]{{0,8}}?[市区町村郡]"
                       rf"(?:[{_KANJI}のノ]{{0,10}}(?:{_BLOCK})?)?")
+# without a prefecture, only with a block number (1-2-3, 1丁目2番): 区 or 市 alone is
+# too common a character in prose
 _ADDRESS_NOPREF = re.compile(rf"[{_KANJI}]{{1,5}}[市区町村][{_KANJI}のノ]{{1,10}}"
-                             rf"[0-9]+(?:丁目|番地|番|-)[0-9]+(?:[0-9]+(?:番地|番|号|-)?){{0,2}}")
+                             rf"(?=[0-9]+(?:丁目|番地|番|条|-)[0-9東西南北]){_BLOCK}")
 
 _HONORIFIC = re.compile(rf"([{_KANJI}]{{1,4}}(?:[ 　][{_KANJI}]{{1,4}})?|[ァ-ヶー]{{2,12}}"
                         rf"(?:[・ 　][ァ-ヶー]{{2,12}})?)"
-                        r"(?:様|さま|さん|氏(?!名)|殿|先生|くん|ちゃん)")
+                        r"[ 　]?(?:様|さま|さん|氏(?!名)|殿|先生|くん|ちゃん)")
 _NOT_NAME_WORDS = (  # words before an honorific that are not a name
     "皆 お客 客 各位 貴 奥 神 王 仏 患者 利用者 会員 皆々 担当 担当者 お母 お父 お姉 お兄 母 父 "
     "姉 兄 弟 妹 娘 息子 同 両 彼 当 貴社 御社 先方 相手 本人 ご本人 職員 社員 店員 店長 部長 "
@@ -279,6 +281,8 @@ def _trim_name(name: str) -> tuple[int, str]:
 
 def _persons(t: str) -> Iterator[_Hit]:
     for m in _HONORIFIC.finditer(t):
+        if m.group(1) in _NOT_NAMES:
+            continue
         cut, name = _trim_name(m.group(1))
         if name.strip() in _NOT_NAMES or name.startswith(("お", "ご", "御")):
             continue
