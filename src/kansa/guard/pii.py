@@ -116,7 +116,8 @@ def iban_ok(iban: str) -> bool:
 
 # -- patterns ---------------------------------------------------------------------------------
 
-_D = "0-9"
+# Boundaries are ASCII classes, never \w: in Python \w matches kana and kanji, and a
+# value is usually glued to Japanese text (電話番号は+81..., a@b.jpまで)
 _NOT_BEFORE = r"(?<![0-9])(?<![0-9][ \-])"  # not the tail of a longer number
 _NOT_AFTER = r"(?![ \-]?[0-9])"
 
@@ -133,10 +134,10 @@ _MY_NUMBER_CTX = re.compile(r"マイナンバー|個人番号|my ?number|individ
 _PHONE_SEP = re.compile(r"(?<![0-9+\-.])\(?(0[1-9][0-9]{0,3})\)?[ \-]?([0-9]{1,4})[ \-]"
                         r"([0-9]{3,4})(?![0-9]|-[0-9])")
 _PHONE_BARE = re.compile(r"(?<![0-9+\-.])(0[1-9][0-9]{8,9})(?![0-9]|-[0-9])")
-_PHONE_81 = re.compile(r"(?<![0-9\w])\+81[ \-]?(?:\(0\))?[ \-]?\(?0?([1-9][0-9]{0,3})\)?"
+_PHONE_81 = re.compile(r"(?<![0-9A-Za-z_])\+81[ \-]?(?:\(0\))?[ \-]?\(?0?([1-9][0-9]{0,3})\)?"
                        r"[ \-]?([0-9]{1,4})[ \-]?([0-9]{3,4})(?![0-9]|-[0-9])")
 _PHONE_CTX = re.compile(r"電話|TEL|Tel|tel|phone|Phone|携帯|連絡先|FAX|Fax|℡|☎|📞")
-_E164 = re.compile(r"(?<![0-9\w+])\+([1-9][0-9]{0,2})((?:[ \-]?\(?[0-9]{1,5}\)?){2,6})"
+_E164 = re.compile(r"(?<![0-9A-Za-z_+])\+([1-9][0-9]{0,2})((?:[ \-]?\(?[0-9]{1,5}\)?){2,6})"
                    r"(?![0-9]|-[0-9])")
 
 _POSTCODE_MARK = re.compile(r"〒\s?([0-9]{3})-?([0-9]{4})(?![0-9]|-[0-9])")
@@ -169,7 +170,7 @@ _NAME_LABEL = re.compile(r"(?:氏名|お名前|名前|フリガナ|ふりがな|
                          r"([^\n\r,，、。;；:：()（）<>\"'{}\[\]]{1,30}?)"
                          r"(?=[ \t　]*(?:$|[\n\r,，、。;；()（）<>\"'{}\[\]]|様|さん|殿))",
                          re.M)
-_EN_NAME = re.compile(r"\b(?:Mr|Mrs|Ms|Miss|Dr|Prof)\.? ([A-Z][a-z]+(?: [A-Z][a-z]+)?)")
+_EN_NAME = re.compile(r"(?<![A-Za-z])(?:Mr|Mrs|Ms|Miss|Dr|Prof)\.? ([A-Z][a-z]+(?: [A-Z][a-z]+)?)")
 _LATIN_NAME = re.compile(r"^[A-Z][a-z]+(?: [A-Z][a-z]+){1,2}$")
 
 _BANK = re.compile(r"(?:口座番号|口座|普通預金|当座預金|普通|当座|(?i:account (?:number|no\.?)))"
@@ -179,8 +180,8 @@ _LICENCE = re.compile(r"(?:運転免許証?(?:の)?(?:番号)?|免許証番号|�
                       r"(?<![0-9])([0-9]{4}[ \-]?[0-9]{4}[ \-]?[0-9]{4})" + _NOT_AFTER)
 _PASSPORT = re.compile(r"(?:旅券番号?|パスポート(?:番号)?|(?i:passport(?: (?:number|no\.?))?))"
                        r"[^\n]{0,15}?(?<![A-Za-z])([A-Z]{2}[0-9]{7})(?![0-9])")
-_EMAIL = re.compile(r"(?<![\w.+\-])[A-Za-z0-9._%+\-]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}"
-                    r"[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![\w\-])")
+_EMAIL = re.compile(r"(?<![A-Za-z0-9_.+\-])[A-Za-z0-9._%+\-]{1,64}@"
+                    r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![A-Za-z0-9_\-])")
 _CARD = re.compile(_NOT_BEFORE + r"([0-9](?:[ \-]?[0-9]){12,18})" + _NOT_AFTER)
 _CARD_IIN = re.compile(r"^(?:4|5[1-5]|2(?:2[2-9][1-9]|2[3-9]|[3-6]|7[01]|720)|3[47]|6011|"
                        r"64[4-9]|65|35(?:2[89]|[3-8])|3(?:0[0-5]|[68])|62)")

@@ -133,7 +133,10 @@ def _aws_secrets(text: str, channel: str, anchors: Iterable[tuple[int, int]],
         return []
     out = []
     for m in _AWS_SECRET.finditer(text):
-        if not _mixed(m.group()) or m.group().count("/") > 3:
+        g = m.group()
+        # a key mixes cases (a hash does not) and is not a path (many slashes)
+        if not (any(c.isupper() for c in g) and any(c.islower() for c in g)
+                and any(c.isdigit() or c in "/+" for c in g)) or g.count("/") > 4:
             continue
         if any(m.start() - _AWS_NEAR <= e and s <= m.end() + _AWS_NEAR for s, e in spans):
             out.append(m)
