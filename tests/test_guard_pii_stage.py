@@ -20,11 +20,15 @@ KEY = "sk-ant-api03-" + "Ab3" * 31 + "AA"
 MAIL = "taro.yamada@example.co.jp"
 
 
-def call_of(text: str, response: Any = None, subject: str = "alice") -> Call:
+def call_of(text: str, response: Any = None, subject: str = "alice",
+            rewritable: bool = True) -> Call:
     info = CallInfo(system="s", provider="openai", operation="chat",
                     request={"model": "m", "messages": [{"role": "user", "content": text}]},
                     response=response, status=200, subject=subject)
-    return Call("gateway", info=info)
+    c = Call("gateway", info=info)
+    if response is not None:  # what a surface does before the after moment
+        c.answered(lambda: response, rewritable=rewritable)
+    return c
 
 
 def answer(text: str) -> dict[str, Any]:
@@ -122,3 +126,54 @@ def test_tool_call_arguments_in_the_answer_are_scanned() -> None:
 def test_bad_policy_is_a_clear_error(kw: dict[str, Any], msg: str) -> None:
     with pytest.raises(GuardError, match=msg):
         DataPolicy(**kw)
+
+
+def test_pseudonymised_request_and_restored_answer_through_the_pipeline() -> None:
+    stage = DataGuardStage(KR)
+    pipe = Pipeline([stage])
+    c = call_of(f"mail {MAIL} or call 090-1234-5678")
+    assert pipe.before(c) is None
+    sent = json.dumps(c.request, ensure_ascii=False)
+    assert MAIL not in sent and "090-1234-5678" not in sent
+    assert c.info is not None and c.info.request == c.request  # the record holds what left
+    # the upstream echoes the tokens; the caller gets the values back
+    echoed = answer("echo: " + c.request["messages"][0]["content"])  # type: ignore[index]
+    c.answered(lambda: echoed, rewritable=True)
+    rec = pipe.after(c, to_record(c.info))
+    assert c.delivered is not None
+    delivered = json.loads(c.delivered)
+    assert delivered["choices"][0]["message"]["content"] == (
+        f"echo: mail {MAIL} or call 090-1234-5678")
+    a = rec.attributes
+    assert a["kansa.guard.data.restored"] == 2
+    assert "kansa.guard.data.in.kinds" not in a  # restored tokens are not leaks
+    no_clear_value(a, MAIL, "090-1234-5678")
+
+
+def test_a_secret_in_the_answer_is_redacted_by_default() -> None:
+    stage = DataGuardStage(KR)
+    c = call_of("hi", answer(f"here: {KEY}"))
+    v = stage.after(c, to_record(c.info))  # type: ignore[arg-type]
+    assert v is not None and v.response is not None
+    assert v.response["choices"][0]["message"]["content"] == "here: [REDACTED:ANTHROPIC_KEY]"
+    assert v.attributes["kansa.guard.data.in.action"] == "redact"
+
+
+def test_tokens_of_an_earlier_call_are_restored_from_the_store(tmp_path: Any) -> None:
+    from kansa.api import Ledger
+
+    with Ledger.init(tmp_path / "home") as led:
+        stage = DataGuardStage.for_ledger(led)
+        first = call_of(f"mail {MAIL}")
+        v = stage.before(first)
+        assert v is not None and v.request is not None
+        token = v.request["messages"][0]["content"].removeprefix("mail ")
+        # a later call whose answer names the token without it being in this request
+        later = call_of("what was the address?", answer(f"It was {token}."))
+        got = stage.after(later, to_record(later.info))  # type: ignore[arg-type]
+        assert got is not None and got.response is not None
+        assert got.response["choices"][0]["message"]["content"] == f"It was {MAIL}."
+        # another subject cannot resolve it
+        other = call_of("?", answer(f"It was {token}."), subject="mallory")
+        got = stage.after(other, to_record(other.info))  # type: ignore[arg-type]
+        assert got is None or got.response is None

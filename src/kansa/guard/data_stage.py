@@ -26,7 +26,6 @@ then ``*``.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -107,28 +106,11 @@ class DataPolicy:
 
 
 def _subject(call: Call) -> str | None:
-    s = getattr(call, "subject", None)
-    if isinstance(s, str):
-        return s
+    """The data subject as the caller named it (``CallInfo.subject``): the vault derives
+    its key from that name. Not ``call.subject``, which is the ledger's pseudonym of it
+    (keying by the pseudonym would make a second subject that erasure never reaches)."""
     info = call.info
     return info.subject if info is not None else None
-
-
-def _request(call: Call) -> Any:
-    if hasattr(call, "request"):
-        return call.request
-    info = call.info
-    return info.request if info is not None else None
-
-
-def _response(call: Call, rec: UsageRecord) -> Any:
-    if hasattr(call, "response"):
-        return call.response
-    info = call.info
-    return info.response if info is not None else None
-
-
-_CAN_REWRITE = {f.name for f in dataclasses.fields(Verdict)} >= {"request", "response"}
 
 
 class DataGuardStage:
@@ -146,7 +128,9 @@ class DataGuardStage:
         self.keyring = keyring
         self.policy = policy or DataPolicy()
         self.store = store
-        self.can_rewrite = _CAN_REWRITE if can_rewrite is None else can_rewrite
+        # every surface with a before moment replaces the request (Verdict.request);
+        # False: refuse a call that would need rewriting (for a surface that cannot)
+        self.can_rewrite = True if can_rewrite is None else can_rewrite
 
     @classmethod
     def for_ledger(cls, ledger: Any, *, policy: DataPolicy | None = None,
@@ -161,7 +145,7 @@ class DataGuardStage:
     # -- before ---------------------------------------------------------------------------
 
     def before(self, call: Call) -> Verdict | None:
-        body = _request(call)
+        body = call.request
         if body is None:
             return None
         subject = _subject(call)
@@ -226,7 +210,7 @@ class DataGuardStage:
         decision = "flag" if FLAG in actions else "allow"
         if not rewritten:
             return Verdict(decision, "", attrs)
-        return Verdict(decision, "", attrs, request=new_body)  # type: ignore[call-arg,unused-ignore]
+        return Verdict(decision, "", attrs, request=new_body)
 
     async def abefore(self, call: Call) -> Verdict | None:
         # the keyring and the mapping store touch the database: off the event loop
@@ -235,7 +219,7 @@ class DataGuardStage:
     # -- after ----------------------------------------------------------------------------
 
     def after(self, call: Call, rec: UsageRecord) -> Verdict | None:
-        body = _response(call, rec)
+        body = call.response
         if body is None:
             return None
         mapping: PseudonymMap | None = call.state.get(_STATE)
@@ -277,9 +261,10 @@ class DataGuardStage:
             kinds = sorted({f.kind for f, a in zip(found, actions, strict=True) if a == BLOCK})
             return Verdict("block", f"the answer carries {', '.join(kinds)}", attrs)
         decision = "flag" if FLAG in actions else "allow"
-        if new_body is body or not self.can_rewrite:
+        if new_body is body:
             return Verdict(decision, "", attrs)
-        return Verdict(decision, "", attrs, response=new_body)  # type: ignore[call-arg,unused-ignore]
+        # not rewritable (a stream, the OTLP intake): the pipeline records it as not applied
+        return Verdict(decision, "", attrs, response=new_body)
 
     async def aafter(self, call: Call, rec: UsageRecord) -> Verdict | None:
         return await asyncio.to_thread(self.after, call, rec)
