@@ -258,3 +258,27 @@ def test_any_valid_my_number_in_context_is_found(first11: str, sep: str, noise: 
     shown = sep.join([n[:4], n[4:8], n[8:]])
     text = f"{noise}\nマイナンバー: {shown}\n{noise}"
     assert ("my_number", shown) in kinds(text)
+
+
+def _unwindowed(text: str) -> list[tuple[str, int, int]]:
+    """The reference: every rule over the whole text (no digit-run windows)."""
+    from kansa.guard import pii
+    from kansa.guard.findings import Finding
+    from kansa.guard.fold import fold
+    from kansa.guard.secrets import resolve_overlaps
+
+    t = fold(text)
+    hits = [h for _, d in pii._TEXTUAL + pii._NUMERIC for h in d(t)]
+    found = resolve_overlaps([Finding("pii", "user", k, sc, a, b) for k, a, b, sc, _ in hits
+                              if sc >= pii.DEFAULT_MIN_SCORE])
+    return [(f.kind, f.start, f.end) for f in found]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(
+    ["0", "1", "2", "3", "9", "-", " ", "(", ")", "+", "81", "090", "〒", "TEL ", "口座番号 ",
+     "マイナンバー", "SSN ", "GB82 WEST ", "passport TK", "東京都", "x", "。", "\n", "4111",
+     "1234-5678-9018", "@a.jp", "a"]), max_size=60))
+def test_digit_run_windows_find_what_the_whole_text_scan_finds(parts: list[str]) -> None:
+    text = "".join(parts)
+    assert [(f.kind, f.start, f.end) for f in scan_pii(text)] == _unwindowed(text)

@@ -166,10 +166,12 @@ _NOT_NAMES = frozenset(_NOT_NAME_WORDS.split())
 _TITLE_PREFIX = re.compile(r"^(?:部長|課長|社長|係長|主任|所長|院長|会長|担当|代表|専務|常務|"
                            r"取締役|次長|室長|店長)")
 _NAME_LABEL = re.compile(r"(?:氏名|お名前|名前|フリガナ|ふりがな|患者名|契約者名?|申込者名?|"
-                         r"受取人|宛名|被保険者名?|Full name|Name)[ \t]*[:：][ \t　]*"
+                         r"受取人|宛名|被保険者名?)[ \t]*[:：][ \t　]*"
                          r"([^\n\r,，、。;；:：()（）<>\"'{}\[\]]{1,30}?)"
                          r"(?=[ \t　]*(?:$|[\n\r,，、。;；()（）<>\"'{}\[\]]|様|さん|殿))",
                          re.M)
+_EN_LABEL = re.compile(r"(?:Full name|Name)[ \t]*:[ \t]*([A-Z][a-z]+(?: [A-Z][a-z]+){1,2})"
+                       r"(?=[ \t]*(?:$|[\n\r,;()<>\"'{}\[\]]))", re.M)
 _EN_NAME = re.compile(r"(?<![A-Za-z])(?:Mr|Mrs|Ms|Miss|Dr|Prof)\.? ([A-Z][a-z]+(?: [A-Z][a-z]+)?)")
 _LATIN_NAME = re.compile(r"^[A-Z][a-z]+(?: [A-Z][a-z]+){1,2}$")
 
@@ -266,6 +268,8 @@ def _postcodes(t: str) -> Iterator[_Hit]:
 
 
 def _addresses(t: str) -> Iterator[_Hit]:
+    if t.isascii():
+        return
     for m in _ADDRESS.finditer(t):
         yield "address_jp", m.start(), m.end(), 0.85, "format"
     for m in _ADDRESS_NOPREF.finditer(t):
@@ -281,24 +285,29 @@ def _trim_name(name: str) -> tuple[int, str]:
 
 
 def _persons(t: str) -> Iterator[_Hit]:
-    for m in _HONORIFIC.finditer(t):
-        if m.group(1) in _NOT_NAMES:
-            continue
-        cut, name = _trim_name(m.group(1))
-        if name.strip() in _NOT_NAMES or name.startswith(("お", "ご", "御")):
-            continue
-        start = m.start(1) + cut
-        yield "person", start, start + len(name), 0.7, "context"
-    for m in _NAME_LABEL.finditer(t):
-        name = m.group(1).strip()
-        if not name or not any(c.isalpha() for c in name):
-            continue
-        if name.isascii() and not _LATIN_NAME.match(name):
-            continue  # "name: build" in a YAML file is not a person
-        start = m.start(1) + (len(m.group(1)) - len(m.group(1).lstrip()))
-        yield "person", start, start + len(name), 0.9, "context"
-    for m in _EN_NAME.finditer(t):
-        yield "person", m.start(1), m.end(1), 0.7, "context"
+    if not t.isascii():  # the Japanese rules need kanji or kana
+        for m in _HONORIFIC.finditer(t):
+            if m.group(1) in _NOT_NAMES:
+                continue
+            cut, name = _trim_name(m.group(1))
+            if name.strip() in _NOT_NAMES or name.startswith(("お", "ご", "御")):
+                continue
+            start = m.start(1) + cut
+            yield "person", start, start + len(name), 0.7, "context"
+        for m in _NAME_LABEL.finditer(t):
+            name = m.group(1).strip()
+            if not name or not any(c.isalpha() for c in name):
+                continue
+            if name.isascii() and not _LATIN_NAME.match(name):
+                continue  # "名前: build" is not a person
+            start = m.start(1) + (len(m.group(1)) - len(m.group(1).lstrip()))
+            yield "person", start, start + len(name), 0.9, "context"
+    if "ame" in t:
+        for m in _EN_LABEL.finditer(t):
+            yield "person", m.start(1), m.end(1), 0.9, "context"
+    if "M" in t or "D" in t or "P" in t:
+        for m in _EN_NAME.finditer(t):
+            yield "person", m.start(1), m.end(1), 0.7, "context"
 
 
 def _bank_licence_passport(t: str) -> Iterator[_Hit]:
@@ -353,20 +362,45 @@ def _ssns(t: str) -> Iterator[_Hit]:
         yield "us_ssn", m.start(1), m.end(1), 0.9, "context"
 
 
-_DETECTORS: tuple[tuple[frozenset[str], Callable[[str], Iterator[_Hit]]], ...] = (
+# numbers: each needs a run of at least 7 digits (separators allowed), so they run only on
+# windows around such runs: most code and prose has few, and a regex pass over a window
+# costs a fraction of one over the whole text
+_NUMERIC: tuple[tuple[frozenset[str], Callable[[str], Iterator[_Hit]]], ...] = (
     (frozenset({"my_number"}), _my_numbers),
     (frozenset({"phone_jp"}), _phones_jp),
     (frozenset({"phone"}), _phones_e164),
     (frozenset({"postcode_jp"}), _postcodes),
-    (frozenset({"address_jp"}), _addresses),
-    (frozenset({"person"}), _persons),
     (frozenset({"bank_account_jp", "drivers_licence", "passport"}), _bank_licence_passport),
-    (frozenset({"email"}), _emails),
     (frozenset({"payment_card"}), _cards),
     (frozenset({"iban"}), _ibans),
     (frozenset({"us_ssn"}), _ssns),
 )
-_DIGITLESS = frozenset({"address_jp", "person", "email"})  # may match a text with no digit
+_TEXTUAL: tuple[tuple[frozenset[str], Callable[[str], Iterator[_Hit]]], ...] = (
+    (frozenset({"address_jp"}), _addresses),
+    (frozenset({"person"}), _persons),
+    (frozenset({"email"}), _emails),
+)
+_RUN = re.compile(r"[0-9](?:[ \-()]{0,2}[0-9]){6,}")
+_PAD_BEFORE = 48  # > the longest label + gap a numeric rule reads before its number
+_PAD_AFTER = 16  # a prefecture after a postcode
+_SEP = frozenset("0123456789 -()+")
+
+
+def _windows(t: str) -> list[tuple[int, int]]:
+    """Merged [start, end) windows around every run of 7+ digits, widened to the labels
+    before and after, and never cutting a number (so boundaries read as in the text)."""
+    out: list[tuple[int, int]] = []
+    for m in _RUN.finditer(t):
+        s, e = max(0, m.start() - _PAD_BEFORE), min(len(t), m.end() + _PAD_AFTER)
+        while s > 0 and t[s - 1] in _SEP:
+            s -= 1
+        while e < len(t) and t[e] in _SEP:
+            e += 1
+        if out and s <= out[-1][1]:
+            out[-1] = (out[-1][0], max(e, out[-1][1]))
+        else:
+            out.append((s, e))
+    return out
 
 
 def scan_pii(text: str, channel: str = CHANNEL_USER, *, kinds: Collection[str] | None = None,
@@ -376,24 +410,26 @@ def scan_pii(text: str, channel: str = CHANNEL_USER, *, kinds: Collection[str] |
     ``kinds``: only these (a :class:`~kansa.guard.findings.GuardError` names an unknown
     one); ``min_score``: drop findings below this confidence."""
     check_channel(channel)
+    want: frozenset[str] | None = None
     if kinds is not None:
-        unknown = set(kinds) - PII_KINDS
+        want = frozenset(kinds)
+        unknown = want - PII_KINDS
         if unknown:
             from kansa.errors import GuardError
             raise GuardError(f"unknown personal-data kind(s): {', '.join(sorted(unknown))} "
                              f"(known: {', '.join(sorted(PII_KINDS))})")
     t = fold(text)
-    has_digit = any("0" <= c <= "9" for c in t)
-    found: list[Finding] = []
-    for produces, detect in _DETECTORS:
-        if kinds is not None and not produces & set(kinds):
-            continue
-        if not has_digit and not produces & _DIGITLESS:
-            continue
-        for kind, start, end, score, validator in detect(t):
-            if score < min_score or (kinds is not None and kind not in kinds):
-                continue
-            found.append(Finding(DETECTOR, channel, kind, score, start, end, _TECH,
-                                 f"personal data ({kind.replace('_', ' ')})",
-                                 {"validator": validator}))
+    hits: list[_Hit] = []
+    for produces, detect in _TEXTUAL:
+        if want is None or produces & want:
+            hits += detect(t)
+    for s, e in _windows(t):
+        w = t[s:e]
+        for produces, detect in _NUMERIC:
+            if want is None or produces & want:
+                hits += ((k, a + s, b + s, sc, v) for k, a, b, sc, v in detect(w))
+    found = [Finding(DETECTOR, channel, kind, score, start, end, _TECH,
+                     f"personal data ({kind.replace('_', ' ')})", {"validator": validator})
+             for kind, start, end, score, validator in hits
+             if score >= min_score and (want is None or kind in want)]
     return resolve_overlaps(found)

@@ -148,7 +148,8 @@ def scan_secrets(text: str, channel: str = CHANNEL_USER) -> list[Finding]:
     """The secrets in ``text`` (spans in ``text`` as given), sorted by position."""
     check_channel(channel)
     t = fold(text)
-    if not any(k in t for k in _MARKERS) and not _AWS_LABEL.search(t):
+    aws_label = ("ecret" in t or "ECRET" in t) and _AWS_LABEL.search(t) is not None
+    if not aws_label and not any(k in t for k in _MARKERS):
         return []
     found: list[Finding] = []
     aws_ids: list[tuple[int, int]] = []
@@ -161,7 +162,8 @@ def scan_secrets(text: str, channel: str = CHANNEL_USER) -> list[Finding]:
             found.append(Finding(DETECTOR, channel, kind, score, m.start(), m.end(), _TECH,
                                  f"a secret ({kind.replace('_', ' ')})",
                                  {"validator": validator}))
-    found += _aws_secrets(t, channel, aws_ids)
+    if aws_ids or aws_label:
+        found += _aws_secrets(t, channel, aws_ids)
     return resolve_overlaps(found)
 
 
