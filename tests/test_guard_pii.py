@@ -171,7 +171,8 @@ def test_names_by_honorific_and_label(text: str, name: str) -> None:
 
 @pytest.mark.parametrize("text", [
     "お客様各位", "皆様、皆さん、お疲れ様です", "ユーザーさんの声", "担当者様", "お母さん",
-    "name: build\n", "氏名欄に記入", "同氏は", "彼氏",
+    "name: build\n", "氏名欄に記入", "同氏は", "彼氏", "リソース仕様をコンパイル", "模様です",
+    "多様型", "同様に", "様式", "不正な文の名前: 空ではいけません\n",
 ])
 def test_not_names(text: str) -> None:
     assert [k for k, _ in kinds(text) if k == "person"] == []

@@ -154,7 +154,11 @@ _ADDRESS_NOPREF = re.compile(rf"[{_KANJI}]{{1,5}}[市区町村][{_KANJI}のノ]{
 
 _HONORIFIC = re.compile(rf"([{_KANJI}]{{1,4}}(?:[ 　][{_KANJI}]{{1,4}})?|[ァ-ヶー]{{2,12}}"
                         rf"(?:[・ 　][ァ-ヶー]{{2,12}})?)"
-                        r"[ 　]?(?:様|さま|さん|氏(?!名)|殿|先生|くん|ちゃん)")
+                        r"[ 　]?(?:様(?![式子々相態])|さま|さん|氏(?!名)|殿|先生|くん|ちゃん)")
+# kanji that make a word with 様 (仕様 "specification", 模様, 多様, 同様 ...): not a name
+_SAMA_WORDS = frozenset("仕模多同異一外左有態両各別今上殿")
+# a value after a name label that reads as a sentence (a UI message), not a name
+_SENTENCE = re.compile(r"ません|です|ます|では|ない|して|する|した|ください")
 _NOT_NAME_WORDS = (  # words before an honorific that are not a name
     "皆 お客 客 各位 貴 奥 神 王 仏 患者 利用者 会員 皆々 担当 担当者 お母 お父 お姉 お兄 母 父 "
     "姉 兄 弟 妹 娘 息子 同 両 彼 当 貴社 御社 先方 相手 本人 ご本人 職員 社員 店員 店長 部長 "
@@ -292,11 +296,13 @@ def _persons(t: str) -> Iterator[_Hit]:
             cut, name = _trim_name(m.group(1))
             if name.strip() in _NOT_NAMES or name.startswith(("お", "ご", "御")):
                 continue
+            if m.group().endswith("様") and name[-1] in _SAMA_WORDS:
+                continue
             start = m.start(1) + cut
             yield "person", start, start + len(name), 0.7, "context"
         for m in _NAME_LABEL.finditer(t):
             name = m.group(1).strip()
-            if not name or not any(c.isalpha() for c in name):
+            if not name or not any(c.isalpha() for c in name) or _SENTENCE.search(name):
                 continue
             if name.isascii() and not _LATIN_NAME.match(name):
                 continue  # "名前: build" is not a person
