@@ -8,9 +8,8 @@
   ``observe`` (recorded only), ``flag`` (the call goes ahead, flagged), ``block`` (refused),
   ``redact`` (``[REDACTED:KIND]``, irreversible) or ``pseudonymise`` (a subject-keyed token,
   restored in the answer). A rewritten body replaces the outgoing one
-  (``Verdict(request=...)``); on a surface that cannot rewrite (no ``request`` field on
-  :class:`~kansa.capture.pipeline.Verdict`), a call that needed rewriting is refused
-  rather than sent in clear (fail closed).
+  (``Verdict(request=...)``); with ``can_rewrite=False`` a call that needed rewriting is
+  refused rather than sent in clear (fail closed).
 * **after** the answer, it scans the answer (text and tool-call arguments) *before*
   restoring (the values it put tokens in place of are not leaks; anything else is),
   applies the *incoming* action (``observe`` / ``flag`` / ``block``: the answer is held /
