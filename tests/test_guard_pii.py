@@ -283,3 +283,18 @@ def _unwindowed(text: str) -> list[tuple[str, int, int]]:
 def test_digit_run_windows_find_what_the_whole_text_scan_finds(parts: list[str]) -> None:
     text = "".join(parts)
     assert [(f.kind, f.start, f.end) for f in scan_pii(text)] == _unwindowed(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=200))
+def test_fold_keeps_the_length_and_folds_digits_and_dashes(text: str) -> None:
+    from kansa.guard.fold import fold
+
+    folded = fold(text)
+    assert len(folded) == len(text)
+    for a, b in zip(text, folded, strict=True):
+        if "０" <= a <= "９":
+            assert b == chr(ord(a) - 0xFEE0)
+        if a in "‐‑‒–—―−－﹣":
+            assert b == "-"
+    assert fold("ユーザー") == "ユーザー" and fold("０９０ー１") == "090-1"

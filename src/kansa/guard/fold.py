@@ -17,28 +17,24 @@ normaliser flags them as smuggling.
 
 from __future__ import annotations
 
+import functools
+import re
+
 __all__ = ["fold"]
 
 _TABLE: dict[int, int] = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)}
 _TABLE[0x3000] = 0x20
 for _c in (0x2010, 0x2011, 0x2012, 0x2013, 0x2014, 0x2015, 0x2212, 0xFE63, 0xFF0D):
     _TABLE[_c] = 0x2D
-_LONG_VOWELS = "ーｰ"
-_DIGITS = frozenset("0123456789")
+_LONG_VOWEL_BY_DIGIT = re.compile("(?<=[0-9])[ーｰ]|[ーｰ](?=[0-9])")
 
 
+@functools.lru_cache(maxsize=32)  # the secrets and the personal-data scans fold one text
 def fold(text: str) -> str:
     """``text`` with full-width ASCII and hyphen variants folded, same length."""
     if text.isascii():
         return text
     out = text.translate(_TABLE)
     if "ー" in out or "ｰ" in out:
-        chars = list(out)
-        for i, ch in enumerate(chars):
-            if ch in _LONG_VOWELS and (
-                    (i > 0 and chars[i - 1] in _DIGITS)
-                    or (i + 1 < len(chars) and chars[i + 1] in _DIGITS)):
-                chars[i] = "-"
-        out = "".join(chars)
-    assert len(out) == len(text)
+        out = _LONG_VOWEL_BY_DIGIT.sub("-", out)
     return out

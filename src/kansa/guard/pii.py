@@ -271,8 +271,12 @@ def _postcodes(t: str) -> Iterator[_Hit]:
             yield "postcode_jp", m.start(), m.end(), 0.85, "context"
 
 
+_CJK = re.compile("[\u3040-\u30ff\u3400-\u9fff]")  # kana and kanji
+
+
 def _addresses(t: str) -> Iterator[_Hit]:
-    if t.isascii():
+    if not ("都" in t or "道" in t or "府" in t or "県" in t or "市" in t or "区" in t
+            or "町" in t or "村" in t):
         return
     for m in _ADDRESS.finditer(t):
         yield "address_jp", m.start(), m.end(), 0.85, "format"
@@ -289,7 +293,7 @@ def _trim_name(name: str) -> tuple[int, str]:
 
 
 def _persons(t: str) -> Iterator[_Hit]:
-    if not t.isascii():  # the Japanese rules need kanji or kana
+    if not t.isascii() and _CJK.search(t):  # the Japanese rules need kanji or kana
         for m in _HONORIFIC.finditer(t):
             if m.group(1) in _NOT_NAMES:
                 continue
