@@ -177,3 +177,28 @@ def test_tokens_of_an_earlier_call_are_restored_from_the_store(tmp_path: Any) ->
         other = call_of("?", answer(f"It was {token}."), subject="mallory")
         got = stage.after(other, to_record(other.info))  # type: ignore[arg-type]
         assert got is None or got.response is None
+
+
+def test_gateway_guard_data_option_builds_the_stage_from_yaml(tmp_path: Any) -> None:
+    from kansa.api import Ledger
+    from kansa.capture.cli_gateway import _guarded
+    from kansa.capture.gateway import GatewayConfig
+
+    cfg_file = tmp_path / "data.yaml"
+    cfg_file.write_text("outgoing:\n  secrets: block\n  my_number: block\n  pii: pseudonymise\n"
+                        "incoming:\n  '*': flag\nmin_score: 0.7\n")
+    with Ledger.init(tmp_path / "home") as led:
+        got = _guarded(GatewayConfig.from_upstream("http://127.0.0.1:9"), led, None, cfg_file)
+        [stage] = got["pipeline"].stages
+        assert isinstance(stage, DataGuardStage) and stage.store is not None
+        assert stage.policy.outgoing["my_number"] == "block"
+        assert stage.policy.min_score == 0.7
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("outgoing: {email: shred}\n")
+    with pytest.raises(GuardError, match="unknown action 'shred'"):
+        DataPolicy.load(bad)
+    bad.write_text("outgong: {}\n")
+    with pytest.raises(GuardError, match="unknown key 'outgong'"):
+        DataPolicy.load(bad)
+    with pytest.raises(GuardError, match="cannot read"):
+        DataPolicy.load(tmp_path / "missing.yaml")

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kansa.capture.pipeline import Call, Verdict
@@ -92,6 +93,47 @@ class DataPolicy:
         object.__setattr__(self, "incoming", _check("incoming", self.incoming))
         if not 0.0 <= self.min_score <= 1.0:
             raise GuardError(f"guard.data: min_score {self.min_score} is not within 0..1")
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "guard data config") -> DataPolicy:
+        """A policy from parsed YAML/JSON: ``outgoing`` and ``incoming`` (kind, detector
+        or ``*`` -> action), ``min_score``; a :class:`GuardError` names the bad key."""
+        if d is None:
+            d = {}
+        if not isinstance(d, dict):
+            raise GuardError(f"{where}: expected a mapping, got {type(d).__name__}")
+        known = {"outgoing", "incoming", "min_score"}
+        extra = sorted(set(d) - known)
+        if extra:
+            raise GuardError(f"{where}: unknown key {extra[0]!r} (known: "
+                             f"{', '.join(sorted(known))})")
+        kw: dict[str, Any] = {}
+        for k in ("outgoing", "incoming"):
+            if k in d:
+                if not isinstance(d[k], dict):
+                    raise GuardError(f"{where}: {k}: expected a mapping of kind to action")
+                kw[k] = {str(a): str(b) for a, b in d[k].items()}
+        if "min_score" in d:
+            try:
+                kw["min_score"] = float(d["min_score"])
+            except (TypeError, ValueError):
+                raise GuardError(f"{where}: min_score: expected a number") from None
+        return cls(**kw)
+
+    @classmethod
+    def load(cls, path: str | Path) -> DataPolicy:
+        """A policy from a YAML (or JSON) file."""
+        import yaml
+
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as e:
+            raise GuardError(f"{path}: cannot read the guard data config: {e.strerror}") from None
+        try:
+            d = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise GuardError(f"{path}: not YAML: {e}") from None
+        return cls.from_dict(d, str(path))
 
     @staticmethod
     def _of(table: Mapping[str, str], f: Finding) -> str:
