@@ -18,7 +18,9 @@ Negatives (real text on this machine, no personal data expected, none generated)
   translated UI text of apt, glib, libc, grep, ...) and vim's Japanese tutor, cut into
   768-character chunks (~512 tokens).
 A false positive is a chunk with at least one finding (per family); findings are listed
-by kind, because some are real (the stdlib names its authors' e-mail addresses).
+by kind, because some are real: the stdlib and Debian's changelogs and copyright files
+name their authors' e-mail addresses (and "Dr. Tobias Quathamer"), so personal data is
+also shown without e-mail.
 """
 
 from __future__ import annotations
@@ -272,26 +274,34 @@ def japanese_corpus() -> list[str]:
 
 
 def false_positives(corpus: list[str]) -> dict[str, object]:
-    sec_chunks = pii_chunks = 0
+    sec_chunks = pii_chunks = no_mail = 0
     by_kind: Counter[str] = Counter()
     for t in corpus:
         s = scan_secrets(t)
         p = scan_pii(t)
         sec_chunks += bool(s)
         pii_chunks += bool(p)
+        no_mail += any(f.kind != "email" for f in p)
         by_kind.update(f.kind for f in s + p)
     return {"chunks": len(corpus), "secrets": sec_chunks, "pii": pii_chunks,
-            "kinds": dict(by_kind.most_common())}
+            "pii_no_mail": no_mail, "kinds": dict(by_kind.most_common())}
 
 
-def latency(corpus: list[str]) -> tuple[float, float]:
-    times = []
+def latency(corpus: list[str]) -> tuple[float, float, float]:
+    """p50 and p99 of one run per text, and p99 of the fastest of 3 runs per text (this
+    machine's 2 cores are shared: a single run's tail is mostly preemption)."""
+    once, best = [], []
     for t in corpus:
-        t0 = time.perf_counter_ns()
-        scan_text(t)
-        times.append((time.perf_counter_ns() - t0) / 1e6)
-    times.sort()
-    return statistics.median(times), times[int(len(times) * .99)]
+        runs = []
+        for _ in range(3):
+            t0 = time.perf_counter_ns()
+            scan_text(t)
+            runs.append((time.perf_counter_ns() - t0) / 1e6)
+        once.append(runs[0])
+        best.append(min(runs))
+    once.sort()
+    best.sort()
+    return statistics.median(once), once[int(len(once) * .99)], best[int(len(best) * .99)]
 
 
 def stage_latency(corpus: list[str], seed: int) -> tuple[float, float]:
@@ -341,13 +351,16 @@ def main() -> None:
         fp = false_positives(corpus)
         c = int(fp["chunks"])  # type: ignore[call-overload]
         s, p = int(fp["secrets"]), int(fp["pii"])  # type: ignore[call-overload]
+        nm = int(fp["pii_no_mail"])  # type: ignore[call-overload]
         print(f"  {name:30} {c:6} chunks  secrets {s / c:7.3%} (target ≤ 1%)  "
-              f"personal data {p / c:7.3%}  by kind: {fp['kinds']}")
+              f"personal data {p / c:7.3%} ({nm / c:.3%} without e-mail)  "
+              f"by kind: {fp['kinds']}")
 
     print("\nlatency per 512-token text (ms, 1 thread)")
     for name, corpus in corpora.items():
-        p50, p99 = latency(corpus)
-        print(f"  scan (secrets+pii) {name:30} p50 {p50:6.3f}  p99 {p99:6.3f}")
+        p50, p99, best99 = latency(corpus)
+        print(f"  scan (secrets+pii) {name:30} p50 {p50:6.3f}  p99 {p99:6.3f}  "
+              f"p99 of best-of-3 {best99:6.3f}")
     p50, p99 = stage_latency(corpora["English: /usr/share/doc"][:3000], a.seed)
     print(f"  stage before(), pseudonymising 3 values, English   p50 {p50:6.3f}  p99 {p99:6.3f}"
           "   (issue target for the whole guard: p50 ≤ 2 ms, p99 ≤ 10 ms)")

@@ -222,6 +222,8 @@ def test_international(text: str, kind: str, value: str) -> None:
     "1234 5678 9012 3452",  # Luhn passes, no card network starts with 1
     "GB82 WEST 1234 5698 7654 33", "000-12-3456", "666-12-3456", "123-00-4567",
     "user@localhost", "a@b", "@decorator", "+1 2",
+    "commit 0ac6c98294d666762960824d3932", "Upstream-Name: Maven Resolver\n",
+    "hash 8e206c1721564c91dd05ea46b5262670011155ab",
 ])
 def test_international_lookalikes(text: str) -> None:
     assert kinds(text) == []

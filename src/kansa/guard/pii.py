@@ -118,8 +118,9 @@ def iban_ok(iban: str) -> bool:
 
 # Boundaries are ASCII classes, never \w: in Python \w matches kana and kanji, and a
 # value is usually glued to Japanese text (電話番号は+81..., a@b.jpまで)
-_NOT_BEFORE = r"(?<![0-9])(?<![0-9][ \-])"  # not the tail of a longer number
-_NOT_AFTER = r"(?![ \-]?[0-9])"
+# not part of a longer number, nor of an identifier or hash (git commit ids, hex digests)
+_NOT_BEFORE = r"(?<![0-9A-Za-z])(?<![0-9][ \-])"
+_NOT_AFTER = r"(?![ \-]?[0-9])(?![A-Za-z])"
 
 _PREFS = ("北海道|東京都|京都府|大阪府|(?:青森|岩手|宮城|秋田|山形|福島|茨城|栃木|群馬|埼玉|千葉|"
           "神奈川|新潟|富山|石川|福井|山梨|長野|岐阜|静岡|愛知|三重|滋賀|兵庫|奈良|和歌山|鳥取|島根|"
@@ -174,7 +175,8 @@ _NAME_LABEL = re.compile(r"(?:氏名|お名前|名前|フリガナ|ふりがな|
                          r"([^\n\r,，、。;；:：()（）<>\"'{}\[\]]{1,30}?)"
                          r"(?=[ \t　]*(?:$|[\n\r,，、。;；()（）<>\"'{}\[\]]|様|さん|殿))",
                          re.M)
-_EN_LABEL = re.compile(r"(?:Full name|Name)[ \t]*:[ \t]*([A-Z][a-z]+(?: [A-Z][a-z]+){1,2})"
+_EN_LABEL = re.compile(r"(?<![A-Za-z\-])(?:Full name|Name)[ \t]*:[ \t]*"
+                       r"([A-Z][a-z]+(?: [A-Z][a-z]+){1,2})"
                        r"(?=[ \t]*(?:$|[\n\r,;()<>\"'{}\[\]]))", re.M)
 _EN_NAME = re.compile(r"(?<![A-Za-z])(?:Mr|Mrs|Ms|Miss|Dr|Prof)\.? ([A-Z][a-z]+(?: [A-Z][a-z]+)?)")
 _LATIN_NAME = re.compile(r"^[A-Z][a-z]+(?: [A-Z][a-z]+){1,2}$")
