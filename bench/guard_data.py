@@ -37,6 +37,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from kansa.guard.data_stage import DataGuardStage
 from kansa.guard.pii import PII_KINDS, my_number_check_digit, scan_pii
@@ -325,12 +326,60 @@ def stage_latency(corpus: list[str], seed: int) -> tuple[float, float]:
     return statistics.median(times), times[int(len(times) * .99)]
 
 
+NAMES_RUNNING = ["{v}が担当します。", "昨日、{v}と打ち合わせをした。", "報告書は{v}が作成した。",
+                 "{v}から連絡がありました。", "会議には{v}も出席する予定だ。"]
+
+
+def ner_figures(seed: int, ja: list[str]) -> None:
+    """The optional GiNZA NER (kansa[ner]): what it adds on names in running text (no
+    honorific, no label), what it costs per 512-token Japanese text, and what it flags on
+    the Japanese corpus."""
+    from kansa.guard.ner import NerScanner
+
+    g = Gen(seed)
+    t0 = time.perf_counter()
+    ner = NerScanner()
+    ner.scan("山田太郎が担当します。")
+    load = time.perf_counter() - t0
+    rules = model = 0
+    n = 300
+    for i in range(n):
+        v = g.pick(SURNAMES) + g.pick(GIVEN)
+        text = NAMES_RUNNING[i % len(NAMES_RUNNING)].format(v=v)
+        at = text.index(v)
+
+        def hit(fs: list[Any], v: str = v, at: int = at) -> bool:
+            return any(f.kind == "person" and f.start <= at and f.end >= at + len(v)
+                       for f in fs)
+
+        rules += hit(scan_pii(text))
+        model += hit(scan_pii(text) + ner.scan(text))
+    print(f"\nNER (GiNZA, kansa[ner]): load {load:.1f} s")
+    print(f"  names in running text (no honorific or label), {n} generated: "
+          f"rules {rules / n:.1%}, rules + NER {model / n:.1%}")
+    times, flagged = [], 0
+    for t in ja[:500]:
+        t1 = time.perf_counter_ns()
+        fs = ner.scan(t)
+        times.append((time.perf_counter_ns() - t1) / 1e6)
+        flagged += any(f.kind == "person" for f in fs)
+    times.sort()
+    print(f"  per 512-token Japanese text: p50 {statistics.median(times):.1f} ms, "
+          f"p99 {times[int(len(times) * .99)]:.1f} ms; chunks of the ja corpus with a "
+          f"person by NER: {flagged / min(len(ja), 500):.1%}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--ner", action="store_true", help="also the optional GiNZA NER")
+    ap.add_argument("--ner-only", action="store_true", help="only the NER figures")
     a = ap.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]
+    if a.ner_only:
+        ner_figures(a.seed, japanese_corpus())
+        return
     print(f"kansa guard data bench: {a.n} generated positives per kind, seed {a.seed}\n")
     print(f"{'kind':24} {'recall':>8}   target")
     rec = recall(a.n, a.seed)
@@ -366,6 +415,8 @@ def main() -> None:
           "   (issue target for the whole guard: p50 ≤ 2 ms, p99 ≤ 10 ms)")
     p50, p99 = stage_latency(corpora["Japanese: ja .mo + vim tutor"][:3000], a.seed)
     print(f"  stage before(), pseudonymising 3 values, Japanese  p50 {p50:6.3f}  p99 {p99:6.3f}")
+    if a.ner:
+        ner_figures(a.seed, corpora["Japanese: ja .mo + vim tutor"])
 
 
 if __name__ == "__main__":

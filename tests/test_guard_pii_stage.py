@@ -202,3 +202,18 @@ def test_gateway_guard_data_option_builds_the_stage_from_yaml(tmp_path: Any) -> 
         DataPolicy.load(bad)
     with pytest.raises(GuardError, match="cannot read"):
         DataPolicy.load(tmp_path / "missing.yaml")
+
+
+def test_ner_without_the_extra_is_a_clear_error_and_never_a_download() -> None:
+    from kansa.guard.ner import NerScanner, available
+
+    policy = DataPolicy.from_dict({"ner": True})
+    if available():  # the kansa[ner] extra is installed here: the stage loads it
+        assert DataGuardStage(KR, policy=policy).ner is not None
+        return
+    with pytest.raises(GuardError, match=r"pip install 'kansa\[ner\]'"):
+        DataGuardStage(KR, policy=policy)
+    with pytest.raises(GuardError, match="NER extra is not installed"):
+        NerScanner().scan("山田が担当します")
+    with pytest.raises(GuardError, match="ner: expected true or false"):
+        DataPolicy.from_dict({"ner": "yes"})

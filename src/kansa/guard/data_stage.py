@@ -48,6 +48,7 @@ from kansa.guard.pseudonym import (
 from kansa.guard.secrets import SECRET_KINDS
 
 if TYPE_CHECKING:
+    from kansa.guard.ner import NerScanner
     from kansa.records.model import UsageRecord
 
 __all__ = ["ACTIONS", "ATTR", "DataGuardStage", "DataPolicy"]
@@ -87,6 +88,7 @@ class DataPolicy:
     incoming: Mapping[str, str] = field(default_factory=lambda: {"secrets": REDACT,
                                                                  "pii": FLAG})
     min_score: float = 0.5
+    ner: bool = False  # also GiNZA NER for names and places (the kansa[ner] extra)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "outgoing", _check("outgoing", self.outgoing))
@@ -102,7 +104,7 @@ class DataPolicy:
             d = {}
         if not isinstance(d, dict):
             raise GuardError(f"{where}: expected a mapping, got {type(d).__name__}")
-        known = {"outgoing", "incoming", "min_score"}
+        known = {"outgoing", "incoming", "min_score", "ner"}
         extra = sorted(set(d) - known)
         if extra:
             raise GuardError(f"{where}: unknown key {extra[0]!r} (known: "
@@ -118,6 +120,10 @@ class DataPolicy:
                 kw["min_score"] = float(d["min_score"])
             except (TypeError, ValueError):
                 raise GuardError(f"{where}: min_score: expected a number") from None
+        if "ner" in d:
+            if not isinstance(d["ner"], bool):
+                raise GuardError(f"{where}: ner: expected true or false")
+            kw["ner"] = d["ner"]
         return cls(**kw)
 
     @classmethod
@@ -172,6 +178,14 @@ class DataGuardStage:
         # every surface with a before moment replaces the request (Verdict.request);
         # False: refuse a call that would need rewriting (for a surface that cannot)
         self.can_rewrite = True if can_rewrite is None else can_rewrite
+        self.ner: NerScanner | None = None
+        if self.policy.ner:
+            from kansa.guard.ner import NerScanner, available
+
+            if not available():
+                raise GuardError("guard.data: ner: true needs the NER extra: pip install "
+                                 "'kansa[ner]' (spaCy and ja-ginza)")
+            self.ner = NerScanner()
 
     @classmethod
     def for_ledger(cls, ledger: Any, *, policy: DataPolicy | None = None,
@@ -181,7 +195,7 @@ class DataGuardStage:
         return cls(kr, policy=policy, store=PseudonymStore(kr) if keep_mappings else None)
 
     def _scan(self, text: str, channel: str) -> list[Finding]:
-        return scan_text(text, min_score=self.policy.min_score, channel=channel)
+        return scan_text(text, min_score=self.policy.min_score, channel=channel, ner=self.ner)
 
     # -- before ---------------------------------------------------------------------------
 

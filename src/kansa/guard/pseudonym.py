@@ -45,6 +45,7 @@ from kansa.ledger import migrations
 from kansa.ledger.migrations import Migration
 
 if TYPE_CHECKING:
+    from kansa.guard.ner import NerScanner
     from kansa.ledger.storage import Store
     from kansa.vault import Vault
 
@@ -163,9 +164,10 @@ Scanner = Callable[[str], list[Finding]]
 
 def scan_text(text: str, *, secrets: bool = True, pii: bool = True,
               kinds: Collection[str] | None = None, min_score: float = 0.5,
-              channel: str = "user") -> list[Finding]:
+              channel: str = "user", ner: NerScanner | None = None) -> list[Finding]:
     """Secrets and personal data in ``text``, one finding per stretch (tokens this module
-    wrote are never findings)."""
+    wrote are never findings); ``ner``: names and places by the optional GiNZA model
+    too (:mod:`kansa.guard.ner`)."""
     from kansa.guard.pii import PII_KINDS, scan_pii
     from kansa.guard.secrets import resolve_overlaps, scan_secrets
 
@@ -177,6 +179,9 @@ def scan_text(text: str, *, secrets: bool = True, pii: bool = True,
         pk = None if kinds is None else [k for k in kinds if k in PII_KINDS]
         if pk is None or pk:
             found += scan_pii(text, channel, kinds=pk, min_score=min_score)
+        if ner is not None:
+            found += [f for f in ner.scan(text, channel)
+                      if f.score >= min_score and (kinds is None or f.kind in kinds)]
     if not found:
         return found
     tokens = [(m.start(), m.end()) for m in TOKEN.finditer(text)]
