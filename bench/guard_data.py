@@ -312,7 +312,7 @@ def stage_latency(corpus: list[str], seed: int) -> tuple[float, float]:
     from kansa.capture.shapes import CallInfo
 
     g = Gen(seed)
-    stage = DataGuardStage(StaticKeyring(b"k" * 32), can_rewrite=False)
+    stage = DataGuardStage(StaticKeyring(b"k" * 32))
     times = []
     for t in corpus:
         text = (f"{t[:len(t) // 2]} 電話 {g.phone_jp()} mail a.b@example.com "
