@@ -162,6 +162,13 @@ def gateway(
                      "documents and answers for prompt injection, and observe, flag, block "
                      "or require approval per channel (see 'kansa guard scan --help')."),
     ] = None,
+    guard_data: Annotated[
+        Path | None,
+        typer.Option("--guard-data", help="Secrets and personal data config (YAML: "
+                     "outgoing/incoming kind -> observe, flag, block, redact, pseudonymise): "
+                     "pseudonymised values are restored in the answer; see "
+                     "docs/design/guard.md."),
+    ] = None,
 ) -> None:
     """Run the gateway (the default command)."""
     if ctx.invoked_subcommand is not None:
@@ -188,7 +195,7 @@ def gateway(
         try:
             from kansa.capture.gateway import create_gateway_app
 
-            app = create_gateway_app(ledger, cfg, **_guarded(cfg, ledger, guard))
+            app = create_gateway_app(ledger, cfg, **_guarded(cfg, ledger, guard, guard_data))
             _banner(app, ledger, host, port, workers)
         except BaseException:
             ledger.close()
@@ -208,7 +215,8 @@ def gateway(
     assert ledger.home is not None
     spec = {"config": cfg.to_dict(), "store": store,
             "home": str(ledger.home.path.resolve()),
-            "guard": str(guard.resolve()) if guard else None}
+            "guard": str(guard.resolve()) if guard else None,
+            "guard_data": str(guard_data.resolve()) if guard_data else None}
     ledger.close()
     os.environ[_SPEC_ENV] = json.dumps(spec)
     uvicorn.run("kansa.cli.gateway:worker_app", factory=True, workers=workers,
@@ -225,23 +233,34 @@ def worker_app() -> GatewayApp:
     spec = json.loads(os.environ[_SPEC_ENV])
     cfg = GatewayConfig.from_dict(spec["config"])
     ledger = Ledger.open(spec["store"], home=spec["home"])
-    guard = spec.get("guard")
+    guard, data = spec.get("guard"), spec.get("guard_data")
     return create_gateway_app(ledger, cfg, owns_ledger=True,
-                              **_guarded(cfg, ledger, Path(guard) if guard else None))
+                              **_guarded(cfg, ledger, Path(guard) if guard else None,
+                                         Path(data) if data else None))
 
 
-def _guarded(cfg: GatewayConfig, ledger: Ledger, guard: Path | None) -> dict[str, Any]:
-    """With --guard: the policy (if any) and a pipeline with the guard stage after it."""
-    if guard is None:
+def _guarded(cfg: GatewayConfig, ledger: Ledger, guard: Path | None,
+             guard_data: Path | None = None) -> dict[str, Any]:
+    """With --guard / --guard-data: the policy (if any) and a pipeline with the guard
+    stages after it (injection first, on the text as the caller sent it; then secrets and
+    personal data, which may rewrite the request)."""
+    if guard is None and guard_data is None:
         return {}
-    from kansa.capture.pipeline import Pipeline
-    from kansa.guard.stage import GuardConfig, GuardStage
+    from kansa.capture.pipeline import Pipeline, Stage
     from kansa.policy.inline import PolicyHandle
 
     home = ledger.home.path if ledger.home is not None else None
     policy = PolicyHandle.load(cfg.policy, home=home) if cfg.policy else None
-    stage = GuardStage(GuardConfig.load(guard))
-    return {"policy": policy, "pipeline": Pipeline.default(policy, extra=[stage])}
+    stages: list[Stage] = []
+    if guard is not None:
+        from kansa.guard.stage import GuardConfig, GuardStage
+
+        stages.append(GuardStage(GuardConfig.load(guard)))
+    if guard_data is not None:
+        from kansa.guard.data_stage import DataGuardStage, DataPolicy
+
+        stages.append(DataGuardStage.for_ledger(ledger, policy=DataPolicy.load(guard_data)))
+    return {"policy": policy, "pipeline": Pipeline.default(policy, extra=stages)}
 
 
 def _build_config(upstream: str | None, key_env: str | None, path: Path | None,
