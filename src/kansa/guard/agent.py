@@ -765,6 +765,13 @@ class AgentGuardStage:
         :func:`conversation_of` names it: ``c:<conversation id>`` ...)."""
         self.provenance.untrusted(conversation, text, source)
 
+    def check(self, name: str, arguments: Any, *, conversation: str,
+              hints: Mapping[str, Any] | None = None) -> Decision:
+        """Judge one tool call of ``conversation`` with what it has seen (no pipeline:
+        for the adapters, and for agents that call tools their own way)."""
+        unt, tru = self.provenance.snapshot(conversation)
+        return decide(self.config, ToolCall(name, arguments, hints=hints), unt, tru)
+
     def _verdict(self, ds: list[Decision], extra: Mapping[str, Any] | None = None,
                  message: str = "") -> Verdict:
         from kansa.capture.pipeline import Obligation, Verdict

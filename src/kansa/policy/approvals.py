@@ -266,6 +266,37 @@ class Approvals:
              a.system, a.app, a.model, json.dumps(list(a.obligations)), tool, args_json))
         return a
 
+    def now_us(self) -> int:
+        """What time it is for these approvals (microseconds): the clock given, else the
+        system's."""
+        return self._now(None)
+
+    def find(self, *, digest: str, record_id: str) -> list[Approval]:
+        """Every approval asked for this call (``digest``) as ``record_id``, oldest first."""
+        self.ensure_table()
+        rows = self.store.query(
+            f"SELECT {', '.join(_COLS)} FROM policy_approvals WHERE digest = ? AND"
+            " record_id = ? ORDER BY created, id", (digest, record_id))
+        return [_row(r) for r in rows]
+
+    def open_once(self, *, digest: str, record_id: str, snapshot: str, system: str,
+                  app: str | None, model: str | None, obligations: list[str],
+                  ttl_hours: float, tool: str | None = None, arguments: Any = None,
+                  now: datetime | int | None = None) -> Approval:
+        """:meth:`request`, unless the same call (``digest``) as the same ``record_id``
+        already has one that is still open (pending, approved or edited, unexpired) or
+        was rejected: then that one. For frameworks that re-run a step on resume
+        (LangGraph re-runs the node), so a re-run neither opens a second request nor
+        escapes a rejection; a used or expired one is history, and a new one is opened.
+        (Two processes racing may still open two; each is a complete request.)"""
+        at = self._now(now)
+        for a in reversed(self.find(digest=digest, record_id=record_id)):
+            if a.state(at) in (PENDING, APPROVED, EDITED, REJECTED):
+                return a
+        return self.request(digest=digest, record_id=record_id, snapshot=snapshot,
+                            system=system, app=app, model=model, obligations=obligations,
+                            ttl_hours=ttl_hours, tool=tool, arguments=arguments, now=at)
+
     def get(self, approval_id: str) -> Approval | None:
         self.ensure_table()
         rows = self.store.query(
