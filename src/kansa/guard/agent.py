@@ -731,17 +731,26 @@ def _response(call: Call) -> Any:
 
 
 def conversation_of(call: Call) -> str:
-    """Which conversation a call belongs to: its ``gen_ai.conversation.id``, else the
-    agent step it runs in (``kansa.parent_id``), else one per system."""
+    """Which conversation a call belongs to: its ``gen_ai.conversation.id``
+    (``c:<id>``), else the agent step it runs in (``p:<step record id>``), else one per
+    system (``s:<system>``). A tool call says it through ``call.state`` (kansa.tool sets
+    the scope), a model call through its CallInfo."""
+    from kansa.capture.pipeline import CALL_SCOPE
+
+    scope = call.state.get(CALL_SCOPE)
     info = call.info
-    if info is None:
+    if isinstance(scope, Mapping):
+        conv, parent, system = scope.get("conversation"), scope.get("parent"), scope.get("system")
+    elif info is not None:
+        conv, system = info.conversation_id, info.system
+        parent = info.attributes.get("kansa.parent_id") if info.attributes else None
+    else:
         return ""
-    if info.conversation_id:
-        return f"c:{info.conversation_id}"
-    parent = info.attributes.get("kansa.parent_id") if info.attributes else None
+    if isinstance(conv, str) and conv:
+        return f"c:{conv}"
     if isinstance(parent, str) and parent:
         return f"p:{parent}"
-    return f"s:{info.system}"
+    return f"s:{system or ''}"
 
 
 class AgentGuardStage:
