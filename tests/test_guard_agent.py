@@ -352,3 +352,16 @@ def test_kansa_tool_end_to_end_held_rejected_and_on_the_record(led: Ledger) -> N
     assert dec["attributes"]["kansa.approval.decision"] == "rejected"
     assert dec["attributes"]["kansa.approval.held_record"] == tools[1]["id"]
     led.verify()
+
+
+def test_destinations_limit_the_egress_check_to_the_arguments_named() -> None:
+    cfg = AgentConfig.parse({"tools": {"send_email": {
+        "class": "open_world", "egress": ["@example.co.jp"], "destinations": ["to", "cc"]}}})
+    body = {"to": "boss@example.co.jp", "body": "customers: a@other.example"}
+    assert decide(cfg, ToolCall("send_email", body), []).decision == "allow"
+    # without the list every argument counts
+    assert decide(CFG, ToolCall("send_email", body), []).egress_denied == ("other.example",)
+    assert decide(cfg, ToolCall("send_email", {**body, "cc": ["x@evil.example"]}),
+                  []).egress_denied == ("evil.example",)
+    with pytest.raises(GuardError, match="destinations"):
+        AgentConfig.parse({"tools": {"t": {"class": "open_world", "destinations": "to"}}})

@@ -63,6 +63,7 @@ LAYERS: dict[str, int] = {
     "kansa._cli_common": 8,
     "kansa.demo": 8,
     "kansa.demo_rules": 8,
+    "kansa.demo_agent": 8,
     "kansa.__main__": 8,
 }
 CLI_LAYER = 8

@@ -28,9 +28,12 @@ tell an injected instruction from a real one. It asks two questions a reviewer c
 2. **What can the tool do?** The configuration (:class:`AgentConfig`) classifies each
    tool as ``read_only``, ``destructive`` and/or ``open_world`` and may give an open-world
    tool an **egress allowlist** (hosts, domains with their subdomains, ``@domain`` for
-   e-mail). MCP tool ``annotations`` (readOnlyHint, destructiveHint, openWorldHint) are
-   untrusted hints, as the MCP specification says: they are recorded, never obeyed; a
-   tool the configuration does not name counts as destructive and open-world.
+   e-mail), checked against the e-mail addresses and URL hosts in the arguments that
+   name destinations (``destinations``: e.g. ``to``, ``cc``; default: every argument, so
+   an address quoted in a mail's body counts unless the configuration says otherwise).
+   MCP tool ``annotations`` (readOnlyHint, destructiveHint, openWorldHint) are untrusted
+   hints, as the MCP specification says: they are recorded, never obeyed; a tool the
+   configuration does not name counts as destructive and open-world.
 
 Each rule that fires (``tainted``, ``destructive``, ``open_world``, ``egress``,
 ``unknown_tool``) has a decision in the configuration: ``allow``, ``flag``, ``block`` or
@@ -130,6 +133,8 @@ class ToolPolicy:
     classes: frozenset[str]
     egress: tuple[str, ...] | None = None
     known: bool = True
+    # the arguments that name where the call goes (e.g. to, cc, url); None: all of them
+    destinations: tuple[str, ...] | None = None
 
     def allows(self, kind: str, dest: str) -> bool:
         """Whether destination ``dest`` (a host, or an e-mail address) is allowed."""
@@ -172,7 +177,8 @@ class AgentConfig:
 
             tools:
               read_document: {class: read_only}
-              send_email: {class: open_world, egress: ["@example.co.jp"]}
+              send_email: {class: open_world, egress: ["@example.co.jp"],
+                           destinations: [to, cc, bcc]}
               delete_file: {class: [destructive]}
             rules: {tainted: require_approval, egress: block}   # the rest: defaults
             min_copy: 24
@@ -212,7 +218,9 @@ class AgentConfig:
         if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl <= 24 * 366:
             raise GuardError(f"{where}: approval_ttl_hours: expected hours, more than 0")
         canon = {"tools": {n: {"classes": sorted(t.classes),
-                               "egress": None if t.egress is None else list(t.egress)}
+                               "egress": None if t.egress is None else list(t.egress),
+                               "destinations": None if t.destinations is None
+                               else list(t.destinations)}
                            for n, t in sorted(tools.items())},
                  "rules": dict(sorted(rules.items())), "min_copy": min_copy,
                  "approval_ttl_hours": float(ttl)}
@@ -247,9 +255,10 @@ def _tool(name: str, spec: Any, where: str) -> ToolPolicy:
         spec = {"class": spec}
     if not isinstance(spec, Mapping):
         raise GuardError(f"{where}: expected a class name or a mapping (class, egress)")
-    unknown = set(spec) - {"class", "egress"}
+    unknown = set(spec) - {"class", "egress", "destinations"}
     if unknown:
-        raise GuardError(f"{where}: unknown key {sorted(unknown)[0]!r} (class, egress)")
+        raise GuardError(f"{where}: unknown key {sorted(unknown)[0]!r} (class, egress, "
+                         "destinations)")
     raw = spec.get("class")
     classes = [raw] if isinstance(raw, str) else raw
     if not isinstance(classes, list) or not classes or not all(c in CLASSES for c in classes):
@@ -264,7 +273,12 @@ def _tool(name: str, spec: Any, where: str) -> ToolPolicy:
         bad = next((e for e in egress if not _HOST.match(e)), None)
         if bad is not None:
             raise GuardError(f"{where}: egress: {bad!r} is not a host, domain or @domain")
-    return ToolPolicy(name, frozenset(classes), None if egress is None else tuple(egress))
+    dests = spec.get("destinations")
+    if dests is not None and (not isinstance(dests, list) or not dests
+                              or not all(isinstance(d, str) and d for d in dests)):
+        raise GuardError(f"{where}: destinations: a list of argument names (to, cc, url ...)")
+    return ToolPolicy(name, frozenset(classes), None if egress is None else tuple(egress),
+                      destinations=None if dests is None else tuple(dests))
 
 
 # -- provenance ------------------------------------------------------------------------------
@@ -540,7 +554,10 @@ def decide(config: AgentConfig, call: ToolCall, untrusted: Iterable[_Text | tupl
             if t.known:
                 why.append(f"{call.name} reaches outside with no egress allowlist")
         else:
-            for kind, dest in destinations(call.arguments):
+            where = call.arguments
+            if t.destinations is not None and isinstance(where, Mapping):
+                where = [where.get(k) for k in t.destinations]
+            for kind, dest in destinations(where):
                 if not t.allows(kind, dest):
                     dom = dest.rpartition("@")[2]
                     if dom not in denied:
