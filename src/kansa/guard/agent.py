@@ -850,7 +850,12 @@ class AgentGuardStage:
         calls = tool_calls_in(resp)
         if not calls:
             return None
+        # the request's own tool results first (its sources are the ones to name), then
+        # what the conversation saw before (kansa.tool results, marked documents)
         u2, t2 = self.provenance.snapshot(conv)
+        own = [_Text(src, normalise(text)) for src, text in unt]
+        seen = {(o.source, o.norm) for o in own}
+        u2 = own + [x for x in u2 if (x.source, x.norm) not in seen]
         ds = [decide(self.config, tc, u2, t2) for tc in calls]
         v = self._verdict(ds)
         if v.decision not in (BLOCK, APPROVAL_REQUIRED):
