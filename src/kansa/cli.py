@@ -36,6 +36,7 @@ from kansa._cli_common import fail as _fail
 from kansa.capture.cli_gateway import gateway_app
 from kansa.capture.cli_otel import otel_app
 from kansa.errors import RecordError
+from kansa.guard.cli_guard import guard_app
 from kansa.policy.cli_approvals import approvals_app
 from kansa.policy.cli_oscal import findings_app
 from kansa.policy.cli_policy import impact_command, packs_app, replay_command
@@ -75,6 +76,7 @@ app.command("replay")(replay_command)
 app.command("impact")(impact_command)
 app.add_typer(report_app, name="report", cls=HelpGroup)
 app.add_typer(evidence_app, name="evidence", cls=HelpGroup)
+app.add_typer(guard_app, name="guard", cls=HelpGroup)
 
 
 

@@ -35,7 +35,7 @@ Catch :class:`KansaError` for all of them, or a branch below it::
      ├── GuardError                   guard configuration, scan input, a guard model file
      └── ReportError                  a report or draft cannot be built
           ├── ReportLanguageError     a language kansa does not write (``--lang``)
-          └── report.evidence.NoReplayError, report.design.ReportDraftError,
+          └── report.evidence.NoReplayError, report.drafting.ReportDraftError,
               report.render_pdf.ReportFontError,
               report.evidence_supply.EvidenceError
 

@@ -18,7 +18,7 @@ import logging
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -157,6 +157,12 @@ def gateway(
                      help="Environment variable holding the token (16+ characters) that "
                           "the admin endpoints (/-/kansa/...) require as a Bearer token."),
     ] = None,
+    guard: Annotated[
+        Path | None,
+        typer.Option("--guard", help="Guard config (YAML): scan prompts, tool results, "
+                     "documents and answers for prompt injection, and observe, flag, block "
+                     "or require approval per channel (see 'kansa guard scan --help')."),
+    ] = None,
 ) -> None:
     """Run the gateway (the default command)."""
     if ctx.invoked_subcommand is not None:
@@ -183,7 +189,7 @@ def gateway(
         try:
             from kansa.capture.gateway import create_gateway_app
 
-            app = create_gateway_app(ledger, cfg)
+            app = create_gateway_app(ledger, cfg, **_guarded(cfg, ledger, guard))
             _banner(app, ledger, host, port, workers)
         except BaseException:
             ledger.close()
@@ -202,7 +208,8 @@ def gateway(
     # the environment, never from the spec)
     assert ledger.home is not None
     spec = {"config": cfg.to_dict(), "store": store,
-            "home": str(ledger.home.path.resolve())}
+            "home": str(ledger.home.path.resolve()),
+            "guard": str(guard.resolve()) if guard else None}
     ledger.close()
     os.environ[_SPEC_ENV] = json.dumps(spec)
     uvicorn.run("kansa.capture.cli_gateway:worker_app", factory=True, workers=workers,
@@ -219,7 +226,23 @@ def worker_app() -> GatewayApp:
     spec = json.loads(os.environ[_SPEC_ENV])
     cfg = GatewayConfig.from_dict(spec["config"])
     ledger = Ledger.open(spec["store"], home=spec["home"])
-    return create_gateway_app(ledger, cfg, owns_ledger=True)
+    guard = spec.get("guard")
+    return create_gateway_app(ledger, cfg, owns_ledger=True,
+                              **_guarded(cfg, ledger, Path(guard) if guard else None))
+
+
+def _guarded(cfg: GatewayConfig, ledger: Ledger, guard: Path | None) -> dict[str, Any]:
+    """With --guard: the policy (if any) and a pipeline with the guard stage after it."""
+    if guard is None:
+        return {}
+    from kansa.capture.pipeline import Pipeline
+    from kansa.guard.stage import GuardConfig, GuardStage
+    from kansa.policy.inline import PolicyHandle
+
+    home = ledger.home.path if ledger.home is not None else None
+    policy = PolicyHandle.load(cfg.policy, home=home) if cfg.policy else None
+    stage = GuardStage(GuardConfig.load(guard))
+    return {"policy": policy, "pipeline": Pipeline.default(policy, extra=[stage])}
 
 
 def _build_config(upstream: str | None, key_env: str | None, path: Path | None,
