@@ -79,3 +79,21 @@ def test_gateway_holds_a_tainted_tool_call_and_delivers_a_clean_one(
     assert anth.status_code == 403, anth.text
     b = ledger.get(anth.headers["x-kansa-record"]).entry["attributes"]
     assert b[ATTR.TAINT_SOURCES] == ["tool:t1"] and len(b[ATTR.APPROVALS]) == 1
+
+
+def test_gateway_command_builds_the_agent_stage_from_its_config(ledger: Ledger,
+                                                                tmp_path: Path) -> None:
+    from kansa.capture.cli_gateway import _guarded
+    from kansa.errors import GuardError
+
+    cfg = GatewayConfig.from_upstream("http://127.0.0.1:9")
+    f = tmp_path / "agent.yaml"
+    f.write_text("tools:\n  send_email: {class: open_world, egress: ['@example.co.jp']}\n")
+    got = _guarded(cfg, ledger, None, f)
+    (stage,) = got["pipeline"].stages
+    assert isinstance(stage, AgentGuardStage) and stage.approvals is not None
+    assert stage.config.tools["send_email"].egress == ("@example.co.jp",)
+    assert _guarded(cfg, ledger, None, None) == {}
+    f.write_text("tools: [send_email]\n")
+    with pytest.raises(GuardError, match="agent.yaml: tools: expected a mapping"):
+        _guarded(cfg, ledger, None, f)

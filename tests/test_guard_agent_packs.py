@@ -11,7 +11,7 @@ import pytest
 
 from kansa.guard.agent import ATTR
 from kansa.policy.bundled import bundled_packs
-from kansa.policy.engine import judge
+from kansa.policy.judging import judge
 from kansa.records.model import UsageRecord
 
 BY_REF = {p.ref: p for p in bundled_packs()}

@@ -163,6 +163,13 @@ def gateway(
                      "documents and answers for prompt injection, and observe, flag, block "
                      "or require approval per channel (see 'kansa guard scan --help')."),
     ] = None,
+    agent: Annotated[
+        Path | None,
+        typer.Option("--agent", help="Agent guard config (YAML: tool classes, egress "
+                     "allowlists, a decision per rule): an answer asking for a tool call "
+                     "whose arguments come from a tool result, or for a risky tool, is held "
+                     "and an approval opened per tool call ('kansa approvals list')."),
+    ] = None,
 ) -> None:
     """Run the gateway (the default command)."""
     if ctx.invoked_subcommand is not None:
@@ -189,7 +196,7 @@ def gateway(
         try:
             from kansa.capture.gateway import create_gateway_app
 
-            app = create_gateway_app(ledger, cfg, **_guarded(cfg, ledger, guard))
+            app = create_gateway_app(ledger, cfg, **_guarded(cfg, ledger, guard, agent))
             _banner(app, ledger, host, port, workers)
         except BaseException:
             ledger.close()
@@ -209,7 +216,8 @@ def gateway(
     assert ledger.home is not None
     spec = {"config": cfg.to_dict(), "store": store,
             "home": str(ledger.home.path.resolve()),
-            "guard": str(guard.resolve()) if guard else None}
+            "guard": str(guard.resolve()) if guard else None,
+            "agent": str(agent.resolve()) if agent else None}
     ledger.close()
     os.environ[_SPEC_ENV] = json.dumps(spec)
     uvicorn.run("kansa.capture.cli_gateway:worker_app", factory=True, workers=workers,
@@ -226,23 +234,35 @@ def worker_app() -> GatewayApp:
     spec = json.loads(os.environ[_SPEC_ENV])
     cfg = GatewayConfig.from_dict(spec["config"])
     ledger = Ledger.open(spec["store"], home=spec["home"])
-    guard = spec.get("guard")
+    guard, agent = spec.get("guard"), spec.get("agent")
     return create_gateway_app(ledger, cfg, owns_ledger=True,
-                              **_guarded(cfg, ledger, Path(guard) if guard else None))
+                              **_guarded(cfg, ledger, Path(guard) if guard else None,
+                                         Path(agent) if agent else None))
 
 
-def _guarded(cfg: GatewayConfig, ledger: Ledger, guard: Path | None) -> dict[str, Any]:
-    """With --guard: the policy (if any) and a pipeline with the guard stage after it."""
-    if guard is None:
+def _guarded(cfg: GatewayConfig, ledger: Ledger, guard: Path | None,
+             agent: Path | None = None) -> dict[str, Any]:
+    """With --guard / --agent: the policy (if any) and a pipeline with the guard stage and
+    the agent guard after it."""
+    if guard is None and agent is None:
         return {}
-    from kansa.capture.pipeline import Pipeline
-    from kansa.guard.stage import GuardConfig, GuardStage
+    from kansa.capture.pipeline import Pipeline, Stage
     from kansa.policy.inline import PolicyHandle
 
     home = ledger.home.path if ledger.home is not None else None
     policy = PolicyHandle.load(cfg.policy, home=home) if cfg.policy else None
-    stage = GuardStage(GuardConfig.load(guard))
-    return {"policy": policy, "pipeline": Pipeline.default(policy, extra=[stage])}
+    stages: list[Stage] = []
+    if guard is not None:
+        from kansa.guard.stage import GuardConfig, GuardStage
+
+        stages.append(GuardStage(GuardConfig.load(guard)))
+    if agent is not None:
+        from kansa.guard.agent import AgentConfig, AgentGuardStage
+        from kansa.policy.approvals import Approvals
+
+        approvals = Approvals(ledger.log.store)
+        stages.append(AgentGuardStage(AgentConfig.load(agent), approvals=lambda: approvals))
+    return {"policy": policy, "pipeline": Pipeline.default(policy, extra=stages)}
 
 
 def _build_config(upstream: str | None, key_env: str | None, path: Path | None,
