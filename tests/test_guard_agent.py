@@ -312,6 +312,15 @@ def test_gateway_answer_with_a_tainted_tool_call_is_held_with_approval_requests(
     call2.holdable = True
     rec2 = pipe.after(call2, to_record(info2))
     assert rec2.outcome == "ok" and rec2.attributes[ATTR.DECISION] == "allow"
+    # an answer that cannot be withheld (streamed, OTLP) is recorded as flagged, with no
+    # approval opened for a call nobody can resume
+    info3 = CallInfo(system="bot", provider="openai", operation="chat", request=req,
+                     response=resp, status=200, started=T0, streamed=True)
+    call3 = Call("gateway", at=T0, info=info3)
+    rec3 = pipe.after(call3, to_record(info3))
+    assert rec3.outcome == "ok" and rec3.attributes[ATTR.DECISION] == "flag"
+    assert "would have been approval_required" in rec3.attributes[ATTR.REASON]
+    assert ATTR.APPROVALS not in rec3.attributes and len(ap.list(None)) == 1
 
 
 def test_provenance_is_bounded() -> None:

@@ -315,3 +315,13 @@ def test_tokens_parse_or_say_why() -> None:
     for bad in (["alice"], ["=" + "k" * 16], ["alice=short"], []):
         with pytest.raises(KansaError, match="NAME=SECRET|at least one"):
             parse_tokens(bad)
+
+
+def test_serve_refuses_bad_tokens_before_listening(tmp_path: Path) -> None:
+    home = str(tmp_path / "home")
+    Ledger.init(home).close()
+    res = CliRunner().invoke(cli_app, ["approvals", "serve", "--token", "alice=short",
+                                       "--home", home])
+    assert res.exit_code != 0 and "NAME=SECRET" in res.output
+    helped = CliRunner().invoke(cli_app, ["approvals", "serve", "--help"])
+    assert "Authorization: Bearer" in " ".join(helped.output.split())

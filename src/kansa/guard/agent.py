@@ -873,6 +873,15 @@ class AgentGuardStage:
         if v.decision not in (BLOCK, APPROVAL_REQUIRED):
             rec.attributes.update(v.attributes)
             return None
+        if not call.holdable:
+            # a streamed answer, one already delivered, an OTLP span: it went ahead, so the
+            # record says flag (what happened) and what the guard would have decided
+            rec.attributes.update(v.attributes)
+            rec.attributes[ATTR.DECISION] = FLAG
+            rec.attributes[ATTR.REASON] = (f"not held (the answer could not be withheld); "
+                                           f"would have been {v.decision}: "
+                                           f"{v.attributes[ATTR.REASON]}")[:1024]
+            return None
         extra: dict[str, Any] = {}
         msg = v.message
         if v.decision == APPROVAL_REQUIRED and self.approvals is not None:
