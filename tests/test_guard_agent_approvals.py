@@ -302,6 +302,9 @@ def test_http_lists_decides_and_records_as_the_token_holder(led: Ledger) -> None
                       json={"arguments": {"to": "boss@example.co.jp"}})
         assert e.status_code == 200 and e.json()["edited"] == {"to": "boss@example.co.jp"}
         assert http.get("/approvals?status=bogus", headers=hdr).status_code == 400
+        big = http.post(f"/approvals/{c.id}/edit", headers=hdr,
+                        content=b'{"arguments": {"n": 99999999999999999999}}')
+        assert big.status_code == 400 and "safe integer" in big.json()["error"]["message"]
         clock.at += timedelta(hours=2)
         assert http.post(f"/approvals/{c.id}/approve", headers=hdr).status_code == 409
         exp = http.get("/approvals?status=expired", headers=hdr).json()["approvals"]
@@ -325,3 +328,26 @@ def test_serve_refuses_bad_tokens_before_listening(tmp_path: Path) -> None:
     assert res.exit_code != 0 and "NAME=SECRET" in res.output
     helped = CliRunner().invoke(cli_app, ["approvals", "serve", "--help"])
     assert "Authorization: Bearer" in " ".join(helped.output.split())
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(["approve", "reject", "edit"]),
+       st.one_of(st.binary(max_size=64), _json.map(lambda v: json.dumps(v).encode())))
+def test_http_answers_any_body_with_a_decision_or_a_clear_error(
+        action: str, body: bytes) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        lg = Ledger.init(Path(d) / "home")
+        try:
+            ap = Approvals(lg.log.store, clock=Clock())
+            a = _held(ap)
+            app = create_approvals_app(lg, {"s" * 20: "alice"}, clock=Clock())
+            with TestClient(app) as http:
+                r = http.post(f"/approvals/{a.id}/{action}", content=body,
+                              headers={"authorization": "Bearer " + "s" * 20})
+        finally:
+            lg.close()
+    assert r.status_code in (200, 400, 409, 413), r.text
+    if r.status_code != 200:
+        assert r.json()["error"]["message"]

@@ -30,7 +30,7 @@ from starlette.routing import Route
 
 from kansa._time import to_us
 from kansa.errors import KansaError
-from kansa.policy.approvals import STATUSES, ApprovalError, Approvals, Clock
+from kansa.policy.approvals import STATUSES, ApprovalError, Approvals, Clock, canonical_json
 
 if TYPE_CHECKING:
     from kansa.api import Ledger
@@ -126,6 +126,11 @@ def create_approvals_app(ledger: Ledger, tokens: Mapping[str, str], *,
             return _err(400, "bad_body", "an edit needs the new 'arguments'")
         if action != "edit" and "arguments" in body:
             return _err(400, "bad_body", "only an edit takes 'arguments'")
+        if action == "edit":
+            try:
+                canonical_json(body["arguments"], "edited arguments")
+            except ApprovalError as e:  # JSON, but not exactly representable (2**53 ...)
+                return _err(400, "bad_arguments", str(e))
         if await asyncio.to_thread(approvals.get, aid) is None:
             return _err(404, "not_found", f"no approval {aid!r}")
 
