@@ -39,8 +39,10 @@ approvals_app = typer.Typer(rich_markup_mode="markdown",
     help="Calls held for a person's decision wait here: model calls held by a "
          "require_approval obligation, and agent tool calls held by the agent guard. "
          "Approve, reject or edit one (each decision is a ledger record); the caller then "
-         "resumes it with the approval id (header x-kansa-approval: ID) and it passes "
-         "once, with exactly the approved (or edited) arguments.",
+         "resumes it with the approval id (a model call: header x-kansa-approval: ID; a "
+         "tool: kansa.context(approval=ID)) and it passes once, with exactly the approved "
+         "(or edited) arguments. Undecided approvals expire (the policy's or the agent "
+         "guard's approval_ttl_hours).",
     no_args_is_help=True,
 )
 
@@ -249,11 +251,12 @@ def serve_command(
     home: HomeOpt = None,
     store: StoreOpt = None,
 ) -> None:
-    """Serve the approvals over HTTP (JSON) for a review tool or a chat bot:
+    """Serve the approvals over HTTP (JSON), for a review tool or a chat bot.
 
     GET /approvals (?status=pending), GET /approvals/ID, POST /approvals/ID/approve,
     /reject or /edit with {"reason": "...", "arguments": {...}}; every request carries
-    Authorization: Bearer SECRET."""
+    Authorization: Bearer SECRET, and the decision is recorded as made by that secret's
+    NAME."""
     import uvicorn
 
     from kansa.capture.approvals_http import create_approvals_app, parse_tokens
