@@ -143,7 +143,7 @@ def run(home: Path | None = None, *, now: datetime = SCENARIO_NOW,
         pipe = Pipeline([guard])
         agent = _Agent(ledger, pipe, approvals)
         conv = f"c:{CONVERSATION}"
-        guard.provenance.trusted(conv, TASK)  # the user's own words
+        guard.mark_trusted(conv, TASK)  # the user's own words
         task = UsageRecord(system=SYSTEM, ts=tick(0), kind="agent.step",
                            operation="invoke_agent", agent_name="board-summariser",
                            conversation_id=CONVERSATION, actor="ceo-office",

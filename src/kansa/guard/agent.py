@@ -794,6 +794,12 @@ class AgentGuardStage:
         :func:`conversation_of` names it: ``c:<conversation id>`` ...)."""
         self.provenance.untrusted(conversation, text, source)
 
+    def mark_trusted(self, conversation: str, text: str) -> None:
+        """Take the user's or operator's own words in as trusted for ``conversation``
+        (an agent that calls tools without a model call through kansa registers its task
+        here, so what the user typed is not counted as taint)."""
+        self.provenance.trusted(conversation, text)
+
     def check(self, name: str, arguments: Any, *, conversation: str,
               hints: Mapping[str, Any] | None = None) -> Decision:
         """Judge one tool call of ``conversation`` with what it has seen (no pipeline:
