@@ -152,7 +152,7 @@ def show_command(
     if a.used is not None:
         lines.append(("used", f"{_when(a.used)} by record {a.used_by}"))
     for k, v in lines:
-        out.print(f"{k + ':':<16}{v}", markup=False)
+        out.print(f"{k + ':':<17}{v}", markup=False)
 
 
 def _decide(approval_id: str, decision: str, by: str | None, reason: str | None,
