@@ -406,3 +406,14 @@ def test_japanese_documents_and_full_width_addresses() -> None:
                     [("tool:read_document", doc)], min_copy=16)
     assert "copied" in copied.kinds
     assert not derive({"body": "売上は好調でした"}, [("tool:read_document", doc)])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["a", "b", "z", "0", ".", "-", "_", "+", "@", " ", "x.y",
+                                 "example", ".com", ".jp", "@evil.example", "\n"]),
+                max_size=60))
+def test_windowed_address_search_finds_what_a_full_scan_finds(parts: list[str]) -> None:
+    from kansa.guard.agent import _EMAIL, _emails
+
+    text = "".join(parts)
+    assert set(_emails(text)) == {m.group(0) for m in _EMAIL.finditer(text)}

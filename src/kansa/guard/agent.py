@@ -284,7 +284,7 @@ def _tool(name: str, spec: Any, where: str) -> ToolPolicy:
 # -- provenance ------------------------------------------------------------------------------
 
 
-_INVISIBLE = dict.fromkeys([0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF, 0x00AD, 0x180E]
+_INVISIBLE = dict.fromkeys([0x00, 0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF, 0x00AD, 0x180E]
                            + list(range(0xE0000, 0xE0080)))
 _SPACE = re.compile(r"\s+")
 _EMAIL = re.compile(r"[a-z0-9][a-z0-9._%+\-]{0,63}@(?:[a-z0-9\-]{1,63}\.)+[a-z]{2,63}")
@@ -298,10 +298,28 @@ def normalise(text: str) -> str:
     return _SPACE.sub(" ", t).strip()
 
 
+def _emails(norm: str) -> Iterator[str]:
+    """The e-mail addresses in normalised text. The pattern runs only in a window around
+    each '@' (an address is at most 64 + 255 characters), so text without one costs one
+    search and long text is not scanned position by position."""
+    seen: set[tuple[int, int]] = set()
+    i = norm.find("@")
+    while i != -1:
+        lo = max(0, i - 64)
+        for m in _EMAIL.finditer(norm, lo, min(len(norm), i + 256)):
+            span = m.span()
+            if span[0] <= i < span[1] and span not in seen:
+                seen.add(span)
+                yield m.group(0)
+        i = norm.find("@", i + 1)
+
+
 def _indicators(norm: str) -> Iterator[tuple[str, str]]:
     """(kind, value) of the addresses in normalised text: emails, URLs and their hosts."""
-    for m in _EMAIL.finditer(norm):
-        yield "email", m.group(0)
+    for e in _emails(norm):
+        yield "email", e
+    if "://" not in norm:
+        return
     for m in _URL.finditer(norm):
         url = m.group(0).rstrip(".,;:!?")
         yield "url", url
@@ -317,6 +335,12 @@ def _indicators(norm: str) -> Iterator[tuple[str, str]]:
 class _Text:
     source: str
     norm: str
+    _inds: tuple[tuple[str, str], ...] | None = None  # its addresses, found once
+
+    def indicators(self) -> tuple[tuple[str, str], ...]:
+        if self._inds is None:  # a benign race: two threads compute the same tuple
+            self._inds = tuple(_indicators(self.norm))
+        return self._inds
 
 
 @dataclass
@@ -444,10 +468,13 @@ def derive(arguments: Any, untrusted: Iterable[_Text | tuple[str, str]],
     # addresses that first appeared in untrusted text (and never in trusted text)
     first: dict[tuple[str, str], str] = {}
     for t in unt:
-        for ind in _indicators(t.norm):
+        for ind in t.indicators():
             if ind not in first and ind[1] not in tru:
                 first[ind] = t.source
     step = max(1, min_copy // 4)
+    # one search per probe over all untrusted text (NUL cannot occur in normalised text,
+    # so no probe spans two texts); the source is looked up only on a hit
+    joined = "\x00".join(t.norm for t in unt)
     for leaf in _leaves(arguments):
         n = normalise(leaf)
         if not n:
@@ -460,7 +487,7 @@ def derive(arguments: Any, untrusted: Iterable[_Text | tuple[str, str]],
             continue
         for i in range(0, len(n) - min_copy + 1, step):
             piece = n[i:i + min_copy]
-            if piece in tru:
+            if piece not in joined or piece in tru:
                 continue
             src = next((t.source for t in unt if piece in t.norm), None)
             if src is not None:
