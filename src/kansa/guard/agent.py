@@ -58,11 +58,12 @@ import threading
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from kansa._time import to_us
 from kansa.errors import GuardError
 from kansa.guard.findings import Technique
 
@@ -861,6 +862,13 @@ class AgentGuardStage:
         unt, tru = self.provenance.snapshot(conversation_of(call))
         d = decide(self.config, tc, unt, tru)
         v = self._verdict([d])
+        if d.decision in (ALLOW, FLAG) and self._resumes(call, tc):
+            # resumed with an approval for exactly this call (an edit the guard now
+            # allows): it still goes through the approval flow, so the approval is used
+            # once and the record names it
+            call.state[_HELD_ATTRS] = dict(v.attributes)
+            return replace(v, decision=APPROVAL_REQUIRED,
+                           message=f"kansa agent guard: {tc.name} resumes an approval")
         if d.decision == APPROVAL_REQUIRED:
             from kansa.capture.pipeline import HELD_TOOL_CALL
 
@@ -869,6 +877,27 @@ class AgentGuardStage:
             # the after moment puts these back, so the record says why it needed one
             call.state[_HELD_ATTRS] = dict(v.attributes)
         return v
+
+    def _resumes(self, call: Call, tc: ToolCall) -> bool:
+        """Whether the tool call carries an approved or edited approval given for exactly
+        it (needs ``approvals``; kansa.tool passes the id it carries in its scope)."""
+        from kansa.capture.pipeline import CALL_SCOPE
+        from kansa.policy.approvals import APPROVED, EDITED, ApprovalError, tool_call_digest
+
+        scope = call.state.get(CALL_SCOPE)
+        given = scope.get("approval") if isinstance(scope, Mapping) else None
+        if self.approvals is None or not isinstance(given, str) or not given:
+            return False
+        ap = self.approvals()
+        a = ap.get(given)
+        if a is None or a.tool != tc.name:
+            return False
+        at = to_us(call.at) if call.at is not None else ap.now_us()
+        try:
+            digest = tool_call_digest(tc.name, tc.arguments)
+        except ApprovalError:
+            return False
+        return a.state(at) in (APPROVED, EDITED) and digest in (a.digest, a.edited_digest)
 
     # after: a tool's result is untrusted; a model answer's tool calls are judged
     def after(self, call: Call, rec: UsageRecord) -> Verdict | None:
