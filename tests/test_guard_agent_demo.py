@@ -3,6 +3,7 @@ rejection, a refused resume, all provable from the ledger; on a scenario clock."
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,6 +12,8 @@ from typer.testing import CliRunner
 from kansa.cli import app as cli_app
 from kansa.demo_agent import OFFICER, OUTSIDE, REASON, SCENARIO_NOW, run, story_from_ledger
 from kansa.guard.agent import ATTR
+from kansa.ledger.note import Verifier
+from kansa.ledger.receipt import verify_receipt
 
 
 def test_the_episode_is_provable_from_the_ledger(tmp_path: Path) -> None:
@@ -43,6 +46,14 @@ def test_the_episode_is_provable_from_the_ledger(tmp_path: Path) -> None:
     # `kansa verify` says the same from the command line
     res = CliRunner().invoke(cli_app, ["verify", "--home", str(demo.home)])
     assert res.exit_code == 0, res.output
+    # and each receipt proves its record with nothing but the verifier key
+    for what, rid in (("held", demo.held_record), ("rejection", demo.decision_record),
+                      ("refused", demo.refused_record)):
+        r = CliRunner().invoke(cli_app, ["verify-receipt", str(demo.receipts[what]),
+                                         "--key", demo.vkey])
+        assert r.exit_code == 0, r.output
+        got = verify_receipt(demo.receipts[what].read_bytes(), Verifier.parse(demo.vkey), None)
+        assert got.extra is not None and json.loads(got.extra)["id"] == rid
 
 
 def test_the_story_is_on_the_scenario_clock_and_the_same_every_run(tmp_path: Path) -> None:

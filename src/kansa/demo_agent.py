@@ -78,6 +78,8 @@ class AgentDemo:
     decision_record: str = ""
     refused_record: str = ""
     steps: list[Step] = field(default_factory=list)
+    vkey: str = ""  # the verifier key: all an auditor needs to check the receipts
+    receipts: dict[str, Path] = field(default_factory=dict)  # what -> tlog-proof file
 
 
 class _Agent:
@@ -193,6 +195,18 @@ def run(home: Path | None = None, *, now: datetime = SCENARIO_NOW,
         ledger.append(done)
         step(Step("the agent answers the user with the summary; no mail left", done.id))
         ledger.checkpoint()
+        # receipts: each proves its record is in the signed log, offline, with the key only
+        from kansa.ledger.receipt import verify_receipt
+
+        demo.vkey = ledger.verifier.vkey
+        out = home / "receipts"
+        out.mkdir()
+        for what, rid in (("held", demo.held_record), ("rejection", demo.decision_record),
+                          ("refused", demo.refused_record)):
+            data = ledger.prove(rid)
+            verify_receipt(data, ledger.verifier, None)
+            demo.receipts[what] = out / f"{what}.tlog-proof"
+            demo.receipts[what].write_bytes(data)
     finally:
         ledger.close()
     return demo
@@ -250,6 +264,12 @@ def run_cli(home: Path | None, now: datetime, console: Any) -> None:
         outcome = row["error"] or row["outcome"]
         console.print(f"  #{row['index']:<3} {row['ts'][:19]}  {escape(str(what)):<18} "
                       f"{escape(str(outcome)):<18} {escape(extra)}")
+    console.print("\nReceipts (C2SP tlog-proof) for the hold, the rejection and the refusal; "
+                  "each verifies offline with the log's key alone:")
+    for what, path in demo.receipts.items():
+        console.print(f"  {what:<10} {path}")
+    console.print(f"  kansa verify-receipt {demo.receipts['rejection']} --key '{demo.vkey}'",
+                  markup=False, soft_wrap=True)
     console.print(f"\nledger: {demo.home}  (try: kansa log show --home {demo.home}; "
                   f"kansa approvals show {demo.approval_id} --home {demo.home})")
     if made_temp:
