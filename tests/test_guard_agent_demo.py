@@ -10,7 +10,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from kansa.cli import app as cli_app
-from kansa.demo_agent import OFFICER, OUTSIDE, REASON, SCENARIO_NOW, run, story_from_ledger
+from kansa.cli._demo_agent import OFFICER, OUTSIDE, REASON, SCENARIO_NOW, run, story_from_ledger
 from kansa.guard.agent import ATTR
 from kansa.ledger.note import Verifier
 from kansa.ledger.receipt import verify_receipt

@@ -83,7 +83,7 @@ def test_gateway_holds_a_tainted_tool_call_and_delivers_a_clean_one(
 
 def test_gateway_command_builds_the_agent_stage_from_its_config(ledger: Ledger,
                                                                 tmp_path: Path) -> None:
-    from kansa.capture.cli_gateway import _guarded
+    from kansa.cli.gateway import _guarded
     from kansa.errors import GuardError
 
     cfg = GatewayConfig.from_upstream("http://127.0.0.1:9")

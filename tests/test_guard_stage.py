@@ -215,7 +215,7 @@ def test_the_gateway_runs_the_guard_before_and_after(tmp_path: Path, standin: St
 
 
 def test_the_gateway_cli_builds_a_pipeline_with_the_guard(tmp_path: Path) -> None:
-    from kansa.capture.cli_gateway import _guarded
+    from kansa.cli.gateway import _guarded
 
     p = tmp_path / "guard.yaml"
     p.write_text("channels: {tool: require_approval}\n")

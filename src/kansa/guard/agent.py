@@ -66,6 +66,7 @@ from urllib.parse import urlsplit
 from kansa._time import to_us
 from kansa.errors import GuardError
 from kansa.guard.findings import Technique
+from kansa.records import attributes as A
 
 if TYPE_CHECKING:
     from kansa.capture.pipeline import Call, Verdict
@@ -107,19 +108,19 @@ RULE_TECHNIQUES: Mapping[str, tuple[str, ...]] = {
 class ATTR:
     """Record attributes of the agent stage (docs/VOCABULARY.md)."""
 
-    DECISION = "kansa.agent.decision"            # allow | flag | block | approval_required
-    RULES = "kansa.agent.rules"                  # the rules that fired (list)
-    TOOLS = "kansa.agent.tools"                  # tool names judged (list, in order)
-    ARGS_SHA256 = "kansa.agent.arguments_sha256"  # per tool call, RFC 8785 form (list)
-    TAINT_SOURCES = "kansa.agent.taint_sources"  # untrusted sources the arguments came from
-    TAINT_KINDS = "kansa.agent.taint_kinds"      # email | url | host | copied (list)
-    EGRESS_DENIED = "kansa.agent.egress_denied"  # destination domains off the allowlist
-    HINTS = "kansa.agent.hints"                  # MCP annotations as given (untrusted)
-    TECHNIQUES = "kansa.agent.technique_ids"     # ATLAS / OWASP ids (list)
-    REASON = "kansa.agent.reason"                # one human sentence
-    CONFIG = "kansa.agent.config"                # sha256 of the configuration
-    APPROVALS = "kansa.agent.approvals"          # approval requests opened (after moment)
-    UNTRUSTED = "kansa.agent.untrusted"          # a tool result taken in as untrusted
+    DECISION = A.KANSA_AGENT_DECISION            # allow | flag | block | approval_required
+    RULES = A.KANSA_AGENT_RULES                  # the rules that fired (list)
+    TOOLS = A.KANSA_AGENT_TOOLS                  # tool names judged (list, in order)
+    ARGS_SHA256 = A.KANSA_AGENT_ARGUMENTS_SHA256  # per tool call, RFC 8785 form (list)
+    TAINT_SOURCES = A.KANSA_AGENT_TAINT_SOURCES  # untrusted sources the arguments came from
+    TAINT_KINDS = A.KANSA_AGENT_TAINT_KINDS      # email | url | host | copied (list)
+    EGRESS_DENIED = A.KANSA_AGENT_EGRESS_DENIED  # destination domains off the allowlist
+    HINTS = A.KANSA_AGENT_HINTS                  # MCP annotations as given (untrusted)
+    TECHNIQUES = A.KANSA_AGENT_TECHNIQUE_IDS     # ATLAS / OWASP ids (list)
+    REASON = A.KANSA_AGENT_REASON                # one human sentence
+    CONFIG = A.KANSA_AGENT_CONFIG                # sha256 of the configuration
+    APPROVALS = A.KANSA_AGENT_APPROVALS          # approval requests opened (after moment)
+    UNTRUSTED = A.KANSA_AGENT_UNTRUSTED          # a tool result taken in as untrusted
 
 
 # -- configuration ---------------------------------------------------------------------------
@@ -761,7 +762,7 @@ def tool_calls_in(response: Any) -> list[ToolCall]:
 # -- the stage -------------------------------------------------------------------------------
 
 _HELD_ATTRS = "agent.held_attributes"  # call.state: a held tool call's decision attributes
-_ATTR_APPROVAL = "kansa.policy.approval"  # the approval a call carries (held or passed)
+_ATTR_APPROVAL = A.KANSA_POLICY_APPROVAL  # the approval a call carries (held or passed)
 
 
 def _request(call: Call) -> Any:
@@ -791,7 +792,7 @@ def conversation_of(call: Call) -> str:
         conv, parent, system = scope.get("conversation"), scope.get("parent"), scope.get("system")
     elif info is not None:
         conv, system = info.conversation_id, info.system
-        parent = info.attributes.get("kansa.parent_id") if info.attributes else None
+        parent = info.attributes.get(A.KANSA_PARENT_ID) if info.attributes else None
     else:
         return ""
     if isinstance(conv, str) and conv:
@@ -808,7 +809,7 @@ class AgentGuardStage:
     (None: the answer is held, no request opened)."""
 
     name = "agent"
-    reads = frozenset({"gen_ai.tool.name"})
+    reads = frozenset({A.GEN_AI_TOOL_NAME})
 
     def __init__(self, config: AgentConfig | None = None, *,
                  provenance: Provenance | None = None,

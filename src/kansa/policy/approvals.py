@@ -46,6 +46,7 @@ from kansa.ledger import migrations
 from kansa.ledger.migrations import Migration
 from kansa.ledger.storage import Store, now_us
 from kansa.policy.pack import PolicyError
+from kansa.records import attributes as A
 from kansa.records.model import UsageRecord, new_record_id
 
 if TYPE_CHECKING:
@@ -59,15 +60,15 @@ DECISIONS = (APPROVED, REJECTED, EDITED)  # what a person can decide
 ID_PREFIX = "apr_"
 # a decision's record: kind kansa.event, operation approval.<decision>
 EVENT_PREFIX = "approval."
-ATTR_EVENT = "kansa.event"
-ATTR_ID = "kansa.approval.id"
-ATTR_DECISION = "kansa.approval.decision"
-ATTR_BY = "kansa.approval.by"
-ATTR_REASON = "kansa.approval.reason"
-ATTR_DIGEST = "kansa.approval.digest"
-ATTR_ARGS_SHA = "kansa.approval.arguments_sha256"  # of the edited arguments (edit only)
-ATTR_HELD = "kansa.approval.held_record"
-ATTR_TOOL = "gen_ai.tool.name"
+ATTR_EVENT = A.KANSA_EVENT
+ATTR_ID = A.KANSA_APPROVAL_ID
+ATTR_DECISION = A.KANSA_APPROVAL_DECISION
+ATTR_BY = A.KANSA_APPROVAL_BY
+ATTR_REASON = A.KANSA_APPROVAL_REASON
+ATTR_DIGEST = A.KANSA_APPROVAL_DIGEST
+ATTR_ARGS_SHA = A.KANSA_APPROVAL_ARGUMENTS_SHA256  # of the edited arguments (edit only)
+ATTR_HELD = A.KANSA_APPROVAL_HELD_RECORD
+ATTR_TOOL = A.GEN_AI_TOOL_NAME
 
 Clock = Callable[[], datetime]
 
@@ -456,9 +457,9 @@ def decision_record(a: Approval, record_id: str = "") -> UsageRecord:
         attrs[ATTR_REASON] = a.note[:1024]
     if a.was_edited:
         attrs[ATTR_ARGS_SHA] = arguments_sha256(a.edited)
-        attrs["kansa.approval.edited_digest"] = a.edited_digest or ""
+        attrs[A.KANSA_APPROVAL_EDITED_DIGEST] = a.edited_digest or ""
     if a.obligations:
-        attrs["kansa.approval.obligations"] = [o[:1024] for o in a.obligations]
+        attrs[A.KANSA_APPROVAL_OBLIGATIONS] = [o[:1024] for o in a.obligations]
     rec = UsageRecord(system=a.system, kind="kansa.event", operation=EVENT_PREFIX + a.status,
                       ts=from_us(a.decided), actor=(a.decided_by or None), app=a.app,
                       tool_name=a.tool, attributes=attrs, id=record_id)

@@ -7,8 +7,7 @@
     kansa gateway keys revoke kid_0123456789ab
     kansa gateway --upstream URL --policy policy.yaml --policy-watch --admin-token-env TOK
 
-Registered in ``kansa.cli`` with ``app.add_typer(gateway_app, name="gateway")``. Heavy
-imports (aiohttp, uvicorn) happen only when the gateway starts.
+Heavy imports (aiohttp, uvicorn) happen only when the gateway starts.
 """
 
 from __future__ import annotations
@@ -21,11 +20,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-from kansa._cli_common import Column, HelpGroup, HomeOpt, StoreOpt, console, print_table
-from kansa._cli_common import errors as _errors
+from kansa.cli._common import (
+    Column,
+    HomeOpt,
+    StoreOpt,
+    command_group,
+    console,
+    errors,
+    out,
+    print_table,
+)
 from kansa.errors import KansaError
 
 if TYPE_CHECKING:
@@ -34,33 +40,26 @@ if TYPE_CHECKING:
     from kansa.ledger.storage import Store
 
 
-out = Console(highlight=False, soft_wrap=True)
-
 _SPEC_ENV = "KANSA_GATEWAY_SPEC"  # how `--workers N` hands its settings to each worker
 
-gateway_app = typer.Typer(rich_markup_mode="markdown",
-    help=(
+app = command_group(
+    "gateway",
+    (
         "Run an OpenAI-compatible proxy (plus Anthropic Messages) that records every request "
         "in the ledger, and manage the keys applications use with it.\n\n"
         "Zero-config start: 'kansa gateway --upstream http://127.0.0.1:18080/v1' (creates "
         "the ledger in $KANSA_HOME if there is none). Real deployments: '--config FILE' "
         "(TOML, [[upstream]] tables mapping model patterns to base_url and api_key_env)."
     ),
+    no_args_is_help=False,  # 'kansa gateway' alone runs the gateway
     invoke_without_command=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
 )
-keys_app = typer.Typer(rich_markup_mode="markdown",
-    help="Gateway keys (ksk_...): applications authenticate with them; the store keeps only "
-         "their SHA-256. Once any key exists, the gateway requires one.",
-    no_args_is_help=True,
+keys_app = command_group(
+    "keys",
+    "Gateway keys (ksk_...): applications authenticate with them; the store keeps only "
+    "their SHA-256. Once any key exists, the gateway requires one.",
 )
-gateway_app.add_typer(keys_app, name="keys", cls=HelpGroup)
-
-
-
-
-
+app.add_typer(keys_app)  # kansa gateway keys create|list|revoke
 
 
 def _store(home: Path | None, store: str | None) -> Store:
@@ -87,7 +86,7 @@ def _open_ledger(home: Path | None, store: str | None, *, create: bool) -> Ledge
 # -- serving ---------------------------------------------------------------------------
 
 
-@gateway_app.callback(invoke_without_command=True)
+@app.callback(invoke_without_command=True)
 def gateway(
     ctx: typer.Context,
     upstream: Annotated[
@@ -174,7 +173,7 @@ def gateway(
     """Run the gateway (the default command)."""
     if ctx.invoked_subcommand is not None:
         return
-    with _errors():
+    with errors():
         cfg = _build_config(upstream, upstream_key_env, config, async_records, require_key,
                             system)
         if policy is not None:
@@ -220,7 +219,7 @@ def gateway(
             "agent": str(agent.resolve()) if agent else None}
     ledger.close()
     os.environ[_SPEC_ENV] = json.dumps(spec)
-    uvicorn.run("kansa.capture.cli_gateway:worker_app", factory=True, workers=workers,
+    uvicorn.run("kansa.cli.gateway:worker_app", factory=True, workers=workers,
                 host=host, port=port, loop="auto", http="auto", lifespan="on",
                 access_log=False, log_level=log_level)
 
@@ -339,7 +338,7 @@ def keys_create(
     """Create a key for an application. The key is printed once; only its hash is stored."""
     from kansa.capture.gateway_keys import GatewayKeys
 
-    with _errors():
+    with errors():
         s = _store(home, store)
         try:
             key, info = GatewayKeys(s).create(app_name, team)
@@ -356,7 +355,7 @@ def keys_list(home: HomeOpt = None, store: StoreOpt = None) -> None:
     """List gateway keys (ids, apps, teams; never the keys)."""
     from kansa.capture.gateway_keys import GatewayKeys
 
-    with _errors():
+    with errors():
         s = _store(home, store)
         try:
             keys = GatewayKeys(s).list()
@@ -382,7 +381,7 @@ def keys_revoke(
     """Revoke a key. Running gateways stop accepting it within their refresh interval (2 s)."""
     from kansa.capture.gateway_keys import GatewayKeys
 
-    with _errors():
+    with errors():
         s = _store(home, store)
         try:
             n = GatewayKeys(s).revoke(key_id)

@@ -10,15 +10,15 @@ from typing import Annotated, Any, BinaryIO
 
 import typer
 
-from kansa._cli_common import errors, fail
+from kansa.cli._common import command_group, errors, fail
 from kansa.errors import KansaError
 from kansa.guard.findings import CHANNELS, GuardError, check_channel
 
-guard_app = typer.Typer(
-    rich_markup_mode="markdown", no_args_is_help=True,
-    help="Scan texts for prompt injection and jailbreaks, offline (rules plus a small "
-         "model shipped with kansa), and make canary tokens for system prompts.\n\n"
-         "The same scanner runs in the gateway with `kansa gateway --guard guard.yaml`.",
+app = command_group(
+    "guard",
+    "Scan texts for prompt injection and jailbreaks, offline (rules plus a small "
+    "model shipped with kansa), and make canary tokens for system prompts.\n\n"
+    "The same scanner runs in the gateway with `kansa gateway --guard guard.yaml`.",
 )
 
 _CHANNEL_HELP = ("Where the text comes from: user (a person's prompt), system (the "
@@ -83,7 +83,7 @@ def _scan_lines(scanner: Any, src: BinaryIO, name: str, channel: str) -> int:
     return bad
 
 
-@guard_app.command("scan")
+@app.command("scan")
 def scan_command(
     text: Annotated[str | None, typer.Argument(
         help="The text to scan, or '-' to read one text from standard input. Leave out "
@@ -145,7 +145,7 @@ def scan_command(
         sys.stdout.write(json.dumps(_result(None, r), indent=2) + "\n")
 
 
-@guard_app.command("canary")
+@app.command("canary")
 def canary_command(
     embed: Annotated[Path | None, typer.Option(
         "--embed", help="A system-prompt file: print it with the canary line appended.")

@@ -10,7 +10,7 @@
 Every decision is appended to the ledger as a record (kind kansa.event, operation
 approval.<decision>). ``deny`` is the old name of ``reject`` and still works.
 
-Registered in ``kansa.cli`` with ``app.add_typer(approvals_app, name="approvals")``.
+Listed in ``kansa.cli.COMMANDS``.
 """
 
 from __future__ import annotations
@@ -23,27 +23,33 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-from kansa._cli_common import Column, HomeOpt, StoreOpt, console, fail, print_table
-from kansa._cli_common import errors as _errors
+from kansa.cli._common import (
+    Column,
+    HomeOpt,
+    StoreOpt,
+    command_group,
+    console,
+    errors,
+    fail,
+    out,
+    print_table,
+)
 
 if TYPE_CHECKING:
     from kansa.api import Ledger
     from kansa.policy.approvals import Approvals
 
-out = Console(highlight=False, soft_wrap=True)
-
-approvals_app = typer.Typer(rich_markup_mode="markdown",
-    help="Calls held for a person's decision wait here: model calls held by a "
+app = command_group(
+    "approvals",
+    "Calls held for a person's decision wait here: model calls held by a "
          "require_approval obligation, and agent tool calls held by the agent guard. "
          "Approve, reject or edit one (each decision is a ledger record); the caller then "
          "resumes it with the approval id (a model call: header x-kansa-approval: ID; a "
          "tool: kansa.context(approval=ID)) and it passes once, with exactly the approved "
          "(or edited) arguments. Undecided approvals expire (the policy's or the agent "
          "guard's approval_ttl_hours).",
-    no_args_is_help=True,
 )
 
 ByOpt = Annotated[str | None, typer.Option("--by", help="Who decides (default: your login).")]
@@ -78,7 +84,7 @@ def _now_us() -> int:
     return to_us(datetime.now(UTC))
 
 
-@approvals_app.command("list")
+@app.command("list")
 def list_command(
     all_: Annotated[bool, typer.Option("--all", help="Every approval, not only pending.")] = False,
     status: Annotated[str | None, typer.Option(
@@ -91,7 +97,7 @@ def list_command(
     """List approval requests (pending ones unless --all or --status).
 
     An undecided or unused approval past its expiry shows as expired."""
-    with _errors():
+    with errors():
         ap = _approvals(home, store)
         try:
             now = _now_us()
@@ -117,7 +123,7 @@ def list_command(
          escape(a.model or ""), escape(a.app or ""), escape(a.record_id)] for a in rows])
 
 
-@approvals_app.command("show")
+@app.command("show")
 def show_command(
     approval_id: IdArg,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -126,7 +132,7 @@ def show_command(
 ) -> None:
     """One approval: its state, what held it, and for a tool call the tool and the
     arguments it was asked with (and the edited ones, if edited)."""
-    with _errors():
+    with errors():
         ap = _approvals(home, store)
         try:
             a = ap.get(approval_id)
@@ -159,7 +165,7 @@ def _decide(approval_id: str, decision: str, by: str | None, reason: str | None,
             home: HomeOpt, store: StoreOpt, arguments: Any = None) -> None:
     from kansa.policy.approvals import Approvals
 
-    with _errors():
+    with errors():
         led = _ledger(home, store)
         try:
             ap = Approvals.for_ledger(led)
@@ -188,21 +194,21 @@ def _login() -> str | None:
         return None
 
 
-@approvals_app.command("approve")
+@app.command("approve")
 def approve_command(approval_id: IdArg, by: ByOpt = None, reason: ReasonOpt = None,
                     home: HomeOpt = None, store: StoreOpt = None) -> None:
     """Approve a pending request: the same call, resumed with the id, passes once."""
     _decide(approval_id, "approved", by, reason, home, store)
 
 
-@approvals_app.command("reject")
+@app.command("reject")
 def reject_command(approval_id: IdArg, by: ByOpt = None, reason: ReasonOpt = None,
                    home: HomeOpt = None, store: StoreOpt = None) -> None:
     """Reject a pending request: resuming the call with it is refused."""
     _decide(approval_id, "rejected", by, reason, home, store)
 
 
-@approvals_app.command("deny", hidden=True)
+@app.command("deny", hidden=True)
 def deny_command(approval_id: IdArg, by: ByOpt = None, reason: ReasonOpt = None,
                  home: HomeOpt = None, store: StoreOpt = None) -> None:
     """The old name of 'reject'."""
@@ -222,7 +228,7 @@ def _read_arguments(text: str | None, file: Path | None) -> Any:
                    ) from None
 
 
-@approvals_app.command("edit")
+@app.command("edit")
 def edit_command(
     approval_id: IdArg,
     arguments: Annotated[str | None, typer.Option(
@@ -239,7 +245,7 @@ def edit_command(
     _decide(approval_id, "edited", by, reason, home, store, arguments=args)
 
 
-@approvals_app.command("serve")
+@app.command("serve")
 def serve_command(
     token: Annotated[list[str], typer.Option(
         "--token", envvar="KANSA_APPROVALS_TOKENS",
@@ -261,7 +267,7 @@ def serve_command(
 
     from kansa.capture.approvals_http import create_approvals_app, parse_tokens
 
-    with _errors():
+    with errors():
         tokens = parse_tokens([t for v in token for t in v.split()])
         led = _ledger(home, store)
     try:
