@@ -76,6 +76,12 @@ _logger = logging.getLogger("kansa.pipeline")
 ENTRY_POINT_GROUP = "kansa.stages"
 ATTR_PIPELINE_ERROR = "kansa.pipeline.error"
 ATTR_PIPELINE_HELD = "kansa.pipeline.held"
+# call.state key: (tool name, arguments) of a tool call a stage holds for approval
+HELD_TOOL_CALL = "approval.tool_call"
+# call.state key: whose call it is where no CallInfo says (kansa.tool): {"system", "app",
+# "conversation", "parent", "approval"} (the conversation id, the enclosing step's record
+# id, the approval id the call carries)
+CALL_SCOPE = "scope"
 # what the stages replaced: ["<stage>:request", "<stage>:response"]
 ATTR_PIPELINE_REWRITTEN = "kansa.pipeline.rewritten"
 # answer replacements a stage asked for where the answer could not be rewritten (streamed,
@@ -626,12 +632,18 @@ def _settle(call: Call, verdicts: list[Verdict], approvals: Callable[[], Approva
     if info is not None and isinstance(info.request, dict):
         m = info.request.get("model")
         model = m if isinstance(m, str) else None
+    held_tool = call.state.get(HELD_TOOL_CALL)
+    scope = call.state.get(CALL_SCOPE) or {}
     got = consume_or_request(
         approvals(), approval_id=approval_id, digest=digest(),
-        record_id=info.record_id if info is not None and info.record_id else "",
-        snapshot=v.snapshot, system=info.system if info is not None else "",
-        app=info.app if info is not None else None, model=model,
-        obligations=[o.label for o in obligations], ttl_hours=v.approval_ttl_hours)
+        record_id=info.record_id if info is not None and info.record_id else call.record_id,
+        snapshot=v.snapshot,
+        system=info.system if info is not None else str(scope.get("system") or ""),
+        app=info.app if info is not None else scope.get("app"), model=model,
+        obligations=[o.label for o in obligations], ttl_hours=v.approval_ttl_hours,
+        # a held tool call (set by the agent guard): the approver is shown what it does
+        tool=held_tool[0] if held_tool else None,
+        arguments=held_tool[1] if held_tool else None, now=call.at)
     if got.kind == "passed":
         call.approval = got.approval_id
         return None

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from kansa.capture.pipeline import Call, Pipeline, Refusal, subject_pseudonym
+from kansa.capture.pipeline import CALL_SCOPE, Call, Pipeline, Refusal, subject_pseudonym
 from kansa.capture.sdk_call import _INTERRUPTS
 from kansa.capture.sdk_refusal import _body_bytes, _held_error, _refusal
 from kansa.capture.sdk_scopes import _LAST, _META, _NO_META, _default_system
@@ -320,6 +320,11 @@ class tool(_Span):  # noqa: N801
             "tool", at=self._started, request=self._request_json, record_id=self.id,
             subject=lambda: subject_pseudonym(
                 ledger if ledger is not None else _get_default_ledger(), meta.subject))
+        # whose call it is (no CallInfo for a tool): for the approval it may open, and
+        # for stages that follow a conversation across calls (the agent guard)
+        pc.state[CALL_SCOPE] = {"system": self._system or meta.system or _default_system(),
+                                "app": meta.app, "conversation": meta.conversation_id,
+                                "parent": meta.parent_id, "approval": meta.approval}
         return pc if pipe.has_before else None
 
     def _approval_args(self) -> dict[str, Any]:
@@ -334,9 +339,14 @@ class tool(_Span):  # noqa: N801
                              .log.store)
 
         def digest() -> str:
-            from kansa.policy.approvals import request_digest
+            # bound to the tool and its exact arguments (RFC 8785), which is also what an
+            # approver's edit binds: the resumed call must carry the edited arguments
+            from kansa.policy.approvals import ApprovalError, request_digest, tool_call_digest
 
-            return request_digest(f"tool:{self.name or 'tool'}", system, meta.app, body)
+            try:
+                return tool_call_digest(self.name or "tool", _jsonable(self.arguments))
+            except ApprovalError:  # not JSON-exact (an integer past 2**53): the bytes
+                return request_digest(f"tool:{self.name or 'tool'}", system, meta.app, body)
 
         return {"approvals": approvals, "approval_id": meta.approval, "digest": digest}
 

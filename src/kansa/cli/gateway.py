@@ -169,6 +169,13 @@ def gateway(
                      "pseudonymised values are restored in the answer; see "
                      "docs/design/guard.md."),
     ] = None,
+    agent: Annotated[
+        Path | None,
+        typer.Option("--agent", help="Agent guard config (YAML: tool classes, egress "
+                     "allowlists, a decision per rule): an answer asking for a tool call "
+                     "whose arguments come from a tool result, or for a risky tool, is held "
+                     "and an approval opened per tool call ('kansa approvals list')."),
+    ] = None,
 ) -> None:
     """Run the gateway (the default command)."""
     if ctx.invoked_subcommand is not None:
@@ -195,7 +202,8 @@ def gateway(
         try:
             from kansa.capture.gateway import create_gateway_app
 
-            app = create_gateway_app(ledger, cfg, **_guarded(cfg, ledger, guard, guard_data))
+            app = create_gateway_app(ledger, cfg, **_guarded(
+                cfg, ledger, guard, guard_data=guard_data, agent=agent))
             _banner(app, ledger, host, port, workers)
         except BaseException:
             ledger.close()
@@ -216,7 +224,8 @@ def gateway(
     spec = {"config": cfg.to_dict(), "store": store,
             "home": str(ledger.home.path.resolve()),
             "guard": str(guard.resolve()) if guard else None,
-            "guard_data": str(guard_data.resolve()) if guard_data else None}
+            "guard_data": str(guard_data.resolve()) if guard_data else None,
+            "agent": str(agent.resolve()) if agent else None}
     ledger.close()
     os.environ[_SPEC_ENV] = json.dumps(spec)
     uvicorn.run("kansa.cli.gateway:worker_app", factory=True, workers=workers,
@@ -233,18 +242,20 @@ def worker_app() -> GatewayApp:
     spec = json.loads(os.environ[_SPEC_ENV])
     cfg = GatewayConfig.from_dict(spec["config"])
     ledger = Ledger.open(spec["store"], home=spec["home"])
-    guard, data = spec.get("guard"), spec.get("guard_data")
+    guard, data, agent = spec.get("guard"), spec.get("guard_data"), spec.get("agent")
     return create_gateway_app(ledger, cfg, owns_ledger=True,
                               **_guarded(cfg, ledger, Path(guard) if guard else None,
-                                         Path(data) if data else None))
+                                         guard_data=Path(data) if data else None,
+                                         agent=Path(agent) if agent else None))
 
 
 def _guarded(cfg: GatewayConfig, ledger: Ledger, guard: Path | None,
-             guard_data: Path | None = None) -> dict[str, Any]:
-    """With --guard / --guard-data: the policy (if any) and a pipeline with the guard
-    stages after it (injection first, on the text as the caller sent it; then secrets and
-    personal data, which may rewrite the request)."""
-    if guard is None and guard_data is None:
+             *, guard_data: Path | None = None, agent: Path | None = None,
+             ) -> dict[str, Any]:
+    """With --guard / --guard-data / --agent: the policy (if any) and a pipeline with the
+    guard stages after it (injection first, on the text as the caller sent it; then secrets
+    and personal data, which may rewrite the request; then the agent guard on tool calls)."""
+    if guard is None and guard_data is None and agent is None:
         return {}
     from kansa.capture.pipeline import Pipeline, Stage
     from kansa.policy.inline import PolicyHandle
@@ -260,6 +271,12 @@ def _guarded(cfg: GatewayConfig, ledger: Ledger, guard: Path | None,
         from kansa.guard.data_stage import DataGuardStage, DataPolicy
 
         stages.append(DataGuardStage.for_ledger(ledger, policy=DataPolicy.load(guard_data)))
+    if agent is not None:
+        from kansa.guard.agent import AgentConfig, AgentGuardStage
+        from kansa.policy.approvals import Approvals
+
+        approvals = Approvals(ledger.log.store)
+        stages.append(AgentGuardStage(AgentConfig.load(agent), approvals=lambda: approvals))
     return {"policy": policy, "pipeline": Pipeline.default(policy, extra=stages)}
 
 
