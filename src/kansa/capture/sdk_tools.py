@@ -26,6 +26,13 @@ from kansa.capture.sdk_writer import (
     _jsonable,
     _Sink,
 )
+from kansa.records.attributes import (
+    GEN_AI_TOOL_CALL_ARGUMENTS,
+    GEN_AI_TOOL_CALL_ID,
+    GEN_AI_TOOL_CALL_RESULT,
+    KANSA_PARENT_ID,
+    KANSA_STEP_NAME,
+)
 from kansa.records.model import UsageRecord, new_record_id
 
 if TYPE_CHECKING:  # type-only: no import cycle, kansa.policy loads lazily
@@ -103,7 +110,7 @@ class _Span:
         outcome, error_type = _outcome_of(e)
         attrs: dict[str, Any] = dict(meta.attributes) if meta.attributes else {}
         if meta.parent_id is not None:
-            attrs["kansa.parent_id"] = meta.parent_id
+            attrs[KANSA_PARENT_ID] = meta.parent_id
         attrs.update(self.attributes)
         rec = UsageRecord(
             system=self._system or meta.system or _default_system(),
@@ -232,7 +239,7 @@ class step(_Span):  # noqa: N801
         return replace(meta, parent_id=self.id)
 
     def _fill(self, rec: UsageRecord, e: BaseException | None) -> None:
-        rec.attributes["kansa.step.name"] = self.name or ""
+        rec.attributes[KANSA_STEP_NAME] = self.name or ""
         if self.agent is not None:
             rec.agent_name = self.agent
         if self.input is not None:
@@ -298,11 +305,11 @@ class tool(_Span):  # noqa: N801
     def _fill(self, rec: UsageRecord, e: BaseException | None) -> None:
         rec.tool_name = self.name or "tool"
         if self.call_id is not None:
-            rec.attributes["gen_ai.tool.call.id"] = self.call_id
+            rec.attributes[GEN_AI_TOOL_CALL_ID] = self.call_id
         if self.arguments is not None:
-            rec.content["gen_ai.tool.call.arguments"] = _jsonable(self.arguments)
+            rec.content[GEN_AI_TOOL_CALL_ARGUMENTS] = _jsonable(self.arguments)
         if e is None and self.result is not None:
-            rec.content["gen_ai.tool.call.result"] = _jsonable(self.result)
+            rec.content[GEN_AI_TOOL_CALL_RESULT] = _jsonable(self.result)
 
     # -- the pipeline ---------------------------------------------------------------------
 
