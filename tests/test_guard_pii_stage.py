@@ -180,10 +180,9 @@ def test_tokens_of_an_earlier_call_are_restored_from_the_store(tmp_path: Any) ->
 
 
 def test_gateway_guard_data_option_builds_the_stage_from_yaml(tmp_path: Any) -> None:
-    from kansa.cli.gateway import _guarded
-
     from kansa.api import Ledger
     from kansa.capture.gateway import GatewayConfig
+    from kansa.cli.gateway import _guarded
 
     cfg_file = tmp_path / "data.yaml"
     cfg_file.write_text("outgoing:\n  secrets: block\n  my_number: block\n  pii: pseudonymise\n"

@@ -30,12 +30,7 @@ QUOTED_IN_BYTES = re.compile(rb'"((?:gen_ai|kansa)\.[a-z0-9_.]+)"')
 # Files still being rewritten elsewhere: skipped by (b) until they are converted to the
 # constants. This set must shrink to empty (policy/judging.py and report/usage_scan.py
 # came out of policy/engine.py and report/design.py).
-PENDING = {
-    "policy/judging.py",
-    "report/usage_scan.py",
-    # the guard branch's stage, merged here (agent branch) before it met the constants
-    "guard/stage.py",
-}
+PENDING: set[str] = set()
 
 # Strings that look like attributes and are not, with why
 NOT_ATTRIBUTES = {
