@@ -20,7 +20,7 @@ import datetime
 import hmac
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kansa.errors import KansaError
@@ -35,14 +35,15 @@ class ProvenanceKeys:
     cert_pem: bytes | None = None
     key_pem: bytes | None = None
     alg: str | None = None
+    label_key: bytes = field(init=False, repr=False)
+    fingerprint_key: bytes = field(init=False, repr=False)
 
-    @property
-    def label_key(self) -> bytes:
-        return hmac.new(self.secret, b"kansa/provenance/label/v1", "sha256").digest()
-
-    @property
-    def fingerprint_key(self) -> bytes:
-        return hmac.new(self.secret, b"kansa/provenance/fingerprint/v1", "sha256").digest()
+    def __post_init__(self) -> None:
+        # derived once: labelling reads the label key on every answer
+        object.__setattr__(self, "label_key", hmac.new(
+            self.secret, b"kansa/provenance/label/v1", "sha256").digest())
+        object.__setattr__(self, "fingerprint_key", hmac.new(
+            self.secret, b"kansa/provenance/fingerprint/v1", "sha256").digest())
 
     @classmethod
     def load(cls, home: Path) -> ProvenanceKeys:

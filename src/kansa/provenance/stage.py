@@ -27,8 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import copy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ from kansa.provenance.labels import LANGUAGES, Labelled, TextLabel, aigc, label_
 from kansa.records.model import UsageRecord
 
 ATTR_ERROR = "kansa.output.label.error"
+_HAS_RESPONSE = "response" in {f.name for f in fields(Verdict)}
 _KEYS = {"jurisdictions", "language", "visible", "metadata", "text_wrapper", "c2pa",
          "placement"}
 
@@ -116,36 +116,46 @@ class LabelConfig:
 # -- answers: where the text is ----------------------------------------------------------------
 
 
-def _label_parts(body: Any, fn: Any) -> int:
-    """Apply ``fn(text) -> text`` to every text part of an answer body, in place; returns
-    how many parts were labelled."""
-    n = 0
+def _label_parts(body: Any, fn: Callable[[str], str]) -> Any:
+    """A copy of an answer body with ``fn(text) -> text`` applied to every text part.
+    Copy on write: only the dicts and lists on the way to a text are copied (a deep copy
+    of the whole body cost more than the labels themselves)."""
     if not isinstance(body, dict):
-        return 0
-    for choice in body.get("choices") or []:  # OpenAI chat completions / completions
-        if not isinstance(choice, dict):
-            continue
-        msg = choice.get("message")
-        if isinstance(msg, dict) and isinstance(msg.get("content"), str) and msg["content"]:
-            msg["content"] = fn(msg["content"])
-            n += 1
-        elif isinstance(choice.get("text"), str) and choice["text"]:
-            choice["text"] = fn(choice["text"])
-            n += 1
-    content = body.get("content")  # Anthropic messages
-    if isinstance(content, list):
-        for block in content:
-            if isinstance(block, dict) and block.get("type") == "text" and block.get("text"):
-                block["text"] = fn(block["text"])
-                n += 1
-    for item in body.get("output") or []:  # OpenAI Responses
-        if isinstance(item, dict) and isinstance(item.get("content"), list):
-            for part in item["content"]:
-                if isinstance(part, dict) and part.get("type") == "output_text" \
-                        and isinstance(part.get("text"), str):
-                    part["text"] = fn(part["text"])
-                    n += 1
-    return n
+        return body
+    new = dict(body)
+    choices = body.get("choices")
+    if isinstance(choices, list):  # OpenAI chat completions / completions
+        out = []
+        for c in choices:
+            if isinstance(c, dict):
+                msg = c.get("message")
+                if isinstance(msg, dict) and isinstance(msg.get("content"), str) \
+                        and msg["content"]:
+                    c = {**c, "message": {**msg, "content": fn(msg["content"])}}
+                elif isinstance(c.get("text"), str) and c["text"]:
+                    c = {**c, "text": fn(c["text"])}
+            out.append(c)
+        new["choices"] = out
+    content = body.get("content")
+    if isinstance(content, list):  # Anthropic messages
+        new["content"] = [
+            {**b, "text": fn(b["text"])} if isinstance(b, dict) and b.get("type") == "text"
+            and isinstance(b.get("text"), str) and b["text"] else b for b in content]
+    output = body.get("output")
+    if isinstance(output, list):  # OpenAI Responses
+        items = []
+        for item in output:
+            if isinstance(item, dict) and isinstance(item.get("content"), list):
+                item = {**item, "content": [
+                    {**p, "text": fn(p["text"])} if isinstance(p, dict)
+                    and p.get("type") == "output_text" and isinstance(p.get("text"), str)
+                    else p for p in item["content"]]}
+            items.append(item)
+        new["output"] = items
+    data = body.get("data")
+    if isinstance(data, list):  # images: copied here, signed by the caller
+        new["data"] = [dict(d) if isinstance(d, dict) else d for d in data]
+    return new
 
 
 def _images(body: Any) -> list[dict[str, Any]]:
@@ -166,15 +176,15 @@ def label_answer(body: Any, cfg: SystemLabels, keys: ProvenanceKeys, record_id: 
     """Label a non-streamed answer body (pure but for C2PA signing). Never raises for
     a label that cannot be applied: that is in the attributes."""
     producer = cfg.text.producer
-    new = copy.deepcopy(body)
     applied: list[Labelled] = []
+    key = keys.label_key
 
     def one(text: str) -> str:
-        got = label_text(text, cfg.text, keys.label_key, record_id)
+        got = label_text(text, cfg.text, key, record_id)
         applied.append(got)
         return got.text
 
-    _label_parts(new, one)
+    new = _label_parts(body, one)
     images = _images(new)
     if not applied and not images:
         return Outcome(None, {"kansa.output.label.visible": False,
@@ -270,7 +280,7 @@ class LabelStage:
 
 def _rewrite(v: Verdict, body: Any) -> Verdict:
     """The verdict replacing the answer the caller gets (``Verdict.response``)."""
-    if "response" in {f.name for f in fields(Verdict)}:
+    if _HAS_RESPONSE:
         return replace(v, **{"response": body})
     object.__setattr__(v, "response", body)  # until the pipeline's rewrite API lands
     return v
