@@ -74,8 +74,8 @@ def _table(title: str) -> Table:
 
 
 def human_paragraphs() -> tuple[list[str], list[str]]:
-    """Docstring paragraphs (>= 250 characters) of the stdlib and installed packages, split by module into two
-    halves (A: trains the generator; B: the human queries)."""
+    """Docstring paragraphs (>= 250 characters) of the stdlib and installed packages,
+    split by module into two halves (A: trains the generator; B: the human queries)."""
     paths = sysconfig.get_paths()
     a: list[str] = []
     b: list[str] = []

@@ -307,3 +307,98 @@ def test_bad_input_gets_a_clear_error(sqlite_url: str, keys: ProvenanceKeys) -> 
         assert tracer.trace(b"hello") == []
     finally:
         led.close()
+
+
+# -- demo, CLI, the public endpoint ------------------------------------------------------------
+
+
+def test_demo_traces_a_stripped_and_edited_copy_to_its_record(tmp_path: Path) -> None:
+    from kansa.provenance.demo import run_demo
+
+    result = run_demo(tmp_path / "home", lambda: NOW)
+    assert "AIGC" not in result.copy and "AI-generated" not in result.copy
+    assert "\ufeff" not in result.copy and result.copy != ANSWER
+    assert result.traced_to == result.record_id
+    assert result.method == "fingerprint"
+    assert result.receipt_verified
+    labels = result.steps[0].facts
+    assert labels["kansa.output.label.visible"] is True
+    assert labels["kansa.output.label.machine_readable"] == ["text-wrapper"]
+    assert result.steps[-1].facts["record"]["ts"].startswith("2026-12-03T12:00")
+
+
+def test_cli_keygen_index_verify(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from kansa.cli import app
+    home = tmp_path / "h"
+    led = kansa.Ledger.init(home)
+    rec = UsageRecord(system="bot", ts=NOW, content={
+        "gen_ai.output.messages": [{"role": "assistant", "content": ANSWER}]})
+    led.append(rec)
+    led.close()
+    runner = CliRunner()
+    got = runner.invoke(app, ["provenance", "keygen", "--org", "Example KK", "--home",
+                              str(home)])
+    assert got.exit_code == 0, got.output
+    again = runner.invoke(app, ["provenance", "keygen", "--org", "X", "--home", str(home)])
+    assert again.exit_code == 1 and "already exist" in again.output
+    copy = tmp_path / "copy.txt"
+    copy.write_text(_edit(ANSWER, 0.2, random.Random(3)))
+    got = runner.invoke(app, ["provenance", "verify", str(copy), "--home", str(home),
+                              "--receipts", str(tmp_path / "r")])
+    assert got.exit_code == 0, got.output
+    assert rec.id in got.output and "fingerprint" in got.output
+    proof = tmp_path / "r" / f"{rec.id}.proof"
+    chk = runner.invoke(app, ["verify-receipt", str(proof), "--key",
+                              (home / "log.vkey").read_text().strip()])
+    assert chk.exit_code == 0, chk.output
+    other = tmp_path / "other.txt"
+    other.write_text("An entirely different paragraph about gardening in the spring, "
+                     "with tulips, compost and a watering schedule for the balcony.")
+    got = runner.invoke(app, ["provenance", "verify", str(other), "--home", str(home)])
+    assert got.exit_code == 3 and "no record" in got.output
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(b"\xff\xfe\xfd")
+    got = runner.invoke(app, ["provenance", "verify", str(bad), "--home", str(home)])
+    assert got.exit_code == 1 and "not UTF-8" in got.output
+
+
+def test_public_endpoint_answers_with_provenance_only(sqlite_url: str,
+                                                      keys: ProvenanceKeys) -> None:
+    from starlette.testclient import TestClient
+
+    from kansa.provenance.server import create_app
+    led = _ledger(sqlite_url)
+    try:
+        rec = UsageRecord(system="bot", ts=NOW, subject="carol", actor="carol@example.com",
+                          content={"gen_ai.output.messages": [
+                              {"role": "assistant", "content": ANSWER}]})
+        led.append(rec)
+        tracer = Tracer(led, keys)
+        with TestClient(create_app(tracer, follow_every=0.05)) as client:
+            import time
+            for _ in range(100):  # the follower indexes in the background
+                if client.get("/healthz").json()["indexed"]:
+                    break
+                time.sleep(0.05)
+            r = client.post("/v1/verify", content=truncate(ANSWER).encode())
+            assert r.status_code == 200
+            body = r.json()
+            assert body["count"] == 1 and body["found"][0]["record"]["id"] == rec.id
+            flat = r.text
+            for secret in ("carol", "quarterly", led.get(rec.id).entry["subject"]):
+                assert secret not in flat
+            assert client.get(f"/v1/records/{rec.id}").json()["record"]["id"] == rec.id
+            assert client.get("/v1/records/nope").status_code == 404
+            assert client.post("/v1/verify", content=b"").status_code == 400
+            assert client.post("/v1/verify", content=b"\xff\xfe").status_code == 415
+            big = client.post("/v1/verify", content=b"a" * ((16 << 20) + 1))
+            assert big.status_code == 413
+    finally:
+        led.close()
+
+
+def truncate(text: str) -> str:
+    w = text.split()
+    return " ".join(w[: len(w) // 2])

@@ -39,6 +39,7 @@ from kansa.errors import RecordError
 from kansa.policy.cli_approvals import approvals_app
 from kansa.policy.cli_oscal import findings_app
 from kansa.policy.cli_policy import impact_command, packs_app, replay_command
+from kansa.provenance.cli_provenance import provenance_app
 from kansa.report.cli_report import evidence_app, report_app
 
 out = Console(highlight=False, soft_wrap=True)
@@ -71,6 +72,7 @@ app.add_typer(otel_app, name="otel", cls=HelpGroup)
 app.add_typer(packs_app, name="packs", cls=HelpGroup)
 app.add_typer(findings_app, name="findings", cls=HelpGroup)
 app.add_typer(approvals_app, name="approvals", cls=HelpGroup)
+app.add_typer(provenance_app, name="provenance", cls=HelpGroup)
 app.command("replay")(replay_command)
 app.command("impact")(impact_command)
 app.add_typer(report_app, name="report", cls=HelpGroup)

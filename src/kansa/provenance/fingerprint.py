@@ -5,9 +5,10 @@ becomes
 
 * an **exact hash**: HMAC-SHA256 under the organisation's fingerprint key, 16 bytes;
 * a **MinHash signature** (:data:`PERMS` values) over its character :data:`NGRAM`-grams,
-  each n-gram first hashed under secrets derived from the key (:meth:`ngram_hashes`): without the key nobody can compute a
-  signature, so the index cannot be probed with guessed text, and it holds no readable
-  content (n-grams are never stored, only minima of keyed hashes);
+  each first hashed under secrets derived from the key (:meth:`ngram_hashes`): without
+  the key nobody can compute a signature, so the index cannot be probed with guessed
+  text, and it holds no readable content (n-grams are never stored, only minima of
+  keyed hashes);
 * :data:`BANDS` **LSH band keys** (:data:`ROWS` signature values each, hashed): two
   outputs whose n-gram sets have Jaccard similarity J share at least one band with
   probability 1 - (1 - J^ROWS)^BANDS (J = 0.35: 99.96%; J = 0.02: 2.5%), and at least
@@ -16,10 +17,10 @@ becomes
 A lookup computes the query's band keys, takes the outputs sharing at least
 :data:`MIN_BANDS` bands (an indexed point query per band), and scores each candidate by
 its stored signature: estimated Jaccard, and the estimated share of the query's n-grams
-found in the output (containment; what survives truncating the output). A candidate
-matches if the Jaccard estimate reaches :data:`JACCARD` (or containment is high). Character n-grams survive copy-editing (a
-changed word spoils the n-grams around it only), truncation (containment) and reordering
-of sentences (a set has no order); they do not survive paraphrase.
+found in the output (containment). A candidate matches if the Jaccard estimate reaches
+:data:`JACCARD` (or containment is high). Character n-grams survive copy-editing (a
+changed word spoils the n-grams around it only), truncation (half a text keeps J ~ 0.5)
+and reordering of sentences (a set has no order); they do not survive paraphrase.
 
 Rows are filed under the record's erasure group (the subject's pseudonym, as the vault
 files content): erasing the subject deletes them with SQLite's ``secure_delete`` on and
