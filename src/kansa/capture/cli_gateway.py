@@ -18,7 +18,7 @@ import logging
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -151,6 +151,13 @@ def gateway(
                            help="Reload the policy whenever its file changes (polls every "
                                 "second; the way to reload every --workers process).")
     ] = False,
+    labels: Annotated[
+        Path | None,
+        typer.Option("--labels", help="Labels file (YAML): per system and jurisdiction, the "
+                     "visible AI disclosure and machine-readable marks to put on answers "
+                     "(docs/design/provenance.md). Needs 'kansa provenance keygen'. "
+                     "Streamed answers are recorded as not labelled."),
+    ] = None,
     admin_token_env: Annotated[
         str | None,
         typer.Option("--admin-token-env",
@@ -183,7 +190,7 @@ def gateway(
         try:
             from kansa.capture.gateway import create_gateway_app
 
-            app = create_gateway_app(ledger, cfg)
+            app = create_gateway_app(ledger, cfg, **_label_pipeline(cfg, ledger, labels))
             _banner(app, ledger, host, port, workers)
         except BaseException:
             ledger.close()
@@ -202,7 +209,8 @@ def gateway(
     # the environment, never from the spec)
     assert ledger.home is not None
     spec = {"config": cfg.to_dict(), "store": store,
-            "home": str(ledger.home.path.resolve())}
+            "home": str(ledger.home.path.resolve()),
+            "labels": str(labels.resolve()) if labels is not None else None}
     ledger.close()
     os.environ[_SPEC_ENV] = json.dumps(spec)
     uvicorn.run("kansa.capture.cli_gateway:worker_app", factory=True, workers=workers,
@@ -219,7 +227,30 @@ def worker_app() -> GatewayApp:
     spec = json.loads(os.environ[_SPEC_ENV])
     cfg = GatewayConfig.from_dict(spec["config"])
     ledger = Ledger.open(spec["store"], home=spec["home"])
-    return create_gateway_app(ledger, cfg, owns_ledger=True)
+    labels = Path(spec["labels"]) if spec.get("labels") else None
+    return create_gateway_app(ledger, cfg, owns_ledger=True,
+                              **_label_pipeline(cfg, ledger, labels))
+
+
+def _label_pipeline(cfg: GatewayConfig, ledger: Ledger,
+                    labels: Path | None) -> dict[str, Any]:
+    """With --labels: the pipeline (policy first, then the provenance stage, then the
+    entry points) and the policy handle, as keyword arguments of create_gateway_app."""
+    if labels is None:
+        return {}
+    from kansa.capture.pipeline import Pipeline
+    from kansa.provenance.keys import ProvenanceKeys
+    from kansa.provenance.stage import LabelConfig, LabelStage
+
+    if ledger.home is None:
+        raise KansaError("--labels needs a ledger home (its provenance keys)")
+    stage = LabelStage(LabelConfig.load(labels), ProvenanceKeys.load(ledger.home.path))
+    policy = None
+    if cfg.policy:
+        from kansa.policy.inline import PolicyHandle
+
+        policy = PolicyHandle.load(cfg.policy, home=ledger.home.path)
+    return {"policy": policy, "pipeline": Pipeline.default(policy, extra=[stage])}
 
 
 def _build_config(upstream: str | None, key_env: str | None, path: Path | None,

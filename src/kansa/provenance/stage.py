@@ -258,10 +258,12 @@ class LabelStage:
         body = getattr(call, "response", None)
         if body is None:
             # a streamed answer (its events have left) or a surface that passes no body
+            why = ("streamed: the answer left before it could be labelled"
+                   if hasattr(call, "answered") or rec.attributes.get("gen_ai.request.stream")
+                   else "streamed, or this surface passes no answer to the stages")
             rec.attributes.update({"kansa.output.label.visible": False,
                                    "kansa.output.label.machine_readable": [],
-                                   ATTR_ERROR: "streamed: the answer left before it could "
-                                               "be labelled"})
+                                   ATTR_ERROR: why})
             return None
         out = done if done is not None else label_answer(body, cfg, self.keys, rec.id,
                                                          rec.system)
