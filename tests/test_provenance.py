@@ -402,3 +402,51 @@ def test_public_endpoint_answers_with_provenance_only(sqlite_url: str,
 def truncate(text: str) -> str:
     w = text.split()
     return " ".join(w[: len(w) // 2])
+
+
+# -- the evidence report ---------------------------------------------------------------------------
+
+
+def test_evidence_report_shows_labelling_coverage_and_detection(
+        sqlite_url: str, keys: ProvenanceKeys) -> None:
+    from kansa.policy.engine import replay
+    from kansa.policy.pack import load_pack
+    from kansa.report.evidence import build_evidence_report, collect_evidence
+    from kansa.report.render_html import render_html
+
+    pack = load_pack(Path(__file__).parent.parent /
+                     "src/kansa/policy/packs/cn/ai-content-labelling-2025.yaml")
+    systems = {"bot": {"jurisdictions": ["CN"], "roles": ["provider"]},
+               "plain": {"jurisdictions": ["CN"], "roles": ["provider"]}}
+    led = _ledger(sqlite_url)
+    try:
+        stage = LabelStage(_cfg(), keys)
+        for i in range(4):  # bot: labelled; every other one streamed (not labelled)
+            rec = UsageRecord(system="bot", ts=NOW, content={"gen_ai.output.messages": [
+                {"role": "assistant", "content": f"{i} {ANSWER}"}]},
+                attributes={"kansa.output.modality": "text"})
+            stage.after(_call("gateway", _chat(ANSWER), True) if i % 2 == 0
+                        else Call("gateway"), rec)
+            led.append(rec)
+        led.append(UsageRecord(system="plain", ts=NOW,
+                               attributes={"kansa.output.modality": "text"}))
+        replay(led, [pack], systems=systems)
+        data = collect_evidence(led, [pack], now=NOW, systems=systems)
+        assert data.labelling is not None
+        rows = {r.system: r for r in data.labelling.rows}
+        assert (rows["bot"].outputs, rows["bot"].visible, rows["bot"].errors) == (4, 2, 2)
+        assert rows["bot"].carriers["text-wrapper"] == 2 and rows["bot"].jurisdiction == "CN"
+        assert (rows["plain"].outputs, rows["plain"].labelled) == (1, 0)
+        assert data.labelling.indexed is None  # no index yet: no detection tool
+        # the CN pack's explicit-label check reads the same attribute: 3 outputs fail
+        art4 = next(r for r in data.results if r.obligation.id == "art4-explicit-label")
+        assert art4.counts["fail"] == 3 and art4.counts["pass"] == 2
+        Tracer(led, keys).index_new()
+        for lang, words in (("en", ("Labelling of AI-generated output", "holds 4 of the 4 outputs")),
+                            ("ja", ("AI生成物の表示", "4 件のうち 4 件"))):
+            page = render_html(build_evidence_report(led, [pack], lang=lang, now=NOW,
+                                                     systems=systems))
+            for w in words:
+                assert w in page, (lang, w)
+    finally:
+        led.close()
