@@ -442,7 +442,8 @@ def test_evidence_report_shows_labelling_coverage_and_detection(
         art4 = next(r for r in data.results if r.obligation.id == "art4-explicit-label")
         assert art4.counts["fail"] == 3 and art4.counts["pass"] == 2
         Tracer(led, keys).index_new()
-        for lang, words in (("en", ("Labelling of AI-generated output", "holds 4 of the 4 outputs")),
+        for lang, words in (("en", ("Labelling of AI-generated output",
+                                    "holds 4 of the 4 outputs")),
                             ("ja", ("AI生成物の表示", "4 件のうち 4 件"))):
             page = render_html(build_evidence_report(led, [pack], lang=lang, now=NOW,
                                                      systems=systems))
