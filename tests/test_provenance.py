@@ -451,3 +451,46 @@ def test_evidence_report_shows_labelling_coverage_and_detection(
                 assert w in page, (lang, w)
     finally:
         led.close()
+
+
+# -- the index on both stores ----------------------------------------------------------------------
+
+
+def test_fingerprint_index_on_sqlite_and_postgresql(store_url: str) -> None:
+    from kansa.ledger.storage import open_store
+    from kansa.provenance.fingerprint import FingerprintIndex
+
+    store = open_store(store_url)
+    try:
+        idx = FingerprintIndex(store, KEY)
+        rng = random.Random(5)
+        words = ANSWER.split()
+        texts = {i: " ".join(rng.choice(words) for _ in range(60)) for i in range(50)}
+        idx.add_many([(i, f"g{i % 3}", idx.fp.fingerprint(t)) for i, t in texts.items()])
+        idx.add(50, "g0", ANSWER)
+        assert idx.count() == 51
+        assert idx.lookup(ANSWER)[0].method == "exact"
+        assert idx.lookup(truncate(ANSWER))[0].index == 50
+        assert idx.erase_group("g0") == 18
+        assert idx.count() == 33 and idx.lookup(ANSWER) == []
+        assert (idx.size_bytes() or 0) > 0
+    finally:
+        store.close()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text(alphabet=st.characters(categories=["L", "N"]), min_size=2,
+                        max_size=12), min_size=12, max_size=80))
+def test_any_indexed_text_is_found_by_itself_and_its_relabelled_copy(words: list[str]
+                                                                     ) -> None:
+    from kansa.provenance.fingerprint import Fingerprinter
+
+    fp = Fingerprinter(KEY)
+    text = " ".join(words)
+    a = fp.fingerprint(text)
+    b = fp.fingerprint(L.label_text(text, L.TextLabel("P", ("CN",)), KEY, RID,
+                                    fmt="markdown").text)
+    assert a.exact == b.exact and a.ngrams == b.ngrams
+    assert (a.sig is None) == (b.sig is None)
+    if a.sig is not None and b.sig is not None:
+        assert (a.sig == b.sig).all() and a.bands() == b.bands()
