@@ -45,7 +45,8 @@ import kansa  # noqa: E402
 from _build import append_in_chunks  # noqa: E402 (bench/ is on sys.path)
 from kansa.ledger.note import Signer  # noqa: E402
 from kansa.policy.bundled import bundled_packs  # noqa: E402
-from kansa.policy.engine import FindingStore, replay  # noqa: E402
+from kansa.policy.findings_store import FindingStore  # noqa: E402
+from kansa.policy.replay import replay  # noqa: E402
 from kansa.report.evidence import collect_evidence, evidence_document  # noqa: E402
 from kansa.report.evidence_supply import supply_evidence  # noqa: E402
 from kansa.report.render_html import render_html  # noqa: E402

@@ -7,7 +7,7 @@ same store:
 
   scan     a plain scan of the stored records: read + JSON decode, nothing else (the
            physical limit of a replay)
-  replay   kansa.policy.engine.replay() under every bundled pack version, with system
+  replay   kansa.policy.replay.replay() under every bundled pack version, with system
            facts declaring every jurisdiction, failing findings and tallies stored; first
            on empty policy tables (they are dropped first), then again (a re-run replaces
            the failing rows it finds)
@@ -50,8 +50,10 @@ import kansa  # noqa: E402
 from _build import append_in_chunks  # noqa: E402 (bench/ is on sys.path)
 from kansa.ledger.note import Signer  # noqa: E402
 from kansa.policy.bundled import bundled_packs, example_pack_files  # noqa: E402
-from kansa.policy.engine import FindingStore, impact, replay  # noqa: E402
+from kansa.policy.findings_store import FindingStore  # noqa: E402
+from kansa.policy.impact import impact  # noqa: E402
 from kansa.policy.pack import Pack, load_pack  # noqa: E402
+from kansa.policy.replay import replay  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 START = datetime(2025, 6, 1, tzinfo=UTC)
@@ -162,11 +164,11 @@ def build(url: str, n: int) -> float:
 
 def scan(url: str) -> tuple[int, float]:
     """Read every entry through the same iterator replay uses, and decode its JSON."""
-    from kansa.policy import engine
+    from kansa.policy.replay import read_entries
 
     with open_ledger(url) as lg:
         t0 = time.perf_counter()
-        n = sum(1 for _ in engine._entries(lg, None, None))
+        n = sum(1 for _ in read_entries(lg, None, None))
         return n, time.perf_counter() - t0
 
 

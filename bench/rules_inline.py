@@ -51,8 +51,8 @@ from typing import Any
 
 from kansa.capture.shapes import CallInfo, to_record
 from kansa.policy.bundled import bundled_pack_files, example_pack_files
-from kansa.policy.engine import Judge, compile_pack
 from kansa.policy.inline import PolicySnapshot, entry_of, load_policy
+from kansa.policy.judging import Judge, compile_pack
 from kansa.records.model import new_record_id
 
 HERE = Path(__file__).resolve().parent

@@ -14,6 +14,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from standin import Standin
+
 PG_BASE = os.environ.get("KANSA_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 
@@ -46,3 +48,12 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path / 'ledger.db'}"
     else:
         yield request.getfixturevalue("pg_url")
+
+
+@pytest.fixture(scope="module")
+def standin() -> Iterator[Standin]:
+    """The stand-in model provider the gateway tests proxy to (tests/standin.py), one per
+    test module. The SDK tests define their own ``standin`` (tests/sdk_standin.py)."""
+    s = Standin().start()
+    yield s
+    s.stop()

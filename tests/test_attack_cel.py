@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kansa.policy.cel import CheckError, check_cost, compile_check
-from kansa.policy.engine import record_reads
+from kansa.policy.reads import record_reads
 
 L16 = "[" + ",".join(["1"] * 16) + "]"
 

@@ -8,26 +8,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
+from cli_harness import init_home, run
 from kansa.api import Ledger
-from kansa.cli import app
 
-runner = CliRunner()
 LINE = b'{"ts": "2026-11-22T09:30:00Z", "system": "bot", "subject": "u-1", "input": "caf\xc3\xa9"}'
-
-
-def run(*args: str, home: Path) -> tuple[int, str]:
-    r = runner.invoke(app, [*args], env={"KANSA_HOME": str(home)})
-    return r.exit_code, r.output
 
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
-    h = tmp_path / "home"
-    code, out = run("init", "--origin", "example.com/attack", home=h)
-    assert code == 0, out
-    return h
+    return init_home(tmp_path / "home", "example.com/attack")
 
 
 def _size(home: Path) -> int:

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from cli_harness import init_home, run
 from kansa import _bounds
 from kansa.api import Ledger
 from kansa.cli import app
@@ -28,17 +29,9 @@ runner = CliRunner()
 GOOD = '{"ts": "2026-11-22T09:30:00Z", "system": "support-bot", "subject": "u-1", "input": "hi"}'
 
 
-def run(*args: str, home: Path) -> tuple[int, str]:
-    r = runner.invoke(app, [*args], env={"KANSA_HOME": str(home)})
-    return r.exit_code, r.output
-
-
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
-    h = tmp_path / "home"
-    code, out = run("init", "--origin", "example.com/badinput", home=h)
-    assert code == 0, out
-    return h
+    return init_home(tmp_path / "home", "example.com/badinput")
 
 
 def _size(home: Path) -> int:

@@ -11,11 +11,8 @@ import time
 from pathlib import Path
 
 import httpx
-from typer.testing import CliRunner
 
-from kansa.cli import app
-
-runner = CliRunner()
+from cli_harness import run
 
 
 def _free_port() -> int:
@@ -24,9 +21,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def run(*args: str, home: Path) -> tuple[int, str]:
-    r = runner.invoke(app, [*args], env={"KANSA_HOME": str(home)})
-    return r.exit_code, r.output
 
 
 def test_witness_serve_add_collect_and_witnessed_receipt(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from kansa.policy.crosswalk import (
     related,
     split_ref,
 )
-from kansa.policy.engine import judge
+from kansa.policy.judging import judge
 from kansa.records.model import UsageRecord
 
 PACKS = bundled_packs()

@@ -36,7 +36,7 @@ def test_policy_and_report_errors_live_in_errors() -> None:
     assert issubclass(errors.ReportLanguageError, errors.ReportError)
     assert kansa.PolicyBlocked is errors.PolicyBlocked
     assert kansa.ReportError is errors.ReportError
-    from kansa.report.design import ReportDraftError
+    from kansa.report.drafting import ReportDraftError
     from kansa.report.evidence import NoReplayError
     from kansa.report.evidence_supply import EvidenceError
     from kansa.report.render_pdf import ReportFontError
@@ -58,10 +58,10 @@ def test_every_report_string_table_is_one_mechanism_with_every_language() -> Non
     import pytest
 
     from kansa.errors import ReportLanguageError
-    from kansa.report import design, haip, incidents
+    from kansa.report import design_strings, haip, incidents
     from kansa.report.i18n import Strings, t
 
-    for lookup in (design._t, haip._t, incidents._t):
+    for lookup in (design_strings.STRINGS, haip._t, incidents._t):
         assert isinstance(lookup, Strings)
         with pytest.raises(ReportLanguageError):
             lookup("fr", "anything")

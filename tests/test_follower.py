@@ -84,7 +84,7 @@ def test_named_follower_resumes_from_its_saved_position(store_url: str,
 
 
 def test_follower_time_window(ledger: kansa.Ledger) -> None:
-    from kansa.report.design import to_us
+    from kansa.report.drafting import to_us
 
     for day in (1, 2, 3):
         _append(ledger, 4, day=day)

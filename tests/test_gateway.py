@@ -34,13 +34,6 @@ from standin import Standin
 MSG = [{"role": "user", "content": "hi there"}]
 
 
-@pytest.fixture(scope="module")
-def standin() -> Iterator[Standin]:
-    s = Standin().start()
-    yield s
-    s.stop()
-
-
 @pytest.fixture
 def ledger(store_url: str, tmp_path: Path) -> Iterator[Ledger]:
     led = Ledger.init(tmp_path / "home", url=store_url)

@@ -38,13 +38,6 @@ from kansa.errors import KansaError
 from standin import Standin
 
 
-@pytest.fixture(scope="module")
-def standin() -> Iterator[Standin]:
-    s = Standin().start()
-    yield s
-    s.stop()
-
-
 @pytest.fixture
 def ledger(store_url: str, tmp_path: Path) -> Iterator[Ledger]:
     led = Ledger.init(tmp_path / "home", url=store_url)

@@ -11,26 +11,17 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import httpx
-import pytest
 
 from gateway_harness import free_port
 from kansa.api import Ledger
 from standin import Standin
 
 MSG = [{"role": "user", "content": "load"}]
-
-
-@pytest.fixture(scope="module")
-def standin() -> Iterator[Standin]:
-    s = Standin().start()
-    yield s
-    s.stop()
 
 
 def _start(args: list[str], log: Path, cwd: Path | None = None) -> subprocess.Popen[bytes]:

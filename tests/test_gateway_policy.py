@@ -44,13 +44,6 @@ POLICY_ATTRS = (ATTR_DECISION, ATTR_FINDINGS, ATTR_SNAPSHOT, ATTR_APPROVAL,
                 "kansa.policy.error")
 
 
-@pytest.fixture(scope="module")
-def standin() -> Iterator[Standin]:
-    s = Standin().start()
-    yield s
-    s.stop()
-
-
 @pytest.fixture
 def ledger(tmp_path: Path) -> Iterator[Ledger]:
     led = Ledger.init(tmp_path / "home")

@@ -276,7 +276,7 @@ def test_the_walk_sees_what_it_must() -> None:
     edges = {(i.importer, i.imported, i.type_only) for i in kansa_edges()}
     assert ("kansa.api", "kansa.vault", False) in edges
     assert ("kansa.policy.pack", "kansa.policy.cel", False) in edges  # inside a method
-    assert ("kansa.policy.engine", "kansa.api", True) in edges  # under TYPE_CHECKING
+    assert ("kansa.policy.replay", "kansa.api", True) in edges  # under TYPE_CHECKING
     assert layer_of("kansa.policy.cli_policy") == CLI_LAYER
     assert layer_of("kansa.ledger.merkle") < layer_of("kansa.records.model")
 

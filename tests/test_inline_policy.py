@@ -20,7 +20,6 @@ from kansa.policy.approvals import (
     request_digest,
 )
 from kansa.policy.bundled import bundled_packs, example_pack_files
-from kansa.policy.engine import FAIL, Judge, compile_pack, projector
 from kansa.policy.inline import (
     ATTR_DECISION,
     ATTR_FINDINGS,
@@ -32,7 +31,9 @@ from kansa.policy.inline import (
     load_policy,
     parse_policy,
 )
+from kansa.policy.judging import FAIL, Judge, compile_pack
 from kansa.policy.pack import PackError, parse_pack
+from kansa.policy.reads import projector
 from kansa.records.model import UsageRecord
 
 AT = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)

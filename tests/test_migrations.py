@@ -28,8 +28,9 @@ from kansa.ledger.storage import (
 )
 from kansa.policy.approvals import _TABLE as APPROVALS_DDL
 from kansa.policy.approvals import Approvals
-from kansa.policy.engine import FindingStore, _tables, replay
+from kansa.policy.findings_store import FindingStore, _tables
 from kansa.policy.pack import parse_pack
+from kansa.policy.replay import replay
 
 PACK = """\
 pack: t.example/mig
@@ -188,7 +189,7 @@ _BUILD = textwrap.dedent("""
     import kansa
     from kansa.capture.gateway_keys import GatewayKeys
     from kansa.ledger.note import Signer
-    from kansa.policy.engine import replay
+    from kansa.policy.engine import replay  # the old release's path (runs its code)
     from kansa.policy.pack import parse_pack
 
     url, pack, skey = sys.argv[1:4]

@@ -27,7 +27,7 @@ import kansa
 from kansa.ledger.merkle import leaf_hash, root_from_inclusion_proof
 from kansa.ledger.note import Signer
 from kansa.policy.bundled import bundled_pack_files, example_pack_files
-from kansa.policy.engine import FAIL, NOT_APPLICABLE, PASS, Finding, replay
+from kansa.policy.judging import FAIL, NOT_APPLICABLE, PASS, Finding
 from kansa.policy.oscal import (
     NS,
     LogAnchor,
@@ -44,6 +44,7 @@ from kansa.policy.oscal import (
     stored_run,
 )
 from kansa.policy.pack import Pack, load_pack, parse_pack
+from kansa.policy.replay import replay
 
 EXAMPLES = example_pack_files()
 V1, V2 = (load_pack(p) for p in EXAMPLES)

@@ -5,7 +5,6 @@ PostgreSQL; OTLP/HTTP error handling; fuzzed bodies for both decoders. No mocks.
 from __future__ import annotations
 
 import base64
-import contextlib
 import gzip
 import json
 import os
@@ -15,7 +14,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -24,7 +22,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from google.rpc import status_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -54,6 +51,7 @@ from kansa.errors import KansaError
 from kansa.ledger.note import Signer
 from kansa.ledger.tiles import MAX_ENTRY_SIZE
 from kansa.records.model import canonical
+from serving import serving
 
 T0 = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z in ns
 T0_ISO = "2026-01-01T00:00:00.000000Z"
@@ -63,26 +61,6 @@ MASTER = b"o" * 32
 # -- harness ----------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def serving(app: Starlette) -> Iterator[str]:
-    """Run ``app`` under uvicorn on a free 127.0.0.1 port in a thread; yield its URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
-        assert not thread.is_alive()
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kansa.policy.bundled import PACKS_DIR, bundled_packs
-from kansa.policy.engine import VERDICTS, Finding, judge
+from kansa.policy.judging import VERDICTS, Finding, judge
 from kansa.policy.pack import Pack, load_pack, parse_pack
 from kansa.records.model import UsageRecord
 

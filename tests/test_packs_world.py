@@ -20,7 +20,8 @@ import pytest
 import kansa
 from kansa.ledger.note import Signer
 from kansa.policy.bundled import bundled_packs
-from kansa.policy.engine import Finding, impact, judge
+from kansa.policy.impact import impact
+from kansa.policy.judging import Finding, judge
 from kansa.policy.pack import Pack
 from kansa.records.model import UsageRecord
 

@@ -5,6 +5,7 @@ SDK wrappers and the OTLP intake; a third-party stage registered through the
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -301,3 +302,376 @@ def test_the_otel_intake_judges_policy_after_the_fact(tmp_path: Path, ledger: Le
     assert rec.entry["attributes"][ATTR_DECISION] in ("allow", "flag")
     assert rec.entry["attributes"]["kansa.policy.snapshot"] == h.current.hash
     assert app.state.pipeline.stats()["policy"]["after"]["calls"] == 1
+
+
+# -- rewriting: a stage that redacts requests and rewrites answers --------------------------
+
+REDACTOR_MODULE = '''
+from kansa.capture.pipeline import Verdict
+
+DELIVERED = []  # the answers the stage handed back, for the test to compare
+SECRET = "alice@example.com"
+
+
+def _scrub(v):
+    if isinstance(v, str):
+        return v.replace(SECRET, "[email]")
+    if isinstance(v, dict):
+        return {k: _scrub(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_scrub(x) for x in v]
+    return v
+
+
+def rewrite(call, resp):
+    if call.surface == "tool":
+        return {**resp, "result": "rewritten: " + str(resp["result"])}
+    if "choices" in resp:
+        c0 = resp["choices"][0]
+        return {**resp, "choices": [{**c0, "message": {**c0["message"],
+                                                        "content": "rewritten"}}]}
+    return {**resp, "content": [{"type": "text", "text": "rewritten"}]}
+
+
+class Redactor:
+    """A third party's stage: personal data never leaves, answers are rewritten."""
+
+    name = "redactor"
+    reads = frozenset()
+
+    def before(self, call):
+        req = call.request
+        call.state["seen_id"] = call.record_id
+        if req is None:
+            return None
+        call.state["stream"] = req.get("stream") is True
+        name = req.get("name") if call.surface == "tool" else req.get("model")
+        if name == "bad-request":
+            return Verdict("allow", request=["not", "an object"])
+        if name == "nan-request":
+            return Verdict("allow", request={**req, "temperature": float("nan")})
+        if name == "forbidden":
+            return Verdict("block", "redactor: forbidden tool")
+        if name == "needs-ok":
+            return Verdict("approval_required", "redactor: ask first")
+        attrs = {"redactor.saw_secret": SECRET in repr(req)}
+        if call.subject is not None:
+            attrs["redactor.subject"] = call.subject
+        return Verdict("allow", attributes=attrs, request=_scrub(req))
+
+    def after(self, call, record):
+        record.attributes["redactor.record_id"] = call.state.get("seen_id", call.record_id)
+        resp = call.response
+        name = (call.request or {}).get("model") or (call.request or {}).get("name")
+        if resp is None:
+            if call.state.get("stream"):
+                return Verdict("allow", response={"ignored": True})
+            return None
+        if name == "bad-response":
+            return Verdict("allow", response=[1, 2])
+        if name == "odd-response":
+            return Verdict("allow", response={"x": object()})
+        out = rewrite(call, resp)
+        DELIVERED.append(out)
+        return Verdict("allow", response=out)
+'''
+
+REWRITTEN = "kansa.pipeline.rewritten"
+NOT_APPLIED = "kansa.pipeline.rewrite_not_applied"
+DELIVERED_SHA = "kansa.pipeline.delivered_sha256"
+SECRET_MSG = [{"role": "user", "content": "mail alice@example.com please"}]
+
+
+@pytest.fixture
+def redactor(tmp_path: Path) -> Iterator[Any]:
+    """The redacting stage, installed through the kansa.stages entry point."""
+    import importlib
+
+    site = tmp_path / "site2"
+    dist = site / "kansa_redactor-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: kansa-redactor\n"
+                                   "Version: 0.1\n")
+    (dist / "entry_points.txt").write_text("[kansa.stages]\nredactor = kansa_redactor:Redactor\n")
+    (site / "kansa_redactor.py").write_text(textwrap.dedent(REDACTOR_MODULE))
+    sys.path.insert(0, str(site))
+    entry_point_stages.cache_clear()
+    try:
+        yield importlib.import_module("kansa_redactor")
+    finally:
+        sys.path.remove(str(site))
+        sys.modules.pop("kansa_redactor", None)
+        entry_point_stages.cache_clear()
+
+
+def _sha(obj: Any) -> str:
+    import hashlib
+
+    from kansa.records.model import canonical
+
+    return hashlib.sha256(canonical(obj)).hexdigest()
+
+
+def _sent(standin: Standin, n: int) -> list[dict[str, Any]]:
+    """The bodies of the last n requests the stand-in upstream received."""
+    return [q.get("body") or {} for q in standin.requests[-n:]]
+
+
+def test_a_stage_redacts_the_request_and_rewrites_the_answer_in_the_gateway(
+        redactor: Any, ledger: Ledger, standin: Standin) -> None:
+    app = create_gateway_app(ledger, GatewayConfig.from_upstream(standin.url))
+    assert [s.name for s in app.pipeline.stages] == ["redactor"]
+    gw = GatewayServer(app).start()
+    try:
+        with httpx.Client(base_url=gw.url) as c:
+            hdr = {"x-kansa-subject": "user-7"}
+            ok = c.post("/v1/chat/completions", headers=hdr,
+                        json={"model": "gpt-x", "messages": SECRET_MSG})
+            [upstream_got] = _sent(standin, 1)
+            again = c.post("/v1/chat/completions", headers=hdr,
+                           json={"model": "gpt-x", "messages": SECRET_MSG})
+            streamed = c.post("/v1/chat/completions",
+                              json={"model": "gpt-x", "messages": SECRET_MSG, "stream": True})
+            [stream_got] = _sent(standin, 1)
+            n = len(standin.requests)
+            bad_req = c.post("/v1/chat/completions",
+                             json={"model": "bad-request", "messages": MSG})
+            nan_req = c.post("/v1/chat/completions",
+                             json={"model": "nan-request", "messages": MSG})
+            assert len(standin.requests) == n  # refused: nothing left
+            bad_resp = c.post("/v1/chat/completions",
+                              json={"model": "bad-response", "messages": MSG})
+            odd_resp = c.post("/v1/chat/completions",
+                              json={"model": "odd-response", "messages": MSG})
+    finally:
+        gw.stop()
+
+    # what the upstream received: the redacted body, and only that
+    assert upstream_got["messages"][0]["content"] == "mail [email] please"
+    assert "alice" not in json.dumps(upstream_got)
+    # what the caller received: the rewritten answer, whole (content-length right)
+    assert ok.status_code == 200
+    assert ok.json()["choices"][0]["message"]["content"] == "rewritten"
+    assert ok.json() == redactor.DELIVERED[0]
+    rid = ok.headers["x-kansa-record"]
+    got = ledger.get(rid)
+    a = got.entry["attributes"]
+    assert a[REWRITTEN] == ["redactor:request", "redactor:response"]
+    assert a[DELIVERED_SHA] == _sha(ok.json())
+    assert a["redactor.saw_secret"] is True and a["redactor.record_id"] == rid
+    assert "redactor.subject" not in a  # user-7 had no pseudonym before this call
+    # the record holds what left (redacted) and the answer the upstream gave
+    assert got.content is not None and "alice" not in json.dumps(got.content)
+    assert got.content["gen_ai.input.messages"][0]["content"] == "mail [email] please"
+    assert "echo: mail [email] please" in json.dumps(got.content)
+    # the second call of the same subject: the stage sees its pseudonym, as entries name it
+    a2 = ledger.get(again.headers["x-kansa-record"]).entry
+    assert a2["attributes"]["redactor.subject"] == got.entry["subject"]
+    assert got.entry["subject"] != "user-7"
+
+    # a stream: the request is redacted, the answer untouched, the record says so
+    assert streamed.status_code == 200 and "rewritten" not in streamed.text
+    assert "alice" not in json.dumps(stream_got)
+    s = ledger.get(streamed.headers["x-kansa-record"]).entry["attributes"]
+    assert s[REWRITTEN] == ["redactor:request"]
+    assert s[NOT_APPLIED] == ["redactor:response"] and DELIVERED_SHA not in s
+
+    # bad replacements fail closed, with the reason in the record
+    for r, why in ((bad_req, "the request replacement is a list, not a JSON object"),
+                   (nan_req, "the request replacement is not JSON")):
+        assert r.status_code == 403 and r.json()["error"]["code"] == "pipeline_error"
+        e = ledger.get(r.headers["x-kansa-record"]).entry
+        assert e["outcome"] == "blocked" and why in e["attributes"]["kansa.pipeline.error"]
+    for r, why in ((bad_resp, "the response replacement is a list, not a JSON object"),
+                   (odd_resp, "the response replacement is not JSON")):
+        assert r.status_code == 403 and r.json()["error"]["code"] == "answer_held"
+        assert "echo" not in r.text
+        e = ledger.get(r.headers["x-kansa-record"]).entry
+        assert e["outcome"] == "blocked" and e["error.type"] == "pipeline_error"
+        assert why in e["attributes"]["kansa.pipeline.error"]
+        assert REWRITTEN not in e["attributes"] or e["attributes"][REWRITTEN] == [
+            "redactor:request"]
+
+
+def test_a_stage_redacts_and_rewrites_through_the_sdk_wrappers(
+        redactor: Any, ledger: Ledger, standin: Standin) -> None:
+    import anthropic
+    import openai
+    from openai.types.chat import ChatCompletion
+
+    from kansa.capture.sdk import flush, last_record_id
+
+    client = kansa.wrap(openai.OpenAI(base_url=standin.url, api_key="sk", max_retries=0),
+                        ledger=ledger, system="bot")
+    out = client.chat.completions.create(model="gpt-x", messages=SECRET_MSG)  # type: ignore[arg-type]
+    [sent] = _sent(standin, 1)
+    assert sent["messages"][0]["content"] == "mail [email] please"
+    assert type(out) is ChatCompletion and out.choices[0].message.content == "rewritten"
+    rid = str(last_record_id())
+    got = ledger.get(rid)
+    a = got.entry["attributes"]
+    assert a[REWRITTEN] == ["redactor:request", "redactor:response"]
+    assert a[DELIVERED_SHA] == _sha(redactor.DELIVERED[-1])
+    assert a["redactor.record_id"] == rid
+    assert got.content is not None and "alice" not in json.dumps(got.content)
+    assert "echo: mail [email] please" in json.dumps(got.content)
+
+    # streamed: redacted request, the answer untouched, the record says so
+    chunks = list(client.chat.completions.create(model="gpt-x", messages=SECRET_MSG,  # type: ignore[arg-type]
+                                                 stream=True))
+    assert "alice" not in json.dumps(_sent(standin, 1))
+    assert "rewritten" not in repr(chunks)
+    s = ledger.get(str(last_record_id())).entry["attributes"]
+    assert s[REWRITTEN] == ["redactor:request"] and s[NOT_APPLIED] == ["redactor:response"]
+
+    # bad replacements fail closed
+    with pytest.raises(kansa.PolicyBlocked, match="request replacement is a list") as e:
+        client.chat.completions.create(model="bad-request", messages=MSG)  # type: ignore[arg-type]
+    assert ledger.get(str(e.value.record_id)).entry["error.type"] == "pipeline_error"
+    with pytest.raises(kansa.PolicyBlocked, match="response replacement is not JSON") as e:
+        client.chat.completions.create(model="odd-response", messages=MSG)  # type: ignore[arg-type]
+    h = ledger.get(str(e.value.record_id)).entry
+    assert h["outcome"] == "blocked" and h["error.type"] == "pipeline_error"
+
+    # not durable: recorded in the background, too late to rewrite the answer
+    bg = kansa.wrap(openai.OpenAI(base_url=standin.url, api_key="sk", max_retries=0),
+                    ledger=ledger, system="bot", durable=False)
+    out = bg.chat.completions.create(model="gpt-x", messages=SECRET_MSG)  # type: ignore[arg-type]
+    assert out.choices[0].message.content == "echo: mail [email] please"
+    flush()
+    s = ledger.get(str(last_record_id())).entry["attributes"]
+    assert s[REWRITTEN] == ["redactor:request"] and s[NOT_APPLIED] == ["redactor:response"]
+
+    # async openai
+    aclient = kansa.wrap(openai.AsyncOpenAI(base_url=standin.url, api_key="sk", max_retries=0),
+                         ledger=ledger, system="bot")
+
+    async def go() -> tuple[Any, str]:
+        r = await aclient.chat.completions.create(model="gpt-x", messages=SECRET_MSG)  # type: ignore[arg-type]
+        return r, str(last_record_id())
+
+    out, rid = asyncio.run(go())
+    assert type(out) is ChatCompletion and out.choices[0].message.content == "rewritten"
+    assert _sent(standin, 1)[0]["messages"][0]["content"] == "mail [email] please"
+    assert ledger.get(rid).entry["attributes"][REWRITTEN] == ["redactor:request",
+                                                              "redactor:response"]
+
+    # anthropic: its own base URL (no /v1), its own answer type
+    ant = kansa.wrap(anthropic.Anthropic(base_url=standin.url[:-3], api_key="sk",
+                                         max_retries=0), ledger=ledger, system="bot")
+    msg = ant.messages.create(model="claude-x", max_tokens=10, messages=SECRET_MSG)  # type: ignore[arg-type]
+    assert _sent(standin, 1)[0]["messages"][0]["content"] == "mail [email] please"
+    assert type(msg).__name__ == "Message" and msg.content[0].text == "rewritten"  # type: ignore[union-attr]
+    a = ledger.get(str(last_record_id())).entry["attributes"]
+    assert a[REWRITTEN] == ["redactor:request", "redactor:response"]
+    assert a[DELIVERED_SHA] == _sha(redactor.DELIVERED[-1])
+
+
+def test_a_stage_redacts_arguments_and_rewrites_results_of_tools(
+        redactor: Any, ledger: Ledger) -> None:
+    from kansa.capture.sdk import last_record_id
+    from kansa.policy.approvals import Approvals
+
+    ran: list[Any] = []
+
+    @kansa.tool("lookup", ledger=ledger)
+    def lookup(email: str, n: int = 1) -> str:
+        ran.append(email)
+        return f"found {email} x{n}"
+
+    assert lookup("alice@example.com") == "rewritten: found [email] x1"
+    assert ran == ["[email]"]
+    got = ledger.get(str(last_record_id()))
+    a = got.entry["attributes"]
+    assert a[REWRITTEN] == ["redactor:request", "redactor:response"]
+    assert a[DELIVERED_SHA] == _sha(redactor.DELIVERED[-1])
+    assert got.content == {"gen_ai.tool.call.arguments": {"email": "[email]", "n": 1},
+                           "gen_ai.tool.call.result": "found [email] x1"}
+
+    async def alookup_body(email: str) -> str:
+        return f"async {email}"
+
+    alookup = kansa.tool("lookup", ledger=ledger)(alookup_body)
+    assert asyncio.run(alookup(email="alice@example.com")) == "rewritten: async [email]"
+
+    # the with form: arguments replaced; the result is the caller's already: not rewritten
+    with kansa.tool("lookup", arguments={"email": "alice@example.com"}, ledger=ledger) as t:
+        assert t.arguments == {"email": "[email]"}
+        t.result = "done"
+    a = ledger.get(t.id).entry["attributes"]
+    assert a[REWRITTEN] == ["redactor:request"] and a[NOT_APPLIED] == ["redactor:response"]
+
+    # blocked: the tool never runs, the call is recorded
+    @kansa.tool("forbidden", ledger=ledger)
+    def forbidden() -> str:
+        ran.append("forbidden")
+        return "no"
+
+    with pytest.raises(kansa.PolicyBlocked, match="redactor: forbidden tool") as e:
+        forbidden()
+    assert ran == ["[email]"]
+    b = ledger.get(str(e.value.record_id)).entry
+    assert b["outcome"] == "blocked" and b["error.type"] == "policy_blocked"
+
+    # approval: the one approval flow, the id passed through kansa.context
+    @kansa.tool("needs-ok", ledger=ledger)
+    def needs_ok(x: int) -> Any:
+        return x * 2
+
+    with pytest.raises(kansa.PolicyBlocked, match="kansa.context\\(approval=") as e:
+        needs_ok(21)
+    aid = e.value.approval_id
+    assert aid is not None
+    Approvals(ledger.log.store).decide(aid, approve=True)
+    with kansa.context(approval=aid):
+        assert needs_ok(21) == "rewritten: 42"
+        with pytest.raises(kansa.PolicyBlocked, match="already used"):
+            needs_ok(21)
+
+    # a bad answer replacement withholds the result
+    @kansa.tool("bad-response", ledger=ledger)
+    def bad() -> str:
+        return "secret"
+
+    with pytest.raises(kansa.PolicyBlocked, match="response replacement is a list") as e:
+        bad()
+    h = ledger.get(str(e.value.record_id)).entry
+    assert h["outcome"] == "blocked" and h["error.type"] == "pipeline_error"
+
+
+def test_without_stages_tools_and_calls_see_no_pipeline(ledger: Ledger) -> None:
+    from kansa.capture.sdk import last_record_id
+
+    entry_point_stages.cache_clear()
+
+    @kansa.tool("plain", ledger=ledger)
+    def plain(x: int) -> int:
+        return x + 1
+
+    assert plain(1) == 2
+    a = ledger.get(str(last_record_id())).entry.get("attributes", {})
+    assert REWRITTEN not in a and NOT_APPLIED not in a
+
+
+def test_a_replacement_is_validated_and_chained() -> None:
+    class First:
+        name = "first"
+
+        def before(self, call: Call) -> Verdict:
+            return Verdict("allow", request={**(call.request or {}), "model": "m2"})
+
+    class Second:
+        name = "second"
+
+        def before(self, call: Call) -> Verdict | None:
+            assert call.request is not None and call.request["model"] == "m2"
+            assert call.entry["gen_ai.request.model"] == "m2"  # the entry follows
+            return None
+
+    pipe = Pipeline([First(), Second()])
+    call = _call()
+    assert pipe.before(call) is None
+    assert call.request_replaced and call.rewritten == ["first:request"]
+    assert call.info is not None and call.info.request["model"] == "m2"
+    rec = pipe.after(call, _record())
+    assert rec.attributes[REWRITTEN] == ["first:request"]

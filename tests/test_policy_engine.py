@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from kansa.policy.cel import CheckError
-from kansa.policy.engine import judge
+from kansa.policy.judging import judge
 from kansa.policy.pack import Pack, PolicyError, load_pack, parse_pack
 
 EXAMPLES = Path(__file__).parent.parent / "src/kansa/policy/packs/example"

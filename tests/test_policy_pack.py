@@ -266,7 +266,7 @@ def _entry(model: str, outcome: str = "error") -> dict[str, object]:
 
 
 def test_reason_template_fills_the_failing_finding_in_the_language_asked() -> None:
-    from kansa.policy.engine import judge, reason_in
+    from kansa.policy.judging import judge, reason_in
 
     p = parse_pack(REASONED)
     o = p.obligations[0]
@@ -293,7 +293,9 @@ def test_replay_fills_each_failing_row_with_its_own_record(sqlite_url: str) -> N
     # names each row's own model: filled per failing row, for stored and collected findings
     import kansa
     from kansa.ledger.note import Signer
-    from kansa.policy.engine import FindingStore, impact, replay
+    from kansa.policy.findings_store import FindingStore
+    from kansa.policy.impact import impact
+    from kansa.policy.replay import replay
 
     p = parse_pack(REASONED)
     models = ["model-a", "model-b", "model-a", "model-c"]

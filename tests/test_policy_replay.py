@@ -14,8 +14,10 @@ from typer.testing import CliRunner
 
 import kansa
 from kansa.ledger.note import Signer
-from kansa.policy.engine import FindingStore, impact, replay
+from kansa.policy.findings_store import FindingStore
+from kansa.policy.impact import impact
 from kansa.policy.pack import load_pack
+from kansa.policy.replay import replay
 
 EXAMPLES = Path(__file__).parent.parent / "src/kansa/policy/packs/example"
 V1_PATH, V2_PATH = EXAMPLES / "ai-logging-v1.yaml", EXAMPLES / "ai-logging-v2.yaml"

@@ -21,16 +21,12 @@ from kansa.errors import StorageError
 from kansa.ledger.follower import Follower
 from kansa.ledger.note import Signer
 from kansa.policy.cel import CheckError
-from kansa.policy.engine import (
-    FindingStore,
-    Judge,
-    Replayer,
-    compile_pack,
-    digest_line,
-    record_reads,
-    replay,
-)
+from kansa.policy.findings_store import FindingStore
+from kansa.policy.judging import Judge, compile_pack
+from kansa.policy.memo import Replayer
 from kansa.policy.pack import Pack, load_pack, parse_pack
+from kansa.policy.reads import record_reads
+from kansa.policy.replay import digest_line, replay
 
 
 @pytest.fixture

@@ -22,13 +22,15 @@ from kansa.api import Ledger
 from kansa.errors import ReportLanguageError
 from kansa.ledger.receipt import verify_receipt
 from kansa.policy.pack import Deadline, Pack, parse_pack
-from kansa.report import design, haip, incidents
-from kansa.report.design import TBC, build_design_document, scan_usage
+from kansa.report import design_strings, drafting, haip, incidents, setup_facts, usage_scan
+from kansa.report.design import build_design_document
 from kansa.report.doc import Code, Document, KeyValue, Para, Section, Table
+from kansa.report.drafting import TBC
 from kansa.report.haip import build_haip_draft
 from kansa.report.incidents import build_incident_drafts, clock
 from kansa.report.render_html import render_html
 from kansa.report.render_pdf import render_pdf
+from kansa.report.usage_scan import scan_usage
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
@@ -235,7 +237,7 @@ def test_design_document_in_japanese(ledger: Ledger) -> None:
 
 
 def test_every_string_exists_in_both_languages() -> None:
-    for table in (design._S, haip._S, incidents._S):
+    for table in (design_strings.TABLES, haip._S, incidents._S):
         assert set(table["en"]) == set(table["ja"])
     assert len(haip._FALLBACK["en"]) == len(haip._FALLBACK["ja"]) == 7
 
@@ -292,8 +294,8 @@ def test_haip_draft_falls_back_to_its_own_titles_and_marks_the_organisation(
 
 def test_haip_section_1_reports_stored_replays(ledger: Ledger) -> None:
     from kansa.policy.bundled import example_pack_files
-    from kansa.policy.engine import replay
     from kansa.policy.pack import load_pack
+    from kansa.policy.replay import replay
 
     v1 = load_pack(example_pack_files()[0])
     ledger.append_many([
@@ -462,7 +464,7 @@ def test_bundled_eu_ai_act_art73_applies_to_high_risk_systems(ledger: Ledger) ->
     art73 = [d for d in drafts if d.obligation.citation.article == "73"]
     assert len(art73) == 1
     assert art73[0].clock.binding.within_hours == 240  # ten days for a death
-    assert art73[0].clock.binding.due_us == design.to_us(ts + timedelta(days=10))
+    assert art73[0].clock.binding.due_us == drafting.to_us(ts + timedelta(days=10))
     # without the high-risk fact Art. 73 does not apply, and the draft document says so
     none, skipped = incidents.plan_drafts(incidents.find_incidents(ledger.log.store), eu, {})
     assert not [d for d in none if d.obligation.citation.article == "73"]
@@ -538,7 +540,7 @@ def test_cli_writes_the_three_documents(ledger: Ledger, home: Path, store_url: s
 
 _values = st.sampled_from(["a", "b", ""]) | st.none()
 _attr_values = st.dictionaries(
-    st.sampled_from(design._ATTRS + ("kansa.incident", "other")),
+    st.sampled_from(usage_scan._ATTRS + ("kansa.incident", "other")),
     st.none() | st.booleans() | st.sampled_from(["x", "y"])
     | st.lists(st.sampled_from(["c2pa", "watermark"]), max_size=3), max_size=4)
 
@@ -605,18 +607,18 @@ def _naive(entries: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
 @given(st.lists(st.tuples(st.integers(0, 10**9), _entries()), max_size=40))
 def test_grouped_counting_equals_per_record_counting(
         entries: list[tuple[int, dict[str, Any]]]) -> None:
-    groups: dict[tuple[Any, ...], design._Group] = {}
+    groups: dict[tuple[Any, ...], usage_scan._Group] = {}
     for ts, e in entries:
-        key = design._hashable(design._key(e))
+        key = usage_scan._hashable(usage_scan._key(e))
         tin = e.get("gen_ai.usage.input_tokens")
-        g = groups.setdefault(key, design._Group(0, 0, ts, ts, 0, 0))
+        g = groups.setdefault(key, usage_scan._Group(0, 0, ts, ts, 0, 0))
         g.count += 1
         g.ok += e["outcome"] == "ok"
         g.first_us, g.last_us = min(g.first_us, ts), max(g.last_us, ts)
-        g.input_tokens += design._int(tin)
-    u = design.Usage()
+        g.input_tokens += usage_scan._int(tin)
+    u = usage_scan.Usage()
     for key, g in groups.items():
-        design._fold(u, key, g)
+        usage_scan._fold(u, key, g)
     want = _naive(entries)
     assert u.records == want["records"]
     assert (u.outputs, u.labelled) == (want["outputs"], want["labelled"])
@@ -643,9 +645,9 @@ def test_binding_deadline_is_the_shortest_applicable(
 
 
 def test_store_description_never_shows_credentials() -> None:
-    assert design.describe_store("sqlite:////var/lib/kansa/ledger.db") == \
+    assert setup_facts.describe_store("sqlite:////var/lib/kansa/ledger.db") == \
         "SQLite /var/lib/kansa/ledger.db"
-    d = design.describe_store("postgresql://kansa:s3cret@db.example:5433/ledger?sslmode=require")
+    d = setup_facts.describe_store("postgresql://kansa:s3cret@db.example:5433/ledger?sslmode=require")
     assert d == "PostgreSQL db.example:5433/ledger" and "s3cret" not in d
 
 
@@ -680,7 +682,7 @@ def test_japanese_drafts_say_skipped_reasons_roles_and_outcomes_in_japanese(
 
 def test_evidence_report_summary_lists_incident_and_transition_deadlines(
         ledger: Ledger) -> None:
-    from kansa.policy.engine import replay
+    from kansa.policy.replay import replay
     from kansa.report.evidence import collect_evidence, evidence_document
 
     ledger.append_many([

@@ -20,8 +20,8 @@ import kansa
 from kansa.cli import app
 from kansa.ledger.note import Signer
 from kansa.ledger.receipt import parse_receipt, verify_receipt
-from kansa.policy.engine import replay
 from kansa.policy.pack import load_pack
+from kansa.policy.replay import replay
 from kansa.report.evidence import (
     NoReplayError,
     ReportError,

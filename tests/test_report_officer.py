@@ -20,8 +20,8 @@ import kansa
 from kansa.ledger.note import Signer
 from kansa.ledger.receipt import verify_receipt
 from kansa.policy.bundled import bundled_packs
-from kansa.policy.engine import replay
 from kansa.policy.pack import Pack, Text, Transition, load_pack
+from kansa.policy.replay import replay
 from kansa.report.doc import Block, Code, Document, KeyValue, Para, Section, Table
 from kansa.report.evidence import (
     build_evidence_report,
@@ -340,7 +340,7 @@ def test_cli_reports_the_activated_packs(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from kansa.cli import app
-    from kansa.policy.engine import FindingStore
+    from kansa.policy.findings_store import FindingStore
 
     runner = CliRunner()
     home = tmp_path / "home"

@@ -58,7 +58,7 @@ def test_dates_given_as_strings_become_dates(tmp_path: Path) -> None:
 
 def test_string_dates_judge_like_real_dates(tmp_path: Path) -> None:
     from kansa.policy.bundled import bundled_packs
-    from kansa.policy.engine import judge
+    from kansa.policy.judging import judge
 
     omnibus = [p for p in bundled_packs() if p.ref == "eu/ai-act@2026-omnibus"]
     image = {"kind": "gen_ai.call", "id": "r", "ts": "2026-09-15T10:00:00Z", "system": "img",

@@ -7,8 +7,6 @@ import base64
 import contextlib
 import hashlib
 import socket
-import threading
-import time
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +15,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.applications import Starlette
@@ -54,6 +51,7 @@ from kansa.ledger.witness import (
     parse_add_checkpoint_request,
 )
 from kansa.witness_http import add_checkpoint, collect_cosignatures, create_witness_app
+from serving import serving
 
 with warnings.catch_warnings():  # starlette 1.x deprecates TestClient over httpx (not httpx2)
     warnings.simplefilter("ignore")
@@ -80,26 +78,6 @@ def witness_key() -> Signer:
     return Signer.generate(WITNESS, ALG_COSIGNATURE_V1)
 
 
-@contextlib.contextmanager
-def serving(app: Starlette) -> Iterator[str]:
-    """Run ``app`` under uvicorn on a free 127.0.0.1 port in a thread; yield its URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
-        assert not thread.is_alive()
 
 
 def dead_url() -> str:

@@ -28,8 +28,11 @@ from kansa.api import Ledger
 from kansa.ledger.note import Signer
 from kansa.policy import feed, signing
 from kansa.policy.bundled import PACKS_DIR
-from kansa.policy.engine import FAIL, FindingStore, impact, replay
+from kansa.policy.findings_store import FindingStore
+from kansa.policy.impact import impact
+from kansa.policy.judging import FAIL
 from kansa.policy.pack import Pack
+from kansa.policy.replay import replay
 from kansa.report.evidence import build_evidence_report
 from kansa.report.render_html import render_html
 from kansa.report.render_pdf import render_pdf

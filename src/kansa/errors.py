@@ -34,7 +34,7 @@ Catch :class:`KansaError` for all of them, or a branch below it::
      │             WrongPackError, MalformedSignatureError
      └── ReportError                  a report or draft cannot be built
           ├── ReportLanguageError     a language kansa does not write (``--lang``)
-          └── report.evidence.NoReplayError, report.design.ReportDraftError,
+          └── report.evidence.NoReplayError, report.drafting.ReportDraftError,
               report.render_pdf.ReportFontError,
               report.evidence_supply.EvidenceError
 

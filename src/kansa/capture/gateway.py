@@ -75,7 +75,7 @@ from typing import Any
 from kansa.api import Ledger
 from kansa.capture.gateway_keys import KEY_PREFIX, GatewayKeys, KeyInfo, hash_key
 from kansa.capture.gateway_openapi import openapi_document
-from kansa.capture.pipeline import Call, Pipeline, Refusal, Verdict
+from kansa.capture.pipeline import Call, Pipeline, Refusal, Verdict, subject_pseudonym
 from kansa.capture.shapes import OPERATIONS, CallInfo, StreamAssembler, to_record
 from kansa.capture.upstream import Origin, UpstreamPool, UpstreamResponse, UpstreamTooLarge
 from kansa.errors import EntryTooLargeError, KansaError, RecordError, StorageError
@@ -602,7 +602,9 @@ class GatewayApp:
                      operation=route.operation, record_id=new_record_id(), shape=route.shape,
                      started=self._clock())
         if self._pipeline_on:
-            call.pc = self.pipeline.open("gateway", at=call.started, info=call)
+            call.pc = self.pipeline.open(
+                "gateway", at=call.started, info=call, record_id=call.record_id,
+                subject=lambda: subject_pseudonym(self.ledger, call.subject))
         attrs = call.attributes
         approval_hdr: str | None = None
         token: str | None = None
@@ -782,9 +784,12 @@ class GatewayApp:
             await self._unavailable(send, route)
             return
 
-        if call.pc is not None and self.pipeline.has_before and await self._before(
-                send, call, call.pc, route, body, approval_hdr, t0):
-            return
+        if call.pc is not None and self.pipeline.has_before:
+            if await self._before(send, call, call.pc, route, body, approval_hdr, t0):
+                return
+            if call.pc.request_replaced:  # a stage redacted it: that is what leaves
+                req = call.pc.request
+                body = json.dumps(req).encode()
 
         # what goes upstream
         stream_req = isinstance(req, dict) and req.get("stream") is True
@@ -972,13 +977,18 @@ class GatewayApp:
             call.latency_ms = (time.perf_counter() - t0) * 1000
             pc = call.pc if isinstance(call, _Call) else None
             if pc is not None:
-                pc.holdable = True  # a pipeline stage may still hold this answer
+                pc.holdable = True  # a pipeline stage may still hold or rewrite this answer
+                parsed = call.response
+                pc.answered(lambda: parsed, rewritable=isinstance(parsed, dict))
             if not await self._record(call, t0):
                 await self._unavailable(send, route)
                 return
-            if pc is not None and pc.held is not None:
-                await self._send_held(send, call, route, pc.held)
-                return
+            if pc is not None:
+                if pc.held is not None:
+                    await self._send_held(send, call, route, pc.held)
+                    return
+                if pc.delivered is not None:
+                    data = pc.delivered  # a stage rewrote the answer (the record says so)
             headers_out.append((b"x-kansa-record", call.record_id.encode()))
             if self.config.async_records:
                 headers_out.append((b"x-kansa-durability", b"async"))

@@ -1,9 +1,9 @@
 """One capture pipeline: the stages every captured call runs through, on every surface.
 
-The gateway, the SDK wrappers (``kansa.wrap``) and the OTLP intake all run a
-:class:`Pipeline`: an ordered list of :class:`Stage` objects with two moments.
+The gateway, the SDK wrappers (``kansa.wrap``), tool calls (``kansa.tool``) and the OTLP
+intake all run a :class:`Pipeline`: an ordered list of :class:`Stage` objects with two moments.
 
-* **before** a call leaves (gateway and SDK only): a stage sees the :class:`Call` (its
+* **before** a call leaves (gateway, SDK and tools): a stage sees the :class:`Call` (its
   request entry, lazily built) and answers ``None`` (go ahead) or a :class:`Verdict`:
   ``allow`` / ``flag`` with attributes to record, ``block``, or ``approval_required``. A
   ``block`` refuses at once; any ``approval_required`` is settled once, for every stage
@@ -16,6 +16,16 @@ The gateway, the SDK wrappers (``kansa.wrap``) and the OTLP intake all run a
   (``call.holdable``: the gateway, durable SDK wrappers): the record is appended with
   outcome ``blocked``, ``error.type`` ``answer_held`` and ``kansa.pipeline.held``, the
   answer itself is kept in the record's content, and the caller gets a refusal.
+
+**Rewriting.** A before verdict may carry ``request``: a replacement of the request body
+(redaction, pseudonymisation) that the next stage sees as ``call.request``, that leaves
+in place of the original, and that the record holds (personal data a stage removed never
+reaches the ledger). An after verdict may carry ``response``: a replacement of a
+non-streamed answer, delivered to the caller where ``call.rewritable`` (the gateway, durable
+SDK wrappers, decorated tools); the record keeps the answer as it came and names the
+delivered one by ``kansa.pipeline.delivered_sha256``. ``kansa.pipeline.rewritten`` lists
+what was replaced, ``kansa.pipeline.rewrite_not_applied`` what could not be (a stream).
+A replacement that is not a JSON object fails closed (see :class:`Verdict`).
 
 A stage declares what it reads (``reads``: entry keys, informational), is timed per
 moment (:meth:`Pipeline.stats`: calls, errors, total microseconds; the gateway shows them
@@ -39,6 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -49,21 +60,29 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from kansa.capture.shapes import CallInfo, to_record
 from kansa.errors import KansaError, RecordError
-from kansa.records.model import UsageRecord
+from kansa.records.model import UsageRecord, canonical
 
 if TYPE_CHECKING:  # the policy package (CEL, YAML) loads only when a policy is given
     from kansa.policy.approvals import Approvals
     from kansa.policy.inline import PolicyHandle, PolicySnapshot
 
-__all__ = ["ATTR_PIPELINE_ERROR", "ATTR_PIPELINE_HELD", "ENTRY_POINT_GROUP", "Call",
-           "Obligation", "Pipeline", "PolicyStage", "Refusal", "Stage", "Verdict",
-           "entry_point_stages"]
+__all__ = ["ATTR_PIPELINE_DELIVERED_SHA256", "ATTR_PIPELINE_ERROR", "ATTR_PIPELINE_HELD",
+           "ATTR_PIPELINE_NOT_REWRITTEN", "ATTR_PIPELINE_REWRITTEN", "ENTRY_POINT_GROUP",
+           "BadReplacement", "Call", "Obligation", "Pipeline", "PolicyStage", "Refusal", "Stage",
+           "Verdict", "entry_point_stages", "subject_pseudonym"]
 
 _logger = logging.getLogger("kansa.pipeline")
 
 ENTRY_POINT_GROUP = "kansa.stages"
 ATTR_PIPELINE_ERROR = "kansa.pipeline.error"
 ATTR_PIPELINE_HELD = "kansa.pipeline.held"
+# what the stages replaced: ["<stage>:request", "<stage>:response"]
+ATTR_PIPELINE_REWRITTEN = "kansa.pipeline.rewritten"
+# answer replacements a stage asked for where the answer could not be rewritten (streamed,
+# already delivered, recorded after the fact): ["<stage>:response"]
+ATTR_PIPELINE_NOT_REWRITTEN = "kansa.pipeline.rewrite_not_applied"
+# sha256 (hex) of the RFC 8785 canonical JSON of a rewritten answer as delivered
+ATTR_PIPELINE_DELIVERED_SHA256 = "kansa.pipeline.delivered_sha256"
 
 ALLOW, FLAG, BLOCK, APPROVAL_REQUIRED = "allow", "flag", "block", "approval_required"
 _REFUSING = (BLOCK, APPROVAL_REQUIRED)
@@ -84,9 +103,23 @@ class Obligation:
 
 @dataclass(frozen=True)
 class Verdict:
-    """A stage's answer before a call. ``decision``: ``allow`` or ``flag`` (the call goes
-    ahead; ``attributes`` are recorded), ``block`` or ``approval_required`` (refused,
-    unless an approval lets it through). ``attributes`` go into the call's record."""
+    """A stage's answer. ``decision``: ``allow`` or ``flag`` (the call goes ahead;
+    ``attributes`` are recorded), ``block`` or ``approval_required`` (refused before the
+    call unless an approval lets it through; after it, held where ``call.holdable``).
+    ``attributes`` go into the call's record.
+
+    ``request`` (before only): a replacement of the outgoing request body (redaction,
+    pseudonymisation). The next stage sees it as ``call.request``; the gateway forwards it
+    re-serialised, the SDK wrappers call the SDK with it, a tool runs with its
+    ``arguments``; the record holds it (what left). It is applied whatever the decision.
+
+    ``response`` (after only): a replacement of the non-streamed answer the caller
+    receives, applied only when ``call.rewritable`` (else the record lists it under
+    ``kansa.pipeline.rewrite_not_applied``). The record keeps the answer as it came
+    (from the provider or the tool) and ``kansa.pipeline.delivered_sha256``.
+
+    A replacement that is not a JSON object (a mapping that RFC 8785 can encode) fails
+    closed: before, the call is refused; after, a rewritable answer is withheld."""
 
     decision: str
     message: str = ""
@@ -96,6 +129,8 @@ class Verdict:
     approval_ttl_hours: float = 24.0
     approval: str | None = None  # the approval the call carries (held or passed)
     stage: str = ""  # set by the pipeline
+    request: Mapping[str, Any] | None = None  # before: the request body to send instead
+    response: Mapping[str, Any] | None = None  # after: the answer to deliver instead
 
     def record_attributes(self) -> dict[str, Any]:
         a = dict(self.attributes)
@@ -116,16 +151,44 @@ class Refusal:
     why: str = ""
 
 
+_UNSET: Any = object()
+
+
+class BadReplacement(ValueError):
+    """A stage's ``request`` / ``response`` replacement that cannot be sent or recorded."""
+
+
+def _checked(what: str, got: Any) -> tuple[dict[str, Any], bytes]:
+    """A replacement as a dict and its canonical JSON, or :class:`BadReplacement`."""
+    if not isinstance(got, Mapping):
+        raise BadReplacement(f"the {what} replacement is a {type(got).__name__}, not a JSON "
+                             "object (a mapping)")
+    d = dict(got)
+    try:
+        return d, canonical(d)
+    except (RecordError, TypeError, ValueError, RecursionError) as e:
+        raise BadReplacement(f"the {what} replacement is not JSON: {e}") from None
+
+
 class Call:
-    """One call as the stages see it: the surface (``gateway``, ``sdk``, ``otel``), the
-    instant it is judged at (None: now), the call itself (``info``, built on first use),
-    attributes the stages add, per-stage ``state`` and the approval it passed on."""
+    """One call as the stages see it: the surface (``gateway``, ``sdk``, ``otel``,
+    ``tool``), the instant it is judged at (None: now), the call itself (``info``, built
+    on first use), attributes the stages add, per-stage ``state`` and the approval it
+    passed on. ``request``, ``response`` and ``subject`` are built only when a stage
+    reads them (no cost otherwise); treat them as read-only and return a replacement in
+    a :class:`Verdict` instead (an edit in place is neither sent nor recorded reliably)."""
 
     __slots__ = ("surface", "at", "attributes", "state", "approval", "holdable", "held",
-                 "_info", "_make_info", "_entry")
+                 "rewritable", "rewritten", "delivered", "delivered_object",
+                 "request_replaced", "_info", "_make_info", "_entry", "_request",
+                 "_make_request", "_response", "_make_response", "_convert", "_subject",
+                 "_record_id")
 
     def __init__(self, surface: str, *, at: datetime | None = None,
-                 info: CallInfo | Callable[[], CallInfo] | None = None) -> None:
+                 info: CallInfo | Callable[[], CallInfo] | None = None,
+                 request: Callable[[], Any] | None = None,
+                 subject: str | Callable[[], str | None] | None = None,
+                 record_id: str | Callable[[], str] | None = None) -> None:
         self.surface = surface
         self.at = at
         self.attributes: dict[str, Any] = {}
@@ -134,9 +197,22 @@ class Call:
         # the surface can still withhold the answer (set just before the after moment)
         self.holdable = False
         self.held: Verdict | None = None  # the after verdict that withheld the answer
+        # the surface can still deliver another answer (set by answered())
+        self.rewritable = False
+        self.rewritten: list[str] = []  # "<stage>:request" / "<stage>:response"
+        self.request_replaced = False
+        self.delivered: bytes | None = None  # a rewritten answer, canonical JSON
+        self.delivered_object: Any = None  # ... converted back by the surface's convert
         self._info = info if isinstance(info, CallInfo) else None
         self._make_info = None if isinstance(info, CallInfo) else info
         self._entry: dict[str, Any] | None = None
+        self._request: Any = _UNSET
+        self._make_request = request
+        self._response: Any = _UNSET
+        self._make_response: Callable[[], Any] | None = None
+        self._convert: Callable[[dict[str, Any]], Any] | None = None
+        self._subject = subject
+        self._record_id = record_id
 
     @property
     def info(self) -> CallInfo | None:
@@ -147,6 +223,8 @@ class Call:
     def release(self) -> None:
         """Drop the call's request (kept by ``info`` and ``entry``) once recorded."""
         self._info = self._make_info = self._entry = None
+        self._request = self._response = _UNSET
+        self._make_request = self._make_response = self._convert = None
 
     @property
     def entry(self) -> dict[str, Any]:
@@ -160,6 +238,99 @@ class Call:
                 raise RecordError("no call to judge")
             self._entry = entry_of(to_record(info), outcome="ok")
         return self._entry
+
+    @property
+    def request(self) -> dict[str, Any] | None:
+        """The JSON request body as it will leave, after earlier stages' replacements
+        (gateway: the parsed body; SDK: the create() arguments as JSON-like data, extra_body
+        merged; ``tool``: ``{"name": str, "arguments": ...}``); None if there is none."""
+        if self._request is _UNSET:
+            if self._make_request is not None:
+                got = self._make_request()
+            else:
+                info = self.info
+                got = info.request if info is not None else None
+            self._request = got if isinstance(got, dict) else None
+        r: dict[str, Any] | None = self._request
+        return r
+
+    @property
+    def response(self) -> dict[str, Any] | None:
+        """In the after moment, the non-streamed answer's JSON body (gateway: the parsed
+        body; SDK: the response JSON as received, which the SDK's object was built from;
+        ``tool``: ``{"name", "arguments", "result"}``), after earlier stages' replacements.
+        None before, for a streamed answer (stages see those through ``on_event``; a stream
+        cannot be rewritten) and for an answer that is not a JSON object."""
+        if self._response is _UNSET:
+            got = self._make_response() if self._make_response is not None else None
+            self._response = got if isinstance(got, dict) else None
+        r: dict[str, Any] | None = self._response
+        return r
+
+    @property
+    def subject(self) -> str | None:
+        """The pseudonymous subject (as the ledger entry will name it) when known: a
+        subject never recorded before has no pseudonym yet, and gives None."""
+        s = self._subject
+        if callable(s):
+            s = self._subject = s()
+        return s
+
+    @property
+    def record_id(self) -> str:
+        """The id the call's record will get (the gateway returns it as x-kansa-record)."""
+        r = self._record_id
+        if callable(r):
+            r = self._record_id = r()
+        if r is None:
+            info = self.info
+            r = self._record_id = info.record_id if info is not None else ""
+        return r
+
+    def answered(self, response: Callable[[], Any] | None, *, rewritable: bool,
+                 convert: Callable[[dict[str, Any]], Any] | None = None) -> None:
+        """Called by a surface before the after moment: how to get the answer's JSON body
+        (None: streamed, or none), whether another answer can still be delivered, and how
+        to turn a replacement into what the caller gets (the SDK's own type; a failure
+        fails closed: the answer is withheld)."""
+        self._make_response = response
+        self._response = _UNSET
+        self.rewritable = rewritable and response is not None
+        self._convert = convert
+
+    def replace_request(self, stage: str, got: Any) -> None:
+        """A before stage's request replacement (validated; BadReplacement if not JSON)."""
+        d, _ = _checked("request", got)
+        self._request = d
+        self.request_replaced = True
+        self._entry = None  # the next stage judges what will leave
+        info = self.info
+        if info is not None:
+            info.request = d  # the record holds what left
+        self.rewritten.append(f"{stage}:request")
+        self.attributes[ATTR_PIPELINE_REWRITTEN] = list(self.rewritten)
+
+    def replace_response(self, stage: str, got: Any, rec: UsageRecord) -> None:
+        """An after stage's answer replacement: applied where the answer can still be
+        rewritten (else listed as not applied); BadReplacement if it cannot be."""
+        d, body = _checked("response", got)
+        if not self.rewritable:
+            prior = rec.attributes.get(ATTR_PIPELINE_NOT_REWRITTEN)
+            rec.attributes[ATTR_PIPELINE_NOT_REWRITTEN] = [
+                *(prior if isinstance(prior, list) else ()), f"{stage}:response"]
+            return
+        if self._convert is not None:
+            try:
+                obj = self._convert(d)
+            except Exception as e:
+                raise BadReplacement(f"the response replacement does not fit the answer's "
+                                     f"type: {type(e).__name__}: {e}") from None
+            self.delivered_object = obj
+        self._response = d
+        self.delivered = body
+        self.rewritten.append(f"{stage}:response")
+        rec.attributes[ATTR_PIPELINE_REWRITTEN] = list(self.rewritten)
+        rec.attributes[ATTR_PIPELINE_DELIVERED_SHA256] = hashlib.sha256(body).hexdigest()
 
 
 @runtime_checkable
@@ -234,9 +405,13 @@ class Pipeline:
         return bool(self._events)
 
     def open(self, surface: str, *, at: datetime | None = None,
-             info: CallInfo | Callable[[], CallInfo] | None = None) -> Call:
+             info: CallInfo | Callable[[], CallInfo] | None = None,
+             request: Callable[[], Any] | None = None,
+             subject: str | Callable[[], str | None] | None = None,
+             record_id: str | Callable[[], str] | None = None) -> Call:
         """A :class:`Call` for one captured call (run each stage's ``start``)."""
-        call = Call(surface, at=at, info=info)
+        call = Call(surface, at=at, info=info, request=request, subject=subject,
+                    record_id=record_id)
         for s in self._start:
             s.start(call)
         return call
@@ -260,6 +435,8 @@ class Pipeline:
         if not isinstance(got, Verdict):
             raise TypeError(f"before() returned {type(got).__name__}, not a Verdict or None")
         v = replace(got, stage=stage.name)
+        if v.request is not None:  # applied whatever the decision: the record holds it
+            call.replace_request(stage.name, v.request)
         if v.decision == BLOCK:
             return Refusal("blocked", v)
         if v.decision == APPROVAL_REQUIRED:
@@ -370,18 +547,28 @@ class Pipeline:
         if not isinstance(got, Verdict):
             raise TypeError(f"after() returned {type(got).__name__}, not a Verdict or None")
         rec.attributes.update(got.attributes)
+        if got.response is not None:
+            call.replace_response(s.name, got.response, rec)
         if got.decision in _REFUSING and call.holdable and call.held is None:
             call.held = replace(got, stage=s.name)
             rec.attributes[ATTR_PIPELINE_HELD] = f"{s.name}: {got.message}"[:1024]
             rec.outcome, rec.error_type = "blocked", "answer_held"
             self.decisions[BLOCK] = self.decisions.get(BLOCK, 0) + 1
 
-    def _after_failed(self, s: Stage, rec: UsageRecord, e: Exception, t: _Timing) -> None:
+    def _after_failed(self, call: Call, s: Stage, rec: UsageRecord, e: Exception,
+                      t: _Timing) -> None:
         t.errors += 1
         why = _failure(s, e)
         _logger.error("kansa pipeline: stage %s failed after a call: %s", s.name, why)
         prior = rec.attributes.get(ATTR_PIPELINE_ERROR)
         rec.attributes[ATTR_PIPELINE_ERROR] = f"{prior}; {why}"[:1024] if prior else why
+        if isinstance(e, BadReplacement) and call.rewritable and call.held is None:
+            # the stage meant the caller to get another answer, and it cannot be made:
+            # withhold the answer rather than deliver the one the stage replaced
+            call.held = Verdict(BLOCK, f"its answer replacement failed: {e}", stage=s.name)
+            rec.attributes[ATTR_PIPELINE_HELD] = f"{s.name}: {e}"[:1024]
+            rec.outcome, rec.error_type = "blocked", "pipeline_error"
+            self.decisions[BLOCK] = self.decisions.get(BLOCK, 0) + 1
 
     def after(self, call: Call | None, rec: UsageRecord) -> UsageRecord:
         """Run the stages on the record about to be appended (the attributes added before
@@ -394,7 +581,7 @@ class Pipeline:
             try:
                 self._after_verdict(call, s, s.after(call, rec), rec)
             except Exception as e:
-                self._after_failed(s, rec, e, t)
+                self._after_failed(call, s, rec, e, t)
             t.calls += 1
             t.ns += time.perf_counter_ns() - t0
         self._count(had, rec)
@@ -412,7 +599,7 @@ class Pipeline:
                 got = await afn(call, rec) if afn is not None else s.after(call, rec)
                 self._after_verdict(call, s, got, rec)
             except Exception as e:
-                self._after_failed(s, rec, e, t)
+                self._after_failed(call, s, rec, e, t)
             t.calls += 1
             t.ns += time.perf_counter_ns() - t0
         self._count(had, rec)
@@ -449,6 +636,16 @@ def _settle(call: Call, verdicts: list[Verdict], approvals: Callable[[], Approva
         call.approval = got.approval_id
         return None
     return Refusal(got.kind, replace(v, approval=got.approval_id), got.why)
+
+
+def subject_pseudonym(ledger: Any, subject: str | None) -> str | None:
+    """``subject``'s pseudonym as its ledger entries name it, if it has one yet (a vault
+    lookup, made only when a stage reads ``call.subject``; a subject never recorded has
+    none, and no key is made for it here)."""
+    if subject is None:
+        return None
+    key = ledger.vault.subject_key(subject, create=False)
+    return None if key is None else str(key.pseudonym)
 
 
 # -- the policy stage -----------------------------------------------------------------------

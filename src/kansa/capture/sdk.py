@@ -72,7 +72,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from kansa.capture.pipeline import Call, Pipeline, Refusal, Verdict
+from kansa.capture.pipeline import Call, Pipeline, Refusal, Verdict, subject_pseudonym
 from kansa.capture.shapes import OPERATIONS, CallInfo, StreamAssembler, to_record
 from kansa.errors import RecordError
 from kansa.records.model import UsageRecord, canonical, new_record_id
@@ -112,6 +112,7 @@ class _Meta:
     agent: str | None = None
     parent_id: str | None = None  # record id of the enclosing step
     attributes: Mapping[str, Any] | None = None
+    approval: str | None = None  # an approval id for the tool calls inside (single use)
 
 
 _NO_META = _Meta()
@@ -140,6 +141,10 @@ class context:  # noqa: N801 - used like a function: `with kansa.context(...)`
     """Metadata for every record made inside it (model calls, steps, tools), in this
     thread or task: ``with kansa.context(subject="user-7", conversation_id="c-1"):``.
 
+    ``approval``: an approved approval id (``kansa approvals approve ID``) that lets a
+    tool call a pipeline stage asked approval for through (single use; model calls take
+    theirs in the ``x-kansa-approval`` header).
+
     Nested contexts inherit what they do not set. Also ``async with``. Metadata no
     ledger entry can hold (a lone surrogate, attributes past the 64 KiB entry bound)
     raises RecordError here, before anything inside runs."""
@@ -156,10 +161,11 @@ class context:  # noqa: N801 - used like a function: `with kansa.context(...)`
         system: str | None = None,
         agent: str | None = None,
         attributes: Mapping[str, Any] | None = None,
+        approval: str | None = None,
     ) -> None:
         self._fields: dict[str, Any] = {k: v for k, v in (
             ("subject", subject), ("conversation_id", conversation_id), ("actor", actor),
-            ("app", app), ("system", system), ("agent", agent),
+            ("app", app), ("system", system), ("agent", agent), ("approval", approval),
         ) if v is not None}
         if attributes:
             self._fields["attributes"] = dict(attributes)
@@ -780,8 +786,10 @@ class _Config:
         call = _Call(self, op)
         _check_metadata(call)
         if self.pipeline is not None:
-            call.pc = self.pipeline.open("sdk", info=functools.partial(
-                _info_before, call, options))
+            call.pc = self.pipeline.open(
+                "sdk", info=functools.partial(_info_before, call, options),
+                subject=lambda: subject_pseudonym(self.sink.ledger(), call.subject),
+                record_id=lambda: call.id)
         _LAST.set(call)
         return call
 
@@ -932,6 +940,8 @@ def _install(client: Any, cfg: _Config) -> None:
                     refusal = _refused(call, r)
                     await sink.acommit(call)
                     raise refusal
+                if pc.request_replaced:
+                    _send_instead(pc, args, kwargs)
             token = _CURRENT.set(call)
             try:
                 result = await orig_request(*args, **kwargs)
@@ -942,10 +952,10 @@ def _install(client: Any, cfg: _Config) -> None:
                 _CURRENT.reset(token)
             result, info = finish_result(call, result, bool(kwargs.get("stream")))
             if info is not None:
-                held = _holdable(call)
+                held = _holdable(call, result)
                 await sink.acommit(info)
-                if held and call.pc is not None and call.pc.held is not None:
-                    raise _held(call, call.pc.held)
+                if held and call.pc is not None:
+                    result = _delivered(call, call.pc, result)
             return result
 
         client.request = arequest
@@ -962,6 +972,8 @@ def _install(client: Any, cfg: _Config) -> None:
                     refusal = _refused(call, r)
                     sink.commit(call)
                     raise refusal
+                if pc.request_replaced:
+                    _send_instead(pc, args, kwargs)
             token = _CURRENT.set(call)
             try:
                 result = orig_request(*args, **kwargs)
@@ -972,10 +984,10 @@ def _install(client: Any, cfg: _Config) -> None:
                 _CURRENT.reset(token)
             result, info = finish_result(call, result, bool(kwargs.get("stream")))
             if info is not None:
-                held = _holdable(call)
+                held = _holdable(call, result)
                 sink.commit(info)
-                if held and call.pc is not None and call.pc.held is not None:
-                    raise _held(call, call.pc.held)
+                if held and call.pc is not None:
+                    result = _delivered(call, call.pc, result)
             return result
 
         client.request = request
@@ -1046,45 +1058,81 @@ def _approval_args(call: _Call, args: tuple[Any, ...], kwargs: dict[str, Any],
             "digest": digest}
 
 
-def _holdable(call: _Call) -> bool:
-    """Whether a pipeline stage may still hold this call's answer: a durable wrapper
-    records it before returning it (a background record comes too late)."""
+def _holdable(call: _Call, result: Any) -> bool:
+    """Whether a pipeline stage may still hold or rewrite this call's answer: a durable
+    wrapper records it before returning it (a background record comes too late). A
+    rewritten answer is turned back into the SDK's own type (``model_validate`` of the
+    result's class); a result without one (``with_raw_response``) cannot be rewritten."""
     pc = call.pc
-    if pc is None or not call.cfg.sink.durable:
+    if pc is None:
         return False
-    pc.holdable = True
-    return True
+    durable = call.cfg.sink.durable
+    pc.holdable = durable
+    validate = getattr(type(result), "model_validate", None)
+    pc.answered(lambda: call.response, rewritable=durable and callable(validate),
+                convert=validate)
+    return durable
+
+
+def _delivered(call: _Call, pc: Call, result: Any) -> Any:
+    """What the caller gets once the pipeline's after moment has run: the result, a
+    stage's rewrite of it, or PolicyBlocked if a stage held it."""
+    if pc.held is not None:
+        raise _held(call, pc.held)
+    if pc.delivered is None:
+        return result
+    out, pc.delivered_object = pc.delivered_object, None
+    return out
+
+
+def _send_instead(pc: Call, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """A stage replaced the request body (redaction): the SDK sends that instead (its
+    extra_body merged in already: ``call.request`` is the body as it leaves)."""
+    options = _options(args, kwargs)
+    options.json_data = pc.request
+    options.extra_json = None
 
 
 def _held(call: _Call, v: Verdict) -> PolicyBlocked:
     """The exception for an answer a pipeline stage held after the call."""
-    from kansa.policy.inline import PolicyBlocked
+    return _held_error(call.id, v)
+
+
+def _held_error(record_id: str, v: Verdict) -> PolicyBlocked:
+    from kansa.errors import PolicyBlocked
 
     return PolicyBlocked(f"kansa: the answer was held by the pipeline stage {v.stage}: "
                          f"{v.message}", decision=v.decision, snapshot=v.snapshot,
                          failed=[(o.label, o.citation) for o in v.obligations],
-                         record_id=call.id)
+                         record_id=record_id)
 
 
-def _refused(call: _Call, r: Refusal) -> PolicyBlocked:
-    """End a call the pipeline refused (its record carries the refusal's attributes) and
-    the exception the caller gets."""
-    from kansa.policy.inline import APPROVAL_REQUIRED, PolicyBlocked
+def _refusal(r: Refusal, record_id: str, retry: str) -> tuple[PolicyBlocked, str]:
+    """The exception a caller gets for a call the pipeline refused, and the record's
+    error type. ``retry``: how to pass the approval id on a repeated call."""
+    from kansa.errors import PolicyBlocked
 
     v = r.verdict
     message = v.message
     if r.kind == "approval_required":
         message += (f"; approval {v.approval} was requested: repeat the call with "
-                    f"extra_headers={{'x-kansa-approval': '{v.approval}'}} once it is "
-                    "approved")
+                    f"{retry.format(v.approval)} once it is approved")
     elif r.why:
         message += f"; {r.why}"
-    call.end("blocked", "pipeline_error" if r.kind == "stage_failed"
-             else "approval_required" if v.decision == APPROVAL_REQUIRED
-             else "policy_blocked")
+    error_type = ("pipeline_error" if r.kind == "stage_failed"
+                  else "approval_required" if v.decision == "approval_required"
+                  else "policy_blocked")
     return PolicyBlocked(message, decision=v.decision, snapshot=v.snapshot,
                          failed=[(o.label, o.citation) for o in v.obligations],
-                         record_id=call.id, approval_id=v.approval)
+                         record_id=record_id, approval_id=v.approval), error_type
+
+
+def _refused(call: _Call, r: Refusal) -> PolicyBlocked:
+    """End a call the pipeline refused (its record carries the refusal's attributes) and
+    the exception the caller gets."""
+    exc, error_type = _refusal(r, call.id, "extra_headers={{'x-kansa-approval': '{}'}}")
+    call.end("blocked", error_type)
+    return exc
 
 
 # -- streams ------------------------------------------------------------------------------
@@ -1418,10 +1466,15 @@ class _Span:
         self.attributes: dict[str, Any] = dict(attributes or {})
         self.id = ""
         self.outcome: str | None = None  # set to override ("blocked", ...)
+        self.error_type: str | None = None  # ditto
+        self._pc: Call | None = None  # the call's run through the pipeline (tools)
         self._token: Token[_Meta] | None = None
         self._meta = _NO_META
         self._t0 = 0.0
         self._started = datetime.now(UTC)
+
+    def _pipeline(self) -> Pipeline:
+        raise NotImplementedError  # only spans that set _pc (tools) run the pipeline
 
     # subclasses: a fresh instance per decorated call, the record's own fields
     def _fresh(self) -> _Span:
@@ -1464,7 +1517,7 @@ class _Span:
             subject=meta.subject,
             conversation_id=meta.conversation_id,
             outcome=self.outcome or outcome,
-            error_type=error_type,
+            error_type=self.error_type or error_type,
             latency_ms=latency,
             attributes=attrs,
             id=self.id,
@@ -1477,11 +1530,20 @@ class _Span:
         self._start()
         return self
 
+    def _answered(self, pc: Call, e: BaseException | None) -> None:
+        """Before the pipeline's after moment (tools): what the stages see as the answer."""
+
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
                  tb: TracebackType | None) -> None:
         sink, rec = self._end(e)
+        pc = self._pc
+        if pc is not None:
+            self._answered(pc, e)
+            self._pipeline().after(pc, rec)
         if e is None:
             sink.commit(rec)
+            if pc is not None and pc.held is not None:
+                raise _held_error(self.id, pc.held)
         elif isinstance(e, _INTERRUPTS):
             sink.later(rec)
         else:  # the body's exception propagates unchanged
@@ -1494,8 +1556,14 @@ class _Span:
     async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
                         tb: TracebackType | None) -> None:
         sink, rec = self._end(e)
+        pc = self._pc
+        if pc is not None:
+            self._answered(pc, e)
+            await self._pipeline().aafter(pc, rec)
         if e is None:
             await sink.acommit(rec)
+            if pc is not None and pc.held is not None:
+                raise _held_error(self.id, pc.held)
         elif isinstance(e, _INTERRUPTS):
             sink.later(rec)
         else:
@@ -1591,7 +1659,17 @@ class tool(_Span):  # noqa: N801
     arguments={...}) as t: t.result = ...``. Records kind "tool.call" (operation
     "execute_tool") with ``gen_ai.tool.name``; the arguments (bound to the function's
     parameters, defaults applied) and the result are committed as content
-    (``gen_ai.tool.call.arguments``/``gen_ai.tool.call.result``), never in the entry."""
+    (``gen_ai.tool.call.arguments``/``gen_ai.tool.call.result``), never in the entry.
+
+    Tool calls run the capture pipeline (surface ``tool``; ``pipeline``, default: the
+    ``kansa.stages`` entry points). Before the tool runs, a stage sees
+    ``call.request == {"name", "arguments"}`` and may block it or require approval
+    (:class:`kansa.PolicyBlocked` is raised, the body does not run; pass an approved id
+    with ``kansa.context(approval=ID)``) or replace the arguments (the function is called
+    with them, as JSON values; in the ``with`` form read ``t.arguments``). After it, a
+    stage sees ``call.response == {"name", "arguments", "result"}``; in the decorator form
+    it may hold the result (PolicyBlocked) or rewrite it (the caller gets the replacement's
+    ``result``)."""
 
     kind = "tool.call"
     operation = "execute_tool"
@@ -1599,16 +1677,24 @@ class tool(_Span):  # noqa: N801
     def __init__(self, name: str | None = None, *, arguments: Any = None,
                  call_id: str | None = None, ledger: Ledger | None = None,
                  system: str | None = None, durable: bool = True,
-                 attributes: Mapping[str, Any] | None = None) -> None:
+                 attributes: Mapping[str, Any] | None = None,
+                 pipeline: Pipeline | None = None) -> None:
         super().__init__(name, ledger=ledger, system=system, durable=durable,
                          attributes=attributes)
         self.arguments: Any = arguments
         self.result: Any = None
         self.call_id = call_id
+        self._given_pipeline = pipeline
+        self._decorated = False  # the decorator form: its result can still be rewritten
 
     def _fresh(self) -> tool:
         return tool(self.name, call_id=self.call_id, ledger=self._ledger, system=self._system,
-                    durable=self._durable, attributes=self.attributes)
+                    durable=self._durable, attributes=self.attributes,
+                    pipeline=self._given_pipeline)
+
+    def _pipeline(self) -> Pipeline:
+        p = self._given_pipeline
+        return p if p is not None else _default_tool_pipeline()
 
     def _fill(self, rec: UsageRecord, e: BaseException | None) -> None:
         rec.tool_name = self.name or "tool"
@@ -1619,12 +1705,113 @@ class tool(_Span):  # noqa: N801
         if e is None and self.result is not None:
             rec.content["gen_ai.tool.call.result"] = _jsonable(self.result)
 
-    def __enter__(self) -> tool:
+    # -- the pipeline ---------------------------------------------------------------------
+
+    def _request_json(self) -> dict[str, Any]:
+        return {"name": self.name or "tool", "arguments": _jsonable(self.arguments)}
+
+    def _open(self) -> Call | None:
+        """Open the call's run through the pipeline (None without stages: no cost)."""
+        pipe = self._pipeline()
+        if not pipe:
+            return None
+        meta = self._meta
+        ledger = self._ledger
+        self._pc = pc = pipe.open(
+            "tool", at=self._started, request=self._request_json, record_id=self.id,
+            subject=lambda: subject_pseudonym(
+                ledger if ledger is not None else _get_default_ledger(), meta.subject))
+        return pc if pipe.has_before else None
+
+    def _approval_args(self) -> dict[str, Any]:
+        meta, ledger = self._meta, self._ledger
+        system = self._system or meta.system or _default_system()
+        body = _body_bytes(self._request_json())  # as the caller asked: what is approved
+
+        def approvals() -> Any:
+            from kansa.policy.approvals import Approvals
+
+            return Approvals((ledger if ledger is not None else _get_default_ledger())
+                             .log.store)
+
+        def digest() -> str:
+            from kansa.policy.approvals import request_digest
+
+            return request_digest(f"tool:{self.name or 'tool'}", system, meta.app, body)
+
+        return {"approvals": approvals, "approval_id": meta.approval, "digest": digest}
+
+    def _went_ahead(self, pc: Call) -> None:
+        if pc.request_replaced:  # a stage replaced the arguments: those are what run
+            req = pc.request or {}
+            self.arguments = req.get("arguments")
+
+    def _refuse(self, pc: Call, r: Refusal) -> PolicyBlocked:
+        """Record a tool call the pipeline refused before it ran; the exception to raise."""
+        exc, self.error_type = _refusal(r, self.id, "kansa.context(approval='{}')")
+        self.outcome = "blocked"
+        self._answered(pc, None)
+        return exc
+
+    def _start_checked(self) -> None:
         self._start()
+        pc = self._open()
+        if pc is None:
+            return
+        try:
+            r = self._pipeline().before(pc, **self._approval_args())
+        except BaseException as e:
+            self.__exit__(type(e), e, None)
+            raise
+        if r is None:
+            return self._went_ahead(pc)
+        exc = self._refuse(pc, r)
+        sink, rec = self._end(None)
+        self._pipeline().after(pc, rec)
+        sink.commit(rec)
+        raise exc
+
+    async def _astart_checked(self) -> None:
+        self._start()
+        pc = self._open()
+        if pc is None:
+            return
+        try:
+            r = await self._pipeline().abefore(pc, **self._approval_args())
+        except BaseException as e:
+            await self.__aexit__(type(e), e, None)
+            raise
+        if r is None:
+            return self._went_ahead(pc)
+        exc = self._refuse(pc, r)
+        sink, rec = self._end(None)
+        await self._pipeline().aafter(pc, rec)
+        await sink.acommit(rec)
+        raise exc
+
+    def _answered(self, pc: Call, e: BaseException | None) -> None:
+        ok = e is None and self.outcome is None
+
+        def response() -> dict[str, Any]:
+            return {**self._request_json(), "result": _jsonable(self.result)}
+
+        pc.holdable = self._decorated and ok
+        pc.answered(response if ok else None, rewritable=self._decorated and ok,
+                    convert=_tool_result)
+
+    def delivered(self, result: Any) -> Any:
+        """The result the caller gets: ``result``, or a stage's rewrite of it."""
+        pc = self._pc
+        if pc is None or pc.delivered is None:
+            return result
+        return pc.delivered_object
+
+    def __enter__(self) -> tool:
+        self._start_checked()
         return self
 
     async def __aenter__(self) -> tool:
-        self._start()
+        await self._astart_checked()
         return self
 
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
@@ -1640,15 +1827,95 @@ class tool(_Span):  # noqa: N801
             if first in ("self", "cls"):
                 skip = first
 
-        def before(span: _Span, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-            assert isinstance(span, tool)
+        def fresh(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tool:
+            span = self._fresh()
+            span._decorated = True
             span.arguments = _bind(sig, skip, args, kwargs)
+            return span
 
-        def after(span: _Span, result: Any) -> None:
-            assert isinstance(span, tool)
-            span.result = result
+        def call_args(span: tool, args: tuple[Any, ...], kwargs: dict[str, Any],
+                      ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+            if span._pc is None or not span._pc.request_replaced:
+                return args, kwargs
+            return _unbind(sig, skip, args, span.arguments)
 
-        return self._decorate(fn, before, after)
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def awrapper(*args: Any, **kwargs: Any) -> Any:
+                span = fresh(args, kwargs)
+                async with span:
+                    a, kw = call_args(span, args, kwargs)
+                    span.result = await fn(*a, **kw)
+                return span.delivered(span.result)
+
+            return awrapper  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            span = fresh(args, kwargs)
+            with span:
+                a, kw = call_args(span, args, kwargs)
+                span.result = fn(*a, **kw)
+            return span.delivered(span.result)
+
+        return wrapper
+
+
+def _tool_result(d: dict[str, Any]) -> Any:
+    """A tool's rewritten answer: the ``result`` of the replacement."""
+    if "result" not in d:
+        raise ValueError("a tool's answer replacement needs a 'result'")
+    return d["result"]
+
+
+_TOOL_PIPELINE: tuple[Any, Pipeline] | None = None
+
+
+def _default_tool_pipeline() -> Pipeline:
+    """The tools' pipeline when none is given: the ``kansa.stages`` entry points (built
+    again only when the entry points are looked up again)."""
+    global _TOOL_PIPELINE
+    from kansa.capture.pipeline import entry_point_stages
+
+    factories = entry_point_stages()
+    got = _TOOL_PIPELINE
+    if got is None or got[0] is not factories:
+        got = _TOOL_PIPELINE = (factories, Pipeline([f() for f in factories]))
+    return got[1]
+
+
+def _unbind(sig: inspect.Signature | None, skip: str | None, args: tuple[Any, ...],
+            arguments: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Positional and keyword arguments for the function from a stage's replacement of
+    its bound arguments (the inverse of :func:`_bind`)."""
+    from kansa.capture.pipeline import BadReplacement
+
+    if not isinstance(arguments, dict):
+        raise BadReplacement("a tool's request replacement needs 'arguments' as an object")
+    if sig is None:
+        return tuple(arguments.get("args") or ()), dict(arguments.get("kwargs") or {})
+    pos: list[Any] = [args[0]] if skip is not None and args else []
+    kw: dict[str, Any] = {}
+    positional = True  # still filling positional slots in order
+    for name, p in sig.parameters.items():
+        if name == skip:
+            continue
+        if name not in arguments:
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+                positional = False
+            continue
+        v = arguments[name]
+        if p.kind is p.VAR_POSITIONAL:
+            if positional:
+                pos.extend(v)
+        elif p.kind is p.VAR_KEYWORD:
+            kw.update(v)
+        elif positional and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            pos.append(v)
+        else:
+            kw[name] = v
+    return tuple(pos), kw
 
 
 def _bind(sig: inspect.Signature | None, skip: str | None, args: tuple[Any, ...],

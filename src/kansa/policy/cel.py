@@ -37,8 +37,8 @@ from kansa.errors import PolicyError
 
 _POS_RE = re.compile(r"<input>:(\d+):(\d+):\s*(.*)")
 
-# CEL tokens, shared by the cost bound below and the engine's read analysis
-# (``engine.record_reads``)
+# CEL tokens, shared by the cost bound below and the read analysis of policy/reads.py
+# (``record_reads``)
 _TOKEN_RE = re.compile(r"""
     (?P<ws>\s+|//[^\n]*)
   | (?P<str>[bB]?[rR][bB]?(?:\"\"\".*?\"\"\"|'''.*?'''|"[^"\n]*"|'[^'\n]*')

@@ -152,7 +152,7 @@ def replay_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from kansa.api import Ledger
-    from kansa.policy.engine import replay
+    from kansa.policy.replay import replay
 
     facts = _systems(systems)
     try:
@@ -206,7 +206,7 @@ def impact_command(
 ) -> None:
     """List the records whose verdicts change if --to governed instead of --from."""
     from kansa.api import Ledger
-    from kansa.policy.engine import impact
+    from kansa.policy.impact import impact
 
     a, b = _resolve([from_, to], home)
     try:

@@ -40,7 +40,7 @@ evidence from a person (no check) are never per-call findings and are left out.
 Speed: judging one entry with the CEL engine costs tens to hundreds of microseconds, so
 a snapshot memoizes verdicts by a *projection* of the entry: what any of its checks can
 read of it (a key's value, or only whether it is there; one level down for maps such as
-``attributes``), found by the engine's :func:`~kansa.policy.engine.record_reads` and
+``attributes``), found by :func:`~kansa.policy.reads.record_reads` and
 projected by the same function replay's memo uses, plus the system's name and which of
 the packs' date boundaries the instant falls between. One analysis serves both memos,
 so a fix to it reaches both. Why that is safe: a CEL program is a pure function of
@@ -73,17 +73,9 @@ from typing import Any, TypeVar
 from kansa._time import to_us as _us
 from kansa.errors import PolicyBlocked as PolicyBlocked  # re-exported: its old home
 from kansa.errors import PolicyError
-from kansa.policy.engine import (
-    FAIL,
-    CompiledPack,
-    Finding,
-    Judge,
-    Read,
-    compile_pack,
-    pack_reads,
-    projector,
-)
+from kansa.policy.judging import FAIL, CompiledPack, Finding, Judge, compile_pack
 from kansa.policy.pack import _V, Pack, PackError, _compose, parse_pack
+from kansa.policy.reads import Read, pack_reads, projector
 from kansa.records.model import UsageRecord, canonical
 
 _logger = logging.getLogger("kansa.policy")
@@ -113,7 +105,7 @@ _MEMO_SIZE = 8192
 
 @dataclass(frozen=True)
 class ReadSet:
-    """What a snapshot's checks read of an entry, as :func:`kansa.policy.engine.record_reads`
+    """What a snapshot's checks read of an entry, as :func:`kansa.policy.reads.record_reads`
     finds it: ``paths`` are its reads (a path of one or two keys, and whether the whole
     value or only presence is read), None when some check reads ``now`` or uses ``record``
     in a way the reader cannot pin (the memo is then off)."""

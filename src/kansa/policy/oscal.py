@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from kansa.ledger.note import SignedCheckpoint
-from kansa.policy.engine import EVIDENCE_NEEDED, FAIL, NOT_APPLICABLE, PASS, Finding
+from kansa.policy.judging import EVIDENCE_NEEDED, FAIL, NOT_APPLICABLE, PASS, Finding
 from kansa.policy.pack import Pack, PackError, PolicyError, parse_pack
 
 if TYPE_CHECKING:
@@ -1132,7 +1132,7 @@ def stored_run(ledger: Ledger, run_id: str | None = None, *,
     the latest verdict of each entry, so a later replay under the same pack replaces
     them). The period is the run's ``since``/``until`` when given, else the UTC days of the
     records judged."""
-    from kansa.policy.engine import FindingStore
+    from kansa.policy.findings_store import FindingStore
 
     store = FindingStore(ledger.log.store)
     runs = store.runs()

@@ -82,7 +82,7 @@ def _write(doc: Document, out_dir: Path, stem: str, lang: str, fmts: list[str]) 
 def _run(home: Path | None, store: str | None, lang: str, formats: str, out_dir: Path,
          stem: str, build: Callable[[Ledger], Document]) -> None:
     from kansa.api import Ledger
-    from kansa.report.design import check_lang
+    from kansa.report.i18n import check_lang
 
     fmts = _formats(formats)
     with errors():
@@ -194,7 +194,8 @@ def incidents_command(
 
     Example: kansa report incidents --systems systems.yaml --lang ja --out reports/
     """
-    from kansa.report.design import from_us, to_us
+    from kansa._time import from_us
+    from kansa.report.drafting import to_us
     from kansa.report.incidents import build_incident_drafts
 
     facts = _systems(systems)

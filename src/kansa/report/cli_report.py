@@ -76,7 +76,7 @@ def _systems(path: Path | None) -> dict[str, Any]:
 
 
 def _replay_first(ledger: Ledger, packs: list[Pack], systems: dict[str, Any]) -> None:
-    from kansa.policy.engine import replay
+    from kansa.policy.replay import replay
 
     total = ledger.log.size()
     console.print(f"no stored replay covers {', '.join(p.ref for p in packs)} over the "

@@ -31,21 +31,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from kansa._time import EPOCH as _EPOCH
+from kansa._time import from_us
 from kansa._time import to_us as _us
 from kansa.errors import ReportError as ReportError  # re-exported: its old home
 from kansa.ledger.export import cosigned_note
 from kansa.ledger.note import SignedCheckpoint
 from kansa.ledger.receipt import make_receipt
-from kansa.policy.engine import (
+from kansa.policy.findings_store import FindingStore, RunInfo
+from kansa.policy.judging import (
     EVIDENCE_NEEDED,
     FAIL,
     NOT_APPLICABLE,
     PASS,
     VERDICTS,
-    FindingStore,
     Judge,
-    RunInfo,
     compile_pack,
 )
 from kansa.policy.pack import Obligation, Pack, parse_pack
@@ -239,7 +238,7 @@ def _example(ledger: Ledger, signed: SignedCheckpoint, index: int, record_id: st
     e = json.loads(row.data)
     model = e.get("gen_ai.request.model") or e.get("gen_ai.response.model") or ""
     receipt = make_receipt(ledger.log, index, extra=row.data, checkpoint=signed)
-    return Example(index, record_id, _EPOCH + timedelta(microseconds=row.ts),
+    return Example(index, record_id, from_us(row.ts),
                    str(e.get("system", "")), str(model), reason, receipt)
 
 
@@ -270,7 +269,7 @@ def _judge_system(ledger: Ledger, packs: Sequence[Pack], system: str,
             if entry.get("system") != system:
                 continue
             judged += 1
-            day = (_EPOCH + timedelta(microseconds=row.ts)).date().isoformat()
+            day = from_us(row.ts).date().isoformat()
             for f in judge.judge(entry, None, row.index):
                 res = results.get((f.pack_hash, f.obligation))
                 if res is None:
@@ -373,7 +372,7 @@ def _deadlines(ledger: Ledger, packs: Sequence[Pack], now: datetime,
         drafts, _ = plan_drafts(find_incidents(ledger.log.store, since=since, until=until),
                                 packs, systems)
         for dr in drafts:
-            due = _EPOCH + timedelta(microseconds=dr.clock.binding.due_us)
+            due = from_us(dr.clock.binding.due_us)
             detail = (f"{dr.incident.entry['attributes'].get('kansa.incident', '')} · "
                       f"{dr.incident.entry.get('system', '')} · {dr.incident.index}")
             out.append(Deadline(due, "incident", dr.pack.ref, dr.obligation.id,

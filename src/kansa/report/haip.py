@@ -17,19 +17,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kansa.report.design import (
-    TBC,
-    Setup,
-    Usage,
-    check_lang,
-    control_rows,
-    fmt_time,
-    gather_setup,
-    scan_usage,
-    to_us,
-)
+from kansa.report.design import control_rows
 from kansa.report.doc import Block, Document, KeyValue, Para, Section, Table
-from kansa.report.i18n import Strings
+from kansa.report.drafting import TBC, fmt_time, to_us
+from kansa.report.i18n import Strings, check_lang
+from kansa.report.setup_facts import Setup, gather_setup
+from kansa.report.usage_scan import Usage, scan_usage
 
 if TYPE_CHECKING:
     from kansa.api import Ledger
@@ -200,7 +193,7 @@ def section_infos(lang: str, pack: Pack | None) -> list[SectionInfo]:
 
 def failing_by_pack(store: Store) -> list[tuple[str, int]]:
     """Failing findings stored per pack version (replays keep one row per failure)."""
-    from kansa.policy.engine import FindingStore
+    from kansa.policy.findings_store import FindingStore
 
     return [(f"{p}@{v}", n) for p, v, n in FindingStore(store).failing_by_pack()]
 

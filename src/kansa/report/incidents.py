@@ -27,20 +27,13 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from kansa._time import from_us
 from kansa.ledger.follower import Follower
-from kansa.report.design import (
-    JST,
-    TBC,
-    MarkedRecord,
-    ReportDraftError,
-    check_lang,
-    fmt_time,
-    from_us,
-    to_us,
-)
 from kansa.report.doc import Code, Document, KeyValue, Para, Section, Table
-from kansa.report.i18n import Strings
+from kansa.report.drafting import JST, TBC, ReportDraftError, fmt_time, to_us
+from kansa.report.i18n import Strings, check_lang
 from kansa.report.reasons import engine_reason
+from kansa.report.usage_scan import MarkedRecord
 
 if TYPE_CHECKING:
     from kansa.api import Ledger
@@ -161,7 +154,7 @@ def plan_drafts(incidents: Sequence[MarkedRecord], packs: Sequence[Pack],
                 ) -> tuple[list[Draft], list[Skipped]]:
     """One draft per incident per applicable obligation with an incident block; and the
     obligations that did not apply, with the engine's reason."""
-    from kansa.policy.engine import NOT_APPLICABLE, judge
+    from kansa.policy.judging import NOT_APPLICABLE, judge
 
     reporting = [p for p in packs if any(o.incident for o in p.obligations)]
     by_hash = {p.hash: p for p in reporting}

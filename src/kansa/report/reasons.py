@@ -135,8 +135,9 @@ def obligation_reason(o: Any, lang: str, count: int,
              since=when)
 
 
-# the engine's reasons for verdicts other than fail (policy/engine.py _judge_one), so a
-# report can say them in its language; a reason not matched is shown as the engine gave it
+# the engine's reasons for verdicts other than fail (policy/judging.py, judge_obligation),
+# so a report can say them in its language; a reason not matched is shown as the engine
+# gave it
 _ENGINE = (
     (re.compile(r"^not in force until (\d{4}-\d{2}-\d{2})(?: \(transition (\d+)\))?$"),
      "engine.until"),
