@@ -165,11 +165,7 @@ def bench_label(keys: ProvenanceKeys, n: int = 3000) -> None:
         t_text.append((time.perf_counter_ns() - t0) / 1000)
         rec = UsageRecord(system="s", ts=NOW)
         call = Call("gateway")
-        if hasattr(call, "answered"):
-            call.answered(lambda: body, rewritable=True)
-        else:
-            call = _BenchCall("gateway")
-            call.response, call.rewritable = body, True  # type: ignore[attr-defined]
+        call.answered(lambda: body, rewritable=True)
         t0 = time.perf_counter_ns()
         stage.after(call, rec)
         t_stage.append((time.perf_counter_ns() - t0) / 1000)
@@ -182,10 +178,6 @@ def bench_label(keys: ProvenanceKeys, n: int = 3000) -> None:
     console.print(t)
     RESULTS["label"] = {"label_text_p50_us": statistics.median(t_text),
                         "stage_after_p50_us": statistics.median(t_stage)}
-
-
-class _BenchCall(Call):
-    pass
 
 
 def bench_c2pa(tmp: Path, runs: int = 5) -> None:

@@ -47,18 +47,9 @@ def _ledger(url: str) -> kansa.Ledger:
                              master_key=b"m" * 32)
 
 
-class _Call(Call):
-    """A call answered with ``body`` (until the pipeline's Call.answered lands)."""
-
-
 def _call(surface: str, body: object, rewritable: bool) -> Call:
-    if hasattr(Call, "answered"):
-        c = Call(surface)
-        c.answered(lambda: body, rewritable=rewritable)  # type: ignore[attr-defined]
-        return c
-    c = _Call(surface)
-    c.response = body  # type: ignore[attr-defined]
-    c.rewritable = rewritable
+    c = Call(surface)
+    c.answered(lambda: body, rewritable=rewritable)
     return c
 
 
@@ -153,7 +144,7 @@ def test_stage_labels_a_rewritable_answer_and_records_what_it_applied(
     call = _call("gateway", _chat("**Answer:** " + ANSWER), True)
     v = stage.after(call, rec)
     assert v is not None
-    body = v.response  # type: ignore[attr-defined]
+    body = v.response
     text = body["choices"][0]["message"]["content"]
     assert text.startswith("---\nAIGC: ")
     assert "【AI生成 / 人工智能生成】" in text
@@ -233,7 +224,8 @@ def test_strip_edit_and_still_trace_to_the_record_with_a_receipt(
         call = _call("gateway", _chat(ANSWER), True)
         v = stage.after(call, rec)
         assert v is not None
-        delivered = v.response["choices"][0]["message"]["content"]  # type: ignore[attr-defined]
+        assert v.response is not None
+        delivered = v.response["choices"][0]["message"]["content"]
         led.append(rec)
         for i in range(30):  # other outputs around it
             led.append(UsageRecord(system="bot", ts=NOW, content={"gen_ai.output.messages": [
@@ -409,7 +401,8 @@ def truncate(text: str) -> str:
 
 def test_evidence_report_shows_labelling_coverage_and_detection(
         sqlite_url: str, keys: ProvenanceKeys) -> None:
-    from kansa.policy.engine import replay
+    from kansa.policy.replay import replay
+
     from kansa.policy.pack import load_pack
     from kansa.report.evidence import build_evidence_report, collect_evidence
     from kansa.report.render_html import render_html

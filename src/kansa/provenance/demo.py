@@ -8,6 +8,7 @@ tests/test_provenance.py runs it.
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from collections.abc import Callable
@@ -93,7 +94,7 @@ def run_demo(home: Path, clock: Callable[[], datetime], *, seed: int = 7) -> Dem
                              "message": {"role": "assistant", "content": ANSWER}}]}
         call = _answered(body)
         pipeline.after(call, rec)
-        delivered = _delivered(pipeline, call, rec, body)
+        delivered = _delivered(call)
         ledger.append(rec)
         steps.append(DemoStep("1. the gateway labels the answer and records what it applied",
                               delivered, {k: v for k, v in rec.attributes.items()
@@ -122,29 +123,12 @@ def run_demo(home: Path, clock: Callable[[], datetime], *, seed: int = 7) -> Dem
 
 def _answered(body: dict[str, Any]) -> Call:
     call = Call("gateway")
-    if hasattr(call, "answered"):
-        call.answered(lambda: body, rewritable=True)
-        return call
-    c = _DemoCall("gateway")  # until the pipeline's rewrite API lands
-    c.response = body  # type: ignore[attr-defined]
-    c.rewritable = True  # type: ignore[attr-defined]
-    return c
+    call.answered(lambda: body, rewritable=True)
+    return call
 
 
-class _DemoCall(Call):
-    pass
-
-
-def _delivered(pipeline: Pipeline, call: Call, rec: UsageRecord,
-               body: dict[str, Any]) -> str:
-    """The answer text the caller received (the stage's replacement)."""
-    got = getattr(call, "delivered", None)
-    if isinstance(got, dict):
-        return str(got["choices"][0]["message"]["content"])
-    stage = pipeline.stages[0]
-    assert isinstance(stage, LabelStage)
-    from kansa.provenance.stage import label_answer
-    cfg = stage.config.for_system(rec.system)
-    assert cfg is not None
-    out = label_answer(body, cfg, stage.keys, rec.id, rec.system)
-    return str(out.body["choices"][0]["message"]["content"])
+def _delivered(call: Call) -> str:
+    """The answer text the caller received (the stage's replacement, as delivered)."""
+    assert call.delivered is not None, "the stage did not rewrite the answer"
+    got = json.loads(call.delivered)
+    return str(got["choices"][0]["message"]["content"])

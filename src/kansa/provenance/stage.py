@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,6 @@ from kansa.provenance.labels import LANGUAGES, Labelled, TextLabel, aigc, label_
 from kansa.records.model import UsageRecord
 
 ATTR_ERROR = "kansa.output.label.error"
-_HAS_RESPONSE = "response" in {f.name for f in fields(Verdict)}
 _KEYS = {"jurisdictions", "language", "visible", "metadata", "text_wrapper", "c2pa",
          "placement"}
 
@@ -246,7 +245,7 @@ class LabelStage:
         cfg = self._skip(rec)
         if cfg is None:
             return None
-        body = getattr(call, "response", None)
+        body = call.response
         if _images(body):  # C2PA signing takes ~150 ms: off the loop
             out = await asyncio.to_thread(label_answer, body, cfg, self.keys, rec.id,
                                           rec.system)
@@ -255,19 +254,17 @@ class LabelStage:
 
     def _verdict(self, call: Call, rec: UsageRecord, cfg: SystemLabels,
                  done: Outcome | None) -> Verdict | None:
-        body = getattr(call, "response", None)
+        body = call.response
         if body is None:
             # a streamed answer (its events have left) or a surface that passes no body
-            why = ("streamed: the answer left before it could be labelled"
-                   if hasattr(call, "answered") or rec.attributes.get("gen_ai.request.stream")
-                   else "streamed, or this surface passes no answer to the stages")
+            why = "streamed: the answer left before it could be labelled"
             rec.attributes.update({"kansa.output.label.visible": False,
                                    "kansa.output.label.machine_readable": [],
                                    ATTR_ERROR: why})
             return None
         out = done if done is not None else label_answer(body, cfg, self.keys, rec.id,
                                                          rec.system)
-        if out.body is not None and not getattr(call, "rewritable", False):
+        if out.body is not None and not call.rewritable:
             out = Outcome(None, {**out.attributes, "kansa.output.label.visible": False,
                                  "kansa.output.label.machine_readable": [],
                                  ATTR_ERROR: "this surface cannot rewrite the answer"})
@@ -277,12 +274,5 @@ class LabelStage:
         rec.attributes.update(out.attributes)
         if out.body is None:
             return None
-        return _rewrite(Verdict("allow", attributes=out.attributes), out.body)
-
-
-def _rewrite(v: Verdict, body: Any) -> Verdict:
-    """The verdict replacing the answer the caller gets (``Verdict.response``)."""
-    if _HAS_RESPONSE:
-        return replace(v, **{"response": body})
-    object.__setattr__(v, "response", body)  # until the pipeline's rewrite API lands
-    return v
+        # the pipeline delivers it where the answer can still be rewritten
+        return Verdict("allow", attributes=out.attributes, response=out.body)
