@@ -10,6 +10,7 @@ import json
 import random
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -487,3 +488,55 @@ def test_any_indexed_text_is_found_by_itself_and_its_relabelled_copy(words: list
     assert (a.sig is None) == (b.sig is None)
     if a.sig is not None and b.sig is not None:
         assert (a.sig == b.sig).all() and a.bands() == b.bands()
+
+
+# -- the real gateway with --labels --------------------------------------------------------------
+
+
+def test_gateway_with_labels_delivers_labelled_answers_and_records_them(
+        tmp_path: Path, standin: Any) -> None:
+    import httpx
+
+    from gateway_harness import GatewayServer
+    from kansa.capture.cli_gateway import _label_pipeline
+    from kansa.capture.gateway import GatewayConfig, create_gateway_app
+
+    home = tmp_path / "home"
+    led = kansa.Ledger.init(home)
+    keygen(home, "Example KK", alg="es256", now=NOW)
+    labels = tmp_path / "labels.yaml"
+    labels.write_text("producer: Example KK\nsystems:\n  '*': {jurisdictions: [CN], "
+                      "language: en, text_wrapper: true}\n")
+    cfg = GatewayConfig.from_upstream(standin.url)
+    app = create_gateway_app(led, cfg, **_label_pipeline(cfg, led, labels))
+    assert [s.name for s in app.pipeline.stages][:1] == ["provenance"]
+    gw = GatewayServer(app).start()
+    msg = [{"role": "user", "content": "hello"}]
+    try:
+        with httpx.Client(base_url=gw.url) as c:
+            ok = c.post("/v1/chat/completions", json={"model": "gpt-x", "messages": msg})
+            streamed = c.post("/v1/chat/completions",
+                              json={"model": "gpt-x", "messages": msg, "stream": True})
+    finally:
+        gw.stop()
+    try:
+        assert ok.status_code == 200
+        text = ok.json()["choices"][0]["message"]["content"]
+        rid = ok.headers["x-kansa-record"]
+        assert text.startswith("[AI-generated / 人工智能生成]")
+        assert L.find_wrappers(ProvenanceKeys.load(home).label_key, text) == [(rid, True)]
+        a = led.get(rid).entry["attributes"]
+        assert a["kansa.output.label.visible"] is True
+        assert a["kansa.output.label.machine_readable"] == ["text-wrapper"]
+        assert a["kansa.pipeline.rewritten"] == ["provenance:response"]
+        s = led.get(streamed.headers["x-kansa-record"]).entry["attributes"]
+        assert s["kansa.output.label.visible"] is False
+        assert s["kansa.output.label.error"].startswith("streamed")
+        assert streamed.status_code == 200 and "data:" in streamed.text  # stream intact
+        # what the caller got, labels stripped, traces back to the record
+        tracer = Tracer(led, ProvenanceKeys.load(home))
+        tracer.index_new()
+        found = tracer.trace(normalise(text).encode())
+        assert found and found[0].record_id == rid
+    finally:
+        led.close()
