@@ -402,9 +402,8 @@ def truncate(text: str) -> str:
 
 def test_evidence_report_shows_labelling_coverage_and_detection(
         sqlite_url: str, keys: ProvenanceKeys) -> None:
-    from kansa.policy.replay import replay
-
     from kansa.policy.pack import load_pack
+    from kansa.policy.replay import replay
     from kansa.report.evidence import build_evidence_report, collect_evidence
     from kansa.report.render_html import render_html
 
