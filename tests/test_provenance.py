@@ -346,6 +346,22 @@ def test_cli_keygen_index_verify(tmp_path: Path) -> None:
     chk = runner.invoke(app, ["verify-receipt", str(proof), "--key",
                               (home / "log.vkey").read_text().strip()])
     assert chk.exit_code == 0, chk.output
+    # an image produced by the system, labelled outside the gateway, traced by its marks
+    from PIL import Image
+    Image.new("RGB", (40, 30), (5, 90, 200)).save(tmp_path / "img.jpg", "JPEG")
+    got = runner.invoke(app, ["provenance", "label", str(tmp_path / "img.jpg"), "--record",
+                              rec.id, "--producer", "Example KK", "-o",
+                              str(tmp_path / "labelled.jpg"), "--home", str(home)])
+    assert got.exit_code == 0 and "gb45438-metadata, c2pa" in got.output, got.output
+    got = runner.invoke(app, ["provenance", "verify", str(tmp_path / "labelled.jpg"),
+                              "--home", str(home), "--json"])
+    assert got.exit_code == 0, got.output
+    methods = [f["match"]["method"] for f in json.loads(got.output)["found"]]
+    assert methods == ["c2pa"] and rec.id in got.output
+    got = runner.invoke(app, ["provenance", "label", str(tmp_path / "img.jpg"), "--record",
+                              "0190a0b0-0000-7000-8000-00000000dead", "--producer", "P",
+                              "-o", str(tmp_path / "x.jpg"), "--home", str(home)])
+    assert got.exit_code == 1 and "no record" in got.output
     other = tmp_path / "other.txt"
     other.write_text("An entirely different paragraph about gardening in the spring, "
                      "with tulips, compost and a watering schedule for the balcony.")

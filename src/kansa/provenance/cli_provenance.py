@@ -77,6 +77,57 @@ def keygen_command(
               f"c2pa.key, c2pa.pem (publish this certificate)")
 
 
+@provenance_app.command("label")
+def label_command(
+    file: Annotated[Path, typer.Argument(help="A PNG or JPEG image, or a text/Markdown/"
+                                         "HTML file, produced by the system.")],
+    record: Annotated[str, typer.Option("--record", help="The id of the record that "
+                                        "produced it (the labels name it).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the "
+                                         "labelled file.")],
+    producer: Annotated[str, typer.Option("--producer", help="GB 45438 ContentProducer "
+                                          "(your organisation's name or code).")],
+    jurisdiction: Annotated[list[str] | None, typer.Option(
+        "--jurisdiction", help="Where the output is offered (repeatable): CN, EU, KR, "
+        "US-CA, JP; chooses the visible label of a text.")] = None,
+    language: Annotated[str, typer.Option("--language", help="ja or en.")] = "en",
+    home: HomeOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Label a file produced outside the gateway: images get GB 45438 XMP and a C2PA
+    manifest signed with your certificate; text gets the visible label and, for Markdown
+    or HTML, the AIGC metadata. The record must exist in the ledger."""
+    from kansa.api import Ledger
+    from kansa.provenance.keys import ProvenanceKeys
+    from kansa.provenance.labels import TextLabel, aigc, label_text
+    from kansa.provenance.media import label_image, sniff
+
+    with _errors():
+        h = _home(home)
+        keys = ProvenanceKeys.load(h)
+        data = _read(file)
+        with Ledger.open(store, home=h) as ledger:
+            entry = ledger.get(record).entry  # refuses an unknown record
+        if sniff(data) is not None:
+            got, marks = label_image(data, keys, record_id=record,
+                                     system=str(entry.get("system", "")), producer=producer,
+                                     aigc_fields=aigc(keys.label_key, producer, record))
+            output.write_bytes(got)
+        else:
+            from kansa.errors import FormatError
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                raise FormatError(f"{file}: not UTF-8 text, nor a PNG or JPEG image"
+                                  ) from None
+            lab = label_text(text, TextLabel(producer, tuple(jurisdiction or ()), language),
+                             keys.label_key, record)
+            marks = lab.marks
+            output.write_text(lab.text, encoding="utf-8")
+    out.print(f"wrote {escape(str(output))}: marks {', '.join(marks) or 'none'} "
+              f"(record {record})")
+
+
 @provenance_app.command("index")
 def index_command(home: HomeOpt = None, store: StoreOpt = None) -> None:
     """Fingerprint the outputs appended since the last run (and drop the fingerprints
