@@ -555,3 +555,38 @@ def test_gateway_with_labels_delivers_labelled_answers_and_records_them(
         assert found and found[0].record_id == rid
     finally:
         led.close()
+
+
+def test_bad_images_get_clear_errors(keys: ProvenanceKeys) -> None:
+    from PIL import Image
+
+    from kansa.provenance.media import MAX_IMAGE_BYTES, label_image
+    fields = L.aigc(keys.label_key, "P", RID)
+    with pytest.raises(FormatError, match="not a PNG or JPEG"):
+        label_image(b"GIF89a....", keys, record_id=RID, system="s", producer="P",
+                    aigc_fields=fields)
+    with pytest.raises(FormatError, match="limit"):
+        label_image(b"\x89PNG" + bytes(MAX_IMAGE_BYTES), keys, record_id=RID, system="s",
+                    producer="P", aigc_fields=fields)
+    with pytest.raises(FormatError, match="IHDR"):
+        label_image(b"\x89PNG\r\n\x1a\n\x00\x00", keys, record_id=RID, system="s",
+                    producer="P", aigc_fields=fields)
+    buf = io.BytesIO()
+    Image.new("RGB", (20, 20)).save(buf, "PNG")
+    with pytest.raises(KansaError, match="C2PA signing failed"):  # truncated after IHDR
+        label_image(buf.getvalue()[:40], keys, record_id=RID, system="s", producer="P",
+                    aigc_fields=fields)
+    with pytest.raises(KansaError, match="keygen"):  # no certificate
+        label_image(buf.getvalue(), ProvenanceKeys(b"s" * 32), record_id=RID, system="s",
+                    producer="P", aigc_fields=fields)
+
+
+def test_cli_demo(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from kansa.cli import app
+    got = CliRunner().invoke(app, ["provenance", "demo", "--home", str(tmp_path / "d")])
+    assert got.exit_code == 0, got.output
+    assert "traced back to its record; the receipt verifies" in got.output
+    again = CliRunner().invoke(app, ["provenance", "demo", "--home", str(tmp_path / "d")])
+    assert again.exit_code == 1 and "exists" in again.output
