@@ -232,6 +232,12 @@ def serve_command(
         ledger.close()
 
 
+def _show_invisible(text: str) -> str:
+    import re
+    return re.sub("\ufeff[\ufe00-\ufe0f\U000e0100-\U000e01ef]+",
+                  lambda m: f"<text wrapper: {len(m.group(0))} invisible characters>", text)
+
+
 @provenance_app.command("demo")
 def demo_command(
     home: Annotated[Path, typer.Option("--home", help="A new directory for the demo's "
@@ -250,8 +256,7 @@ def demo_command(
     for step in result.steps:
         out.print(f"[bold]{escape(step.title)}[/]")
         if step.text:
-            out.print(escape(step.text.encode("unicode_escape").decode()
-                             if "\ufeff" in step.text else step.text))
+            out.print(escape(_show_invisible(step.text)))
         for k, v in step.facts.items():
             out.print(f"  {escape(k)}: {escape(json.dumps(v, ensure_ascii=False))}")
     if result.traced_to != result.record_id:
