@@ -590,3 +590,17 @@ def test_cli_demo(tmp_path: Path) -> None:
     assert "traced back to its record; the receipt verifies" in got.output
     again = CliRunner().invoke(app, ["provenance", "demo", "--home", str(tmp_path / "d")])
     assert again.exit_code == 1 and "exists" in again.output
+
+
+def test_stage_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kansa.provenance.stage import stage_from_environment
+
+    keygen(tmp_path, "Example KK", now=NOW)
+    monkeypatch.setenv("KANSA_HOME", str(tmp_path))
+    monkeypatch.delenv("KANSA_LABELS", raising=False)
+    with pytest.raises(KansaError, match="KANSA_LABELS"):
+        stage_from_environment()
+    (tmp_path / "l.yaml").write_text("producer: P\nsystems: {'*': {}}\n")
+    monkeypatch.setenv("KANSA_LABELS", str(tmp_path / "l.yaml"))
+    stage = stage_from_environment()
+    assert stage.name == "provenance" and stage.config.for_system("any") is not None

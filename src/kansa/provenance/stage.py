@@ -276,3 +276,22 @@ class LabelStage:
             return None
         # the pipeline delivers it where the answer can still be rewritten
         return Verdict("allow", attributes=out.attributes, response=out.body)
+
+
+def stage_from_environment() -> LabelStage:
+    """A :class:`LabelStage` from ``$KANSA_LABELS`` (the labels file) and the keys in
+    ``$KANSA_HOME``: the factory to name in a ``kansa.stages`` entry point so the SDK
+    wrappers and the OTLP intake label too (kansa does not register it itself: without
+    the file it would stop every surface from starting)::
+
+        [project.entry-points."kansa.stages"]
+        provenance = "kansa.provenance.stage:stage_from_environment"
+    """
+    import os
+
+    from kansa.home import default_home
+
+    path = os.environ.get("KANSA_LABELS")
+    if not path:
+        raise KansaError("KANSA_LABELS is not set: the provenance stage needs a labels file")
+    return LabelStage(LabelConfig.load(path), ProvenanceKeys.load(default_home()))
