@@ -160,10 +160,15 @@ def test_stage_labels_a_rewritable_answer_and_records_what_it_applied(
 def test_stage_never_breaks_a_stream_or_loses_a_record(keys: ProvenanceKeys) -> None:
     stage = LabelStage(_cfg(), keys)
     pipe = Pipeline([stage])
-    rec = UsageRecord(system="bot", ts=NOW)
+    rec = UsageRecord(system="bot", ts=NOW, operation="chat")
     pipe.after(Call("gateway"), rec)  # streamed: no body at the after moment
     assert rec.attributes["kansa.output.label.visible"] is False
     assert rec.attributes["kansa.output.label.error"].startswith("streamed")
+    # an unlabelled text output, so the packs' labelling checks judge it (and fail it)
+    assert rec.attributes["kansa.output.modality"] == "text"
+    emb = UsageRecord(system="bot", ts=NOW, operation="embeddings")
+    pipe.after(Call("gateway"), emb)  # no content produced: nothing to label or record
+    assert not any(k.startswith("kansa.output.") for k in emb.attributes)
     # a body the surface cannot rewrite: recorded as not labelled, nothing raised
     rec2 = UsageRecord(system="bot", ts=NOW)
     call = _call("otel", _chat(ANSWER), False)

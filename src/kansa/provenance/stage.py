@@ -39,6 +39,10 @@ from kansa.provenance.labels import LANGUAGES, Labelled, TextLabel, aigc, label_
 from kansa.records.model import UsageRecord
 
 ATTR_ERROR = "kansa.output.label.error"
+_NO_CONTENT = frozenset({"embeddings", "list_models"})
+# operations whose answers are text: a streamed one is recorded as an unlabelled text
+# output (kansa.output.modality "text"), so the packs' labelling checks apply to it
+_TEXT_OPERATIONS = frozenset({"chat", "text_completion"})
 _KEYS = {"jurisdictions", "language", "visible", "metadata", "text_wrapper", "c2pa",
          "placement"}
 
@@ -231,7 +235,9 @@ class LabelStage:
         self.keys = keys
 
     def _skip(self, rec: UsageRecord) -> SystemLabels | None:
-        if rec.kind != "gen_ai.call" or rec.outcome != "ok":
+        """The system's labels, or None for a record that produced no content (a failed
+        call, an agent step, embeddings, a model listing)."""
+        if rec.kind != "gen_ai.call" or rec.outcome != "ok" or rec.operation in _NO_CONTENT:
             return None
         return self.config.for_system(rec.system)
 
@@ -261,6 +267,8 @@ class LabelStage:
             rec.attributes.update({"kansa.output.label.visible": False,
                                    "kansa.output.label.machine_readable": [],
                                    ATTR_ERROR: why})
+            if rec.operation in _TEXT_OPERATIONS:
+                rec.attributes.setdefault("kansa.output.modality", "text")
             return None
         out = done if done is not None else label_answer(body, cfg, self.keys, rec.id,
                                                          rec.system)
