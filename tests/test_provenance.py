@@ -518,8 +518,8 @@ def test_gateway_with_labels_delivers_labelled_answers_and_records_them(
     import httpx
 
     from gateway_harness import GatewayServer
-    from kansa.capture.cli_gateway import _label_pipeline
     from kansa.capture.gateway import GatewayConfig, create_gateway_app
+    from kansa.cli.gateway import _guarded
 
     home = tmp_path / "home"
     led = kansa.Ledger.init(home)
@@ -528,7 +528,7 @@ def test_gateway_with_labels_delivers_labelled_answers_and_records_them(
     labels.write_text("producer: Example KK\nsystems:\n  '*': {jurisdictions: [CN], "
                       "language: en, text_wrapper: true}\n")
     cfg = GatewayConfig.from_upstream(standin.url)
-    app = create_gateway_app(led, cfg, **_label_pipeline(cfg, led, labels))
+    app = create_gateway_app(led, cfg, **_guarded(cfg, led, None, None, labels))
     assert [s.name for s in app.pipeline.stages][:1] == ["provenance"]
     gw = GatewayServer(app).start()
     msg = [{"role": "user", "content": "hello"}]

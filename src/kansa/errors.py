@@ -32,6 +32,7 @@ Catch :class:`KansaError` for all of them, or a branch below it::
      │    └── policy.signing.PackSignatureError   (also a SignatureError)
      │         └── UnsignedPackError, UntrustedSignerError, PackAlteredError,
      │             WrongPackError, MalformedSignatureError
+     ├── GuardError                   guard configuration, scan input, a guard model file
      └── ReportError                  a report or draft cannot be built
           ├── ReportLanguageError     a language kansa does not write (``--lang``)
           └── report.evidence.NoReplayError, report.drafting.ReportDraftError,
@@ -52,6 +53,11 @@ from collections.abc import Sequence
 
 class KansaError(Exception):
     """Base class of every error kansa raises on purpose."""
+
+
+class GuardError(KansaError):
+    """The guard layer cannot run as configured: a bad configuration, scan input or
+    shipped model file (the message names what and where)."""
 
 
 class ProofError(KansaError):

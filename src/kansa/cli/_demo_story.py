@@ -23,9 +23,24 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from kansa._cli_common import Column, fit_table
 from kansa.api import Ledger
+from kansa.cli._common import Column, fit_table
 from kansa.errors import VerificationError
+from kansa.records.attributes import (
+    ERROR_TYPE,
+    GEN_AI_OPERATION_NAME,
+    GEN_AI_PROVIDER_NAME,
+    GEN_AI_REQUEST_MODEL,
+    GEN_AI_RESPONSE_FINISH_REASONS,
+    GEN_AI_RESPONSE_MODEL,
+    GEN_AI_TOOL_CALL_ARGUMENTS,
+    GEN_AI_TOOL_NAME,
+    GEN_AI_USAGE_INPUT_TOKENS,
+    GEN_AI_USAGE_OUTPUT_TOKENS,
+    KANSA_AI_DISCLOSURE,
+    KANSA_OUTPUT_LABEL_MACHINE_READABLE,
+    KANSA_OUTPUT_MODALITY,
+)
 
 _SYSTEMS = [
     # system, provider, model, operation
@@ -72,36 +87,36 @@ def _traffic(n: int, rng: random.Random, now: datetime) -> list[dict[str, Any]]:
             "app": f"{system}-web",
             "actor": rng.choice(["svc-frontend", "svc-batch", "agent-runner"]),
             "subject": f"user-{rng.randrange(40)}",
-            "gen_ai.provider.name": provider,
-            "gen_ai.operation.name": op,
-            "gen_ai.request.model": model,
+            GEN_AI_PROVIDER_NAME: provider,
+            GEN_AI_OPERATION_NAME: op,
+            GEN_AI_REQUEST_MODEL: model,
             "outcome": outcome,
             "status": status,
             "latency_ms": round(rng.uniform(120, 2400), 1),
             "input": prompt,
         }
         if outcome == "ok":
-            rec["gen_ai.response.model"] = model
-            rec["gen_ai.usage.input_tokens"] = rng.randrange(12, 900)
-            rec["gen_ai.usage.output_tokens"] = rng.randrange(5, 600)
-            rec["gen_ai.response.finish_reasons"] = ["stop"]
+            rec[GEN_AI_RESPONSE_MODEL] = model
+            rec[GEN_AI_USAGE_INPUT_TOKENS] = rng.randrange(12, 900)
+            rec[GEN_AI_USAGE_OUTPUT_TOKENS] = rng.randrange(5, 600)
+            rec[GEN_AI_RESPONSE_FINISH_REASONS] = ["stop"]
             rec["output"] = answer
         else:
-            rec["error.type"] = err
+            rec[ERROR_TYPE] = err
         attrs: dict[str, Any] = {}
         if op == "chat":
             # most chat front-ends tell people they are talking to an AI; one doesn't
-            attrs["kansa.ai_disclosure"] = system != "hr-screening"
+            attrs[KANSA_AI_DISCLOSURE] = system != "hr-screening"
         if op == "image_generation":
-            attrs["kansa.output.modality"] = "image"
+            attrs[KANSA_OUTPUT_MODALITY] = "image"
             # the image pipeline adds a C2PA manifest to only some of its outputs
-            attrs["kansa.output.label.machine_readable"] = ["c2pa"] if rng.random() < 0.6 \
+            attrs[KANSA_OUTPUT_LABEL_MACHINE_READABLE] = ["c2pa"] if rng.random() < 0.6 \
                 else []
         if attrs:
             rec["attributes"] = attrs
         if system == "code-assistant" and rng.random() < 0.3:
-            rec["gen_ai.tool.name"] = "run_tests"
-            rec["gen_ai.tool.call.arguments"] = {"path": "tests/", "k": "orders"}
+            rec[GEN_AI_TOOL_NAME] = "run_tests"
+            rec[GEN_AI_TOOL_CALL_ARGUMENTS] = {"path": "tests/", "k": "orders"}
         out.append(rec)
     return out
 
@@ -156,8 +171,8 @@ def run_demo(home: Path | None, records: int, console: Console, *,
                    Column("subject (pseudonym)", priority=1, whole=True)]
         table = fit_table(console, columns, [
             [str(rec.index), escape(rec.entry["system"]),
-             escape(rec.entry.get("gen_ai.request.model", "")), rec.entry["outcome"],
-             str(rec.entry.get("gen_ai.usage.input_tokens", "-")),
+             escape(rec.entry.get(GEN_AI_REQUEST_MODEL, "")), rec.entry["outcome"],
+             str(rec.entry.get(GEN_AI_USAGE_INPUT_TOKENS, "-")),
              rec.entry.get("subject", "")[:12] + "…"]
             for rec in ledger.find(limit=5)], title="the first records (kansa log show)").table
         console.print(table)
@@ -225,7 +240,7 @@ def run_demo(home: Path | None, records: int, console: Console, *,
             console.print("  [green]caught[/]: the altered entry no longer matches the tree "
                           "the log signed.")
 
-        from kansa.demo_rules import run_rules_steps
+        from kansa.cli._demo_rules import run_rules_steps
 
         last = run_rules_steps(ledger, ledger_home, base, console, 8, now=now)
         cp = ledger.checkpoint()

@@ -23,8 +23,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from kansa._cli_common import Column, fit_table
 from kansa.api import Ledger
+from kansa.cli._common import Column, fit_table
 from kansa.ledger.note import Signer
 from kansa.policy import feed, signing
 from kansa.policy.bundled import PACKS_DIR

@@ -7,13 +7,13 @@ from typing import Annotated
 
 import typer
 
-otel_app = typer.Typer(rich_markup_mode="markdown",
-    help="Receive OpenTelemetry GenAI spans over OTLP/HTTP and record them.",
-    no_args_is_help=True,
-)
+from kansa.cli._common import command_group
+
+app = command_group(
+    "otel", "Receive OpenTelemetry GenAI spans over OTLP/HTTP and record them.")
 
 
-@otel_app.command("serve")
+@app.command("serve")
 def otel_serve(
     port: Annotated[int, typer.Option(help="Port (4318 is OTLP/HTTP's default).")] = 4318,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",

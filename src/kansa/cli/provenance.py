@@ -7,7 +7,7 @@ answer "did our system produce this?".
     kansa provenance verify answer.txt                  # which record is this from?
     kansa provenance serve --port 8790                  # the public detection endpoint
 
-Registered in ``kansa.cli`` with ``app.add_typer(provenance_app, name="provenance")``.
+Listed in ``kansa.cli.COMMANDS``.
 """
 
 from __future__ import annotations
@@ -19,24 +19,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-from kansa._cli_common import HomeOpt, StoreOpt, console
-from kansa._cli_common import errors as _errors
+from kansa.cli._common import HomeOpt, StoreOpt, command_group, console, out
+from kansa.cli._common import errors as _errors
 
 if TYPE_CHECKING:
     from kansa.api import Ledger
     from kansa.provenance.trace import Tracer
 
-out = Console(highlight=False, soft_wrap=True)
-
-provenance_app = typer.Typer(rich_markup_mode="markdown", no_args_is_help=True, help=(
+app = command_group(
+    "provenance",
     "Label what your AI systems produce (visible disclosures, GB 45438 AIGC metadata, C2PA "
     "manifests for images) and trace a text or image back to the record that produced it, "
     "with a receipt anyone can verify.\n\n"
     "Start with **kansa provenance keygen --org NAME**, then run the gateway with "
-    "**--labels labels.yaml** (see docs/design/provenance.md for the file)."))
+    "**--labels labels.yaml** (see docs/design/provenance.md for the file).")
 
 
 def _home(home: Path | None) -> Path:
@@ -55,7 +53,7 @@ def _tracer(home: Path | None, store: str | None) -> tuple[Ledger, Tracer]:
     return ledger, Tracer(ledger, keys)
 
 
-@provenance_app.command("keygen")
+@app.command("keygen")
 def keygen_command(
     org: Annotated[str, typer.Option("--org", help="The organisation's name: the C2PA "
                                      "certificate's subject and the labels' producer.")],
@@ -77,7 +75,7 @@ def keygen_command(
               f"c2pa.key, c2pa.pem (publish this certificate)")
 
 
-@provenance_app.command("label")
+@app.command("label")
 def label_command(
     file: Annotated[Path, typer.Argument(help="A PNG or JPEG image, or a text/Markdown/"
                                          "HTML file, produced by the system.")],
@@ -128,7 +126,7 @@ def label_command(
               f"(record {record})")
 
 
-@provenance_app.command("index")
+@app.command("index")
 def index_command(home: HomeOpt = None, store: StoreOpt = None) -> None:
     """Fingerprint the outputs appended since the last run (and drop the fingerprints
     of erased subjects). Resumes where it stopped; 'serve --follow-every' does this
@@ -143,7 +141,7 @@ def index_command(home: HomeOpt = None, store: StoreOpt = None) -> None:
     out.print(f"indexed {n} new output(s); {total} in the index")
 
 
-@provenance_app.command("verify")
+@app.command("verify")
 def verify_command(
     file: Annotated[str, typer.Argument(help="A text or PNG/JPEG file, or - for "
                                         "standard input.")],
@@ -204,7 +202,7 @@ def _read(path: Path) -> bytes:
         raise KansaError(f"cannot read {path}: {e.strerror}") from None
 
 
-@provenance_app.command("serve")
+@app.command("serve")
 def serve_command(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8790,
@@ -238,7 +236,7 @@ def _show_invisible(text: str) -> str:
                   lambda m: f"<text wrapper: {len(m.group(0))} invisible characters>", text)
 
 
-@provenance_app.command("demo")
+@app.command("demo")
 def demo_command(
     home: Annotated[Path, typer.Option("--home", help="A new directory for the demo's "
                                        "ledger (must not exist).")] = Path(

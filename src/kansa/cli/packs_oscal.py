@@ -1,30 +1,27 @@
-"""CLI for NIST OSCAL: ``kansa packs export-oscal|import-oscal`` and ``kansa findings oscal``."""
+"""NIST OSCAL: ``kansa packs export-oscal|import-oscal|crosswalk-oscal``, commands that
+join ``kansa packs`` (``kansa findings oscal`` is in ``findings``)."""
 
 from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 
-from kansa._cli_common import HomeOpt, StoreOpt, console, errors, fail
+from kansa.cli._common import HomeOpt, commands, console, errors, fail
 
 OutOpt = Annotated[
     Path | None,
     typer.Option("--out", "-o", help="Write to this file instead of standard output."),
 ]
 
-findings_app = typer.Typer(
-    rich_markup_mode="markdown", help="Findings of rule-pack replays, for auditors and GRC tools.",
-    no_args_is_help=True,
-)
+app = commands()
 
 
-def _write(data: bytes, out: Path | None) -> None:
+def write_or_print(data: bytes, out: Path | None) -> None:
     if out is None:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
@@ -35,6 +32,7 @@ def _write(data: bytes, out: Path | None) -> None:
         raise fail(f"{out}: cannot write: {e.strerror or e}") from None
 
 
+@app.command("export-oscal")
 def export_oscal(
     pack: Annotated[str, typer.Argument(
         help="A pack file (pack.yaml) or a pack reference: id@version, or id for the newest "
@@ -65,11 +63,12 @@ def export_oscal(
         when = parse_ts(published, field_name="--published") if published else None
         p = find_pack(pack, home or default_home())
         data = catalog_json(pack_to_catalog(p, published=when))
-    _write(data, out)
+    write_or_print(data, out)
     console.print(f"{escape(p.ref)} {p.hash}: {len(p.obligations)} controls"
                   + (f" → {escape(str(out))}" if out else ""))
 
 
+@app.command("import-oscal")
 def import_oscal(
     catalog: Annotated[Path, typer.Argument(help="An OSCAL catalog (JSON) written by "
                                                   "`kansa packs export-oscal`.")],
@@ -99,52 +98,12 @@ def import_oscal(
         raise fail(f"{catalog}: not JSON: {e}") from None
     with errors():
         pack, text = catalog_to_pack_yaml(doc, check_hash=not accept_changes)
-    _write(text.encode(), out)
+    write_or_print(text.encode(), out)
     console.print(f"{escape(pack.ref)} {pack.hash}: {len(pack.obligations)} obligations"
                   + (f" → {escape(str(out))}" if out else ""))
 
 
-@findings_app.command("oscal")
-def findings_oscal(
-    run: Annotated[list[str] | None, typer.Option(
-        "--run", help="A stored replay to report, by run id (repeatable: one OSCAL result "
-                      "per run); default: the latest.")] = None,
-    out: OutOpt = None,
-    evidence: Annotated[int, typer.Option(
-        "--evidence", min=0, help="Failing ledger entries cited per obligation.")] = 20,
-    home: HomeOpt = None,
-    store: StoreOpt = None,
-) -> None:
-    """Write a stored replay's findings as OSCAL assessment-results (JSON).
-
-    One result per run; in each, per pack version and obligation that applied, a finding
-    (satisfied, or not-satisfied when entries failed or evidence is owed) targeting the
-    obligation's statement in the pack's OSCAL catalog, and an observation that counts the
-    verdicts and cites failing entries: record id, entry index, leaf hash, and the signed
-    checkpoint (in back-matter) whose tree holds them, so each can be proven with
-    `kansa prove`. Run `kansa replay --pack ...` first.
-
-    Example: kansa replay --pack pack.yaml && kansa findings oscal --out results.json
-    """
-    from kansa.api import Ledger
-    from kansa.policy.oscal import (
-        assessment_results_from_ledger,
-        assessment_results_json,
-        stored_run,
-    )
-
-    with errors(), Ledger.open(store, home=home) as lg:
-        wanted: list[str | None] = list(dict.fromkeys(run)) if run else [None]
-        runs = [stored_run(lg, r, evidence_limit=evidence) for r in wanted]
-        # the one clock reading: last-modified is never later than now
-        doc = assessment_results_from_ledger(lg, runs, evidence_limit=evidence,
-                                             now=datetime.now(UTC))
-    _write(assessment_results_json(doc), out)
-    for r, result in zip(runs, doc["assessment-results"]["results"], strict=True):
-        console.print(f"run {escape(r.run_id or '')}: {len(result.get('findings', []))} "
-                      "findings" + (f" → {escape(str(out))}" if out else ""))
-
-
+@app.command("crosswalk-oscal")
 def crosswalk_oscal(
     crosswalk: Annotated[str, typer.Argument(
         help="A bundled crosswalk id (e.g. kansa/logging) or a crosswalk file (.yaml).")],
@@ -181,13 +140,7 @@ def crosswalk_oscal(
                 raise fail(f"no bundled crosswalk {crosswalk!r} (bundled: {known})")
             cw = found[0]
         data = catalog_json(crosswalk_to_mapping_collection(cw, packs))
-    _write(data, out)
+    write_or_print(data, out)
     console.print(f"{escape(cw.id)}@{escape(cw.version)}: {len(cw.mappings)} mappings"
                   + (f" → {escape(str(out))}" if out else ""))
 
-
-def register(packs_app: typer.Typer) -> None:
-    """Add export-oscal, import-oscal and crosswalk-oscal to the ``kansa packs`` app."""
-    packs_app.command("export-oscal")(export_oscal)
-    packs_app.command("import-oscal")(import_oscal)
-    packs_app.command("crosswalk-oscal")(crosswalk_oscal)

@@ -1,4 +1,4 @@
-"""CLI for signed packs, feeds and activation, under ``kansa packs``.
+"""Signed packs, feeds and activation: commands that join ``kansa packs``.
 
     kansa packs keygen NAME                  publisher key pair (NAME.key, NAME.vkey)
     kansa packs sign PACK.yaml --key K       writes PACK.yaml.sig
@@ -24,28 +24,25 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from kansa._cli_common import Column, HelpGroup, HomeOpt, StoreOpt, fail, print_table
+from kansa.cli._common import (
+    Column,
+    HomeOpt,
+    StoreOpt,
+    command_group,
+    commands,
+    fail,
+    home_dir,
+    out,
+    print_table,
+)
 from kansa.errors import KansaError
 
-trust_app = typer.Typer(
-    rich_markup_mode="markdown", help="Trusted publisher keys (verify signed packs).",
-    no_args_is_help=True,
-)
+app = commands()
+trust_app = command_group("trust", "Trusted publisher keys (verify signed packs).")
+app.add_typer(trust_app)  # kansa packs trust add|list|remove
 FromOpt = Annotated[str, typer.Option("--from", help="A feed: a directory or an http(s) URL "
                                       "holding index.json.")]
 TimeoutOpt = Annotated[float, typer.Option(help="Seconds to wait for a feed URL.")]
-
-
-def _out() -> Any:
-    from rich.console import Console
-
-    return Console(highlight=False, soft_wrap=True)
-
-
-def _home(home: Path | None) -> Path:
-    from kansa.home import default_home
-
-    return home if home is not None else default_home()
 
 
 @contextmanager
@@ -56,6 +53,7 @@ def _errors() -> Iterator[None]:
         raise fail(str(e)) from None
 
 
+@app.command("keygen")
 def keygen(
     name: Annotated[str, typer.Argument(help="Publisher key name, e.g. example.org/packs.")],
     directory: Annotated[Path, typer.Option("-o", "--out", help="Where to write the keys.")]
@@ -76,11 +74,11 @@ def keygen(
     with os.fdopen(fd, "w") as f:
         f.write(signer.skey + "\n")
     vkey_file.write_text(signer.verifier.vkey + "\n")
-    out = _out()
     out.print(f"secret key: {key_file} (keep it secret); verifier key: {vkey_file}")
     out.print(signer.verifier.vkey)
 
 
+@app.command("sign")
 def sign(
     file: Annotated[Path, typer.Argument(help="The pack file to sign.")],
     key: Annotated[Path, typer.Option("--key", help="The publisher's secret key file.")],
@@ -98,9 +96,10 @@ def sign(
             raise fail(f"cannot read {e.filename}: {e.strerror}") from None
         note = sign_pack(raw, signer, name=str(file))
         write_atomic(sig_path(file), note)
-    _out().print(f"signed by {escape(signer.verifier.vkey)}; wrote {sig_path(file)}")
+    out.print(f"signed by {escape(signer.verifier.vkey)}; wrote {sig_path(file)}")
 
 
+@app.command("verify")
 def verify(
     file: Annotated[Path, typer.Argument(help="A pack file with FILE.sig beside it.")],
     home: HomeOpt = None,
@@ -110,8 +109,8 @@ def verify(
     from kansa.policy.signing import trusted_publishers
 
     with _errors():
-        r = load_signed(file, trusted_publishers(_home(home)), "file")
-    _out().print(f"[green]✓[/] {escape(r.pack.ref)} {r.pack.hash} signed by "
+        r = load_signed(file, trusted_publishers(home_dir(home)), "file")
+    out.print(f"[green]✓[/] {escape(r.pack.ref)} {r.pack.hash} signed by "
                  f"{escape(r.signer_ref)}")
 
 
@@ -129,8 +128,8 @@ def trust_add(
             text = vkey_file.read_text("utf-8")
         except OSError as e:
             raise fail(f"cannot read {vkey_file}: {e.strerror}") from None
-        v, new = add(_home(home), text)
-    _out().print(f"{'now trusted' if new else 'already trusted'}: {escape(publisher_ref(v))}")
+        v, new = add(home_dir(home), text)
+    out.print(f"{'now trusted' if new else 'already trusted'}: {escape(publisher_ref(v))}")
 
 
 @trust_app.command("list")
@@ -139,8 +138,7 @@ def trust_list(home: HomeOpt = None) -> None:
     from kansa.policy.signing import key_hash, trusted_publishers
 
     with _errors():
-        keys = trusted_publishers(_home(home))
-    out = _out()
+        keys = trusted_publishers(home_dir(home))
     if not keys:
         out.print("no trusted publisher keys (add one with 'kansa packs trust add VKEY_FILE')")
     for v in keys:
@@ -157,11 +155,12 @@ def trust_remove(
     from kansa.policy.signing import trust_remove as remove
 
     with _errors():
-        gone = remove(_home(home), name)
+        gone = remove(home_dir(home), name)
     for v in gone:
-        _out().print(f"no longer trusted: {escape(publisher_ref(v))}")
+        out.print(f"no longer trusted: {escape(publisher_ref(v))}")
 
 
+@app.command("publish")
 def publish(directory: Annotated[Path, typer.Argument(help="Directory of signed packs.")]) -> None:
     """Write DIRECTORY/index.json listing every signed pack in it (a feed)."""
     from kansa.policy.feed import INDEX
@@ -169,14 +168,12 @@ def publish(directory: Annotated[Path, typer.Argument(help="Directory of signed 
 
     with _errors():
         entries = pub(directory)
-    out = _out()
     for e in entries:
         out.print(f"{escape(e.ref)}  {escape(e.path)}")
     out.print(f"wrote {directory / INDEX} ({len(entries)} packs)")
 
 
 def _report(res: Any) -> None:
-    out = _out()
     for r in res.installed:
         out.print(f"[green]installed[/] {escape(r.pack.ref)} {r.pack.hash} signed by "
                   f"{escape(r.signer_ref)} → {r.path}")
@@ -186,6 +183,7 @@ def _report(res: Any) -> None:
         out.print("nothing to install")
 
 
+@app.command("add")
 def add(
     from_: FromOpt,
     ref: Annotated[str | None, typer.Argument(help="ID or ID@VERSION; default: all.")] = None,
@@ -198,15 +196,16 @@ def add(
     from kansa.policy.feed import add_from
 
     with _errors():
-        _report(add_from(_home(home), from_, ref, allow_older=allow_older, timeout=timeout))
+        _report(add_from(home_dir(home), from_, ref, allow_older=allow_older, timeout=timeout))
 
 
+@app.command("update")
 def update(from_: FromOpt, timeout: TimeoutOpt = 10.0, home: HomeOpt = None) -> None:
     """Install the feed's newer versions of installed packs (never a downgrade)."""
     from kansa.policy.feed import update_from
 
     with _errors():
-        _report(update_from(_home(home), from_, timeout=timeout))
+        _report(update_from(home_dir(home), from_, timeout=timeout))
 
 
 def _current(home: Path, store: str | None) -> dict[tuple[str, str], Any] | None:
@@ -220,6 +219,7 @@ def _current(home: Path, store: str | None) -> dict[tuple[str, str], Any] | None
         return {(a.pack_id, a.version): a for a in activations(lg) if a.until is None}
 
 
+@app.command("list")
 def list_packs(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     home: HomeOpt = None,
@@ -228,7 +228,7 @@ def list_packs(
     """Bundled and installed packs: status, dates, hash, signer, and which are active."""
     from kansa.policy.feed import BUNDLED, bundled_resolved, scan_installed
 
-    h = _home(home)
+    h = home_dir(home)
     rows: list[dict[str, Any]] = []
     with _errors():
         active = _current(h, store)
@@ -249,7 +249,6 @@ def list_packs(
                      "signer": BUNDLED if r.origin == BUNDLED else r.signer_ref,
                      "active": state, "active_since": a.since.isoformat() if a else None,
                      "activation_index": a.index if a else None, "path": str(path)})
-    out = _out()
     if as_json:
         out.print_json(json.dumps(rows))
         return
@@ -286,6 +285,7 @@ def _receipt_path(home: Path, receipt: Path | None, index: int) -> Path:
     return d / f"entry-{index}.tlog-proof"
 
 
+@app.command("activate")
 def activate(
     ref: Annotated[str, typer.Argument(help="ID@VERSION (or ID: the newest).")],
     receipt: Annotated[Path | None, typer.Option(
@@ -299,7 +299,7 @@ def activate(
     from kansa.policy.feed import activate as act
     from kansa.policy.feed import resolve_pack
 
-    h = _home(home)
+    h = home_dir(home)
     with _errors():
         r = resolve_pack(ref, h)
         with Ledger.open(store, home=h) as lg:
@@ -307,11 +307,12 @@ def activate(
             proof = lg.prove(appended.index)
     path = _receipt_path(h, receipt, appended.index)
     path.write_bytes(proof)
-    _out().print(f"activated {escape(r.pack.ref)} {r.pack.hash} (signer "
+    out.print(f"activated {escape(r.pack.ref)} {r.pack.hash} (signer "
                  f"{escape(r.signer_ref)}): ledger entry {appended.index} ({appended.id}); "
                  f"receipt {path}")
 
 
+@app.command("deactivate")
 def deactivate(
     ref: Annotated[str, typer.Argument(help="ID@VERSION, or ID for every active version.")],
     receipt: Annotated[Path | None, typer.Option(
@@ -323,26 +324,13 @@ def deactivate(
     from kansa.api import Ledger
     from kansa.policy.feed import deactivate as deact
 
-    h = _home(home)
+    h = home_dir(home)
     with _errors(), Ledger.open(store, home=h) as lg:
         done = deact(lg, ref)
         proofs = [(a, lg.prove(a.index)) for a in done]
     for a, proof in proofs:
         path = _receipt_path(h, receipt if len(proofs) == 1 else None, a.index)
         path.write_bytes(proof)
-        _out().print(f"deactivated {escape(ref)}: ledger entry {a.index} ({a.id}); "
+        out.print(f"deactivated {escape(ref)}: ledger entry {a.index} ({a.id}); "
                      f"receipt {path}")
 
-
-def register(app: typer.Typer) -> None:
-    """Add these commands to the ``kansa packs`` app."""
-    app.command("keygen")(keygen)
-    app.command("sign")(sign)
-    app.command("verify")(verify)
-    app.add_typer(trust_app, name="trust", cls=HelpGroup)
-    app.command("publish")(publish)
-    app.command("add")(add)
-    app.command("update")(update)
-    app.command("list")(list_packs)
-    app.command("activate")(activate)
-    app.command("deactivate")(deactivate)

@@ -1,4 +1,5 @@
-"""CLI: ``kansa report evidence`` (HTML/PDF evidence reports) and ``kansa evidence add``."""
+"""``kansa report evidence`` (HTML/PDF evidence reports); the other reports are in
+``report_drafts``."""
 
 from __future__ import annotations
 
@@ -6,38 +7,37 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from kansa._cli_common import HomeOpt, StoreOpt, console, errors, fail
-from kansa.report.cli_drafts import register as register_drafts
+from kansa.cli import report_drafts
+from kansa.cli._common import (
+    HomeOpt,
+    StoreOpt,
+    command_group,
+    console,
+    errors,
+    fail,
+    out,
+    report_formats,
+    system_facts,
+)
 
 if TYPE_CHECKING:
     from kansa.api import Ledger
     from kansa.policy.pack import Pack
 
-out = Console(highlight=False, soft_wrap=True)
-
-report_app = typer.Typer(rich_markup_mode="markdown",
-    help=(
+app = command_group(
+    "report",
+    (
         "Write reports from the ledger: 'kansa report evidence' shows, per obligation of "
         "each rule pack, the verdicts on recorded usage, failing examples with receipts "
         "and the signed checkpoint they are proven against, as HTML and PDF, in English "
         "or Japanese."
     ),
-    no_args_is_help=True,
 )
-evidence_app = typer.Typer(rich_markup_mode="markdown",
-    help=(
-        "Evidence supplied by people, for obligations no record can show (a written "
-        "policy, a test report, a contract). 'kansa evidence add' records a file's SHA-256 "
-        "in the ledger; evidence reports list it with its receipt."
-    ),
-    no_args_is_help=True,
-)
-
-FORMATS = ("html", "pdf")
+# the security design document, the OECD HAIP draft and incident drafts
+app.add_typer(report_drafts.app)
 
 
 def _progress() -> Progress:
@@ -46,15 +46,7 @@ def _progress() -> Progress:
                     transient=True, disable=not console.is_terminal)
 
 
-def _formats(value: str) -> list[str]:
-    wanted = [f.strip().lower() for f in value.split(",") if f.strip()]
-    bad = [f for f in wanted if f not in FORMATS]
-    if bad or not wanted:
-        raise fail(f"--format takes html, pdf or html,pdf (got {value!r})")
-    return list(dict.fromkeys(wanted))
-
-
-def _home_path(ledger: Ledger, home: Path | None) -> Path:
+def home_path(ledger: Ledger, home: Path | None) -> Path:
     if ledger.home is not None:
         return ledger.home.path
     return home or Path(".kansa")
@@ -64,15 +56,6 @@ def _packs(refs: list[str], home: Path) -> list[Pack]:
     from kansa.policy.feed import find_pack
 
     return [find_pack(ref, home) for ref in refs]
-
-
-def _systems(path: Path | None) -> dict[str, Any]:
-    from kansa.policy.systems import SystemsError, load_systems
-
-    try:
-        return load_systems(path)
-    except SystemsError as e:
-        raise fail(str(e)) from None
 
 
 def _replay_first(ledger: Ledger, packs: list[Pack], systems: dict[str, Any]) -> None:
@@ -89,7 +72,7 @@ def _replay_first(ledger: Ledger, packs: list[Pack], systems: dict[str, Any]) ->
                   f"(run {res.run_id})")
 
 
-@report_app.command("evidence")
+@app.command("evidence")
 def evidence_report(
     lang: Annotated[str, typer.Option(
         "--lang", help="Language of the report: en (English) or ja (Japanese).")] = "en",
@@ -146,8 +129,8 @@ def evidence_report(
     from kansa.report.render_html import render_html
     from kansa.report.render_pdf import render_pdf
 
-    fmts = _formats(formats)
-    facts = _systems(systems)
+    fmts = report_formats(formats)
+    facts = system_facts(systems)
     with errors():
         check_lang(lang)
         try:
@@ -157,7 +140,7 @@ def evidence_report(
         with Ledger.open(store, home=home) as lg:
             from kansa.policy.feed import activations
 
-            hp = _home_path(lg, home)
+            hp = home_path(lg, home)
             active = [a.ref for a in activations(lg) if a.until is None]
             packs = _packs(pack or [], hp) or None
             if packs is None and run is None and active:
@@ -209,42 +192,3 @@ def evidence_report(
               f"{data.checkpoint.checkpoint.size}")
     for w in written:
         out.print(f"wrote {escape(str(w))}")
-
-
-@evidence_app.command("add")
-def evidence_add(
-    file: Annotated[Path, typer.Argument(help="The evidence file (its SHA-256 is recorded; "
-                                         "the file itself stays where it is).")],
-    pack: Annotated[str, typer.Option("--pack", help="The pack id, e.g. jp.ai-guidelines.")],
-    obligation: Annotated[str, typer.Option("--obligation", help="The obligation id.")],
-    title: Annotated[str | None, typer.Option(
-        help="A title for the evidence (default: the file name).")] = None,
-    home: HomeOpt = None,
-    store: StoreOpt = None,
-) -> None:
-    """Record that FILE was supplied as evidence for an obligation that needs a
-    person's evidence.
-
-    The pack and obligation must exist (bundled, installed or a pack file).
-
-    Example:
-
-      kansa evidence add --pack ID --obligation OID policy.pdf
-          --title "Log retention policy 2026"
-    """
-    from kansa.api import Ledger
-    from kansa.policy.feed import find_pack
-    from kansa.report.evidence_supply import check_obligation, supply_evidence
-
-    with errors(), Ledger.open(store, home=home) as lg:
-        found = find_pack(pack, _home_path(lg, home))
-        check_obligation([found], found.id, obligation)
-        ev = supply_evidence(lg, pack=found.id, obligation=obligation, file=file, title=title)
-    out.print(f"recorded evidence for {escape(found.id)} {escape(obligation)}: "
-              f"entry {ev.index}, record {ev.record_id}")
-    out.print(f"sha256 {ev.sha256} ({ev.size:,} bytes, {escape(ev.filename)})")
-    out.print(f"prove it with: kansa prove {ev.record_id}")
-
-
-# the security design document, OECD HAIP draft and incident drafts (report/cli_drafts.py)
-register_drafts(report_app)

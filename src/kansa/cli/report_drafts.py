@@ -1,29 +1,36 @@
-"""CLI: ``kansa report design``, ``kansa report haip`` and ``kansa report incidents``.
-
-:func:`register` adds the three commands to the ``kansa report`` typer app. Each writes
-HTML and/or PDF, in English or Japanese, into ``--out``.
+"""``kansa report design``, ``kansa report haip`` and ``kansa report incidents``: commands
+that join ``kansa report`` (``cli/report.py`` includes this ``app``). Each writes HTML
+and/or PDF, in English or Japanese, into ``--out``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-from kansa._cli_common import HomeOpt, StoreOpt, console, errors, fail
+from kansa.cli._common import (
+    HomeOpt,
+    StoreOpt,
+    commands,
+    console,
+    errors,
+    fail,
+    out,
+    report_formats,
+    system_facts,
+)
 
 if TYPE_CHECKING:
     from kansa.api import Ledger
     from kansa.policy.pack import Pack
     from kansa.report.doc import Document
 
-out = Console(highlight=False, soft_wrap=True)
+app = commands()
 
-FORMATS = ("html", "pdf")
 
 LangOpt = Annotated[str, typer.Option(
     "--lang", help="Language of the document: en (English) or ja (Japanese).")]
@@ -42,23 +49,6 @@ PolicyOpt = Annotated[Path | None, typer.Option(
     "--policy", help="The inline enforcement policy file the gateway runs with "
     "('kansa gateway --policy'): its packs, modes and snapshot hash are listed as a "
     "control, and compared with the snapshots recorded.")]
-
-
-def _formats(value: str) -> list[str]:
-    wanted = [f.strip().lower() for f in value.split(",") if f.strip()]
-    bad = [f for f in wanted if f not in FORMATS]
-    if bad or not wanted:
-        raise fail(f"--format takes html, pdf or html,pdf (got {value!r})")
-    return list(dict.fromkeys(wanted))
-
-
-def _systems(path: Path | None) -> dict[str, Any]:
-    from kansa.policy.systems import SystemsError, load_systems
-
-    try:
-        return load_systems(path)
-    except SystemsError as e:
-        raise fail(str(e)) from None
 
 
 def _write(doc: Document, out_dir: Path, stem: str, lang: str, fmts: list[str]) -> None:
@@ -84,7 +74,7 @@ def _run(home: Path | None, store: str | None, lang: str, formats: str, out_dir:
     from kansa.api import Ledger
     from kansa.report.i18n import check_lang
 
-    fmts = _formats(formats)
+    fmts = report_formats(formats)
     with errors():
         check_lang(lang)
         with Ledger.open(store, home=home) as lg:
@@ -92,6 +82,7 @@ def _run(home: Path | None, store: str | None, lang: str, formats: str, out_dir:
         _write(doc, out_dir, stem, lang, fmts)
 
 
+@app.command("design")
 def design_command(
     lang: LangOpt = "en",
     formats: FormatOpt = "html,pdf",
@@ -115,12 +106,13 @@ def design_command(
     """
     from kansa.report.design import build_design_document
 
-    facts = _systems(systems)
+    facts = system_facts(systems)
     _run(home, store, lang, formats, out_dir, "security-design",
          lambda lg: build_design_document(lg, lang=lang, since=since, until=until,
                                           systems=facts, policy=policy))
 
 
+@app.command("haip")
 def haip_command(
     lang: LangOpt = "en",
     formats: FormatOpt = "html,pdf",
@@ -149,7 +141,7 @@ def haip_command(
     """
     from kansa.report.haip import build_haip_draft
 
-    facts = _systems(systems)
+    facts = system_facts(systems)
     _run(home, store, lang, formats, out_dir, "haip-draft",
          lambda lg: build_haip_draft(lg, lang=lang, organisation=organisation, since=since,
                                      until=until, systems=facts, policy=policy))
@@ -164,6 +156,7 @@ def _packs(refs: list[str], home: Path | None, lg: Ledger) -> list[Pack] | None:
     return [find_pack(ref, base) for ref in refs]
 
 
+@app.command("incidents")
 def incidents_command(
     lang: LangOpt = "en",
     formats: FormatOpt = "html,pdf",
@@ -198,7 +191,7 @@ def incidents_command(
     from kansa.report.drafting import to_us
     from kansa.report.incidents import build_incident_drafts
 
-    facts = _systems(systems)
+    facts = system_facts(systems)
     with errors():
         at_us = to_us(now)
         at = from_us(at_us) if at_us is not None else None
@@ -208,9 +201,3 @@ def incidents_command(
                                               now=at, systems=facts, since=since,
                                               until=until, receipts=not no_receipts))
 
-
-def register(app: typer.Typer) -> None:
-    """Add ``design``, ``haip`` and ``incidents`` to the ``kansa report`` app."""
-    app.command("design")(design_command)
-    app.command("haip")(haip_command)
-    app.command("incidents")(incidents_command)

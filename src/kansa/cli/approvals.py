@@ -3,8 +3,6 @@
     kansa approvals list                       # pending ones (--all for every one)
     kansa approvals approve apr_0123... --by alice --note "ticket 42"
     kansa approvals deny apr_0123...
-
-Registered in ``kansa.cli`` with ``app.add_typer(approvals_app, name="approvals")``.
 """
 
 from __future__ import annotations
@@ -15,21 +13,26 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-from kansa._cli_common import Column, HomeOpt, StoreOpt, console, print_table
-from kansa._cli_common import errors as _errors
+from kansa.cli._common import (
+    Column,
+    HomeOpt,
+    StoreOpt,
+    command_group,
+    console,
+    errors,
+    out,
+    print_table,
+)
 
 if TYPE_CHECKING:
     from kansa.policy.approvals import Approvals
 
-out = Console(highlight=False, soft_wrap=True)
-
-approvals_app = typer.Typer(rich_markup_mode="markdown",
-    help="Calls held by a require_approval obligation wait here. Approve one and the caller "
-         "retries it with the header x-kansa-approval: ID; it passes once.",
-    no_args_is_help=True,
+app = command_group(
+    "approvals",
+    "Calls held by a require_approval obligation wait here. Approve one and the caller "
+    "retries it with the header x-kansa-approval: ID; it passes once.",
 )
 
 ByOpt = Annotated[str | None, typer.Option("--by", help="Who decides (default: your login).")]
@@ -50,7 +53,7 @@ def _when(us: int | None) -> str:
     return datetime.fromtimestamp(us / 1e6, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
-@approvals_app.command("list")
+@app.command("list")
 def list_command(
     all_: Annotated[bool, typer.Option("--all", help="Every approval, not only pending.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -58,7 +61,7 @@ def list_command(
     store: StoreOpt = None,
 ) -> None:
     """List approval requests (pending ones unless --all)."""
-    with _errors():
+    with errors():
         ap = _approvals(home, store)
         try:
             rows = ap.list(None if all_ else "pending")
@@ -84,7 +87,7 @@ def list_command(
 
 def _decide(approval_id: str, approve: bool, by: str | None, note: str | None,
             home: HomeOpt, store: StoreOpt) -> None:
-    with _errors():
+    with errors():
         ap = _approvals(home, store)
         try:
             a = ap.decide(approval_id, approve=approve, by=by or _login(), note=note)
@@ -104,7 +107,7 @@ def _login() -> str | None:
         return None
 
 
-@approvals_app.command("approve")
+@app.command("approve")
 def approve_command(
     approval_id: Annotated[str, typer.Argument(help="The approval id (apr_...).")],
     by: ByOpt = None,
@@ -116,7 +119,7 @@ def approve_command(
     _decide(approval_id, True, by, note, home, store)
 
 
-@approvals_app.command("deny")
+@app.command("deny")
 def deny_command(
     approval_id: Annotated[str, typer.Argument(help="The approval id (apr_...).")],
     by: ByOpt = None,

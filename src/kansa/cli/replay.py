@@ -1,32 +1,29 @@
-"""CLI for rule packs: ``kansa packs validate|show``, ``kansa replay``, ``kansa impact``."""
+"""``kansa replay`` and ``kansa impact``: judge stored history under rule-pack versions."""
 
 from __future__ import annotations
 
 import json
-from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.padding import Padding
-from rich.text import Text
 
-from kansa._cli_common import Column, HomeOpt, StoreOpt, print_table
-from kansa.errors import KansaError
-from kansa.policy.cli_feed import register as register_feed_commands
-from kansa.policy.cli_oscal import register as register_oscal_commands
-
-console = Console(stderr=True, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
-
-packs_app = typer.Typer(
-    rich_markup_mode="markdown", help="Validate and inspect rule packs (YAML).",
-    no_args_is_help=True,
+from kansa.cli._common import (
+    Column,
+    HomeOpt,
+    StoreOpt,
+    commands,
+    console,
+    fail,
+    home_dir,
+    out,
+    print_table,
+    system_facts,
 )
-register_feed_commands(packs_app)  # sign, trust, add/update from feeds, list, activate
-register_oscal_commands(packs_app)  # export-oscal, import-oscal
+from kansa.errors import KansaError
+
+app = commands()
 
 SystemsOpt = Annotated[
     Path | None,
@@ -36,35 +33,15 @@ SystemsOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 
 
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {escape(message)}")
-    return typer.Exit(1)
-
-
-def _systems(path: Path | None) -> dict[str, Any]:
-    from kansa.policy.systems import SystemsError, load_systems
-
-    try:
-        return load_systems(path)
-    except SystemsError as e:
-        raise _fail(str(e)) from None
-
-
-def _home(home: Path | None) -> Path:
-    from kansa.home import default_home
-
-    return home if home is not None else default_home()
-
-
 def _resolve(refs: list[str], home: Path | None) -> list[Any]:
     """Pack refs (id@version, id for the newest) or files, via bundled and installed
     packs."""
     from kansa.policy.feed import find_pack
 
     try:
-        return [find_pack(r, _home(home)) for r in refs]
+        return [find_pack(r, home_dir(home)) for r in refs]
     except KansaError as e:
-        raise _fail(str(e)) from None
+        raise fail(str(e)) from None
 
 
 def _default_packs(lg: Any, home: Path | None) -> tuple[list[Any], str]:
@@ -73,68 +50,18 @@ def _default_packs(lg: Any, home: Path | None) -> tuple[list[Any], str]:
     from kansa.policy.bundled import bundled_packs
     from kansa.policy.feed import active_packs
 
-    active = active_packs(_home(home), lg)
+    active = active_packs(home_dir(home), lg)
     if active:
         return active, f"the {len(active)} active pack version(s)"
     return bundled_packs(), "every bundled pack version (none is activated)"
 
 
-@packs_app.command("validate")
-def validate(files: Annotated[list[Path], typer.Argument(help="Pack files.")]) -> None:
-    """Check pack files strictly; print each pack's id@version and hash, or file:line: why."""
-    from kansa.policy.pack import PackError, load_pack
-
-    failed = 0
-    for f in files:
-        try:
-            p = load_pack(f)
-        except PackError as e:
-            out.print(f"[red]✗[/] {escape(str(e))}")
-            failed += 1
-            continue
-        out.print(f"[green]✓[/] {escape(str(f))}: {escape(p.ref)} ({p.status}, "
-                  f"{len(p.obligations)} obligations) {p.hash}")
-    if failed:
-        raise typer.Exit(1)
-
-
-@packs_app.command("show")
-def show(file: Annotated[Path, typer.Argument(help="A pack file.")]) -> None:
-    """Print a pack's obligations: citation, role, force, dates, check or evidence."""
-    from kansa.policy.pack import PackError, load_pack
-
-    try:
-        p = load_pack(file)
-    except PackError as e:
-        raise _fail(str(e)) from None
-    # wrapped at words to the terminal; one block per obligation (a table of seven columns,
-    # one of them CEL, crushed every column at 80)
-    say = partial(out.print, soft_wrap=False)
-    say(Text(p.title, style="bold"))
-    say(f"{escape(p.ref)}  {p.hash}")
-    say(f"publisher: {escape(p.publisher)}; jurisdiction: {escape(p.jurisdiction)}; "
-        f"status: {p.status}; in force {p.effective_from} → "
-        f"{p.effective_until or '…'} ({p.timezone})")
-    for src in p.sources:
-        out.print(f"source: {escape(src)}", soft_wrap=True)  # a URL stays whole, to copy
-    for o in p.obligations:
-        say()
-        say(Text.assemble((o.id, "bold"), f"  {o.citation}"))
-        lines = [f"{o.role}, {o.legal_force}, in force {o.effective_from} → "
-                 f"{o.effective_until or '…'}"]
-        if o.check:
-            lines += [f"applies: {o.check.applies or 'always'}", f"expr: {o.check.expr}"]
-        elif o.evidence:
-            lines.append(f"evidence ({o.evidence.kind}): {o.evidence.description}")
-        lines += [f"transition: if {tr.applies_if} → from {tr.effective_from or '='} "
-                  f"until {tr.effective_until or '='}" for tr in o.transitions]
-        for line in lines:  # Text: a CEL "[...]" is not markup
-            say(Padding(Text(line), (0, 0, 0, 2)))
 PackRefsOpt = Annotated[list[str] | None, typer.Option(
     "--pack", help="A pack version: id@version, id (its newest), or a YAML file. Repeatable. "
     "Default: the packs activated with 'kansa packs activate', else every bundled pack.")]
 
 
+@app.command("replay")
 def replay_command(
     pack: PackRefsOpt = None,
     since: Annotated[str | None, typer.Option(help="Only records at or after (RFC 3339).")] = None,
@@ -154,7 +81,7 @@ def replay_command(
     from kansa.api import Ledger
     from kansa.policy.replay import replay
 
-    facts = _systems(systems)
+    facts = system_facts(systems)
     try:
         with Ledger.open(store, home=home) as lg:
             if pack:
@@ -169,7 +96,7 @@ def replay_command(
                 res = replay(lg, packs, since=since, until=until, systems=facts, pin=pin,
                              save=save, progress=lambda k: prog.advance(task, k))
     except KansaError as e:
-        raise _fail(str(e)) from None
+        raise fail(str(e)) from None
     if as_json:
         out.print_json(json.dumps({"run_id": res.run_id if save else None,
                                    "packs": res.packs, "records": res.records,
@@ -191,6 +118,7 @@ def replay_command(
                   "obligation and day", soft_wrap=False)
 
 
+@app.command("impact")
 def impact_command(
     from_: Annotated[str, typer.Option(
         "--from", help="The pack version in force now (id@version or a YAML file).")],
@@ -211,9 +139,9 @@ def impact_command(
     a, b = _resolve([from_, to], home)
     try:
         with Ledger.open(store, home=home) as lg:
-            rep = impact(lg, a, b, since=since, until=until, systems=_systems(systems))
+            rep = impact(lg, a, b, since=since, until=until, systems=system_facts(systems))
     except KansaError as e:
-        raise _fail(str(e)) from None
+        raise fail(str(e)) from None
     if as_json:
         out.print_json(json.dumps({
             "from": rep.from_pack, "from_hash": rep.from_hash, "to": rep.to_pack,

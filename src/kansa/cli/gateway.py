@@ -7,8 +7,7 @@
     kansa gateway keys revoke kid_0123456789ab
     kansa gateway --upstream URL --policy policy.yaml --policy-watch --admin-token-env TOK
 
-Registered in ``kansa.cli`` with ``app.add_typer(gateway_app, name="gateway")``. Heavy
-imports (aiohttp, uvicorn) happen only when the gateway starts.
+Heavy imports (aiohttp, uvicorn) happen only when the gateway starts.
 """
 
 from __future__ import annotations
@@ -21,11 +20,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-from kansa._cli_common import Column, HelpGroup, HomeOpt, StoreOpt, console, print_table
-from kansa._cli_common import errors as _errors
+from kansa.cli._common import (
+    Column,
+    HomeOpt,
+    StoreOpt,
+    command_group,
+    console,
+    errors,
+    out,
+    print_table,
+)
 from kansa.errors import KansaError
 
 if TYPE_CHECKING:
@@ -34,33 +40,26 @@ if TYPE_CHECKING:
     from kansa.ledger.storage import Store
 
 
-out = Console(highlight=False, soft_wrap=True)
-
 _SPEC_ENV = "KANSA_GATEWAY_SPEC"  # how `--workers N` hands its settings to each worker
 
-gateway_app = typer.Typer(rich_markup_mode="markdown",
-    help=(
+app = command_group(
+    "gateway",
+    (
         "Run an OpenAI-compatible proxy (plus Anthropic Messages) that records every request "
         "in the ledger, and manage the keys applications use with it.\n\n"
         "Zero-config start: 'kansa gateway --upstream http://127.0.0.1:18080/v1' (creates "
         "the ledger in $KANSA_HOME if there is none). Real deployments: '--config FILE' "
         "(TOML, [[upstream]] tables mapping model patterns to base_url and api_key_env)."
     ),
+    no_args_is_help=False,  # 'kansa gateway' alone runs the gateway
     invoke_without_command=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
 )
-keys_app = typer.Typer(rich_markup_mode="markdown",
-    help="Gateway keys (ksk_...): applications authenticate with them; the store keeps only "
-         "their SHA-256. Once any key exists, the gateway requires one.",
-    no_args_is_help=True,
+keys_app = command_group(
+    "keys",
+    "Gateway keys (ksk_...): applications authenticate with them; the store keeps only "
+    "their SHA-256. Once any key exists, the gateway requires one.",
 )
-gateway_app.add_typer(keys_app, name="keys", cls=HelpGroup)
-
-
-
-
-
+app.add_typer(keys_app)  # kansa gateway keys create|list|revoke
 
 
 def _store(home: Path | None, store: str | None) -> Store:
@@ -87,7 +86,7 @@ def _open_ledger(home: Path | None, store: str | None, *, create: bool) -> Ledge
 # -- serving ---------------------------------------------------------------------------
 
 
-@gateway_app.callback(invoke_without_command=True)
+@app.callback(invoke_without_command=True)
 def gateway(
     ctx: typer.Context,
     upstream: Annotated[
@@ -164,11 +163,24 @@ def gateway(
                      help="Environment variable holding the token (16+ characters) that "
                           "the admin endpoints (/-/kansa/...) require as a Bearer token."),
     ] = None,
+    guard: Annotated[
+        Path | None,
+        typer.Option("--guard", help="Guard config (YAML): scan prompts, tool results, "
+                     "documents and answers for prompt injection, and observe, flag, block "
+                     "or require approval per channel (see 'kansa guard scan --help')."),
+    ] = None,
+    guard_data: Annotated[
+        Path | None,
+        typer.Option("--guard-data", help="Secrets and personal data config (YAML: "
+                     "outgoing/incoming kind -> observe, flag, block, redact, pseudonymise): "
+                     "pseudonymised values are restored in the answer; see "
+                     "docs/design/guard.md."),
+    ] = None,
 ) -> None:
     """Run the gateway (the default command)."""
     if ctx.invoked_subcommand is not None:
         return
-    with _errors():
+    with errors():
         cfg = _build_config(upstream, upstream_key_env, config, async_records, require_key,
                             system)
         if policy is not None:
@@ -190,7 +202,8 @@ def gateway(
         try:
             from kansa.capture.gateway import create_gateway_app
 
-            app = create_gateway_app(ledger, cfg, **_label_pipeline(cfg, ledger, labels))
+            app = create_gateway_app(ledger, cfg, **_guarded(cfg, ledger, guard, guard_data,
+                                                              labels))
             _banner(app, ledger, host, port, workers)
         except BaseException:
             ledger.close()
@@ -210,10 +223,12 @@ def gateway(
     assert ledger.home is not None
     spec = {"config": cfg.to_dict(), "store": store,
             "home": str(ledger.home.path.resolve()),
-            "labels": str(labels.resolve()) if labels is not None else None}
+            "guard": str(guard.resolve()) if guard else None,
+            "guard_data": str(guard_data.resolve()) if guard_data else None,
+            "labels": str(labels.resolve()) if labels else None}
     ledger.close()
     os.environ[_SPEC_ENV] = json.dumps(spec)
-    uvicorn.run("kansa.capture.cli_gateway:worker_app", factory=True, workers=workers,
+    uvicorn.run("kansa.cli.gateway:worker_app", factory=True, workers=workers,
                 host=host, port=port, loop="auto", http="auto", lifespan="on",
                 access_log=False, log_level=log_level)
 
@@ -227,30 +242,43 @@ def worker_app() -> GatewayApp:
     spec = json.loads(os.environ[_SPEC_ENV])
     cfg = GatewayConfig.from_dict(spec["config"])
     ledger = Ledger.open(spec["store"], home=spec["home"])
-    labels = Path(spec["labels"]) if spec.get("labels") else None
+    guard, data, labels = spec.get("guard"), spec.get("guard_data"), spec.get("labels")
     return create_gateway_app(ledger, cfg, owns_ledger=True,
-                              **_label_pipeline(cfg, ledger, labels))
+                              **_guarded(cfg, ledger, Path(guard) if guard else None,
+                                         Path(data) if data else None,
+                                         Path(labels) if labels else None))
 
 
-def _label_pipeline(cfg: GatewayConfig, ledger: Ledger,
-                    labels: Path | None) -> dict[str, Any]:
-    """With --labels: the pipeline (policy first, then the provenance stage, then the
-    entry points) and the policy handle, as keyword arguments of create_gateway_app."""
-    if labels is None:
+def _guarded(cfg: GatewayConfig, ledger: Ledger, guard: Path | None,
+             guard_data: Path | None = None, labels: Path | None = None) -> dict[str, Any]:
+    """With --guard / --guard-data / --labels: the policy (if any) and a pipeline with the
+    guard stages after it (injection first, on the text as the caller sent it; then
+    secrets and personal data, which may rewrite the request and restore the answer), and
+    the provenance stage last (it labels the answer the caller will get)."""
+    if guard is None and guard_data is None and labels is None:
         return {}
-    from kansa.capture.pipeline import Pipeline
-    from kansa.provenance.keys import ProvenanceKeys
-    from kansa.provenance.stage import LabelConfig, LabelStage
+    from kansa.capture.pipeline import Pipeline, Stage
+    from kansa.policy.inline import PolicyHandle
 
-    if ledger.home is None:
-        raise KansaError("--labels needs a ledger home (its provenance keys)")
-    stage = LabelStage(LabelConfig.load(labels), ProvenanceKeys.load(ledger.home.path))
-    policy = None
-    if cfg.policy:
-        from kansa.policy.inline import PolicyHandle
+    home = ledger.home.path if ledger.home is not None else None
+    policy = PolicyHandle.load(cfg.policy, home=home) if cfg.policy else None
+    stages: list[Stage] = []
+    if guard is not None:
+        from kansa.guard.stage import GuardConfig, GuardStage
 
-        policy = PolicyHandle.load(cfg.policy, home=ledger.home.path)
-    return {"policy": policy, "pipeline": Pipeline.default(policy, extra=[stage])}
+        stages.append(GuardStage(GuardConfig.load(guard)))
+    if guard_data is not None:
+        from kansa.guard.data_stage import DataGuardStage, DataPolicy
+
+        stages.append(DataGuardStage.for_ledger(ledger, policy=DataPolicy.load(guard_data)))
+    if labels is not None:
+        from kansa.provenance.keys import ProvenanceKeys
+        from kansa.provenance.stage import LabelConfig, LabelStage
+
+        if home is None:
+            raise KansaError("--labels needs a ledger home (its provenance keys)")
+        stages.append(LabelStage(LabelConfig.load(labels), ProvenanceKeys.load(home)))
+    return {"policy": policy, "pipeline": Pipeline.default(policy, extra=stages)}
 
 
 def _build_config(upstream: str | None, key_env: str | None, path: Path | None,
@@ -327,7 +355,7 @@ def keys_create(
     """Create a key for an application. The key is printed once; only its hash is stored."""
     from kansa.capture.gateway_keys import GatewayKeys
 
-    with _errors():
+    with errors():
         s = _store(home, store)
         try:
             key, info = GatewayKeys(s).create(app_name, team)
@@ -344,7 +372,7 @@ def keys_list(home: HomeOpt = None, store: StoreOpt = None) -> None:
     """List gateway keys (ids, apps, teams; never the keys)."""
     from kansa.capture.gateway_keys import GatewayKeys
 
-    with _errors():
+    with errors():
         s = _store(home, store)
         try:
             keys = GatewayKeys(s).list()
@@ -370,7 +398,7 @@ def keys_revoke(
     """Revoke a key. Running gateways stop accepting it within their refresh interval (2 s)."""
     from kansa.capture.gateway_keys import GatewayKeys
 
-    with _errors():
+    with errors():
         s = _store(home, store)
         try:
             n = GatewayKeys(s).revoke(key_id)

@@ -1,5 +1,6 @@
-"""What every `kansa` sub-command shares: consoles, the --home/--store options, errors,
-tables that fit the terminal."""
+"""What every `kansa` command shares: consoles, the --home/--store options, errors,
+tables that fit the terminal, and the two kinds of typer app a command module exposes
+(:func:`command_group`, :func:`commands`)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,21 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.cells import cell_len
 from rich.console import Console, JustifyMethod, RenderableType
 from rich.markup import escape
 from rich.measure import Measurement
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
@@ -23,7 +32,10 @@ from kansa.errors import KansaError, VerificationError
 if TYPE_CHECKING:  # the click that typer runs on (its own copy since typer 0.2x)
     from typer._click.core import Context as ClickContext
 
-console = Console(stderr=True, soft_wrap=True)
+    from kansa.api import Ledger
+
+console = Console(stderr=True, soft_wrap=True)  # messages, errors, progress
+out = Console(highlight=False, soft_wrap=True)  # results (standard output)
 
 HomeOpt = Annotated[
     Path | None,
@@ -52,6 +64,22 @@ class HelpGroup(TyperGroup):
         return super().parse_args(ctx, args)
 
 
+def command_group(name: str, help: str, **settings: Any) -> typer.Typer:
+    """The app of a command group, ``kansa NAME ...``. Run bare it prints its help and
+    exits 0; ``settings`` (typer's) override that, e.g. a group that runs as a command
+    itself (``kansa gateway``)."""
+    settings = {"no_args_is_help": True, **settings}
+    return typer.Typer(name=name, help=help, cls=HelpGroup, rich_markup_mode="markdown",
+                       **settings)
+
+
+def commands() -> typer.Typer:
+    """The app of commands that join the group including it (``kansa init``, ...,
+    ``kansa packs sign``, ...): it has no name, so ``parent.add_typer(app)`` adds its
+    commands to the parent's."""
+    return typer.Typer(rich_markup_mode="markdown")
+
+
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print ``message`` as an error and return the Exit to raise."""
     console.print(f"[bold red]error:[/] {escape(message)}")
@@ -70,6 +98,55 @@ def errors() -> Iterator[None]:
     except KansaError as e:
         raise fail(str(e)) from None
 
+
+def progress() -> Progress:
+    """A progress bar on stderr, shown only on a terminal and gone when done."""
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+
+
+def open_ledger(home: Path | None, store: str | None) -> Ledger:
+    """The ledger of --home / --store (``kansa.Ledger.open``)."""
+    from kansa.api import Ledger
+
+    return Ledger.open(store, home=home)
+
+
+def home_dir(home: Path | None) -> Path:
+    """--home, or $KANSA_HOME / ./.kansa when it is not given."""
+    from kansa.home import default_home
+
+    return home if home is not None else default_home()
+
+
+def system_facts(path: Path | None) -> dict[str, Any]:
+    """The facts of a --systems file (none without one); a bad file is an error."""
+    from kansa.policy.systems import SystemsError, load_systems
+
+    try:
+        return load_systems(path)
+    except SystemsError as e:
+        raise fail(str(e)) from None
+
+
+REPORT_FORMATS = ("html", "pdf")
+
+
+def report_formats(value: str) -> list[str]:
+    """--format: html, pdf or html,pdf (each once, in the order given)."""
+    wanted = [f.strip().lower() for f in value.split(",") if f.strip()]
+    bad = [f for f in wanted if f not in REPORT_FORMATS]
+    if bad or not wanted:
+        raise fail(f"--format takes html, pdf or html,pdf (got {value!r})")
+    return list(dict.fromkeys(wanted))
 
 # -- tables that fit the terminal ---------------------------------------------------------
 
