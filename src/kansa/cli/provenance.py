@@ -23,6 +23,10 @@ from rich.markup import escape
 
 from kansa.cli._common import HomeOpt, StoreOpt, command_group, console, out
 from kansa.cli._common import errors as _errors
+from kansa.records.attributes import (
+    GEN_AI_REQUEST_MODEL,
+    GEN_AI_RESPONSE_MODEL,
+)
 
 if TYPE_CHECKING:
     from kansa.api import Ledger
@@ -181,7 +185,7 @@ def verify_command(
         r, m = f["record"], f["match"]
         score = (f" (Jaccard {m['jaccard']:.2f}, containment {m['containment']:.2f})"
                  if "jaccard" in m else "")
-        model = r.get("gen_ai.response.model") or r.get("gen_ai.request.model") or "-"
+        model = r.get(GEN_AI_RESPONSE_MODEL) or r.get(GEN_AI_REQUEST_MODEL) or "-"
         out.print(f"record {r['id']}  {r.get('ts', '')}  system "
                   f"{escape(str(r.get('system')))}  model {escape(str(model))}")
         out.print(f"  found by {m['method']}{score}; log index {f['log_index']}, "

@@ -20,8 +20,12 @@ from typing import Any
 from kansa.errors import StorageError
 from kansa.ledger.follower import Follower
 from kansa.ledger.storage import Store
-
-_PREFIX = "kansa.output.label."
+from kansa.records.attributes import (
+    KANSA_OUTPUT_LABEL_ERROR,
+    KANSA_OUTPUT_LABEL_JURISDICTION,
+    KANSA_OUTPUT_LABEL_MACHINE_READABLE,
+    KANSA_OUTPUT_LABEL_VISIBLE,
+)
 
 
 @dataclass
@@ -48,7 +52,7 @@ class Coverage:
 
 def _jurisdiction(attrs: Mapping[str, Any], system: str,
                   systems: Mapping[str, Mapping[str, Any]] | None) -> str:
-    j = attrs.get(_PREFIX + "jurisdiction")
+    j = attrs.get(KANSA_OUTPUT_LABEL_JURISDICTION)
     if isinstance(j, str) and j:
         return j
     facts = (systems or {}).get(system) or {}
@@ -82,12 +86,12 @@ def labelling_coverage(store: Store, *, since_us: int | None = None,
             row = rows[key] = CoverageRow(*key)
         row.outputs += 1
         with_content += bool(e.get("content"))
-        vis = attrs.get(_PREFIX + "visible") is True
-        marks = attrs.get(_PREFIX + "machine_readable")
+        vis = attrs.get(KANSA_OUTPUT_LABEL_VISIBLE) is True
+        marks = attrs.get(KANSA_OUTPUT_LABEL_MACHINE_READABLE)
         marks = [m for m in marks if isinstance(m, str)] if isinstance(marks, list) else []
         row.visible += vis
         row.carriers.update(marks)
-        row.errors += _PREFIX + "error" in attrs
+        row.errors += KANSA_OUTPUT_LABEL_ERROR in attrs
         row.labelled += bool(vis or marks)
     return Coverage(sorted(rows.values(), key=lambda r: (r.system, r.jurisdiction)),
                     with_content, _indexed(store))

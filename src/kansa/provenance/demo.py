@@ -21,9 +21,13 @@ from kansa.api import Ledger
 from kansa.capture.pipeline import Call, Pipeline
 from kansa.ledger.receipt import verify_receipt
 from kansa.provenance.keys import ProvenanceKeys, keygen
+from kansa.provenance.labels import LABEL_PREFIX
 from kansa.provenance.normalise import strip_invisible
 from kansa.provenance.stage import LabelConfig, LabelStage
 from kansa.provenance.trace import Tracer
+from kansa.records.attributes import (
+    GEN_AI_OUTPUT_MESSAGES,
+)
 from kansa.records.model import UsageRecord
 
 ANSWER = (
@@ -87,7 +91,7 @@ def run_demo(home: Path, clock: Callable[[], datetime], *, seed: int = 7) -> Dem
         rec = UsageRecord(system="support-bot", ts=clock(), provider="openai",
                           operation="chat", request_model="gpt-4o-mini",
                           subject="customer-4711",
-                          content={"gen_ai.output.messages": [
+                          content={GEN_AI_OUTPUT_MESSAGES: [
                               {"role": "assistant", "content": ANSWER}]})
         body = {"id": "chatcmpl-demo", "object": "chat.completion", "model": "gpt-4o-mini",
                 "choices": [{"index": 0, "finish_reason": "stop",
@@ -98,7 +102,7 @@ def run_demo(home: Path, clock: Callable[[], datetime], *, seed: int = 7) -> Dem
         ledger.append(rec)
         steps.append(DemoStep("1. the gateway labels the answer and records what it applied",
                               delivered, {k: v for k, v in rec.attributes.items()
-                                          if k.startswith("kansa.output.label.")}))
+                                          if k.startswith(LABEL_PREFIX)}))
         copy = copy_edit(strip_labels(delivered), random.Random(seed))
         steps.append(DemoStep("2. someone strips every label and copy-edits the text", copy))
         tracer = Tracer(ledger, keys)

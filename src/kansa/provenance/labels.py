@@ -40,6 +40,15 @@ from typing import Any
 import orjson
 
 from kansa.errors import FormatError, KansaError
+from kansa.records.attributes import (
+    KANSA_OUTPUT_LABEL_CARRIER,
+    KANSA_OUTPUT_LABEL_CONTENT_ID,
+    KANSA_OUTPUT_LABEL_ERROR,
+    KANSA_OUTPUT_LABEL_JURISDICTION,
+    KANSA_OUTPUT_LABEL_MACHINE_READABLE,
+    KANSA_OUTPUT_LABEL_PRODUCER,
+    KANSA_OUTPUT_LABEL_VISIBLE,
+)
 
 # -- visible disclosures ---------------------------------------------------------------------
 
@@ -94,6 +103,8 @@ def add_visible(text: str, label: str, placement: str) -> str:
 # -- the GB 45438 AIGC JSON -------------------------------------------------------------------
 
 SIG_PREFIX = "kansa-hmac1."
+# the kansa.output.label.* attributes (the report and the public answers select by it)
+LABEL_PREFIX = KANSA_OUTPUT_LABEL_VISIBLE.rpartition(".")[0] + "."
 
 
 @lru_cache(maxsize=64)
@@ -262,17 +273,17 @@ class Labelled:
     error: str | None = None
 
     def attributes(self, producer: str, content_id: str) -> dict[str, Any]:
-        a: dict[str, Any] = {"kansa.output.label.visible": self.visible,
-                             "kansa.output.label.machine_readable": list(self.marks)}
+        a: dict[str, Any] = {KANSA_OUTPUT_LABEL_VISIBLE: self.visible,
+                             KANSA_OUTPUT_LABEL_MACHINE_READABLE: list(self.marks)}
         if "gb45438-metadata" in self.marks:
-            a["kansa.output.label.producer"] = producer
-            a["kansa.output.label.content_id"] = content_id
+            a[KANSA_OUTPUT_LABEL_PRODUCER] = producer
+            a[KANSA_OUTPUT_LABEL_CONTENT_ID] = content_id
         if self.jurisdiction:
-            a["kansa.output.label.jurisdiction"] = self.jurisdiction
+            a[KANSA_OUTPUT_LABEL_JURISDICTION] = self.jurisdiction
         if self.carrier:
-            a["kansa.output.label.carrier"] = self.carrier
+            a[KANSA_OUTPUT_LABEL_CARRIER] = self.carrier
         if self.error:
-            a["kansa.output.label.error"] = self.error[:512]
+            a[KANSA_OUTPUT_LABEL_ERROR] = self.error[:512]
         return a
 
 

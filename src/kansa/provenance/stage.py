@@ -36,9 +36,18 @@ from kansa.capture.pipeline import Call, Verdict
 from kansa.errors import FormatError, KansaError
 from kansa.provenance.keys import ProvenanceKeys
 from kansa.provenance.labels import LANGUAGES, Labelled, TextLabel, aigc, label_text
+from kansa.records.attributes import (
+    KANSA_OUTPUT_LABEL_CARRIER,
+    KANSA_OUTPUT_LABEL_CONTENT_ID,
+    KANSA_OUTPUT_LABEL_ERROR,
+    KANSA_OUTPUT_LABEL_MACHINE_READABLE,
+    KANSA_OUTPUT_LABEL_PRODUCER,
+    KANSA_OUTPUT_LABEL_VISIBLE,
+    KANSA_OUTPUT_MODALITY,
+)
 from kansa.records.model import UsageRecord
 
-ATTR_ERROR = "kansa.output.label.error"
+ATTR_ERROR = KANSA_OUTPUT_LABEL_ERROR
 _NO_CONTENT = frozenset({"embeddings", "list_models"})
 # operations whose answers are text: a streamed one is recorded as an unlabelled text
 # output (kansa.output.modality "text"), so the packs' labelling checks apply to it
@@ -190,8 +199,8 @@ def label_answer(body: Any, cfg: SystemLabels, keys: ProvenanceKeys, record_id: 
     new = _label_parts(body, one)
     images = _images(new)
     if not applied and not images:
-        return Outcome(None, {"kansa.output.label.visible": False,
-                              "kansa.output.label.machine_readable": [],
+        return Outcome(None, {KANSA_OUTPUT_LABEL_VISIBLE: False,
+                              KANSA_OUTPUT_LABEL_MACHINE_READABLE: [],
                               ATTR_ERROR: "no text or image in the answer to label"})
     attrs: dict[str, Any] = {}
     marks: list[str] = []
@@ -199,7 +208,7 @@ def label_answer(body: Any, cfg: SystemLabels, keys: ProvenanceKeys, record_id: 
         first = applied[0]
         attrs = first.attributes(producer, record_id)
         marks = list(first.marks)
-        attrs["kansa.output.modality"] = "text"
+        attrs[KANSA_OUTPUT_MODALITY] = "text"
     errors: list[str] = []
     for img in images:
         try:
@@ -212,13 +221,13 @@ def label_answer(body: Any, cfg: SystemLabels, keys: ProvenanceKeys, record_id: 
                                  c2pa_manifest=cfg.c2pa)
             img["b64_json"] = base64.b64encode(out).decode()
             marks += [x for x in m if x not in marks]
-            attrs["kansa.output.modality"] = "image"
-            attrs["kansa.output.label.producer"] = producer
-            attrs["kansa.output.label.content_id"] = record_id
+            attrs[KANSA_OUTPUT_MODALITY] = "image"
+            attrs[KANSA_OUTPUT_LABEL_PRODUCER] = producer
+            attrs[KANSA_OUTPUT_LABEL_CONTENT_ID] = record_id
         except (ValueError, KansaError) as e:
             errors.append(f"image: {e}")
-    attrs["kansa.output.label.machine_readable"] = marks
-    attrs.setdefault("kansa.output.label.visible", False)
+    attrs[KANSA_OUTPUT_LABEL_MACHINE_READABLE] = marks
+    attrs.setdefault(KANSA_OUTPUT_LABEL_VISIBLE, False)
     if errors:
         attrs[ATTR_ERROR] = "; ".join(errors)[:512]
     return Outcome(new, attrs)
@@ -264,20 +273,20 @@ class LabelStage:
         if body is None:
             # a streamed answer (its events have left) or a surface that passes no body
             why = "streamed: the answer left before it could be labelled"
-            rec.attributes.update({"kansa.output.label.visible": False,
-                                   "kansa.output.label.machine_readable": [],
+            rec.attributes.update({KANSA_OUTPUT_LABEL_VISIBLE: False,
+                                   KANSA_OUTPUT_LABEL_MACHINE_READABLE: [],
                                    ATTR_ERROR: why})
             if rec.operation in _TEXT_OPERATIONS:
-                rec.attributes.setdefault("kansa.output.modality", "text")
+                rec.attributes.setdefault(KANSA_OUTPUT_MODALITY, "text")
             return None
         out = done if done is not None else label_answer(body, cfg, self.keys, rec.id,
                                                          rec.system)
         if out.body is not None and not call.rewritable:
-            out = Outcome(None, {**out.attributes, "kansa.output.label.visible": False,
-                                 "kansa.output.label.machine_readable": [],
+            out = Outcome(None, {**out.attributes, KANSA_OUTPUT_LABEL_VISIBLE: False,
+                                 KANSA_OUTPUT_LABEL_MACHINE_READABLE: [],
                                  ATTR_ERROR: "this surface cannot rewrite the answer"})
-            for k in ("kansa.output.label.producer", "kansa.output.label.content_id",
-                      "kansa.output.label.carrier"):
+            for k in (KANSA_OUTPUT_LABEL_PRODUCER, KANSA_OUTPUT_LABEL_CONTENT_ID,
+                      KANSA_OUTPUT_LABEL_CARRIER):
                 out.attributes.pop(k, None)
         rec.attributes.update(out.attributes)
         if out.body is None:

@@ -42,12 +42,20 @@ from kansa.ledger.follower import Follower
 from kansa.ledger.merkle import leaf_hash
 from kansa.provenance.fingerprint import Fingerprint, FingerprintIndex
 from kansa.provenance.keys import ProvenanceKeys
-from kansa.provenance.labels import check_aigc, find_aigc, find_wrappers
+from kansa.provenance.labels import LABEL_PREFIX, check_aigc, find_aigc, find_wrappers
+from kansa.records.attributes import (
+    GEN_AI_OPERATION_NAME,
+    GEN_AI_OUTPUT_MESSAGES,
+    GEN_AI_PROVIDER_NAME,
+    GEN_AI_REQUEST_MODEL,
+    GEN_AI_RESPONSE_MODEL,
+    KANSA_ERASURE_SUBJECT,
+)
 
 FOLLOWER = "provenance-index"
 MAX_INPUT_BYTES = 16 << 20
-_SUMMARY_KEYS = ("id", "ts", "kind", "system", "outcome", "gen_ai.provider.name",
-                 "gen_ai.operation.name", "gen_ai.request.model", "gen_ai.response.model")
+_SUMMARY_KEYS = ("id", "ts", "kind", "system", "outcome", GEN_AI_PROVIDER_NAME,
+                 GEN_AI_OPERATION_NAME, GEN_AI_REQUEST_MODEL, GEN_AI_RESPONSE_MODEL)
 
 
 def output_texts(content: Any) -> Iterator[str]:
@@ -55,7 +63,7 @@ def output_texts(content: Any) -> Iterator[str]:
     OpenAI chat / Responses, Anthropic, completions)."""
     if not isinstance(content, dict):
         return
-    msgs = content.get("gen_ai.output.messages")
+    msgs = content.get(GEN_AI_OUTPUT_MESSAGES)
     if isinstance(msgs, list):
         for m in msgs:
             yield from _texts(m)
@@ -116,7 +124,7 @@ class Tracer:
                     if batch:
                         self.index.add_many(batch)
                         batch = []
-                    g = (entry.get("attributes") or {}).get("kansa.erasure.subject")
+                    g = (entry.get("attributes") or {}).get(KANSA_ERASURE_SUBJECT)
                     if isinstance(g, str):
                         self.index.erase_group(g)
                     continue
@@ -230,7 +238,7 @@ class Tracer:
         summary = {k: entry[k] for k in _SUMMARY_KEYS if k in entry}
         attrs = entry.get("attributes") or {}
         summary["labels"] = {k: v for k, v in attrs.items()
-                             if k.startswith("kansa.output.label.")}
+                             if k.startswith(LABEL_PREFIX)}
         if self.ledger.log.store.checkpoint_covering(f.index) is None:
             self.ledger.checkpoint()
         receipt = make_receipt(self.ledger.log, f.index)
