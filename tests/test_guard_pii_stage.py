@@ -188,7 +188,8 @@ def test_gateway_guard_data_option_builds_the_stage_from_yaml(tmp_path: Any) -> 
     cfg_file.write_text("outgoing:\n  secrets: block\n  my_number: block\n  pii: pseudonymise\n"
                         "incoming:\n  '*': flag\nmin_score: 0.7\n")
     with Ledger.init(tmp_path / "home") as led:
-        got = _guarded(GatewayConfig.from_upstream("http://127.0.0.1:9"), led, None, cfg_file)
+        got = _guarded(GatewayConfig.from_upstream("http://127.0.0.1:9"), led, None,
+                       guard_data=cfg_file)
         [stage] = got["pipeline"].stages
         assert isinstance(stage, DataGuardStage) and stage.store is not None
         assert stage.policy.outgoing["my_number"] == "block"

@@ -528,7 +528,7 @@ def test_gateway_with_labels_delivers_labelled_answers_and_records_them(
     labels.write_text("producer: Example KK\nsystems:\n  '*': {jurisdictions: [CN], "
                       "language: en, text_wrapper: true}\n")
     cfg = GatewayConfig.from_upstream(standin.url)
-    app = create_gateway_app(led, cfg, **_guarded(cfg, led, None, None, labels))
+    app = create_gateway_app(led, cfg, **_guarded(cfg, led, None, labels=labels))
     assert [s.name for s in app.pipeline.stages][:1] == ["provenance"]
     gw = GatewayServer(app).start()
     msg = [{"role": "user", "content": "hello"}]

@@ -19,6 +19,7 @@ from kansa.capture.sdk_scopes import _LAST, _PROBE_ID, _default_system
 from kansa.capture.sdk_streams import _stream_usage, _watch_body, _wrap_stream
 from kansa.capture.sdk_writer import _Sink
 from kansa.capture.shapes import OPERATIONS, CallInfo
+from kansa.records.attributes import KANSA_PARENT_ID
 from kansa.records.model import UsageRecord
 
 if TYPE_CHECKING:  # type-only: no import cycle, kansa.policy loads lazily
@@ -118,7 +119,7 @@ def _check_metadata(call: _Call) -> None:
         return
     attrs: dict[str, Any] = dict(meta.attributes) if meta.attributes else {}
     if meta.parent_id is not None:
-        attrs["kansa.parent_id"] = meta.parent_id
+        attrs[KANSA_PARENT_ID] = meta.parent_id
     UsageRecord(system=meta.system or cfg.system, provider=cfg.provider,
                 operation=call.operation, app=meta.app or cfg.app,
                 actor=meta.actor or cfg.actor, subject=call.subject,

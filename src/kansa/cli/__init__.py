@@ -45,6 +45,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     replay,  # replay, impact
     findings,
     approvals,
+    guard,  # guard scan, guard canary
     report,
     evidence,
 )

@@ -176,6 +176,13 @@ def gateway(
                      "pseudonymised values are restored in the answer; see "
                      "docs/design/guard.md."),
     ] = None,
+    agent: Annotated[
+        Path | None,
+        typer.Option("--agent", help="Agent guard config (YAML: tool classes, egress "
+                     "allowlists, a decision per rule): an answer asking for a tool call "
+                     "whose arguments come from a tool result, or for a risky tool, is held "
+                     "and an approval opened per tool call ('kansa approvals list')."),
+    ] = None,
 ) -> None:
     """Run the gateway (the default command)."""
     if ctx.invoked_subcommand is not None:
@@ -202,8 +209,8 @@ def gateway(
         try:
             from kansa.capture.gateway import create_gateway_app
 
-            app = create_gateway_app(ledger, cfg, **_guarded(cfg, ledger, guard, guard_data,
-                                                              labels))
+            app = create_gateway_app(ledger, cfg, **_guarded(
+                cfg, ledger, guard, guard_data=guard_data, agent=agent, labels=labels))
             _banner(app, ledger, host, port, workers)
         except BaseException:
             ledger.close()
@@ -225,6 +232,7 @@ def gateway(
             "home": str(ledger.home.path.resolve()),
             "guard": str(guard.resolve()) if guard else None,
             "guard_data": str(guard_data.resolve()) if guard_data else None,
+            "agent": str(agent.resolve()) if agent else None,
             "labels": str(labels.resolve()) if labels else None}
     ledger.close()
     os.environ[_SPEC_ENV] = json.dumps(spec)
@@ -242,20 +250,24 @@ def worker_app() -> GatewayApp:
     spec = json.loads(os.environ[_SPEC_ENV])
     cfg = GatewayConfig.from_dict(spec["config"])
     ledger = Ledger.open(spec["store"], home=spec["home"])
-    guard, data, labels = spec.get("guard"), spec.get("guard_data"), spec.get("labels")
+    guard, data, agent = spec.get("guard"), spec.get("guard_data"), spec.get("agent")
+    labels = spec.get("labels")
     return create_gateway_app(ledger, cfg, owns_ledger=True,
                               **_guarded(cfg, ledger, Path(guard) if guard else None,
-                                         Path(data) if data else None,
-                                         Path(labels) if labels else None))
+                                         guard_data=Path(data) if data else None,
+                                         agent=Path(agent) if agent else None,
+                                         labels=Path(labels) if labels else None))
 
 
 def _guarded(cfg: GatewayConfig, ledger: Ledger, guard: Path | None,
-             guard_data: Path | None = None, labels: Path | None = None) -> dict[str, Any]:
-    """With --guard / --guard-data / --labels: the policy (if any) and a pipeline with the
-    guard stages after it (injection first, on the text as the caller sent it; then
-    secrets and personal data, which may rewrite the request and restore the answer), and
-    the provenance stage last (it labels the answer the caller will get)."""
-    if guard is None and guard_data is None and labels is None:
+             *, guard_data: Path | None = None, agent: Path | None = None,
+             labels: Path | None = None) -> dict[str, Any]:
+    """With --guard / --guard-data / --agent / --labels: the policy (if any) and a
+    pipeline with the guard stages after it (injection first, on the text as the caller
+    sent it; then secrets and personal data, which may rewrite the request; then the agent
+    guard on tool calls), and the provenance stage last (it labels the answer the caller
+    will get)."""
+    if guard is None and guard_data is None and agent is None and labels is None:
         return {}
     from kansa.capture.pipeline import Pipeline, Stage
     from kansa.policy.inline import PolicyHandle
@@ -271,6 +283,12 @@ def _guarded(cfg: GatewayConfig, ledger: Ledger, guard: Path | None,
         from kansa.guard.data_stage import DataGuardStage, DataPolicy
 
         stages.append(DataGuardStage.for_ledger(ledger, policy=DataPolicy.load(guard_data)))
+    if agent is not None:
+        from kansa.guard.agent import AgentConfig, AgentGuardStage
+        from kansa.policy.approvals import Approvals
+
+        approvals = Approvals(ledger.log.store)
+        stages.append(AgentGuardStage(AgentConfig.load(agent), approvals=lambda: approvals))
     if labels is not None:
         from kansa.provenance.keys import ProvenanceKeys
         from kansa.provenance.stage import LabelConfig, LabelStage
