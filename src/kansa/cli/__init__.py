@@ -24,6 +24,7 @@ from kansa.cli import (
     log,
     otel,
     packs,
+    provenance,
     replay,
     report,
     witness,
@@ -38,6 +39,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     witness,
     gateway,
     guard,
+    provenance,
     otel,
     packs,
     replay,  # replay, impact
