@@ -38,8 +38,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     log,
     witness,
     gateway,
-    guard,
-    provenance,
+    provenance,  # provenance label, verify, serve, keygen, demo
     otel,
     packs,
     replay,  # replay, impact
