@@ -384,6 +384,10 @@ class Pipeline:
 
     def __init__(self, stages: Sequence[Stage] = ()) -> None:
         self.stages: tuple[Stage, ...] = tuple(stages)
+        for s in self.stages:
+            if not isinstance(s, Stage) or not isinstance(getattr(s, "name", None), str):
+                raise TypeError(f"{type(s).__qualname__} is not a pipeline stage: a stage "
+                                "has a str name and before / on_event / after methods")
         names = [s.name for s in self.stages]
         if len(set(names)) != len(names):
             raise ValueError(f"two pipeline stages share a name: {names}")
