@@ -1,7 +1,7 @@
 """Compute the detector's features for the development set (bench/detect_data.py's output).
 
 Resumable: ids already in ``--out`` are skipped; ``--seconds`` bounds the run. Texts are
-taken round-robin over (domain, generator) cells so a bounded run stays balanced.
+taken round-robin over labels, then (domain, generator) cells, so a bounded run stays balanced.
 
     python bench/detect_score.py --data /tmp/detect_dev.jsonl --lang en \
         --out /tmp/detect_feat_en.jsonl --seconds 2400
@@ -35,12 +35,18 @@ def main() -> None:
     for r in rows:
         if r["language"] == a.lang and r["id"] not in done:
             cells[(r["domain"], r["generator"], r["label"])].append(r)
-    order = []
-    queues = [cells[k] for k in sorted(cells)]
-    while any(queues):
-        for q in queues:
-            if q:
-                order.append(q.pop(0))
+    def round_robin(queues: list[list[dict]]) -> list[dict]:
+        out = []
+        while any(queues):
+            for q in queues:
+                if q:
+                    out.append(q.pop(0))
+        return out
+
+    # human and machine alternate, and within each the cells take turns
+    by_label = [round_robin([cells[k] for k in sorted(cells) if k[2] == lab])
+                for lab in (0, 1)]
+    order = round_robin(by_label)
     model = Model(MODEL_FOR[a.lang])
     t0 = time.monotonic()
     n = 0

@@ -114,7 +114,9 @@ class Model:
     that predict ``tokens[1:]``. Not reentrant: a lock serialises callers."""
 
     def __init__(self, name: str, *, n_ctx: int = 512, n_threads: int | None = None,
-                 path: Path | None = None) -> None:
+                 path: Path | None = None, ubatch: int = UBATCH) -> None:
+        # ``ubatch`` exists for the golden test, which shows a wider one is caught
+        self.ubatch = ubatch
         C = _api()
         self.name = name
         self.path = path or model_path(name)
@@ -132,8 +134,8 @@ class Model:
                 raise DetectError(f"cannot load model {self.path}")
             cp = C.llama_context_default_params()
             cp.n_ctx = n_ctx
-            cp.n_batch = UBATCH
-            cp.n_ubatch = UBATCH
+            cp.n_batch = ubatch
+            cp.n_ubatch = ubatch
             cp.n_seq_max = 1
             cp.n_threads = threads
             cp.n_threads_batch = threads
@@ -141,8 +143,8 @@ class Model:
             self._ctx = C.llama_init_from_model(self._model, cp)
         if not self._ctx:
             raise DetectError(f"cannot create a context for {self.path}")
-        if C.llama_n_ubatch(self._ctx) > UBATCH:  # the runtime must not widen it
-            raise DetectError("the runtime refused n_ubatch <= 16")
+        if C.llama_n_ubatch(self._ctx) != ubatch:  # the runtime must not widen it
+            raise DetectError(f"the runtime did not take n_ubatch = {ubatch}")
         self.n_vocab = int(C.llama_vocab_n_tokens(C.llama_model_get_vocab(self._model)))
 
     def tokenize(self, text: str) -> list[int]:
@@ -165,8 +167,8 @@ class Model:
         with self._lock:
             C.llama_kv_cache_clear(self._ctx)
             last = len(tokens) - 1  # no prediction is needed after the last token
-            for start in range(0, last, UBATCH):
-                chunk = tokens[start:min(start + UBATCH, last)]
+            for start in range(0, last, self.ubatch):
+                chunk = tokens[start:min(start + self.ubatch, last)]
                 batch = C.llama_batch_init(len(chunk), 0, 1)
                 try:
                     batch.n_tokens = len(chunk)
