@@ -32,6 +32,9 @@ Catch :class:`KansaError` for all of them, or a branch below it::
      │    └── policy.signing.PackSignatureError   (also a SignatureError)
      │         └── UnsignedPackError, UntrustedSignerError, PackAlteredError,
      │             WrongPackError, MalformedSignatureError
+     ├── provenance.detect.DetectError  AI-text detection cannot score or cannot run
+     │    └── DetectInputError (empty, binary, too large), DetectUnavailableError
+     │        (the extra kansa[detect] is not installed)
      └── ReportError                  a report or draft cannot be built
           ├── ReportLanguageError     a language kansa does not write (``--lang``)
           └── report.evidence.NoReplayError, report.design.ReportDraftError,

@@ -24,12 +24,17 @@ _EXTRA = "AI-text detection needs the optional extra: pip install 'kansa[detect]
 _MAX_LINE = 4_000_000
 
 
+_DETECTORS: list[Detector] = []  # one per process: models load once
+
+
 def _detector() -> Detector:
     try:
         from kansa.provenance.detect.detector import Detector
     except ModuleNotFoundError as e:  # numpy or the runtime missing: the extra is absent
         raise fail(f"{_EXTRA} ({e.name} is not installed)") from None
-    return Detector()
+    if not _DETECTORS:
+        _DETECTORS.append(Detector())
+    return _DETECTORS[0]
 
 
 def _read(path: str) -> bytes:
