@@ -44,7 +44,8 @@ def main() -> None:
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--l2", type=float, default=1.0)
     a = ap.parse_args()
-    rows = [json.loads(line) for p in a.features for line in open(p, encoding="utf-8")]
+    rows = [json.loads(line) for p in a.features
+            for line in Path(p).read_text(encoding="utf-8").splitlines()]
     langs = {}
     for lang in sorted({r["language"] for r in rows}):
         cal = [r for r in rows if r["language"] == lang and r["split"] == "cal"]

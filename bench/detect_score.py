@@ -29,8 +29,9 @@ def main() -> None:
     a = ap.parse_args()
     done = set()
     if Path(a.out).exists():
-        done = {json.loads(line)["id"] for line in open(a.out, encoding="utf-8")}
-    rows = [json.loads(line) for line in open(a.data, encoding="utf-8")]
+        done = {json.loads(line)["id"]
+                for line in Path(a.out).read_text(encoding="utf-8").splitlines()}
+    rows = [json.loads(line) for line in Path(a.data).read_text(encoding="utf-8").splitlines()]
     cells: dict[tuple[str, str, int], list[dict]] = defaultdict(list)
     for r in rows:
         if r["language"] == a.lang and r["id"] not in done:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from kansa.provenance.detect.errors import DetectError, DetectInputError, DetectUnavailableError
 
 if TYPE_CHECKING:
-    from kansa.provenance.detect.detector import DetectResult, Detector
+    from kansa.provenance.detect.detector import Detector, DetectResult
 
 __all__ = ["DetectError", "DetectInputError", "DetectResult", "DetectUnavailableError",
            "Detector"]

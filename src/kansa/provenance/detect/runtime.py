@@ -13,6 +13,7 @@ barrier, so on a loaded machine more threads than free cores is many times slowe
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import threading
@@ -88,25 +89,21 @@ def _api() -> Any:
     return _ctypes_api
 
 
+@contextlib.contextmanager
 def _quiet_stderr() -> Iterator[None]:
     """llama.cpp logs every tensor to fd 2 while loading: hide it (errors are raised)."""
-    import contextlib
-
-    @contextlib.contextmanager
-    def cm() -> Iterator[None]:
-        if os.environ.get("KANSA_DETECT_VERBOSE"):
-            yield
-            return
-        saved = os.dup(2)
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, 2)
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            os.close(devnull)
-    return cm()  # type: ignore[return-value]
+    if os.environ.get("KANSA_DETECT_VERBOSE"):
+        yield
+        return
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 class Model:
@@ -212,7 +209,5 @@ class Model:
             self._model = None
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # interpreter shutdown
             self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown
-            pass
