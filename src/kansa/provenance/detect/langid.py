@@ -21,7 +21,11 @@ _HAN = re.compile(r"[\u4e00-\u9fff\u3400-\u4dbf]")
 _HANGUL = re.compile(r"[\uac00-\ud7af\u1100-\u11ff]")
 _LATIN = re.compile(r"[A-Za-z\u00c0-\u024f]")
 _WORD = re.compile(r"[A-Za-z']+")
-_EN = frozenset(["the", "of", "and", "to", "a", "in", "is", "that", "it", "for", "was", "on", "as", "with", "he", "she", "they", "be", "at", "by", "this", "had", "not", "are", "but", "from", "or", "have", "an", "which", "you", "were", "her", "his", "all", "their", "has", "been", "one", "we", "there", "would", "will", "can", "if", "more", "when", "who", "what", "so", "no", "its", "about", "also"])
+_EN_WORDS = (
+    "the of and to a in is that it for was on as with he she they be at by this had not "
+    "are but from or have an which you were her his all their has been one we there "
+    "would will can if more when who what so no its about also")
+_EN = frozenset(_EN_WORDS.split())
 
 
 def detect_language(text: str) -> str:
