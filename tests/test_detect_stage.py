@@ -83,3 +83,21 @@ def test_the_real_detector_scores_a_japanese_input() -> None:
     Pipeline([DetectStage(min_chars=20)]).before(call)
     assert call.attributes["kansa.detect.language"] == "ja"
     assert 0.0 <= call.attributes["kansa.detect.score"] <= 1.0
+
+
+def test_on_an_event_loop_the_stage_scores_in_a_worker_thread() -> None:
+    import asyncio
+    import threading
+
+    seen: list[str] = []
+
+    class ThreadNoting(FakeDetector):
+        def score(self, text: str, language: str | None = None) -> DetectResult:
+            seen.append(threading.current_thread().name)
+            return super().score(text, language)
+
+    call = _call({"messages": [{"role": "user", "content": LONG}]})
+    refusal = asyncio.run(Pipeline([DetectStage(ThreadNoting(0.8, "possibly-machine"))])
+                          .abefore(call))
+    assert refusal is None and call.attributes["kansa.detect.verdict"] == "possibly-machine"
+    assert seen and seen[0] != threading.main_thread().name

@@ -102,6 +102,5 @@ class DetectStage:
         return Verdict(decision, message=f"input text: {r.verdict}", attributes=attrs)
 
     async def abefore(self, call: Call) -> Verdict | None:
-        info = call.info  # built on the loop, scored in a worker thread
-        del info
+        _ = call.info  # the request is parsed on the loop; scoring runs in a worker thread
         return await asyncio.to_thread(self.before, call)
