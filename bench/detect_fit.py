@@ -32,10 +32,11 @@ DATA = {
 
 
 def threshold(human: np.ndarray, fpr: float) -> float:
-    """The smallest score that at most ``fpr`` of the human scores reach or exceed."""
-    s = np.sort(human)[::-1]
+    """A score (6 decimals, as stored) that at most ``fpr`` of the stored human scores
+    reach or exceed: one millionth above the (k+1)-th highest, k = floor(fpr * n)."""
+    s = np.sort(np.round(human, 6))[::-1]
     k = int(np.floor(fpr * len(s)))  # this many human texts may be at or above it
-    return float(np.nextafter(s[k], np.inf)) if k < len(s) else float(s[-1])
+    return round(float(s[min(k, len(s) - 1)]) + 1e-6, 6)
 
 
 def main() -> None:
