@@ -16,6 +16,7 @@ import typer
 from kansa.cli import (
     approvals,
     demo,
+    detect,
     evidence,
     findings,
     gateway,
@@ -39,6 +40,7 @@ COMMANDS: tuple[ModuleType, ...] = (
     witness,
     gateway,
     provenance,  # provenance label, verify, serve, keygen, demo
+    detect,  # detect text (the optional extra kansa[detect])
     otel,
     packs,
     replay,  # replay, impact

@@ -179,3 +179,11 @@ KANSA_GUARD_DATA_IN_TECHNIQUES = "kansa.guard.data.in.techniques"
 KANSA_GUARD_DATA_PSEUDONYMISED = "kansa.guard.data.pseudonymised"
 KANSA_GUARD_DATA_REDACTED = "kansa.guard.data.redacted"
 KANSA_GUARD_DATA_RESTORED = "kansa.guard.data.restored"
+
+# AI-text detection of a call's input (provenance/detect/stage.py): evidence, never a
+# finding about a person
+KANSA_DETECT_SCORE = "kansa.detect.score"
+KANSA_DETECT_LANGUAGE = "kansa.detect.language"
+KANSA_DETECT_VERDICT = "kansa.detect.verdict"
+KANSA_DETECT_P_HUMAN = "kansa.detect.p_human"
+KANSA_DETECT_ERROR = "kansa.detect.error"
