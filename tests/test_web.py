@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
+from tests.cli_harness import run as run_cli
 
 import kansa
 from kansa.policy.approvals import Approvals
@@ -25,7 +26,6 @@ from kansa.web.auth import (
     parse_role_map,
     token_digest,
 )
-from tests.cli_harness import run as run_cli
 
 NOW = 1764892800.0  # 2025-12-05T00:00:00Z: the app's clock (sessions, the chart's days)
 TOKENS = {r: r[0] * 24 for r in ("viewer", "auditor", "officer", "admin")}
