@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
+from tests.serving import serving
 
 import kansa
 from kansa.policy.approvals import Approvals
 from kansa.web.app import create_app
 from kansa.web.auth import Access, token_digest
-from tests.serving import serving
 
 CHROMIUM = "/usr/bin/chromium"
 NOW = 1764892800.0  # 2025-12-05T00:00:00Z

@@ -219,12 +219,14 @@ class Ledger:
             raise KansaError(f"no entry {index}: the log holds {self.log.size()} entries")
         return index
 
-    def get(self, ref: str | int) -> StoredRecord:
+    def get(self, ref: str | int, *, with_content: bool = True) -> StoredRecord:
+        """One record; ``with_content=False`` leaves its content sealed (metadata only:
+        nothing is decrypted)."""
         index = self.resolve(ref)
         row = self.log.store.entry(index)
         if row is None:
             raise KansaError(f"entry {index} is missing from the store")
-        return self._view(row)
+        return self._view(row, with_content=with_content)
 
     def _view(self, row: EntryRow, *, with_content: bool = True,
               listing: bool = False) -> StoredRecord:

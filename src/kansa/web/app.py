@@ -51,6 +51,7 @@ PAGE_SIZE = 50
 MAX_FILTER = 256  # longest filter value accepted
 MAX_FORM = 16_384
 CHART_DAYS = 30
+CHILD_WINDOW = 1024  # entries after a step searched for its children
 CONTENT_ROLE = "officer"  # who may open content (on an explicit, recorded click)
 EXPORT_ROLE = "auditor"
 APPROVE_ROLE = "officer"
@@ -281,9 +282,9 @@ def create_app(ledger: Ledger, access: Access, *,
                               status=e.status)
         return run
 
-    def record_ref(ref: str) -> StoredRecord:
+    def record_ref(ref: str, *, content: bool = False) -> StoredRecord:
         try:
-            return ledger.get(ref)
+            return ledger.get(ref, with_content=content)
         except KansaError as e:
             raise WebError(404, str(e)) from None
 
@@ -354,12 +355,13 @@ def create_app(ledger: Ledger, access: Access, *,
         pid = attrs.get("kansa.parent_id")
         if isinstance(pid, str):
             try:
-                parent = ledger.get(pid)
+                parent = ledger.get(pid, with_content=False)
             except KansaError:
                 parent = None
-        # children follow their parent in the log: a bounded window after it
+        # children follow their parent in the log: a bounded window after it, so the page
+        # costs the same at any size (a child appended later is not listed)
         kids = ledger.log.store.entries_before(
-            rec.index + 20_000, 50, floor=rec.index + 1,
+            rec.index + 1 + CHILD_WINDOW, 50, floor=rec.index + 1,
             match=[[b'"kansa.parent_id":' + json.dumps(rec.id).encode()]])
         children = []
         for row in reversed(kids):
@@ -383,10 +385,8 @@ def create_app(ledger: Ledger, access: Access, *,
     def record(request: Request) -> Response:
         me = need(request)
         rid = request.path_params["rid"]
-        full = record_ref(rid)
-        # the page itself never carries content: drop it before rendering
-        rec = StoredRecord(full.index, full.entry, full.entry_bytes, None, full.content_state)
-        return record_page(request, rec, me)
+        # the page itself never carries content: it is not even decrypted
+        return record_page(request, record_ref(rid), me)
 
     @aguarded
     async def record_content(request: Request) -> Response:
@@ -397,8 +397,9 @@ def create_app(ledger: Ledger, access: Access, *,
         rid = request.path_params["rid"]
 
         def show() -> Response:
-            rec = record_ref(rid)
+            rec = record_ref(rid)  # metadata: recorded before any content is opened
             audit_id = audit(me, "view_content", record=rec.id)
+            rec = record_ref(rid, content=True)
             text = json.dumps(rec.content, ensure_ascii=False, indent=2) \
                 if rec.content is not None else None
             return record_page(request, rec, me, content=text, audit_id=audit_id)
@@ -431,8 +432,14 @@ def create_app(ledger: Ledger, access: Access, *,
         audit(me, "export", format=fmt, filter=flt.query(before=flt.before) or "(none)")
 
         def jsonl() -> Iterator[bytes]:
+            # a chunk per 500 records: one per record costs more than the record
+            chunk: list[bytes] = []
             for r in export_rows(flt):
-                yield b'{"index":' + str(r.index).encode() + b',"entry":' + r.entry_bytes + b"}\n"
+                chunk.append(b'{"index":%d,"entry":%s}\n' % (r.index, r.entry_bytes))
+                if len(chunk) == 500:
+                    yield b"".join(chunk)
+                    chunk.clear()
+            yield b"".join(chunk)
 
         def rows_csv() -> Iterator[str]:
             buf = io.StringIO()
