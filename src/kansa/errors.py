@@ -32,6 +32,8 @@ Catch :class:`KansaError` for all of them, or a branch below it::
      │    └── policy.signing.PackSignatureError   (also a SignatureError)
      │         └── UnsignedPackError, UntrustedSignerError, PackAlteredError,
      │             WrongPackError, MalformedSignatureError
+     ├── web.auth.AuthError           a web token file, role map or role name
+     ├── web.app.WebError             a request the dashboard refuses (``status``)
      └── ReportError                  a report or draft cannot be built
           ├── ReportLanguageError     a language kansa does not write (``--lang``)
           └── report.evidence.NoReplayError, report.drafting.ReportDraftError,
