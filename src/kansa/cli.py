@@ -40,7 +40,7 @@ from kansa.policy.cli_approvals import approvals_app
 from kansa.policy.cli_oscal import findings_app
 from kansa.policy.cli_policy import impact_command, packs_app, replay_command
 from kansa.report.cli_report import evidence_app, report_app
-from kansa.web.cli_web import web_app
+from kansa.web.cli_web import serve_log, web_app
 
 out = Console(highlight=False, soft_wrap=True)
 
@@ -77,6 +77,7 @@ app.command("impact")(impact_command)
 app.add_typer(report_app, name="report", cls=HelpGroup)
 app.add_typer(evidence_app, name="evidence", cls=HelpGroup)
 app.add_typer(web_app, name="web", cls=HelpGroup)
+app.command("serve-log")(serve_log)
 
 
 

@@ -43,6 +43,7 @@ from kansa.policy.findings_store import FindingStore
 from kansa.records.model import OUTCOMES, UsageRecord, parse_ts
 from kansa.web.auth import ROLES, Access, Principal
 from kansa.web.charts import bar_chart
+from kansa.web.log_api import log_routes
 from kansa.web.rollup import Rollup
 from kansa.web.strings import LANGS, pick_lang, t
 
@@ -91,7 +92,9 @@ class SecurityHeaders:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 headers += SECURITY_HEADERS
-                if not static:
+                # pages that show records are never cached; static files and the log's
+                # immutable tiles say so themselves
+                if not static and not any(k.lower() == b"cache-control" for k, _ in headers):
                     headers.append((b"cache-control", b"no-store"))
                 message["headers"] = headers
             await send(message)
@@ -170,9 +173,10 @@ def _fmt_us(us: int | None) -> str:
 
 
 def create_app(ledger: Ledger, access: Access, *,
-               clock: Callable[[], float] = time.time) -> ASGIApp:
+               clock: Callable[[], float] = time.time, public_log: bool = False) -> ASGIApp:
     """The dashboard over ``ledger``. ``clock`` (seconds since the epoch) dates sessions
-    and the overview's chart, so tests pass their own."""
+    and the overview's chart, so tests pass their own. ``public_log``: also serve the
+    log's read API (``log_api``: checkpoint, tiles, receipts) to anyone."""
     env = Environment(loader=FileSystemLoader(HERE / "templates"),
                       autoescape=select_autoescape(default=True))
     env.globals.update(t=t, ROLES=ROLES, fmt_us=_fmt_us)
@@ -533,9 +537,16 @@ def create_app(ledger: Ledger, access: Access, *,
         Route("/approvals/{aid}", decide, methods=["POST"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
+    if public_log:
+        routes += log_routes(ledger)
     app = Starlette(routes=routes)
     app.state.rollup = rollup
     return SecurityHeaders(app)
+
+
+def create_log_app(ledger: Ledger) -> ASGIApp:
+    """The log's public read API alone (``kansa serve-log``)."""
+    return SecurityHeaders(Starlette(routes=log_routes(ledger)))
 
 
 def _cell(v: object) -> str:

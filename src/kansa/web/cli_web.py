@@ -6,7 +6,10 @@
     kansa web --trusted-header X-Forwarded-User --role-map 'alice=officer,*=viewer'
     kansa web token add --role auditor --name ext-audit
 
-Registered in ``kansa.cli`` with ``app.add_typer(web_app, name="web")``.
+    kansa serve-log --port 8301                 # the log's read API alone (tlog-tiles)
+
+Registered in ``kansa.cli`` with ``app.add_typer(web_app, name="web")`` and
+``app.command("serve-log")(serve_log)``.
 """
 
 from __future__ import annotations
@@ -49,6 +52,9 @@ def web(
         "(SSO, e.g. X-Forwarded-User). Only behind a proxy that strips it from clients.")] = None,
     role_map: Annotated[str, typer.Option(
         "--role-map", help="With --trusted-header: USER=ROLE,... ('*' for anyone else).")] = "",
+    public_log: Annotated[bool, typer.Option(
+        "--public-log", help="Also serve the log's read API to anyone: /checkpoint, "
+        "/tile/... (C2SP tlog-tiles), /receipt/ID.")] = False,
 ) -> None:
     """Serve the dashboard (roles: viewer, auditor, officer, admin)."""
     if ctx.invoked_subcommand is not None:
@@ -74,7 +80,7 @@ def web(
                         "--role viewer --name NAME', or pass --token-file or --trusted-header")
         ledger = Ledger.open(store, home=h)
     access = Access(tokens=tokens, trusted_header=trusted_header, role_map=roles)
-    app = create_app(ledger, access)
+    app = create_app(ledger, access, public_log=public_log)
     console.print(f"kansa web: http://{host}:{port}/ ({len(tokens)} token(s)"
                   f"{', header ' + trusted_header if trusted_header else ''})")
     try:
@@ -99,3 +105,26 @@ def token_add(
         token = add_token(h / TOKENS_FILE, role=role, name=name)
     console.print(f"token for {name} ({role}); shown once, keep it safe:")
     typer.echo(token)
+
+
+def serve_log(
+    home: HomeOpt = None,
+    store: StoreOpt = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8301,
+) -> None:
+    """Serve the log's public read API: /checkpoint, /tile/... and /tile/entries/... (C2SP
+    tlog-tiles, signed state only, full tiles immutable) and /receipt/ID (tlog-proof)."""
+    import uvicorn
+
+    from kansa.api import Ledger
+    from kansa.web.app import create_log_app
+
+    with _errors():
+        ledger = Ledger.open(store, home=_home_path(home))
+    console.print(f"kansa serve-log: http://{host}:{port}/checkpoint")
+    try:
+        uvicorn.run(create_log_app(ledger), host=host, port=port, log_level="warning",
+                    lifespan="off")
+    finally:
+        ledger.close()
