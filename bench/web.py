@@ -59,6 +59,13 @@ def build(n: int, url: str | None) -> tuple[kansa.Ledger, float]:
         import shutil
         shutil.rmtree(home)
     t0 = time.perf_counter()
+    if url is not None:  # a fresh schema per size, in the database the URL names
+        import psycopg
+        schema = f"kansa_web_{n}"
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            conn.execute(f"CREATE SCHEMA {schema}")
+        url += ("&" if "?" in url else "?") + f"options=-csearch_path%3D{schema}"
     led = kansa.Ledger.init(home, url=url)
     batch: list[dict[str, object]] = []
     for rec in records(n):
@@ -128,7 +135,42 @@ def run(n: int, url: str | None, repeat: int) -> None:
         dt = time.perf_counter() - t0
         rows = got - (1 if fmt == "csv" else 0)
         print(f"export {fmt:5} {rows:,} records in {dt:.1f} s: {rows / dt:,.0f} records/s")
+    tiles(led, repeat)
     led.close()
+
+
+def tiles(led: kansa.Ledger, repeat: int) -> None:
+    """The log's read API against a static file server (Starlette's StaticFiles) of the
+    same files ('kansa export'), both in-process through the same client."""
+    import shutil
+
+    from starlette.applications import Starlette
+    from starlette.staticfiles import StaticFiles
+
+    from kansa.web.app import create_log_app
+
+    out = OUT / "web-tiles-export"
+    shutil.rmtree(out, ignore_errors=True)
+    led.export(out)
+    paths = sorted(p.relative_to(out).as_posix() for p in (out / "tile").rglob("*")
+                   if p.is_file())
+    paths = [p for p in paths if ".p/" not in p][: max(200, repeat * 10)]  # full ones
+    for name, app in (("kansa serve-log", create_log_app(led)),
+                      ("static files", Starlette(routes=[]))):
+        if name == "static files":
+            app.mount("/", StaticFiles(directory=out))
+        c = TestClient(app)
+        got = 0
+        t0 = time.perf_counter()
+        for p in paths:
+            r = c.get("/" + p)
+            if r.status_code != 200:
+                sys.exit(f"{name} {p}: {r.status_code}")
+            got += len(r.content)
+        dt = time.perf_counter() - t0
+        print(f"tiles via {name:16} {len(paths)} full tiles/bundles: "
+              f"{len(paths) / dt:,.0f} requests/s, {got / dt / 1e6:,.1f} MB/s")
+    shutil.rmtree(out, ignore_errors=True)
 
 
 def main() -> None:

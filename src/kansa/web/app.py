@@ -389,8 +389,13 @@ def create_app(ledger: Ledger, access: Access, *,
     def record(request: Request) -> Response:
         me = need(request)
         rid = request.path_params["rid"]
-        # the page itself never carries content: it is not even decrypted
-        return record_page(request, record_ref(rid), me)
+        # the page itself never carries content: it is not even decrypted; whether it
+        # could be shown (erased? missing?) is asked without opening it
+        rec = record_ref(rid)
+        gone = ledger.missing_content([rec.index]).get(rec.index)
+        if gone is not None:
+            rec = StoredRecord(rec.index, rec.entry, rec.entry_bytes, None, gone)
+        return record_page(request, rec, me)
 
     @aguarded
     async def record_content(request: Request) -> Response:
