@@ -377,3 +377,13 @@ def test_cli_token_add_then_login(tmp_path: Path) -> None:
         "olga", "officer")
     code, out = run_cli("web", "token", "add", "--role", "god", "--name", "x", home=home)
     assert code == 1 and "unknown role 'god'" in out
+
+
+def test_record_page_says_erased_without_opening_content(ledger: kansa.Ledger) -> None:
+    rec = next(r for r in ledger.browse(limit=10).records if r.index % 5 == 2)  # user-2
+    ledger.erase("user-2")
+    c = _client(ledger, "officer")
+    page = c.get(f"/records/{rec.id}")
+    assert "Content: erased" in page.text and 'id="show-content"' not in page.text
+    other = next(r for r in ledger.browse(limit=10).records if r.index % 5 == 3)
+    assert "Content: present" in c.get(f"/records/{other.id}").text
