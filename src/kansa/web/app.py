@@ -333,9 +333,8 @@ def create_app(ledger: Ledger, access: Access, *,
         lang = lang_of(request)
         f = rollup.refresh()
         today = datetime.fromtimestamp(clock(), UTC).date()
-        days = [(today - timedelta(days=CHART_DAYS - 1 - i)).isoformat()
-                for i in range(CHART_DAYS)]
-        chart = bar_chart([(d, f.per_day.get(d, 0)) for d in days],
+        days = [today - timedelta(days=CHART_DAYS - 1 - i) for i in range(CHART_DAYS)]
+        chart = bar_chart([(d.isoformat(), f.calls_on(d)) for d in days],
                           label=t(lang, "calls_per_day", days=CHART_DAYS))
         cp = store.latest_checkpoint()
         cosigs = store.cosignatures(cp.size) if cp else []

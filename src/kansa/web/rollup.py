@@ -7,11 +7,12 @@ entries appended since (the follower's position), so the overview costs the same
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import date
+
+import orjson
 
 from kansa.ledger.follower import Follower
 from kansa.ledger.storage import Store
@@ -25,11 +26,18 @@ class Figures:
     providers: Counter[str] = field(default_factory=Counter)
     outcomes: Counter[str] = field(default_factory=Counter)
     kinds: Counter[str] = field(default_factory=Counter)
-    per_day: Counter[str] = field(default_factory=Counter)  # "YYYY-MM-DD" (UTC)
+    per_day: Counter[int] = field(default_factory=Counter)  # UTC days since 1970-01-01
     input_tokens: int = 0
     output_tokens: int = 0
     failures: int = 0  # outcome other than ok
     last_failure: int | None = None  # its entry index
+
+    def calls_on(self, day: date) -> int:
+        return self.per_day.get((day - EPOCH_DAY).days, 0)
+
+
+EPOCH_DAY = date(1970, 1, 1)
+DAY_US = 86_400_000_000
 
 
 class Rollup:
@@ -43,8 +51,8 @@ class Rollup:
             f = self.figures
             for index, ts, data in self._follower.read():
                 try:
-                    e = json.loads(data)
-                except ValueError:
+                    e = orjson.loads(data)  # the first refresh reads the whole log
+                except orjson.JSONDecodeError:
                     continue
                 if not isinstance(e, dict):
                     continue
@@ -69,6 +77,5 @@ class Rollup:
                     v = e.get(key)
                     if isinstance(v, int):
                         setattr(f, attr, getattr(f, attr) + v)
-                day = datetime.fromtimestamp(ts / 1e6, UTC).strftime("%Y-%m-%d")
-                f.per_day[day] += 1
+                f.per_day[ts // DAY_US] += 1
             return f
