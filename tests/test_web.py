@@ -387,3 +387,16 @@ def test_record_page_says_erased_without_opening_content(ledger: kansa.Ledger) -
     assert "Content: erased" in page.text and 'id="show-content"' not in page.text
     other = next(r for r in ledger.browse(limit=10).records if r.index % 5 == 3)
     assert "Content: present" in c.get(f"/records/{other.id}").text
+
+
+def test_cli_web_refuses_to_start_when_nobody_could_log_in(tmp_path: Path) -> None:
+    home = tmp_path / "h"
+    kansa.Ledger.init(home).close()
+    code, out = run_cli("web", home=home)
+    assert code == 1 and "nobody could log in" in out
+    code, out = run_cli("web", "--trusted-header", "X-Forwarded-User", home=home)
+    assert code == 1 and "--trusted-header needs --role-map" in out
+    bad = tmp_path / "tokens.txt"
+    bad.write_text("superuser root " + "r" * 20 + "\n")
+    code, out = run_cli("web", "--token-file", str(bad), home=home)
+    assert code == 1 and "unknown role 'superuser'" in out
