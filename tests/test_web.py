@@ -15,7 +15,9 @@ from starlette.testclient import TestClient
 from tests.cli_harness import run as run_cli
 
 import kansa
+from kansa._time import to_us
 from kansa.policy.approvals import Approvals
+from kansa.records.model import parse_ts
 from kansa.web.app import create_app
 from kansa.web.auth import (
     Access,
@@ -104,6 +106,23 @@ def test_a_page_reads_a_bounded_window_and_says_so(ledger: kansa.Ledger) -> None
     assert page.next_before == 110 and page.scanned == 20
     nxt = ledger.browse(before=page.next_before, limit=50, scan=20, outcome="error")
     assert [r.index for r in nxt.records] == [105, 98, 91]
+
+
+def test_a_time_window_starts_and_stops_at_its_entries(ledger: kansa.Ledger) -> None:
+    # day 27 holds entries 26, 54, 82 and 110; a 20-entry scan window from the top (130)
+    # would find none of them: the time index moves the window to them, out of order too
+    late = ledger.append({"system": "late", "ts": "2025-11-27T23:00:00Z"})  # appended last
+    since, until = (to_us(parse_ts(x)) for x in ("2025-11-27T00:00:00Z",
+                                                 "2025-11-28T00:00:00Z"))
+    seen, before = [], None
+    while True:
+        page = ledger.browse(before=before, limit=2, scan=20, since_us=since, until_us=until)
+        seen += [r.index for r in page.records]
+        if page.next_before is None:
+            break
+        before = page.next_before
+    assert seen == [late.index, 110, 82, 54, 26]
+    assert ledger.browse(since_us=since, until_us=since + 1).records == []
 
 
 def test_records_page_filter_and_next_page(ledger: kansa.Ledger) -> None:

@@ -312,7 +312,9 @@ class Ledger:
         the log below ``before`` (a subject filter uses its index and reads only that
         subject's), so a page costs the same at any depth and size. A page with fewer
         than ``limit`` records and a ``next_before`` means the scan window ended first:
-        asking from ``next_before`` continues. Content is never read here."""
+        asking from ``next_before`` continues. With both ``since_us`` and ``until_us``,
+        pages run only between the first and last entry of that time window. Content is
+        never read here."""
         top = self.log.size() if before is None else max(0, min(before, self.log.size()))
         group = None
         if subject is not None:
@@ -330,7 +332,17 @@ class Ledger:
         if model is not None:
             match.append([canonical({k: model})[1:-1] for k in
                           ("gen_ai.request.model", "gen_ai.response.model")])
-        floor = 0 if group is not None else max(0, top - scan)
+        floor = 0
+        if since_us is not None and until_us is not None and group is None:
+            # a window of time picked: start at its newest entry and stop at its oldest,
+            # wherever in the log they are (exact: the time index knows both ends)
+            ends = self.log.store.index_range(since_us, until_us)
+            if ends is None:
+                return Page([], None, 0)
+            top, floor = min(top, ends[1] + 1), ends[0]
+        lowest = floor  # nothing below it can match: no further page
+        if group is None:
+            floor = max(floor, top - scan)
         out: list[StoredRecord] = []
         before_i = top
         while len(out) < limit and before_i > floor:
@@ -360,7 +372,7 @@ class Ledger:
                 commitment = (e.get("content") or {}).get("commitment")
                 out.append(StoredRecord(row.index, e, row.data, None,
                                         "none" if commitment is None else "present"))
-        return Page(out, before_i if before_i > 0 else None, top - before_i)
+        return Page(out, before_i if before_i > lowest else None, top - before_i)
 
     # -- proofs, verification, export ----------------------------------------------------
 

@@ -389,6 +389,16 @@ class Store(ABC):
             EntryRow(int(i), int(t), g, bytes(d), x) for i, t, g, d, x in self._query(sql, params)
         ]
 
+    def index_range(self, since_us: int, until_us: int) -> tuple[int, int] | None:
+        """The lowest and highest entry index with ``since_us <= ts < until_us`` (None:
+        no entry): read from the time index alone, so it costs the window's size, not
+        the log's, and is exact whatever order times were appended in."""
+        rows = self._query("SELECT MIN(idx), MAX(idx) FROM entries WHERE ts >= ? AND ts < ?",
+                           (since_us, until_us))
+        if not rows or rows[0][0] is None:
+            return None
+        return int(rows[0][0]), int(rows[0][1])
+
     def entries_before(
         self,
         before: int,
