@@ -94,7 +94,7 @@ def timed(c: TestClient, url: str, repeat: int) -> tuple[float, float, int]:
     return statistics.median(times), times[max(0, int(len(times) * 0.95) - 1)], size
 
 
-def run(n: int, url: str | None, repeat: int) -> None:
+def run(n: int, url: str | None, repeat: int, sections: set[str]) -> None:
     led, built = build(n, url)
     size = led.log.size()
     print(f"\n== {size:,} entries ({'SQLite' if url is None else 'PostgreSQL'})"
@@ -126,7 +126,7 @@ def run(n: int, url: str | None, repeat: int) -> None:
         total = weight + static
         print(f"{name:38} {p50:8.1f} {p95:8.1f} {'≤150':>8} {total / 1024:10.1f} {'≤200':>8}"
               + ("" if p95 <= P95_TARGET_MS else "  MISSED"))
-    for fmt in ("jsonl", "csv"):
+    for fmt in ("jsonl", "csv") if "export" in sections else ():
         t0 = time.perf_counter()
         got = 0
         with c.stream("GET", f"/records/export.{fmt}") as r:
@@ -135,7 +135,8 @@ def run(n: int, url: str | None, repeat: int) -> None:
         dt = time.perf_counter() - t0
         rows = got - (1 if fmt == "csv" else 0)
         print(f"export {fmt:5} {rows:,} records in {dt:.1f} s: {rows / dt:,.0f} records/s")
-    tiles(led, repeat)
+    if "tiles" in sections:
+        tiles(led, repeat)
     led.close()
 
 
@@ -179,9 +180,11 @@ def main() -> None:
     ap.add_argument("--records", default="1e4,1e5", help="store sizes, comma-separated")
     ap.add_argument("--repeat", type=int, default=30, help="requests per page")
     ap.add_argument("--store", default=None, help="a PostgreSQL URL (default: SQLite)")
+    ap.add_argument("--sections", default="pages,export,tiles",
+                    help="pages (always), export, tiles")
     a = ap.parse_args()
     for n in a.records.split(","):
-        run(int(float(n)), a.store, a.repeat)
+        run(int(float(n)), a.store, a.repeat, set(a.sections.split(",")))
 
 
 if __name__ == "__main__":
