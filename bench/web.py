@@ -156,10 +156,9 @@ def tiles(led: kansa.Ledger, repeat: int) -> None:
     paths = sorted(p.relative_to(out).as_posix() for p in (out / "tile").rglob("*")
                    if p.is_file())
     paths = [p for p in paths if ".p/" not in p][: max(200, repeat * 10)]  # full ones
-    for name, app in (("kansa serve-log", create_log_app(led)),
-                      ("static files", Starlette(routes=[]))):
-        if name == "static files":
-            app.mount("/", StaticFiles(directory=out))
+    static = Starlette(routes=[])
+    static.mount("/", StaticFiles(directory=out))
+    for name, app in (("kansa serve-log", create_log_app(led)), ("static files", static)):
         c = TestClient(app)
         got = 0
         t0 = time.perf_counter()
