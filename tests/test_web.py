@@ -419,3 +419,13 @@ def test_cli_web_refuses_to_start_when_nobody_could_log_in(tmp_path: Path) -> No
     bad.write_text("superuser root " + "r" * 20 + "\n")
     code, out = run_cli("web", "--token-file", str(bad), home=home)
     assert code == 1 and "unknown role 'superuser'" in out
+
+
+def test_overview_shows_the_checkpoint_and_its_cosignatures(ledger: kansa.Ledger) -> None:
+    cp = ledger.checkpoint()
+    line = "— witness.example/w1 AAAAAQ=="
+    ledger.log.store.add_cosignature(cp.checkpoint.size, "witness.example/w1", line)
+    r = _client(ledger, "viewer").get("/", headers={"accept-language": "ja"})
+    assert "最新の署名付きチェックポイント" in r.text and "証人の連署" in r.text
+    assert f"<b>{cp.checkpoint.size}</b>" in r.text and cp.checkpoint.origin in r.text
+    assert line in r.text and "連署した証人はいません" not in r.text
