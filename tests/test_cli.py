@@ -241,7 +241,7 @@ def test_demo_clock_is_passed_in_not_read(tmp_path: Path) -> None:
 
 
 def test_demo_default_clock_is_the_scenario_clock(tmp_path: Path) -> None:
-    from kansa.demo import SCENARIO_NOW, _traffic
+    from kansa.cli._demo_story import SCENARIO_NOW, _traffic
 
     records = _traffic(50, random.Random(1), SCENARIO_NOW)
     stamps = [datetime.fromisoformat(r["ts"]) for r in records]

@@ -12,10 +12,9 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 import kansa
-from kansa import cli
-from kansa._cli_common import Column, fit_table
-from kansa.cli import app
-from kansa.policy import cli_policy
+from kansa.cli import _common, app
+from kansa.cli import log as log_commands
+from kansa.cli._common import Column, fit_table
 
 runner = CliRunner()
 WIDTH = 80
@@ -26,7 +25,7 @@ UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 def at80(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every console the commands print on is 80 columns wide, whatever runs the tests."""
     monkeypatch.setenv("COLUMNS", str(WIDTH))  # rich reads it at each print
-    for console in (cli.out, cli_policy.out, cli.console):
+    for console in (_common.out, _common.console):
         assert console.width == WIDTH
 
 
@@ -180,7 +179,7 @@ def test_log_append_says_it_is_waiting_on_a_terminal(
     r = runner.invoke(app, ["log", "append", "--home", str(home)], input=line)
     assert r.exit_code == 0, r.output
     assert "standard input" not in r.output  # piped: nothing to say
-    monkeypatch.setattr(cli, "_is_terminal", lambda stream: True)
+    monkeypatch.setattr(log_commands, "_is_terminal", lambda stream: True)
     r = runner.invoke(app, ["log", "append", "--home", str(home)], input=line)
     assert r.exit_code == 0, r.output
     assert "reading JSON Lines from standard input… (Ctrl-D to end)" in r.stderr
@@ -189,7 +188,7 @@ def test_log_append_says_it_is_waiting_on_a_terminal(
 
 
 def test_demo_try_next_opens_the_report_on_this_system() -> None:
-    from kansa.demo import _open_command
+    from kansa.cli._demo_story import _open_command
 
     pdf = Path("/tmp/d/report/evidence-ja.pdf")
     assert _open_command(pdf, "linux") == f"xdg-open {pdf}"

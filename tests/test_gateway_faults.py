@@ -32,7 +32,7 @@ from gateway_harness import find_record, free_port, running_gateway, wait_for
 from kansa.api import Ledger
 from kansa.capture import gateway as gateway_module
 from kansa.capture.gateway import GatewayConfig, create_gateway_app
-from kansa.capture.shapes import CallInfo
+from kansa.capture.shapes import CallInfo, StreamAssembler
 from kansa.capture.upstream import Origin, UpstreamPool, UpstreamTooLarge
 from kansa.errors import KansaError
 from standin import Standin
@@ -227,7 +227,7 @@ def test_an_unexpected_error_after_the_upstream_is_recorded_and_not_served(
     if where == "json":
         monkeypatch.setattr(gateway_module, "_parse_response", boom)
     else:
-        monkeypatch.setattr(gateway_module.StreamAssembler, "feed", boom)
+        monkeypatch.setattr(StreamAssembler, "feed", boom)
     nonce = new_nonce()
     body = {"model": "gpt-test", "stream": where == "stream",
             "messages": [{"role": "user", "content": nonce}]}

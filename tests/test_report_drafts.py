@@ -502,18 +502,12 @@ def test_rendered_html_and_pdf_carry_the_text(ledger: Ledger, tmp_path: Path) ->
 
 def test_cli_writes_the_three_documents(ledger: Ledger, home: Path, store_url: str,
                                         tmp_path: Path) -> None:
-    import typer
-
-    from kansa.report.cli_drafts import register
+    from kansa.cli import app
 
     ledger.append(_call(0, "openai", "gpt-4o", attributes={"kansa.incident": "death"}))
     ledger.checkpoint()
     pack_file = tmp_path / "test-incidents.yaml"
     pack_file.write_text(_TEST_PACK)
-    app = typer.Typer()
-    sub = typer.Typer()
-    register(sub)
-    app.add_typer(sub, name="report")
     runner = CliRunner()
     out = tmp_path / "out"
     common = ["--home", str(home), "--store", store_url, "--out", str(out)]

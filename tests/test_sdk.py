@@ -21,7 +21,7 @@ import pytest
 from openai.types.chat import ChatCompletion
 
 import kansa
-from kansa.capture import sdk
+from kansa.capture import sdk, sdk_writer
 from kansa.capture.shapes import CallInfo, StreamAssembler, to_record
 from kansa.ledger.note import Signer
 from sdk_standin import StandIn
@@ -653,9 +653,9 @@ def test_default_ledger_opens_lazily_from_kansa_home(
     sdk.set_default_ledger(None)
     client = kansa.wrap(openai.OpenAI(base_url=f"{standin.url}/v1", api_key="k",
                                       max_retries=0))
-    assert sdk._default_ledger is None  # nothing opened until something is recorded
+    assert sdk_writer._default_ledger is None  # nothing opened until something is recorded
     client.embeddings.create(model="e", input="x")
-    opened = sdk._default_ledger
+    opened = sdk_writer._default_ledger
     assert opened is not None
     rec = only(opened)
     assert rec.entry["system"] == "from-env"

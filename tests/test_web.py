@@ -240,7 +240,7 @@ def test_officer_content_view_is_a_ledger_record_first(ledger: kansa.Ledger) -> 
     r = c.post(f"/records/{rec.id}/content", data={"csrf": _csrf(page.text)})
     assert r.status_code == 200 and SECRET_TEXT in r.text
     events = _events(ledger)
-    assert events == [{"kansa.access.action": "view_content",
+    assert events == [{"kansa.event": "web.access", "kansa.access.action": "view_content",
                        "kansa.access.actor": "officer-person", "kansa.access.role": "officer",
                        "kansa.access.via": "token", "kansa.access.record": rec.id}]
     audit_id = r.text.split('id="content-recorded">')[1].split("</p>")[0]

@@ -23,6 +23,15 @@ from kansa.ledger.follower import Follower
 from kansa.ledger.log import Append, Log
 from kansa.ledger.note import SignedCheckpoint, Signer, Verifier
 from kansa.ledger.storage import EntryRow, open_store
+from kansa.records.attributes import (
+    GEN_AI_REQUEST_MODEL,
+    GEN_AI_RESPONSE_MODEL,
+    KANSA_ERASURE_COMPLETED,
+    KANSA_ERASURE_CONTENTS_DESTROYED,
+    KANSA_ERASURE_LATE_CONTENTS,
+    KANSA_ERASURE_REASON,
+    KANSA_ERASURE_SUBJECT,
+)
 from kansa.records.model import UsageRecord, canonical, parse_ts
 from kansa.vault import Vault
 
@@ -285,7 +294,7 @@ class Ledger:
                 if system is not None and e.get("system") != system:
                     continue
                 if model is not None and model not in (
-                    e.get("gen_ai.request.model"), e.get("gen_ai.response.model")
+                    e.get(GEN_AI_REQUEST_MODEL), e.get(GEN_AI_RESPONSE_MODEL)
                 ):
                     continue
                 yield view
@@ -456,7 +465,7 @@ class Ledger:
                 continue
             rid = entry.get("id")
             if entry.get("kind") == "kansa.erasure":
-                erasures.add(str((entry.get("attributes") or {}).get("kansa.erasure.subject")))
+                erasures.add(str((entry.get("attributes") or {}).get(KANSA_ERASURE_SUBJECT)))
             if row.ext_id != rid:
                 if row.ext_id is None and isinstance(rid, str):
                     first = store.index_of(rid)
@@ -548,9 +557,9 @@ class Ledger:
             for group in groups:
                 last = self.append(UsageRecord(
                     system="kansa", kind="kansa.erasure", operation="erase",
-                    attributes={"kansa.erasure.subject": group,
-                                "kansa.erasure.contents_destroyed": 0,
-                                "kansa.erasure.completed": True}))
+                    attributes={KANSA_ERASURE_SUBJECT: group,
+                                KANSA_ERASURE_CONTENTS_DESTROYED: 0,
+                                KANSA_ERASURE_COMPLETED: True}))
             if last is not None and result.contents_destroyed == 0:
                 return Erasure(None, 0, last, result.scrubbed, groups)
         if result.pseudonym is None and result.contents_destroyed == 0:
@@ -560,13 +569,13 @@ class Ledger:
                 f"no key for subject {subject!r}: never recorded, or already erased "
                 f"(no late content found{'' if result.scrubbed else '; scrub incomplete'})"
             )
-        attrs: dict[str, Any] = {"kansa.erasure.contents_destroyed": result.contents_destroyed}
+        attrs: dict[str, Any] = {KANSA_ERASURE_CONTENTS_DESTROYED: result.contents_destroyed}
         if result.pseudonym is not None:
-            attrs["kansa.erasure.subject"] = result.pseudonym
+            attrs[KANSA_ERASURE_SUBJECT] = result.pseudonym
         else:  # the subject's pseudonym is unknowable now: record only what was swept
-            attrs["kansa.erasure.late_contents"] = True
+            attrs[KANSA_ERASURE_LATE_CONTENTS] = True
         if reason:
-            attrs["kansa.erasure.reason"] = reason
+            attrs[KANSA_ERASURE_REASON] = reason
         rec = UsageRecord(system="kansa", kind="kansa.erasure", operation="erase",
                           attributes=attrs)
         return Erasure(result.pseudonym, result.contents_destroyed, self.append(rec),
@@ -591,5 +600,5 @@ class Ledger:
             if isinstance(entry, dict) and entry.get("kind") == "kansa.erasure":
                 attrs = entry.get("attributes")
                 if isinstance(attrs, dict):
-                    recorded.add(str(attrs.get("kansa.erasure.subject")))
+                    recorded.add(str(attrs.get(KANSA_ERASURE_SUBJECT)))
         return sorted({str(m[0]) for m in marks} - recorded)

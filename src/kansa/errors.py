@@ -34,6 +34,7 @@ Catch :class:`KansaError` for all of them, or a branch below it::
      │             WrongPackError, MalformedSignatureError
      ├── web.auth.AuthError           a web token file, role map or role name
      ├── web.app.WebError             a request the dashboard refuses (``status``)
+     ├── GuardError                   guard configuration, scan input, a guard model file
      └── ReportError                  a report or draft cannot be built
           ├── ReportLanguageError     a language kansa does not write (``--lang``)
           └── report.evidence.NoReplayError, report.drafting.ReportDraftError,
@@ -54,6 +55,11 @@ from collections.abc import Sequence
 
 class KansaError(Exception):
     """Base class of every error kansa raises on purpose."""
+
+
+class GuardError(KansaError):
+    """The guard layer cannot run as configured: a bad configuration, scan input or
+    shipped model file (the message names what and where)."""
 
 
 class ProofError(KansaError):

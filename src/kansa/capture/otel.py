@@ -90,6 +90,40 @@ from kansa._time import EPOCH as _EPOCH
 from kansa.capture.pipeline import Pipeline
 from kansa.errors import FormatError, KansaError, RecordError, StorageError
 from kansa.ledger.tiles import MAX_ENTRY_SIZE
+from kansa.records.attributes import (
+    ERROR_TYPE,
+    GEN_AI_AGENT_NAME,
+    GEN_AI_CONVERSATION_ID,
+    GEN_AI_INPUT_MESSAGES,
+    GEN_AI_OPERATION_NAME,
+    GEN_AI_OUTPUT_MESSAGES,
+    GEN_AI_PROVIDER_NAME,
+    GEN_AI_REQUEST_MAX_TOKENS,
+    GEN_AI_REQUEST_MODEL,
+    GEN_AI_REQUEST_TEMPERATURE,
+    GEN_AI_REQUEST_TOP_P,
+    GEN_AI_RESPONSE_FINISH_REASONS,
+    GEN_AI_RESPONSE_ID,
+    GEN_AI_RESPONSE_MODEL,
+    GEN_AI_SYSTEM_INSTRUCTIONS,
+    GEN_AI_TOOL_CALL_ARGUMENTS,
+    GEN_AI_TOOL_CALL_RESULT,
+    GEN_AI_TOOL_DEFINITIONS,
+    GEN_AI_TOOL_NAME,
+    GEN_AI_USAGE_INPUT_TOKENS,
+    GEN_AI_USAGE_OUTPUT_TOKENS,
+    KANSA_EVENT,
+    KANSA_OTEL_DIALECT,
+    KANSA_OTEL_EVENT_NAME,
+    KANSA_OTEL_PARENT_SPAN_ID,
+    KANSA_OTEL_SCOPE,
+    KANSA_OTEL_SEVERITY,
+    KANSA_OTEL_SPAN_ID,
+    KANSA_OTEL_SPAN_NAME,
+    KANSA_OTEL_STATUS_MESSAGE,
+    KANSA_OTEL_TRACE_ID,
+    KANSA_STREAM,
+)
 from kansa.records.model import MAX_STR, UsageRecord, canonical
 
 if TYPE_CHECKING:
@@ -592,16 +626,16 @@ _REQUEST_TYPES = {"chat": "chat", "completion": "text_completion", "embedding": 
 _SUBJECT_KEYS = ("user.id", "enduser.id", "traceloop.association.properties.user_id",
                  "llm.user", "gen_ai.user", "session.id")
 # content attributes of the current conventions (structured, or JSON strings)
-_CONTENT_KEYS = ("gen_ai.input.messages", "gen_ai.output.messages",
-                 "gen_ai.system_instructions", "gen_ai.tool.definitions",
-                 "gen_ai.tool.call.arguments", "gen_ai.tool.call.result")
+_CONTENT_KEYS = (GEN_AI_INPUT_MESSAGES, GEN_AI_OUTPUT_MESSAGES,
+                 GEN_AI_SYSTEM_INSTRUCTIONS, GEN_AI_TOOL_DEFINITIONS,
+                 GEN_AI_TOOL_CALL_ARGUMENTS, GEN_AI_TOOL_CALL_RESULT)
 # attributes turned into record fields (not repeated among the entry's attributes)
 _FIELD_KEYS = frozenset({
-    "gen_ai.operation.name", "gen_ai.provider.name", "gen_ai.request.model",
-    "gen_ai.response.model", "gen_ai.response.id", "gen_ai.response.finish_reasons",
-    "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens", "gen_ai.usage.prompt_tokens",
-    "gen_ai.usage.completion_tokens", "gen_ai.conversation.id", "gen_ai.tool.name",
-    "gen_ai.agent.name", "gen_ai.prompt", "gen_ai.completion",
+    GEN_AI_OPERATION_NAME, GEN_AI_PROVIDER_NAME, GEN_AI_REQUEST_MODEL,
+    GEN_AI_RESPONSE_MODEL, GEN_AI_RESPONSE_ID, GEN_AI_RESPONSE_FINISH_REASONS,
+    GEN_AI_USAGE_INPUT_TOKENS, GEN_AI_USAGE_OUTPUT_TOKENS, "gen_ai.usage.prompt_tokens",
+    "gen_ai.usage.completion_tokens", GEN_AI_CONVERSATION_ID, GEN_AI_TOOL_NAME,
+    GEN_AI_AGENT_NAME, "gen_ai.prompt", "gen_ai.completion",
     # an end-user id (OpenLLMetry: the OpenAI API's ``user``) is the subject: pseudonymised
     "gen_ai.user",
 })
@@ -612,9 +646,9 @@ _INDEXED = ("gen_ai.prompt.", "gen_ai.completion.", "llm.input_messages.",
 _KEPT_OTHER = ("server.address", "server.port")
 
 
-_GENAI_MARKERS = ("gen_ai.operation.name", "gen_ai.provider.name", "gen_ai.system",
-                  "gen_ai.request.model", "gen_ai.response.model", "gen_ai.input.messages",
-                  "gen_ai.output.messages", "llm.request.type")
+_GENAI_MARKERS = (GEN_AI_OPERATION_NAME, GEN_AI_PROVIDER_NAME, "gen_ai.system",
+                  GEN_AI_REQUEST_MODEL, GEN_AI_RESPONSE_MODEL, GEN_AI_INPUT_MESSAGES,
+                  GEN_AI_OUTPUT_MESSAGES, "llm.request.type")
 
 
 def _dialect(a: Mapping[str, Any], indexed: Mapping[str, Any]) -> str | None:
@@ -803,7 +837,7 @@ def record_from_span(span: Span, resource_attrs: Mapping[str, Any] | None = None
     oi_kind = a.get("openinference.span.kind")
     oi_kind = oi_kind.upper() if isinstance(oi_kind, str) else None
     # -- operation and kind
-    operation = _text(a, "gen_ai.operation.name")
+    operation = _text(a, GEN_AI_OPERATION_NAME)
     if operation is None:
         req_type = a.get("llm.request.type")
         if isinstance(req_type, str) and req_type in _REQUEST_TYPES:
@@ -821,24 +855,24 @@ def record_from_span(span: Span, resource_attrs: Mapping[str, Any] | None = None
         if k in a:
             content[k] = _maybe_json(a[k])
     prompts = family("gen_ai.prompt.")
-    if prompts is not None and "gen_ai.input.messages" not in content:
-        content["gen_ai.input.messages"] = prompts
+    if prompts is not None and GEN_AI_INPUT_MESSAGES not in content:
+        content[GEN_AI_INPUT_MESSAGES] = prompts
     completions = family("gen_ai.completion.")
-    if completions is not None and "gen_ai.output.messages" not in content:
-        content["gen_ai.output.messages"] = completions
+    if completions is not None and GEN_AI_OUTPUT_MESSAGES not in content:
+        content[GEN_AI_OUTPUT_MESSAGES] = completions
     for old, new in (("gen_ai.prompt", "input"), ("gen_ai.completion", "output")):
         if old in a and not isinstance(a[old], dict):
             content[new] = _maybe_json(a[old])
     oi_in = _strip_wrapper(family("llm.input_messages."), "message")
-    if oi_in is not None and "gen_ai.input.messages" not in content:
-        content["gen_ai.input.messages"] = oi_in
+    if oi_in is not None and GEN_AI_INPUT_MESSAGES not in content:
+        content[GEN_AI_INPUT_MESSAGES] = oi_in
     oi_out = _strip_wrapper(family("llm.output_messages."), "message")
-    if oi_out is not None and "gen_ai.output.messages" not in content:
-        content["gen_ai.output.messages"] = oi_out
+    if oi_out is not None and GEN_AI_OUTPUT_MESSAGES not in content:
+        content[GEN_AI_OUTPUT_MESSAGES] = oi_out
     tools = family("llm.tools.") or family("llm.request.functions.")
-    if tools is not None and "gen_ai.tool.definitions" not in content:
-        content["gen_ai.tool.definitions"] = _strip_wrapper(tools, "tool")
-    in_key, out_key = (("gen_ai.tool.call.arguments", "gen_ai.tool.call.result")
+    if tools is not None and GEN_AI_TOOL_DEFINITIONS not in content:
+        content[GEN_AI_TOOL_DEFINITIONS] = _strip_wrapper(tools, "tool")
+    in_key, out_key = ((GEN_AI_TOOL_CALL_ARGUMENTS, GEN_AI_TOOL_CALL_RESULT)
                        if kind == "tool.call" else ("input", "output"))
     for src, dst in (("input.value", in_key), ("output.value", out_key)):
         v = a.get(src)
@@ -864,14 +898,14 @@ def record_from_span(span: Span, resource_attrs: Mapping[str, Any] | None = None
         if emb_texts:
             content["input"] = emb_texts[0] if len(emb_texts) == 1 else emb_texts
     if span.status_message:
-        content["kansa.otel.status_message"] = span.status_message
+        content[KANSA_OTEL_STATUS_MESSAGE] = span.status_message
 
     # -- finish reasons: the semconv array, else per completion/output message, else
     # OpenInference's single llm.finish_reason
-    fr: Any = a.get("gen_ai.response.finish_reasons")
+    fr: Any = a.get(GEN_AI_RESPONSE_FINISH_REASONS)
     if isinstance(fr, str):
         fr = [fr]
-    for source in (completions, content.get("gen_ai.output.messages")):
+    for source in (completions, content.get(GEN_AI_OUTPUT_MESSAGES)):
         if not fr and isinstance(source, list):
             fr = [m["finish_reason"] for m in source
                   if isinstance(m, dict) and "finish_reason" in m]
@@ -880,11 +914,11 @@ def record_from_span(span: Span, resource_attrs: Mapping[str, Any] | None = None
     if not isinstance(fr, list | None) or not all(
         isinstance(x, str) and len(x) <= MAX_STR for x in fr or ()
     ):
-        raise RecordError("finish reasons are strings", field="gen_ai.response.finish_reasons")
+        raise RecordError("finish reasons are strings", field=GEN_AI_RESPONSE_FINISH_REASONS)
     finish = tuple(fr or ())
 
     # -- outcome
-    error_type = _text(a, "error.type")
+    error_type = _text(a, ERROR_TYPE)
     if span.status_code == 2 and error_type is None:
         for ev in span.events:
             if ev.name == "exception":
@@ -905,7 +939,7 @@ def record_from_span(span: Span, resource_attrs: Mapping[str, Any] | None = None
     subject = _subject(a)
     system = _system(res)
 
-    provider = _text(a, "gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system")
+    provider = _text(a, GEN_AI_PROVIDER_NAME, "gen_ai.system", "llm.provider", "llm.system")
     # OpenInference's llm.model_name is the model that answered (the response's); the
     # model asked for is in llm.invocation_parameters, a JSON string of the request's
     # parameters (openinference-instrumentation-openai)
@@ -914,32 +948,32 @@ def record_from_span(span: Span, resource_attrs: Mapping[str, Any] | None = None
     asked = params.get("model") if isinstance(params.get("model"), str) else None
     if asked is not None and len(asked) > MAX_STR:
         raise RecordError(f"longer than {MAX_STR} characters", field="llm.invocation_parameters")
-    request_model = _text(a, "gen_ai.request.model", "llm.request.model_name") or asked
+    request_model = _text(a, GEN_AI_REQUEST_MODEL, "llm.request.model_name") or asked
     if request_model is None:
         # an embedding's model is named by the request; llm.model_name is the request's
         # only outside OpenInference (where no one else writes it)
         request_model = _text(a, "embedding.model_name") or (
             None if dialect == "openinference" else _text(a, "llm.model_name"))
-    response_model = _text(a, "gen_ai.response.model", "llm.response.model_name",
+    response_model = _text(a, GEN_AI_RESPONSE_MODEL, "llm.response.model_name",
                            "llm.model_name")
 
     # -- the entry's attributes: trace ids, then the other scalar gen_ai.* attributes
-    attributes: dict[str, Any] = {"kansa.otel.trace_id": span.trace_id,
-                                  "kansa.otel.span_id": span.span_id,
-                                  "kansa.otel.dialect": dialect}
+    attributes: dict[str, Any] = {KANSA_OTEL_TRACE_ID: span.trace_id,
+                                  KANSA_OTEL_SPAN_ID: span.span_id,
+                                  KANSA_OTEL_DIALECT: dialect}
     if span.parent_span_id:
-        attributes["kansa.otel.parent_span_id"] = span.parent_span_id
+        attributes[KANSA_OTEL_PARENT_SPAN_ID] = span.parent_span_id
     if span.name:
-        attributes["kansa.otel.span_name"] = span.name[:MAX_STR]
+        attributes[KANSA_OTEL_SPAN_NAME] = span.name[:MAX_STR]
     if span.scope:
-        attributes["kansa.otel.scope"] = span.scope[:MAX_STR]
+        attributes[KANSA_OTEL_SCOPE] = span.scope[:MAX_STR]
     if a.get("llm.is_streaming") is True or a.get("gen_ai.request.stream") is True \
             or params.get("stream") is True:
-        attributes["kansa.stream"] = True
-    for src, dst in (("temperature", "gen_ai.request.temperature"),
-                     ("max_tokens", "gen_ai.request.max_tokens"),
-                     ("max_completion_tokens", "gen_ai.request.max_tokens"),
-                     ("top_p", "gen_ai.request.top_p")):
+        attributes[KANSA_STREAM] = True
+    for src, dst in (("temperature", GEN_AI_REQUEST_TEMPERATURE),
+                     ("max_tokens", GEN_AI_REQUEST_MAX_TOKENS),
+                     ("max_completion_tokens", GEN_AI_REQUEST_MAX_TOKENS),
+                     ("top_p", GEN_AI_REQUEST_TOP_P)):
         v = params.get(src)
         if dst not in a and isinstance(v, int | float) and not isinstance(v, bool):
             attributes[dst] = v
@@ -963,16 +997,16 @@ def record_from_span(span: Span, resource_attrs: Mapping[str, Any] | None = None
         operation=operation,
         request_model=request_model,
         response_model=response_model,
-        response_id=_text(a, "gen_ai.response.id"),
-        input_tokens=_count(a, "gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens",
+        response_id=_text(a, GEN_AI_RESPONSE_ID),
+        input_tokens=_count(a, GEN_AI_USAGE_INPUT_TOKENS, "gen_ai.usage.prompt_tokens",
                             "llm.token_count.prompt"),
-        output_tokens=_count(a, "gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens",
+        output_tokens=_count(a, GEN_AI_USAGE_OUTPUT_TOKENS, "gen_ai.usage.completion_tokens",
                              "llm.token_count.completion"),
         finish_reasons=finish,
-        conversation_id=_text(a, "gen_ai.conversation.id", "session.id"),
-        tool_name=_text(a, "gen_ai.tool.name") or (
+        conversation_id=_text(a, GEN_AI_CONVERSATION_ID, "session.id"),
+        tool_name=_text(a, GEN_AI_TOOL_NAME) or (
             _text(a, "tool.name") if oi_kind == "TOOL" else None),
-        agent_name=_text(a, "gen_ai.agent.name") or (
+        agent_name=_text(a, GEN_AI_AGENT_NAME) or (
             _text(a, "agent.name") if oi_kind == "AGENT" else None),
         subject=subject,
         outcome=outcome,
@@ -1043,16 +1077,16 @@ def record_from_log(log_: LogRecord) -> UsageRecord | None:
                                if k not in _SUBJECT_KEYS and k != "event.name"}
     if log_.body is not None:
         content["body"] = _maybe_json(log_.body)
-    attributes: dict[str, Any] = {"kansa.event": LOG_EVENT,
-                                  "kansa.otel.event_name": name[:MAX_STR]}
+    attributes: dict[str, Any] = {KANSA_EVENT: LOG_EVENT,
+                                  KANSA_OTEL_EVENT_NAME: name[:MAX_STR]}
     if log_.trace_id:
-        attributes["kansa.otel.trace_id"] = log_.trace_id
+        attributes[KANSA_OTEL_TRACE_ID] = log_.trace_id
     if log_.span_id:
-        attributes["kansa.otel.span_id"] = log_.span_id
+        attributes[KANSA_OTEL_SPAN_ID] = log_.span_id
     if log_.scope:
-        attributes["kansa.otel.scope"] = log_.scope[:MAX_STR]
+        attributes[KANSA_OTEL_SCOPE] = log_.scope[:MAX_STR]
     if log_.severity_text:
-        attributes["kansa.otel.severity"] = log_.severity_text[:MAX_STR]
+        attributes[KANSA_OTEL_SEVERITY] = log_.severity_text[:MAX_STR]
     # what identifies this log among the span's logs, stable across an exporter's retry
     ident = json.dumps([name, log_.time_ns, log_.observed_ns, a, log_.body],
                        sort_keys=True, ensure_ascii=True, default=repr).encode()
@@ -1060,7 +1094,7 @@ def record_from_log(log_: LogRecord) -> UsageRecord | None:
         system=_system(log_.resource),
         ts=_ts(ns),
         kind="kansa.event",
-        conversation_id=_text(a, "gen_ai.conversation.id", "session.id"),
+        conversation_id=_text(a, GEN_AI_CONVERSATION_ID, "session.id"),
         subject=_subject(a),
         attributes=attributes,
         content=content,
@@ -1078,7 +1112,7 @@ def otel_records(ledger: Ledger, trace_id: str, span_id: str, *,
     out = []
     for r in ledger.find(with_content=with_content, limit=None):
         at = r.entry.get("attributes") or {}
-        if at.get("kansa.otel.trace_id") == trace_id and at.get("kansa.otel.span_id") == span_id:
+        if at.get(KANSA_OTEL_TRACE_ID) == trace_id and at.get(KANSA_OTEL_SPAN_ID) == span_id:
             out.append(r)
     return out
 

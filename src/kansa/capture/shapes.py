@@ -12,6 +12,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from kansa.records.attributes import (
+    GEN_AI_INPUT_MESSAGES,
+    GEN_AI_OUTPUT_MESSAGES,
+    GEN_AI_REQUEST_MAX_TOKENS,
+    GEN_AI_REQUEST_TEMPERATURE,
+    GEN_AI_REQUEST_TOP_P,
+    GEN_AI_SYSTEM_INSTRUCTIONS,
+    GEN_AI_TOOL_DEFINITIONS,
+    KANSA_STREAM,
+)
 from kansa.records.model import MAX_STR, UsageRecord
 
 # OpenTelemetry GenAI gen_ai.operation.name values, per API path
@@ -98,16 +108,16 @@ def _input_content(request: Any) -> dict[str, Any]:
         return {} if request is None else {"input": request}
     content: dict[str, Any] = {}
     if "messages" in request:
-        content["gen_ai.input.messages"] = request["messages"]
+        content[GEN_AI_INPUT_MESSAGES] = request["messages"]
     if "system" in request:  # Anthropic
-        content["gen_ai.system_instructions"] = request["system"]
+        content[GEN_AI_SYSTEM_INSTRUCTIONS] = request["system"]
     if "instructions" in request:  # Responses API
-        content["gen_ai.system_instructions"] = request["instructions"]
+        content[GEN_AI_SYSTEM_INSTRUCTIONS] = request["instructions"]
     for key in ("prompt", "input"):
         if key in request:
             content["input"] = request[key]
     if "tools" in request:
-        content["gen_ai.tool.definitions"] = request["tools"]
+        content[GEN_AI_TOOL_DEFINITIONS] = request["tools"]
     return content
 
 
@@ -116,7 +126,7 @@ def _output_content(provider: str, response: Any) -> dict[str, Any]:
         return {} if response is None else {"output": response}
     if provider == "anthropic":
         if "content" in response:
-            return {"gen_ai.output.messages": [
+            return {GEN_AI_OUTPUT_MESSAGES: [
                 {"role": response.get("role", "assistant"), "content": response.get("content")}
             ]}
         return {"output": response["error"]} if "error" in response else {}
@@ -125,9 +135,9 @@ def _output_content(provider: str, response: Any) -> dict[str, Any]:
         for c in response["choices"]:
             if isinstance(c, dict):
                 msgs.append(c.get("message") if "message" in c else {"text": c.get("text")})
-        return {"gen_ai.output.messages": msgs}
+        return {GEN_AI_OUTPUT_MESSAGES: msgs}
     if "output" in response:  # Responses API
-        return {"gen_ai.output.messages": response["output"]}
+        return {GEN_AI_OUTPUT_MESSAGES: response["output"]}
     if "error" in response:
         return {"output": response["error"]}
     return {}
@@ -150,10 +160,10 @@ def to_record(call: CallInfo) -> UsageRecord:
         content.update(_output_content(shape, call.response))
     attributes = dict(call.attributes)
     if call.streamed:
-        attributes["kansa.stream"] = True
-    for src, dst in (("temperature", "gen_ai.request.temperature"),
-                     ("max_tokens", "gen_ai.request.max_tokens"),
-                     ("top_p", "gen_ai.request.top_p")):
+        attributes[KANSA_STREAM] = True
+    for src, dst in (("temperature", GEN_AI_REQUEST_TEMPERATURE),
+                     ("max_tokens", GEN_AI_REQUEST_MAX_TOKENS),
+                     ("top_p", GEN_AI_REQUEST_TOP_P)):
         v = req.get(src)
         # only numbers an RFC 8785 entry can hold (finite, exact as IEEE doubles)
         if isinstance(v, int | float) and not isinstance(v, bool) and abs(v) < 2**53:

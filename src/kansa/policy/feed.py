@@ -58,6 +58,14 @@ from kansa.policy.signing import (
     verify_signed_pack,
     write_atomic,
 )
+from kansa.records.attributes import (
+    KANSA_EVENT,
+    KANSA_PACK_HASH,
+    KANSA_PACK_ID,
+    KANSA_PACK_SIGNER,
+    KANSA_PACK_SIGNER_KEY,
+    KANSA_PACK_VERSION,
+)
 from kansa.records.model import UsageRecord, parse_ts
 
 if TYPE_CHECKING:
@@ -610,11 +618,11 @@ class Activation:
 
 
 def activation_record(r: Resolved, event: str, *, at: datetime | None = None) -> UsageRecord:
-    attrs: dict[str, Any] = {"kansa.event": event, "kansa.pack.id": r.pack.id,
-                             "kansa.pack.version": r.pack.version,
-                             "kansa.pack.hash": r.pack.hash, "kansa.pack.signer": r.signer_ref}
+    attrs: dict[str, Any] = {KANSA_EVENT: event, KANSA_PACK_ID: r.pack.id,
+                             KANSA_PACK_VERSION: r.pack.version,
+                             KANSA_PACK_HASH: r.pack.hash, KANSA_PACK_SIGNER: r.signer_ref}
     if r.signer is not None:
-        attrs["kansa.pack.signer_key"] = key_hash(r.signer)
+        attrs[KANSA_PACK_SIGNER_KEY] = key_hash(r.signer)
     return UsageRecord(system="kansa", kind="kansa.event", operation=event,
                        ts=at or datetime.now(UTC), attributes=attrs)
 
@@ -628,11 +636,11 @@ def _events(follower: Follower, end: int) -> Iterator[tuple[int, dict[str, Any]]
         e = json.loads(data)
         attrs = e.get("attributes") or {}
         if (e.get("kind") == "kansa.event" and e.get("system") == "kansa"
-                and attrs.get("kansa.event") in (ACTIVATED, DEACTIVATED)):
+                and attrs.get(KANSA_EVENT) in (ACTIVATED, DEACTIVATED)):
             yield index, e
 
 
-_REQUIRED = ("kansa.pack.id", "kansa.pack.version", "kansa.pack.hash", "kansa.pack.signer")
+_REQUIRED = (KANSA_PACK_ID, KANSA_PACK_VERSION, KANSA_PACK_HASH, KANSA_PACK_SIGNER)
 
 
 def _attrs(index: int, e: dict[str, Any]) -> dict[str, str]:
@@ -675,13 +683,13 @@ class ActivationHistory:
 
     def _apply(self, index: int, e: dict[str, Any]) -> None:
         a = _attrs(index, e)
-        key = (a["kansa.pack.id"], a["kansa.pack.version"])
+        key = (a[KANSA_PACK_ID], a[KANSA_PACK_VERSION])
         ts = parse_ts(e["ts"])
-        if a["kansa.event"] == ACTIVATED:
+        if a[KANSA_EVENT] == ACTIVATED:
             if key in self._open:  # activate() refuses this; a hand-made one changes nothing
                 return
-            self._open[key] = Activation(key[0], key[1], a["kansa.pack.hash"],
-                                         a["kansa.pack.signer"], a.get("kansa.pack.signer_key"),
+            self._open[key] = Activation(key[0], key[1], a[KANSA_PACK_HASH],
+                                         a[KANSA_PACK_SIGNER], a.get(KANSA_PACK_SIGNER_KEY),
                                          ts, index, str(e["id"]))
         elif key in self._open:
             start = self._open.pop(key)
@@ -738,11 +746,11 @@ def deactivate(ledger: Ledger, ref: str, *, at: datetime | None = None) -> list[
     when = _when(history, at)
     out = []
     for a in current:
-        attrs: dict[str, Any] = {"kansa.event": DEACTIVATED, "kansa.pack.id": a.pack_id,
-                                 "kansa.pack.version": a.version, "kansa.pack.hash": a.hash,
-                                 "kansa.pack.signer": a.signer}
+        attrs: dict[str, Any] = {KANSA_EVENT: DEACTIVATED, KANSA_PACK_ID: a.pack_id,
+                                 KANSA_PACK_VERSION: a.version, KANSA_PACK_HASH: a.hash,
+                                 KANSA_PACK_SIGNER: a.signer}
         if a.signer_key:
-            attrs["kansa.pack.signer_key"] = a.signer_key
+            attrs[KANSA_PACK_SIGNER_KEY] = a.signer_key
         out.append(ledger.append(UsageRecord(
             system="kansa", kind="kansa.event", operation=DEACTIVATED, ts=when,
             attributes=attrs)))

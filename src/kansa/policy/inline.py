@@ -76,6 +76,13 @@ from kansa.errors import PolicyError
 from kansa.policy.judging import FAIL, CompiledPack, Finding, Judge, compile_pack
 from kansa.policy.pack import _V, Pack, PackError, _compose, parse_pack
 from kansa.policy.reads import Read, pack_reads, projector
+from kansa.records.attributes import (
+    KANSA_POLICY_APPROVAL,
+    KANSA_POLICY_DECISION,
+    KANSA_POLICY_ERROR,
+    KANSA_POLICY_FINDINGS,
+    KANSA_POLICY_SNAPSHOT,
+)
 from kansa.records.model import UsageRecord, canonical
 
 _logger = logging.getLogger("kansa.policy")
@@ -88,11 +95,11 @@ ENFORCING = frozenset({BLOCK, REQUIRE_APPROVAL})
 ALLOW, FLAGGED, BLOCKED, APPROVAL_REQUIRED, APPROVED = (
     "allow", "flag", "block", "approval_required", "approved")
 
-ATTR_DECISION = "kansa.policy.decision"
-ATTR_FINDINGS = "kansa.policy.findings"
-ATTR_SNAPSHOT = "kansa.policy.snapshot"
-ATTR_APPROVAL = "kansa.policy.approval"
-ATTR_ERROR = "kansa.policy.error"
+ATTR_DECISION = KANSA_POLICY_DECISION
+ATTR_FINDINGS = KANSA_POLICY_FINDINGS
+ATTR_SNAPSHOT = KANSA_POLICY_SNAPSHOT
+ATTR_APPROVAL = KANSA_POLICY_APPROVAL
+ATTR_ERROR = KANSA_POLICY_ERROR
 
 _REF_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._:/-]{0,127})@([A-Za-z0-9][A-Za-z0-9._:/-]{0,127})$")
 _DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")

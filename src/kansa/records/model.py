@@ -27,6 +27,25 @@ from kansa import _bounds
 from kansa._random import random_bytes
 from kansa.errors import RecordError
 from kansa.ledger.tiles import MAX_ENTRY_SIZE
+from kansa.records.attributes import (
+    ERROR_TYPE,
+    GEN_AI_AGENT_NAME,
+    GEN_AI_CONVERSATION_ID,
+    GEN_AI_INPUT_MESSAGES,
+    GEN_AI_OPERATION_NAME,
+    GEN_AI_OUTPUT_MESSAGES,
+    GEN_AI_PROVIDER_NAME,
+    GEN_AI_REQUEST_MODEL,
+    GEN_AI_RESPONSE_FINISH_REASONS,
+    GEN_AI_RESPONSE_ID,
+    GEN_AI_RESPONSE_MODEL,
+    GEN_AI_SYSTEM_INSTRUCTIONS,
+    GEN_AI_TOOL_CALL_ARGUMENTS,
+    GEN_AI_TOOL_CALL_RESULT,
+    GEN_AI_TOOL_NAME,
+    GEN_AI_USAGE_INPUT_TOKENS,
+    GEN_AI_USAGE_OUTPUT_TOKENS,
+)
 
 ENTRY_VERSION = 1
 OUTCOMES = ("ok", "error", "timeout", "aborted", "blocked")
@@ -37,34 +56,34 @@ _STR_FIELDS = {
     "system": "system",
     "actor": "actor",
     "app": "app",
-    "gen_ai.provider.name": "provider",
-    "gen_ai.operation.name": "operation",
-    "gen_ai.request.model": "request_model",
-    "gen_ai.response.model": "response_model",
-    "gen_ai.response.id": "response_id",
-    "gen_ai.conversation.id": "conversation_id",
-    "gen_ai.tool.name": "tool_name",
-    "gen_ai.agent.name": "agent_name",
-    "error.type": "error_type",
+    GEN_AI_PROVIDER_NAME: "provider",
+    GEN_AI_OPERATION_NAME: "operation",
+    GEN_AI_REQUEST_MODEL: "request_model",
+    GEN_AI_RESPONSE_MODEL: "response_model",
+    GEN_AI_RESPONSE_ID: "response_id",
+    GEN_AI_CONVERSATION_ID: "conversation_id",
+    GEN_AI_TOOL_NAME: "tool_name",
+    GEN_AI_AGENT_NAME: "agent_name",
+    ERROR_TYPE: "error_type",
     "outcome": "outcome",
     "kind": "kind",
 }
 _INT_FIELDS = {
-    "gen_ai.usage.input_tokens": "input_tokens",
-    "gen_ai.usage.output_tokens": "output_tokens",
+    GEN_AI_USAGE_INPUT_TOKENS: "input_tokens",
+    GEN_AI_USAGE_OUTPUT_TOKENS: "output_tokens",
     "status": "status",
 }
 # content: committed to in the entry, stored encrypted outside the tree
 CONTENT_FIELDS = (
     "input",
     "output",
-    "gen_ai.system_instructions",
-    "gen_ai.input.messages",
-    "gen_ai.output.messages",
-    "gen_ai.tool.call.arguments",
-    "gen_ai.tool.call.result",
+    GEN_AI_SYSTEM_INSTRUCTIONS,
+    GEN_AI_INPUT_MESSAGES,
+    GEN_AI_OUTPUT_MESSAGES,
+    GEN_AI_TOOL_CALL_ARGUMENTS,
+    GEN_AI_TOOL_CALL_RESULT,
 )
-_OTHER = {"ts", "subject", "id", "latency_ms", "gen_ai.response.finish_reasons", "attributes"}
+_OTHER = {"ts", "subject", "id", "latency_ms", GEN_AI_RESPONSE_FINISH_REASONS, "attributes"}
 MAX_STR = 1024  # metadata strings; content has no such limit (it is not in the entry)
 
 
@@ -221,7 +240,7 @@ class UsageRecord:
                 if isinstance(value, bool) or not isinstance(value, int | float):
                     raise RecordError("expected a number", line=line, field=key)
                 kw["latency_ms"] = value
-            elif key == "gen_ai.response.finish_reasons":
+            elif key == GEN_AI_RESPONSE_FINISH_REASONS:
                 if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                     raise RecordError("expected a list of strings", line=line, field=key)
                 kw["finish_reasons"] = tuple(value)
@@ -283,7 +302,7 @@ class UsageRecord:
             if value is not None:
                 e[key] = value
         if self.finish_reasons:
-            e["gen_ai.response.finish_reasons"] = list(self.finish_reasons)
+            e[GEN_AI_RESPONSE_FINISH_REASONS] = list(self.finish_reasons)
         if self.latency_ms is not None:
             # round to microseconds; a whole number is written as an integer, as JCS would
             ms = round(float(self.latency_ms), 3)
@@ -300,18 +319,18 @@ class UsageRecord:
 _ENTRY_KEYS = [
     ("actor", "actor"),
     ("app", "app"),
-    ("provider", "gen_ai.provider.name"),
-    ("operation", "gen_ai.operation.name"),
-    ("request_model", "gen_ai.request.model"),
-    ("response_model", "gen_ai.response.model"),
-    ("response_id", "gen_ai.response.id"),
-    ("input_tokens", "gen_ai.usage.input_tokens"),
-    ("output_tokens", "gen_ai.usage.output_tokens"),
-    ("conversation_id", "gen_ai.conversation.id"),
-    ("tool_name", "gen_ai.tool.name"),
-    ("agent_name", "gen_ai.agent.name"),
+    ("provider", GEN_AI_PROVIDER_NAME),
+    ("operation", GEN_AI_OPERATION_NAME),
+    ("request_model", GEN_AI_REQUEST_MODEL),
+    ("response_model", GEN_AI_RESPONSE_MODEL),
+    ("response_id", GEN_AI_RESPONSE_ID),
+    ("input_tokens", GEN_AI_USAGE_INPUT_TOKENS),
+    ("output_tokens", GEN_AI_USAGE_OUTPUT_TOKENS),
+    ("conversation_id", GEN_AI_CONVERSATION_ID),
+    ("tool_name", GEN_AI_TOOL_NAME),
+    ("agent_name", GEN_AI_AGENT_NAME),
     ("status", "status"),
-    ("error_type", "error.type"),
+    ("error_type", ERROR_TYPE),
 ]
 
 

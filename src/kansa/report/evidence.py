@@ -48,6 +48,7 @@ from kansa.policy.judging import (
     compile_pack,
 )
 from kansa.policy.pack import Obligation, Pack, parse_pack
+from kansa.records.attributes import GEN_AI_REQUEST_MODEL, GEN_AI_RESPONSE_MODEL, KANSA_INCIDENT
 from kansa.records.model import parse_ts
 from kansa.report.doc import Block, Chart, Code, Document, KeyValue, Para, Section, Table
 from kansa.report.evidence_supply import SuppliedEvidence, supplied_evidence
@@ -234,7 +235,7 @@ def _example(ledger: Ledger, signed: SignedCheckpoint, index: int, record_id: st
     if row is None or index >= signed.checkpoint.size:
         return None  # appended after the checkpoint this report proves against
     e = json.loads(row.data)
-    model = e.get("gen_ai.request.model") or e.get("gen_ai.response.model") or ""
+    model = e.get(GEN_AI_REQUEST_MODEL) or e.get(GEN_AI_RESPONSE_MODEL) or ""
     receipt = make_receipt(ledger.log, index, extra=row.data, checkpoint=signed)
     return Example(index, record_id, from_us(row.ts),
                    str(e.get("system", "")), str(model), reason, receipt)
@@ -371,7 +372,7 @@ def _deadlines(ledger: Ledger, packs: Sequence[Pack], now: datetime,
                                 packs, systems)
         for dr in drafts:
             due = from_us(dr.clock.binding.due_us)
-            detail = (f"{dr.incident.entry['attributes'].get('kansa.incident', '')} · "
+            detail = (f"{dr.incident.entry['attributes'].get(KANSA_INCIDENT, '')} · "
                       f"{dr.incident.entry.get('system', '')} · {dr.incident.index}")
             out.append(Deadline(due, "incident", dr.pack.ref, dr.obligation.id,
                                 str(dr.obligation.citation), detail))

@@ -26,6 +26,15 @@ from typing import TYPE_CHECKING, Any
 
 from kansa.errors import ReportError
 from kansa.ledger.follower import Follower
+from kansa.records.attributes import (
+    KANSA_EVENT,
+    KANSA_EVIDENCE_BYTES,
+    KANSA_EVIDENCE_FILENAME,
+    KANSA_EVIDENCE_OBLIGATION,
+    KANSA_EVIDENCE_PACK,
+    KANSA_EVIDENCE_SHA256,
+    KANSA_EVIDENCE_TITLE,
+)
 from kansa.records.model import UsageRecord, parse_ts
 
 if TYPE_CHECKING:
@@ -82,13 +91,13 @@ def check_obligation(packs: list[Pack], pack_id: str, obligation: str) -> None:
 def evidence_record(pack: str, obligation: str, sha256: str, title: str, filename: str,
                     size: int, *, at: datetime | None = None) -> UsageRecord:
     attrs: dict[str, Any] = {
-        "kansa.event": EVENT,
-        "kansa.evidence.pack": pack,
-        "kansa.evidence.obligation": obligation,
-        "kansa.evidence.sha256": sha256,
-        "kansa.evidence.title": title,
-        "kansa.evidence.filename": filename,
-        "kansa.evidence.bytes": size,
+        KANSA_EVENT: EVENT,
+        KANSA_EVIDENCE_PACK: pack,
+        KANSA_EVIDENCE_OBLIGATION: obligation,
+        KANSA_EVIDENCE_SHA256: sha256,
+        KANSA_EVIDENCE_TITLE: title,
+        KANSA_EVIDENCE_FILENAME: filename,
+        KANSA_EVIDENCE_BYTES: size,
     }
     return UsageRecord(system="kansa", kind="kansa.event", operation=EVENT,
                        ts=at or datetime.now(UTC), attributes=attrs)
@@ -123,15 +132,15 @@ def supplied_evidence(ledger: Ledger, *, pack: str | None = None,
     for index, data in _candidate_rows(ledger):
         e = json.loads(data)
         a = e.get("attributes") or {}
-        if e.get("kind") != "kansa.event" or a.get("kansa.event") != EVENT:
+        if e.get("kind") != "kansa.event" or a.get(KANSA_EVENT) != EVENT:
             continue
-        if pack is not None and a.get("kansa.evidence.pack") != pack:
+        if pack is not None and a.get(KANSA_EVIDENCE_PACK) != pack:
             continue
-        if obligation is not None and a.get("kansa.evidence.obligation") != obligation:
+        if obligation is not None and a.get(KANSA_EVIDENCE_OBLIGATION) != obligation:
             continue
         out.append(SuppliedEvidence(
             index, str(e.get("id", "")), parse_ts(str(e.get("ts"))),
-            str(a.get("kansa.evidence.pack", "")), str(a.get("kansa.evidence.obligation", "")),
-            str(a.get("kansa.evidence.sha256", "")), str(a.get("kansa.evidence.title", "")),
-            str(a.get("kansa.evidence.filename", "")), int(a.get("kansa.evidence.bytes", 0))))
+            str(a.get(KANSA_EVIDENCE_PACK, "")), str(a.get(KANSA_EVIDENCE_OBLIGATION, "")),
+            str(a.get(KANSA_EVIDENCE_SHA256, "")), str(a.get(KANSA_EVIDENCE_TITLE, "")),
+            str(a.get(KANSA_EVIDENCE_FILENAME, "")), int(a.get(KANSA_EVIDENCE_BYTES, 0))))
     return out

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kansa.records.attributes import KANSA_INCIDENT
 from kansa.report.design import control_rows
 from kansa.report.doc import Block, Document, KeyValue, Para, Section, Table
 from kansa.report.drafting import TBC, fmt_time, to_us
@@ -243,7 +244,7 @@ def _prefill(lang: str, n: int, u: Usage, setup: Setup, store: Store) -> list[Bl
         if u.incidents:
             by: dict[str, list[int]] = {}
             for r in u.incidents:
-                by.setdefault(str(r.entry["attributes"]["kansa.incident"]), []).append(r.index)
+                by.setdefault(str(r.entry["attributes"][KANSA_INCIDENT]), []).append(r.index)
             out += [Para(_t(lang, "s4.incidents")),
                     Table((_t(lang, "h.category"), _t(lang, "h.count"), _t(lang, "h.indices")),
                           tuple((c, f"{len(ix):,}", _indices(lang, ix))

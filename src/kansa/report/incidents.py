@@ -29,6 +29,14 @@ import orjson
 
 from kansa._time import from_us
 from kansa.ledger.follower import Follower
+from kansa.records.attributes import (
+    ERROR_TYPE,
+    GEN_AI_OPERATION_NAME,
+    GEN_AI_PROVIDER_NAME,
+    GEN_AI_REQUEST_MODEL,
+    GEN_AI_RESPONSE_MODEL,
+    KANSA_INCIDENT,
+)
 from kansa.report.doc import Code, Document, KeyValue, Para, Section, Table
 from kansa.report.drafting import JST, TBC, ReportDraftError, fmt_time, to_us
 from kansa.report.i18n import Strings, check_lang
@@ -48,7 +56,7 @@ _CASE_WORDS: dict[str, tuple[str, ...]] = {
     "widespread_infringement": ("widespread infringement",),
 }
 _BATCH = 8192
-_MARK = b'"kansa.incident"'
+_MARK = f'"{KANSA_INCIDENT}"'.encode()  # the key, as it is in an entry's bytes
 
 
 # -- finding incidents --------------------------------------------------------------------------
@@ -67,7 +75,7 @@ def find_incidents(store: Store, *, since: datetime | str | None = None,
         except orjson.JSONDecodeError:
             raise ReportDraftError(f"entry {idx} is not a JSON record") from None
         attrs = entry.get("attributes") if isinstance(entry, dict) else None
-        if isinstance(attrs, dict) and isinstance(attrs.get("kansa.incident"), str):
+        if isinstance(attrs, dict) and isinstance(attrs.get(KANSA_INCIDENT), str):
             out.append(MarkedRecord(int(idx), int(ts), entry))
     return out
 
@@ -160,7 +168,7 @@ def plan_drafts(incidents: Sequence[MarkedRecord], packs: Sequence[Pack],
     by_hash = {p.hash: p for p in reporting}
     drafts, skipped = [], []
     for inc in incidents:
-        category = str(inc.entry["attributes"]["kansa.incident"])
+        category = str(inc.entry["attributes"][KANSA_INCIDENT])
         for f in judge(inc.entry, reporting, index=inc.index, systems=systems):
             pack = by_hash[f.pack_hash]
             o = pack.obligation(f.obligation)
@@ -307,9 +315,9 @@ def _deadline(lang: str, due_us: int) -> str:
     return s
 
 
-_RECORD_FIELDS = ("kind", "ts", "system", "app", "outcome", "gen_ai.provider.name",
-                  "gen_ai.request.model", "gen_ai.response.model", "gen_ai.operation.name",
-                  "error.type", "subject")
+_RECORD_FIELDS = ("kind", "ts", "system", "app", "outcome", GEN_AI_PROVIDER_NAME,
+                  GEN_AI_REQUEST_MODEL, GEN_AI_RESPONSE_MODEL, GEN_AI_OPERATION_NAME,
+                  ERROR_TYPE, "subject")
 
 
 def _record_table(lang: str, entry: Mapping[str, Any]) -> Table:
@@ -333,7 +341,7 @@ def _draft_section(lang: str, d: Draft, now_us: int, receipt: str | None) -> Sec
         (_t(lang, "k.law"), f"{d.pack.ref}#{o.id} ({o.citation})"
                             + (f": {o.title}" if o.title else "")),
         (_t(lang, "k.force"), f"{o.legal_force}, {o.status}"),
-        (_t(lang, "k.category"), str(e["attributes"]["kansa.incident"])),
+        (_t(lang, "k.category"), str(e["attributes"][KANSA_INCIDENT])),
         (_t(lang, "k.record"), str(e.get("id", ""))),
         (_t(lang, "k.index"), str(d.incident.index)),
         (_t(lang, "k.system"), str(e.get("system", ""))),
@@ -398,7 +406,7 @@ def build_incident_drafts(
         summary.blocks.append(Table(
             tuple(_t(lang, k) for k in ("h.index", "h.category", "h.duty", "h.deadline",
                                         "h.status")),
-            tuple((str(d.incident.index), str(d.incident.entry["attributes"]["kansa.incident"]),
+            tuple((str(d.incident.index), str(d.incident.entry["attributes"][KANSA_INCIDENT]),
                    f"{d.pack.ref} {d.obligation.citation}",
                    _deadline(lang, d.clock.binding.due_us), _status(lang, d.clock, now_us))
                   for d in drafts), align=("r", "l", "l", "l", "l")))

@@ -40,6 +40,7 @@ from kansa.api import Ledger, StoredRecord
 from kansa.errors import KansaError
 from kansa.policy.approvals import PENDING, ApprovalError, Approvals
 from kansa.policy.findings_store import FindingStore
+from kansa.records import attributes as A
 from kansa.records.model import OUTCOMES, UsageRecord, parse_ts
 from kansa.web.auth import ROLES, Access, Principal
 from kansa.web.charts import bar_chart
@@ -160,6 +161,11 @@ class Filters:
                 "subject": self.raw.get("subject"), "outcome": self.raw.get("outcome")}
 
 
+# what an access record may say besides who and what (audit(..., record=...))
+_ACCESS = {"record": A.KANSA_ACCESS_RECORD, "approval": A.KANSA_ACCESS_APPROVAL,
+           "reason": A.KANSA_ACCESS_REASON, "format": A.KANSA_ACCESS_FORMAT,
+           "filter": A.KANSA_ACCESS_FILTER}
+
 EXPORT_COLUMNS = ("index", "id", "ts", "kind", "system", "outcome", "gen_ai.provider.name",
                   "gen_ai.request.model", "gen_ai.response.model",
                   "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens", "actor", "app",
@@ -252,9 +258,10 @@ def create_app(ledger: Ledger, access: Access, *,
     def audit(p: Principal, action: str, **attrs: str) -> str:
         """Append the access record and wait until it is durable: only then does the
         content or export leave."""
-        a = {"kansa.access.actor": p.name, "kansa.access.role": p.role,
-             "kansa.access.via": p.via, "kansa.access.action": action}
-        a.update({f"kansa.access.{k}": v[:1000] for k, v in attrs.items()})
+        a = {A.KANSA_EVENT: "web.access", A.KANSA_ACCESS_ACTOR: p.name,
+             A.KANSA_ACCESS_ROLE: p.role, A.KANSA_ACCESS_VIA: p.via,
+             A.KANSA_ACCESS_ACTION: action}
+        a.update({_ACCESS[k]: v[:1000] for k, v in attrs.items()})
         return ledger.append(UsageRecord(system="kansa", kind="kansa.event",
                                          operation="web.access", actor=p.name,
                                          attributes=a)).id
@@ -355,7 +362,7 @@ def create_app(ledger: Ledger, access: Access, *,
     def relatives(rec: StoredRecord) -> tuple[StoredRecord | None, list[StoredRecord]]:
         attrs = rec.entry.get("attributes") or {}
         parent = None
-        pid = attrs.get("kansa.parent_id")
+        pid = attrs.get(A.KANSA_PARENT_ID)
         if isinstance(pid, str):
             try:
                 parent = ledger.get(pid, with_content=False)
@@ -365,11 +372,12 @@ def create_app(ledger: Ledger, access: Access, *,
         # costs the same at any size (a child appended later is not listed)
         kids = ledger.log.store.entries_before(
             rec.index + 1 + CHILD_WINDOW, 50, floor=rec.index + 1,
-            match=[[b'"kansa.parent_id":' + json.dumps(rec.id).encode()]])
+            match=[[json.dumps({A.KANSA_PARENT_ID: rec.id}, separators=(",", ":"))
+                    .encode()[1:-1]]])
         children = []
         for row in reversed(kids):
             e = json.loads(row.data)
-            if (e.get("attributes") or {}).get("kansa.parent_id") == rec.id:
+            if (e.get("attributes") or {}).get(A.KANSA_PARENT_ID) == rec.id:
                 children.append(StoredRecord(row.index, e, row.data, None, ""))
         return parent, children
 
