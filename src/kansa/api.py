@@ -340,7 +340,7 @@ class Ledger:
             match.append([canonical({"outcome": outcome})[1:-1]])
         if model is not None:
             match.append([canonical({k: model})[1:-1] for k in
-                          ("gen_ai.request.model", "gen_ai.response.model")])
+                          (GEN_AI_REQUEST_MODEL, GEN_AI_RESPONSE_MODEL)])
         floor = 0
         if since_us is not None and until_us is not None and group is None:
             # a window of time picked: start at its newest entry and stop at its oldest,
@@ -375,7 +375,7 @@ class Ledger:
                 if outcome is not None and e.get("outcome") != outcome:
                     continue
                 if model is not None and model not in (
-                    e.get("gen_ai.request.model"), e.get("gen_ai.response.model")
+                    e.get(GEN_AI_REQUEST_MODEL), e.get(GEN_AI_RESPONSE_MODEL)
                 ):
                     continue
                 commitment = (e.get("content") or {}).get("commitment")

@@ -166,9 +166,9 @@ _ACCESS = {"record": A.KANSA_ACCESS_RECORD, "approval": A.KANSA_ACCESS_APPROVAL,
            "reason": A.KANSA_ACCESS_REASON, "format": A.KANSA_ACCESS_FORMAT,
            "filter": A.KANSA_ACCESS_FILTER}
 
-EXPORT_COLUMNS = ("index", "id", "ts", "kind", "system", "outcome", "gen_ai.provider.name",
-                  "gen_ai.request.model", "gen_ai.response.model",
-                  "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens", "actor", "app",
+EXPORT_COLUMNS = ("index", "id", "ts", "kind", "system", "outcome", A.GEN_AI_PROVIDER_NAME,
+                  A.GEN_AI_REQUEST_MODEL, A.GEN_AI_RESPONSE_MODEL,
+                  A.GEN_AI_USAGE_INPUT_TOKENS, A.GEN_AI_USAGE_OUTPUT_TOKENS, "actor", "app",
                   "subject", "error.type", "latency_ms")
 
 

@@ -16,6 +16,7 @@ import orjson
 
 from kansa.ledger.follower import Follower
 from kansa.ledger.storage import Store
+from kansa.records import attributes as A
 
 
 @dataclass
@@ -62,18 +63,18 @@ class Rollup:
                 if kind in ("kansa.event", "kansa.erasure"):
                     continue  # kansa's own records are not AI usage
                 f.systems[str(e.get("system", ""))] += 1
-                model = e.get("gen_ai.request.model") or e.get("gen_ai.response.model")
+                model = e.get(A.GEN_AI_REQUEST_MODEL) or e.get(A.GEN_AI_RESPONSE_MODEL)
                 if model:
                     f.models[str(model)] += 1
-                if e.get("gen_ai.provider.name"):
-                    f.providers[str(e["gen_ai.provider.name"])] += 1
+                if e.get(A.GEN_AI_PROVIDER_NAME):
+                    f.providers[str(e[A.GEN_AI_PROVIDER_NAME])] += 1
                 outcome = str(e.get("outcome", ""))
                 f.outcomes[outcome] += 1
                 if outcome != "ok":
                     f.failures += 1
                     f.last_failure = index
-                for key, attr in (("gen_ai.usage.input_tokens", "input_tokens"),
-                                  ("gen_ai.usage.output_tokens", "output_tokens")):
+                for key, attr in ((A.GEN_AI_USAGE_INPUT_TOKENS, "input_tokens"),
+                                  (A.GEN_AI_USAGE_OUTPUT_TOKENS, "output_tokens")):
                     v = e.get(key)
                     if isinstance(v, int):
                         setattr(f, attr, getattr(f, attr) + v)
