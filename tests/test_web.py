@@ -9,6 +9,7 @@ import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -429,3 +430,25 @@ def test_overview_shows_the_checkpoint_and_its_cosignatures(ledger: kansa.Ledger
     assert "最新の署名付きチェックポイント" in r.text and "証人の連署" in r.text
     assert f"<b>{cp.checkpoint.size}</b>" in r.text and cp.checkpoint.origin in r.text
     assert line in r.text and "連署した証人はいません" not in r.text
+
+
+def test_overview_shows_partial_figures_while_the_backlog_is_counted(
+        ledger: kansa.Ledger) -> None:
+    from kansa.web.rollup import Rollup
+
+    rollup = Rollup(ledger.log.store)
+    rollup.refresh(40)  # as the background reader would be after its first steps
+    rollup.warming = True
+    c = _client(ledger, "viewer")
+    app: Any = c.app
+    app.app.state.rollup = rollup  # (the wrapped Starlette app)
+    r = c.get("/", headers={"accept-language": "en"})
+    assert "Still counting: 40 of 130 entries read" in r.text
+    assert '<p class="big">40</p>' in r.text
+    rollup.warming = False
+    r = c.get("/")
+    assert 'id="counting"' not in r.text and '<p class="big">130</p>' in r.text
+    # the real background reader gets there on its own
+    warm = Rollup(ledger.log.store)
+    warm.warm(step=16).join(10)
+    assert not warm.warming and warm.figures.records == 130

@@ -72,7 +72,7 @@ def web(
                         "--role viewer --name NAME', or pass --token-file or --trusted-header")
         ledger = Ledger.open(store, home=h)
     access = Access(tokens=tokens, trusted_header=trusted_header, role_map=roles)
-    app = create_app(ledger, access, public_log=public_log)
+    app = create_app(ledger, access, public_log=public_log, warm=True)
     console.print(f"kansa web: http://{host}:{port}/ ({len(tokens)} token(s)"
                   f"{', header ' + trusted_header if trusted_header else ''})")
     try:

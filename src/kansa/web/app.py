@@ -179,15 +179,20 @@ def _fmt_us(us: int | None) -> str:
 
 
 def create_app(ledger: Ledger, access: Access, *,
-               clock: Callable[[], float] = time.time, public_log: bool = False) -> ASGIApp:
+               clock: Callable[[], float] = time.time, public_log: bool = False,
+               warm: bool = False) -> ASGIApp:
     """The dashboard over ``ledger``. ``clock`` (seconds since the epoch) dates sessions
     and the overview's chart, so tests pass their own. ``public_log``: also serve the
-    log's read API (``log_api``: checkpoint, tiles, receipts) to anyone."""
+    log's read API (``log_api``: checkpoint, tiles, receipts) to anyone. ``warm``: count
+    the overview's figures in a background thread from the start (``kansa web`` does);
+    until it is done the overview shows what was counted so far, and says so."""
     env = Environment(loader=FileSystemLoader(HERE / "templates"),
                       autoescape=select_autoescape(default=True))
     env.globals.update(t=t, ROLES=ROLES, fmt_us=_fmt_us)
     store = ledger.log.store
     rollup = Rollup(store)
+    if warm:
+        rollup.warm()
     approvals = Approvals(store)
 
     # -- who, which language, CSRF -------------------------------------------------------
@@ -338,7 +343,10 @@ def create_app(ledger: Ledger, access: Access, *,
     def overview(request: Request) -> Response:
         me = need(request)
         lang = lang_of(request)
-        f = rollup.refresh()
+        # while the backlog is read in the background, the figures so far (and how far)
+        r: Rollup = request.app.state.rollup
+        partial = (r.position, store.size()) if r.warming else None
+        f = r.snapshot() if partial else r.refresh()
         today = datetime.fromtimestamp(clock(), UTC).date()
         days = [today - timedelta(days=CHART_DAYS - 1 - i) for i in range(CHART_DAYS)]
         chart = bar_chart([(d.isoformat(), f.calls_on(d)) for d in days],
@@ -346,7 +354,7 @@ def create_app(ledger: Ledger, access: Access, *,
         cp = store.latest_checkpoint()
         cosigs = store.cosignatures(cp.size) if cp else []
         return render(request, "overview.html", me=me, f=f, chart=chart, cp=cp,
-                      cosigs=cosigs, days=CHART_DAYS)
+                      cosigs=cosigs, days=CHART_DAYS, partial=partial)
 
     # -- records -------------------------------------------------------------------------
 

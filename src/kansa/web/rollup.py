@@ -43,14 +43,48 @@ DAY_US = 86_400_000_000
 
 class Rollup:
     def __init__(self, store: Store) -> None:
+        self.store = store
         self._follower = Follower(store)
         self._lock = threading.Lock()
         self.figures = Figures()
+        self.warming = False  # a background thread is reading the log's backlog
 
-    def refresh(self) -> Figures:
+    @property
+    def position(self) -> int:
+        """How many entries the figures include."""
+        return self._follower.position
+
+    def warm(self, step: int = 5_000) -> threading.Thread:
+        """Read the backlog in a background thread, ``step`` entries under the lock at a
+        time, so a page can show the figures counted so far (:meth:`snapshot`) instead
+        of waiting for the whole log (a minute or more at 10^6 records)."""
+        self.warming = True
+
+        def run() -> None:
+            try:
+                while self.position < self.store.size():
+                    self.refresh(self.position + step)
+            finally:
+                self.warming = False
+
+        t = threading.Thread(target=run, name="kansa-web-rollup", daemon=True)
+        t.start()
+        return t
+
+    def snapshot(self) -> Figures:
+        """A copy of the figures counted so far (between two steps of the backlog)."""
         with self._lock:
             f = self.figures
-            for index, ts, data in self._follower.read():
+            return Figures(f.records, f.systems.copy(), f.models.copy(), f.providers.copy(),
+                           f.outcomes.copy(), f.kinds.copy(), f.per_day.copy(),
+                           f.input_tokens, f.output_tokens, f.failures, f.last_failure)
+
+    def refresh(self, end: int | None = None) -> Figures:
+        """Count the entries appended since the last refresh (up to ``end``)."""
+        with self._lock:
+            f = self.figures
+            stop = self.store.size() if end is None else min(end, self.store.size())
+            for index, ts, data in self._follower.read(stop):
                 try:
                     e = orjson.loads(data)  # the first refresh reads the whole log
                 except orjson.JSONDecodeError:
