@@ -101,7 +101,9 @@ def run(n: int, url: str | None, repeat: int, sections: set[str]) -> None:
           + (f", built in {built:.0f} s" if built else ", reused"))
     app = create_app(led, Access(tokens={token_digest(TOKEN): ("bench", "admin")}),
                      clock=lambda: CLOCK)
-    c = TestClient(app)
+    # one client for the run: one event loop, so one thread pool (and, on PostgreSQL,
+    # one connection per pool thread, not one per request)
+    c = TestClient(app).__enter__()
     csrf = c.get("/login").text.split('name="csrf" value="')[1].split('"')[0]
     c.post("/login", data={"csrf": csrf, "token": TOKEN}, follow_redirects=False)
     t0 = time.perf_counter()

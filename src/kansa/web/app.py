@@ -76,14 +76,24 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+PAGE_THREADS = 8  # pages run in the thread pool; each thread holds a store connection
+
+
 class SecurityHeaders:
     """Adds the CSP and the other security headers to every answer; pages that show
-    records are never cached (static files are)."""
+    records are never cached (static files are). Also bounds the thread pool pages run
+    in (anyio's default is 40 threads, each with its own PostgreSQL connection)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._bounded = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self._bounded:  # the limiter belongs to the running loop: set it here
+            import anyio.to_thread
+
+            anyio.to_thread.current_default_thread_limiter().total_tokens = PAGE_THREADS
+            self._bounded = True
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
