@@ -155,7 +155,7 @@ class Standin:
         if tail == "messages":
             if stream:
                 return await self._messages_stream(request, body, model, delay)
-            return web.json_response(_message(model, self._n))
+            return web.json_response(_message(model, self._n, body))
         return web.json_response({"error": {"message": "no such route"}}, status=404)
 
     async def _big(self, request: web.Request, body: dict[str, Any],
@@ -337,6 +337,13 @@ def _chat(model: str, body: dict[str, Any], n: int) -> dict[str, Any]:
                                              "content": "echo: " + _last_user(body)},
                      "finish_reason": "stop"}],
     }
+    if model == "tool-caller":  # asks for the tool call the test put in "x_tool_call"
+        tc = body.get("x_tool_call") or {}
+        out["choices"] = [{"index": 0, "finish_reason": "tool_calls", "message": {
+            "role": "assistant", "content": None, "tool_calls": [{
+                "id": f"call_{n}", "type": "function", "function": {
+                    "name": tc.get("name", "tool"),
+                    "arguments": json.dumps(tc.get("arguments", {}))}}]}}]
     if model != "no-usage":
         out["usage"] = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
     return out
@@ -356,7 +363,13 @@ def _response(model: str, n: int) -> dict[str, Any]:
             "usage": {"input_tokens": 5, "output_tokens": 2, "total_tokens": 7}}
 
 
-def _message(model: str, n: int) -> dict[str, Any]:
-    return {"id": f"msg_standin_{n}", "type": "message", "role": "assistant", "model": model,
-            "content": [{"type": "text", "text": "Bonjour monde"}], "stop_reason": "end_turn",
-            "usage": {"input_tokens": 9, "output_tokens": 4}}
+def _message(model: str, n: int, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    out = {"id": f"msg_standin_{n}", "type": "message", "role": "assistant", "model": model,
+           "content": [{"type": "text", "text": "Bonjour monde"}], "stop_reason": "end_turn",
+           "usage": {"input_tokens": 9, "output_tokens": 4}}
+    if model == "tool-caller":
+        tc = (body or {}).get("x_tool_call") or {}
+        out["content"] = [{"type": "tool_use", "id": f"toolu_{n}",
+                           "name": tc.get("name", "tool"), "input": tc.get("arguments", {})}]
+        out["stop_reason"] = "tool_use"
+    return out

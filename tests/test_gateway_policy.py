@@ -207,7 +207,7 @@ def test_denied_approval_refuses_the_retry(tmp_path: Path, ledger: Ledger,
             r = _chat(c, headers={**hdr, "x-kansa-approval": aid})
     finally:
         gw.stop()
-    assert r.status_code == 403 and "denied" in r.json()["error"]["message"]
+    assert r.status_code == 403 and "rejected" in r.json()["error"]["message"]
 
 
 def test_header_attributes_are_typed_and_cannot_forge_a_decision(

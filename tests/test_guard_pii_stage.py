@@ -181,14 +181,15 @@ def test_tokens_of_an_earlier_call_are_restored_from_the_store(tmp_path: Any) ->
 
 def test_gateway_guard_data_option_builds_the_stage_from_yaml(tmp_path: Any) -> None:
     from kansa.api import Ledger
-    from kansa.capture.cli_gateway import _guarded
     from kansa.capture.gateway import GatewayConfig
+    from kansa.cli.gateway import _guarded
 
     cfg_file = tmp_path / "data.yaml"
     cfg_file.write_text("outgoing:\n  secrets: block\n  my_number: block\n  pii: pseudonymise\n"
                         "incoming:\n  '*': flag\nmin_score: 0.7\n")
     with Ledger.init(tmp_path / "home") as led:
-        got = _guarded(GatewayConfig.from_upstream("http://127.0.0.1:9"), led, None, cfg_file)
+        got = _guarded(GatewayConfig.from_upstream("http://127.0.0.1:9"), led, None,
+                       guard_data=cfg_file)
         [stage] = got["pipeline"].stages
         assert isinstance(stage, DataGuardStage) and stage.store is not None
         assert stage.policy.outgoing["my_number"] == "block"

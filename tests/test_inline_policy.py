@@ -473,7 +473,7 @@ def test_approvals_are_single_use_and_bound_to_the_request(store_url: str,
         d = ap.request(digest=dg, record_id="r5", snapshot="s", system="bot", app=None,
                        model=None, obligations=[], ttl_hours=1)
         ap.decide(d.id, approve=False, note="no")
-        with pytest.raises(ApprovalError, match="denied"):
+        with pytest.raises(ApprovalError, match="was rejected: no"):
             ap.consume(d.id, dg, "r6")
         with pytest.raises(ApprovalError, match="no approval"):
             ap.consume("apr_nope", dg, "r7")

@@ -72,7 +72,7 @@ def test_fresh_store_records_every_component(store_url: str) -> None:
         assert _components(store) == {"ledger": [1, 2, 3, 4]}
         assert all(at is not None for *_, at in migrations.applied(store))
         _use_every_component(store)
-        assert _components(store) == {"approvals": [1], "follower": [1],
+        assert _components(store) == {"approvals": [1, 2], "follower": [1],
                                       "gateway_keys": [1], "ledger": [1, 2, 3, 4],
                                       "policy": [1]}
     finally:
@@ -115,7 +115,8 @@ def _old_store(url: str, version: int) -> None:
     (user_version / kansa_schema), the components' tables from their unversioned DDL,
     one row in each."""
     key = ("kh", "kid_old", "app", None, 1, None)
-    approval = ("apr_old", 1, 2, "pending", "d", "r", "s", "sys", None, None, "[]",
+    # denied: the old name of rejected, which the lifecycle step renames
+    approval = ("apr_old", 1, 2, "denied", "d", "r", "s", "sys", None, None, "[]",
                 None, None, None, None, None)
     if url.startswith("sqlite"):
         import sqlite3
@@ -164,6 +165,8 @@ def test_store_from_before_the_registry_upgrades_in_place(store_url: str,
         assert [k.key_id for k in GatewayKeys(store).list()] == ["kid_old"]
         assert GatewayKeys(store).counts() == (1, 0)
         assert [a.id for a in Approvals(store).list()] == ["apr_old"]
+        assert [a.status for a in Approvals(store).list("rejected")] == ["rejected"]
+        assert store.query("SELECT status FROM policy_approvals") == [("rejected",)]
         assert FindingStore(store).judged_packs() == [("old-pack", "1", "h")]
         # and the upgraded store works: append, replay, verify
         lg.append_many([{"ts": "2026-05-01T00:00:00Z", "system": "s"},

@@ -44,9 +44,9 @@ PINNED_HASHES = {
     "cn/ai-content-labelling@2025-09-01":
         "sha256:d0559f64843001b9d2ee0e58af4ecd08220ab5391443d8ac50ed26402d93c405",
     "eu/ai-act@2024-1689":
-        "sha256:aa980154e29329210872eb61c7bd41478e252f8708d57c4a0c1aeddbc7e0cd40",
+        "sha256:eac35ab4cf0644cd731aea1bbf74425c8ff88f7d3ba365f6dedac39dc848ed9a",
     "eu/ai-act@2026-omnibus":
-        "sha256:d2238305460da4a7654e41d8f7ef1bcf2183907c3ff297efbef39da8382b0ee6",
+        "sha256:3a6180a1beb98537568234d3ea7e7d14830adf29efd99b16f12a030a96513223",
     "kr/ai-basic-act@2026-01-22":
         "sha256:2d47d900bdfad1ab01dee30d2bf31e4c604da345128f8bf64753c0e04b5bc435",
     "us-ca/ai-transparency-act@sb942-ab853":

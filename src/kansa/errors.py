@@ -35,6 +35,9 @@ Catch :class:`KansaError` for all of them, or a branch below it::
      ├── web.auth.AuthError           a web token file, role map or role name
      ├── web.app.WebError             a request the dashboard refuses (``status``)
      ├── GuardError                   guard configuration, scan input, a guard model file
+     ├── provenance.detect.DetectError  AI-text detection cannot score or cannot run
+     │    └── DetectInputError (empty, binary, too large), DetectUnavailableError
+     │        (the extra kansa[detect] is not installed)
      └── ReportError                  a report or draft cannot be built
           ├── ReportLanguageError     a language kansa does not write (``--lang``)
           └── report.evidence.NoReplayError, report.drafting.ReportDraftError,

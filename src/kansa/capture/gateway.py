@@ -106,6 +106,13 @@ from kansa.capture.upstream import UpstreamPool, UpstreamResponse, UpstreamTooLa
 from kansa.errors import StorageError
 from kansa.policy.approvals import Approvals, request_digest
 from kansa.policy.inline import PolicyHandle
+from kansa.records.attributes import (
+    KANSA_CONTENT_ESCAPED,
+    KANSA_GATEWAY_KEY,
+    KANSA_GATEWAY_TEAM,
+    KANSA_GATEWAY_UPSTREAM,
+    KANSA_UPSTREAM_STATUS,
+)
 from kansa.records.model import MAX_STR, new_record_id
 
 if TYPE_CHECKING:  # type-only: no import cycle, kansa.policy loads lazily
@@ -319,9 +326,9 @@ class GatewayApp:
                               "kansa gateway: invalid or revoked gateway key",
                               close=big, drain=self.config.max_body_bytes if big else 0)
             call.app = info.app
-            call.attributes["kansa.gateway.key"] = info.key_id
+            call.attributes[KANSA_GATEWAY_KEY] = info.key_id
             if info.team:
-                call.attributes["kansa.gateway.team"] = info.team
+                call.attributes[KANSA_GATEWAY_TEAM] = info.team
         elif inc.app:
             call.app = inc.app
         method = scope["method"]
@@ -371,7 +378,7 @@ class GatewayApp:
     @staticmethod
     def _refuse_unicode(call: _Call, where: str | None) -> None:
         if where is not None:
-            call.attributes["kansa.content.escaped"] = True  # the record holds "\udXXX"
+            call.attributes[KANSA_CONTENT_ESCAPED] = True  # the record holds "\udXXX"
             raise _Reject(400, "invalid_unicode",
                           f"kansa gateway: {where} holds a lone UTF-16 surrogate (\\ud800-"
                           "\\udfff not in a pair): that is not Unicode text and cannot be "
@@ -383,7 +390,7 @@ class GatewayApp:
         if up is None:
             raise _Reject(404, "model_not_found",
                           f"kansa gateway: no upstream serves model {model!r}")
-        call.attributes["kansa.gateway.upstream"] = up.cfg.name
+        call.attributes[KANSA_GATEWAY_UPSTREAM] = up.cfg.name
         if up.provider:
             call.provider = up.provider
         return up
@@ -496,7 +503,7 @@ class GatewayApp:
         502/504; anything else is a bug of ours (:meth:`_internal_error`)."""
         if isinstance(e, UpstreamTooLarge):
             if resp is not None:
-                call.attributes["kansa.upstream.status"] = resp.status
+                call.attributes[KANSA_UPSTREAM_STATUS] = resp.status
             await self._reject(send, call, route, 502, "upstream_response_too_large",
                                f"kansa gateway: the upstream's answer exceeds the gateway's "
                                f"limit of {e.limit} bytes (max_response_bytes); it was "

@@ -14,6 +14,12 @@ from typing import TYPE_CHECKING, Any
 from kansa.capture.gateway_request import _Call, _esc
 from kansa.capture.shapes import CallInfo, to_record
 from kansa.errors import EntryTooLargeError, RecordError, StorageError
+from kansa.records.attributes import (
+    GEN_AI_OUTPUT_MESSAGES,
+    KANSA_CONTENT_DROPPED,
+    KANSA_CONTENT_ESCAPED,
+    KANSA_USAGE_ESTIMATED,
+)
 from kansa.records.model import UsageRecord
 
 if TYPE_CHECKING:  # type-only: no import cycle, kansa.policy loads lazily
@@ -41,13 +47,13 @@ def _estimate_usage(rec: UsageRecord) -> None:
     ins: list[str] = []
     outs: list[str] = []
     for k, v in rec.content.items():
-        _strings(v, outs if k == "gen_ai.output.messages" or k == "output" else ins)
+        _strings(v, outs if k == GEN_AI_OUTPUT_MESSAGES or k == "output" else ins)
     if not ins and not outs:
         return
     rec.input_tokens = (sum(map(len, ins)) + 3) // 4
     if rec.operation != "embeddings":
         rec.output_tokens = (sum(map(len, outs)) + 3) // 4
-    rec.attributes["kansa.usage.estimated"] = True
+    rec.attributes[KANSA_USAGE_ESTIMATED] = True
 
 
 def _escape_record(rec: UsageRecord) -> None:
@@ -58,7 +64,7 @@ def _escape_record(rec: UsageRecord) -> None:
     rec.attributes = {_esc(k): _esc(v) if isinstance(v, str) else v if isinstance(v, bool) or (
         isinstance(v, int | float) and abs(v) < 2**53) else _esc(str(v)[:64])
         for k, v in rec.attributes.items()}
-    rec.attributes["kansa.content.escaped"] = True
+    rec.attributes[KANSA_CONTENT_ESCAPED] = True
     for f in fields(rec):
         v = getattr(rec, f.name)
         if isinstance(v, str):
@@ -107,7 +113,7 @@ class Recorder:
         except Exception as e:  # should not happen: to_record sanitises; record what we can
             _logger.warning("record %s: %r; recording without content", call.record_id, e)
             call.request = call.response = None
-            call.attributes["kansa.content.dropped"] = True
+            call.attributes[KANSA_CONTENT_DROPPED] = True
             try:
                 rec = await self.build(call, t0)
             except Exception as e2:
@@ -145,7 +151,7 @@ class Recorder:
                 await self.ledger.aappend(rec)
             except _UNRECORDABLE:
                 rec.content = {}
-                rec.attributes = {"kansa.content.dropped": True}
+                rec.attributes = {KANSA_CONTENT_DROPPED: True}
                 await self.ledger.aappend(rec)
         self.stats["records"] += 1
 

@@ -14,6 +14,7 @@ from typing import Any
 from kansa.capture.gateway_wire import _reject_constant
 from kansa.capture.pipeline import Call
 from kansa.capture.shapes import OPERATIONS, CallInfo
+from kansa.records.attributes import KANSA_AI_DISCLOSURE
 from kansa.records.model import MAX_STR
 
 
@@ -82,7 +83,7 @@ def _header_attribute(attrs: dict[str, Any], k: bytes, v: bytes) -> bool:
     Names kansa itself sets cannot be given (a caller must not forge a policy decision).
     True if the list held a lone surrogate (kept then as the header's text, which has none:
     headers are read as UTF-8, else Latin-1)."""
-    name = "kansa.ai_disclosure" if k == b"x-kansa-ai-disclosure" else \
+    name = KANSA_AI_DISCLOSURE if k == b"x-kansa-ai-disclosure" else \
         k[13:].decode("latin-1")
     if not name or len(name) > 128 or name.startswith(_RESERVED_ATTRS) or \
             len(attrs) >= _MAX_HEADER_ATTRS:

@@ -16,6 +16,7 @@ from kansa.capture.gateway_request import _Call
 from kansa.capture.gateway_wire import _resp_headers, _sse_error, _uncancel
 from kansa.capture.shapes import CallInfo, StreamAssembler
 from kansa.capture.upstream import UpstreamResponse, UpstreamTooLarge
+from kansa.records.attributes import KANSA_TTFB_MS
 
 if TYPE_CHECKING:  # type-only: no import cycle, kansa.policy loads lazily
     from kansa.capture.gateway_records import Recorder
@@ -123,7 +124,7 @@ async def _pump(send: Send, call: CallInfo, state: _State, resp: UpstreamRespons
                     "headers": _stream_headers(call, resp, durable)})
         async for chunk in resp.chunks():
             if first:
-                call.attributes["kansa.ttfb_ms"] = round((time.perf_counter() - t0) * 1000, 3)
+                call.attributes[KANSA_TTFB_MS] = round((time.perf_counter() - t0) * 1000, 3)
                 first = False
             asm.feed(chunk)
             if pc is not None:

@@ -60,6 +60,15 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from kansa.capture.shapes import CallInfo, to_record
 from kansa.errors import KansaError, RecordError
+from kansa.records.attributes import (
+    KANSA_PIPELINE_DELIVERED_SHA256,
+    KANSA_PIPELINE_ERROR,
+    KANSA_PIPELINE_HELD,
+    KANSA_PIPELINE_REWRITE_NOT_APPLIED,
+    KANSA_PIPELINE_REWRITTEN,
+    KANSA_POLICY_APPROVAL,
+    KANSA_POLICY_DECISION,
+)
 from kansa.records.model import UsageRecord, canonical
 
 if TYPE_CHECKING:  # the policy package (CEL, YAML) loads only when a policy is given
@@ -74,21 +83,27 @@ __all__ = ["ATTR_PIPELINE_DELIVERED_SHA256", "ATTR_PIPELINE_ERROR", "ATTR_PIPELI
 _logger = logging.getLogger("kansa.pipeline")
 
 ENTRY_POINT_GROUP = "kansa.stages"
-ATTR_PIPELINE_ERROR = "kansa.pipeline.error"
-ATTR_PIPELINE_HELD = "kansa.pipeline.held"
+ATTR_PIPELINE_ERROR = KANSA_PIPELINE_ERROR
+ATTR_PIPELINE_HELD = KANSA_PIPELINE_HELD
+# call.state key: (tool name, arguments) of a tool call a stage holds for approval
+HELD_TOOL_CALL = "approval.tool_call"
+# call.state key: whose call it is where no CallInfo says (kansa.tool): {"system", "app",
+# "conversation", "parent", "approval"} (the conversation id, the enclosing step's record
+# id, the approval id the call carries)
+CALL_SCOPE = "scope"
 # what the stages replaced: ["<stage>:request", "<stage>:response"]
-ATTR_PIPELINE_REWRITTEN = "kansa.pipeline.rewritten"
+ATTR_PIPELINE_REWRITTEN = KANSA_PIPELINE_REWRITTEN
 # answer replacements a stage asked for where the answer could not be rewritten (streamed,
 # already delivered, recorded after the fact): ["<stage>:response"]
-ATTR_PIPELINE_NOT_REWRITTEN = "kansa.pipeline.rewrite_not_applied"
+ATTR_PIPELINE_NOT_REWRITTEN = KANSA_PIPELINE_REWRITE_NOT_APPLIED
 # sha256 (hex) of the RFC 8785 canonical JSON of a rewritten answer as delivered
-ATTR_PIPELINE_DELIVERED_SHA256 = "kansa.pipeline.delivered_sha256"
+ATTR_PIPELINE_DELIVERED_SHA256 = KANSA_PIPELINE_DELIVERED_SHA256
 
 ALLOW, FLAG, BLOCK, APPROVAL_REQUIRED = "allow", "flag", "block", "approval_required"
 _REFUSING = (BLOCK, APPROVAL_REQUIRED)
 # kansa.policy.* attribute names (kept here so the pipeline loads without kansa.policy)
-_ATTR_DECISION = "kansa.policy.decision"
-_ATTR_APPROVAL = "kansa.policy.approval"
+_ATTR_DECISION = KANSA_POLICY_DECISION
+_ATTR_APPROVAL = KANSA_POLICY_APPROVAL
 
 
 @dataclass(frozen=True)
@@ -369,6 +384,10 @@ class Pipeline:
 
     def __init__(self, stages: Sequence[Stage] = ()) -> None:
         self.stages: tuple[Stage, ...] = tuple(stages)
+        for s in self.stages:
+            if not isinstance(s, Stage) or not isinstance(getattr(s, "name", None), str):
+                raise TypeError(f"{type(s).__qualname__} is not a pipeline stage: a stage "
+                                "has a str name and before / on_event / after methods")
         names = [s.name for s in self.stages]
         if len(set(names)) != len(names):
             raise ValueError(f"two pipeline stages share a name: {names}")
@@ -626,12 +645,18 @@ def _settle(call: Call, verdicts: list[Verdict], approvals: Callable[[], Approva
     if info is not None and isinstance(info.request, dict):
         m = info.request.get("model")
         model = m if isinstance(m, str) else None
+    held_tool = call.state.get(HELD_TOOL_CALL)
+    scope = call.state.get(CALL_SCOPE) or {}
     got = consume_or_request(
         approvals(), approval_id=approval_id, digest=digest(),
-        record_id=info.record_id if info is not None and info.record_id else "",
-        snapshot=v.snapshot, system=info.system if info is not None else "",
-        app=info.app if info is not None else None, model=model,
-        obligations=[o.label for o in obligations], ttl_hours=v.approval_ttl_hours)
+        record_id=info.record_id if info is not None and info.record_id else call.record_id,
+        snapshot=v.snapshot,
+        system=info.system if info is not None else str(scope.get("system") or ""),
+        app=info.app if info is not None else scope.get("app"), model=model,
+        obligations=[o.label for o in obligations], ttl_hours=v.approval_ttl_hours,
+        # a held tool call (set by the agent guard): the approver is shown what it does
+        tool=held_tool[0] if held_tool else None,
+        arguments=held_tool[1] if held_tool else None, now=call.at)
     if got.kind == "passed":
         call.approval = got.approval_id
         return None

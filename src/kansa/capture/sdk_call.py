@@ -18,6 +18,7 @@ from kansa.capture.pipeline import Call
 from kansa.capture.sdk_scopes import _META
 from kansa.capture.sdk_writer import _acommit_quietly, _commit_quietly
 from kansa.capture.shapes import CallInfo, StreamAssembler
+from kansa.records.attributes import KANSA_PARENT_ID
 from kansa.records.model import new_record_id
 
 if TYPE_CHECKING:  # type-only: no import cycle, kansa.policy loads lazily
@@ -107,7 +108,7 @@ class _Call:
         cfg, meta = self.cfg, self.meta
         attrs: dict[str, Any] = dict(meta.attributes) if meta.attributes else {}
         if meta.parent_id is not None:
-            attrs["kansa.parent_id"] = meta.parent_id
+            attrs[KANSA_PARENT_ID] = meta.parent_id
         outcome, error_type, response = self.outcome, self.error_type, self.response
         events = self.events
         streamed = events is not None

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from kansa.capture.pipeline import Call, Pipeline, Refusal, Verdict, subject_pseudonym
+from kansa.capture.pipeline import Call, Pipeline, Refusal, Stage, Verdict, subject_pseudonym
 from kansa.capture.sdk_call import _CURRENT, _afailed, _Call, _failed, _read_json, _request_body
 from kansa.capture.sdk_refusal import _body_bytes, _held_error, _refusal
 from kansa.capture.sdk_scopes import _LAST, _PROBE_ID, _default_system
 from kansa.capture.sdk_streams import _stream_usage, _watch_body, _wrap_stream
 from kansa.capture.sdk_writer import _Sink
 from kansa.capture.shapes import OPERATIONS, CallInfo
+from kansa.records.attributes import KANSA_PARENT_ID
 from kansa.records.model import UsageRecord
 
 if TYPE_CHECKING:  # type-only: no import cycle, kansa.policy loads lazily
@@ -118,7 +119,7 @@ def _check_metadata(call: _Call) -> None:
         return
     attrs: dict[str, Any] = dict(meta.attributes) if meta.attributes else {}
     if meta.parent_id is not None:
-        attrs["kansa.parent_id"] = meta.parent_id
+        attrs[KANSA_PARENT_ID] = meta.parent_id
     UsageRecord(system=meta.system or cfg.system, provider=cfg.provider,
                 operation=call.operation, app=meta.app or cfg.app,
                 actor=meta.actor or cfg.actor, subject=call.subject,
@@ -147,6 +148,7 @@ def wrap(
     subject: SubjectArg = None,
     durable: bool = True,
     policy: PolicyHandle | PolicySnapshot | str | os.PathLike[str] | None = None,
+    stages: Sequence[Stage] = (),
 ) -> C:
     """A copy of an ``openai.OpenAI``/``AsyncOpenAI`` or ``anthropic.Anthropic``/
     ``AsyncAnthropic`` client (same class, same connection pool) whose model calls are
@@ -159,7 +161,12 @@ def wrap(
     Other endpoints pass through unrecorded. ``system`` defaults to $KANSA_SYSTEM, else
     "default"; ``subject`` is a string or a function called at each call. Metadata set
     with :class:`context` takes precedence. See the module docstring for ``durable`` and
-    ``policy`` (a policy file, handle or snapshot to enforce inline)."""
+    ``policy`` (a policy file, handle or snapshot to enforce inline).
+
+    ``stages``: capture-pipeline stages to run after the policy stage and before those
+    installed under the ``kansa.stages`` entry point, e.g. the guard's
+    ``DataGuardStage.for_ledger(ledger)`` or provenance's ``LabelStage`` (see
+    docs/design/capture-pipeline.md). The same stages run in the gateway."""
     kind = _client_kind(client)
     if kind is None:
         raise TypeError(
@@ -173,7 +180,7 @@ def wrap(
         handle = PolicyHandle.of(policy if isinstance(policy, PolicyHandle | PolicySnapshot | str)
                                  else str(policy))
     cfg = _Config(kind[0], kind[1], _Sink(ledger, durable), system, app, actor, subject,
-                  Pipeline.default(handle))
+                  Pipeline.default(handle, extra=stages))
     copy = type(client).copy(client)  # type: ignore[attr-defined]
     _install(copy, cfg)
     return copy  # type: ignore[no-any-return]

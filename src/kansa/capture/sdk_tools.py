@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-from kansa.capture.pipeline import Call, Pipeline, Refusal, subject_pseudonym
+from kansa.capture.pipeline import CALL_SCOPE, Call, Pipeline, Refusal, subject_pseudonym
 from kansa.capture.sdk_call import _INTERRUPTS
 from kansa.capture.sdk_refusal import _body_bytes, _held_error, _refusal
 from kansa.capture.sdk_scopes import _LAST, _META, _NO_META, _default_system
@@ -25,6 +25,13 @@ from kansa.capture.sdk_writer import (
     _get_default_ledger,
     _jsonable,
     _Sink,
+)
+from kansa.records.attributes import (
+    GEN_AI_TOOL_CALL_ARGUMENTS,
+    GEN_AI_TOOL_CALL_ID,
+    GEN_AI_TOOL_CALL_RESULT,
+    KANSA_PARENT_ID,
+    KANSA_STEP_NAME,
 )
 from kansa.records.model import UsageRecord, new_record_id
 
@@ -103,7 +110,7 @@ class _Span:
         outcome, error_type = _outcome_of(e)
         attrs: dict[str, Any] = dict(meta.attributes) if meta.attributes else {}
         if meta.parent_id is not None:
-            attrs["kansa.parent_id"] = meta.parent_id
+            attrs[KANSA_PARENT_ID] = meta.parent_id
         attrs.update(self.attributes)
         rec = UsageRecord(
             system=self._system or meta.system or _default_system(),
@@ -232,7 +239,7 @@ class step(_Span):  # noqa: N801
         return replace(meta, parent_id=self.id)
 
     def _fill(self, rec: UsageRecord, e: BaseException | None) -> None:
-        rec.attributes["kansa.step.name"] = self.name or ""
+        rec.attributes[KANSA_STEP_NAME] = self.name or ""
         if self.agent is not None:
             rec.agent_name = self.agent
         if self.input is not None:
@@ -298,11 +305,11 @@ class tool(_Span):  # noqa: N801
     def _fill(self, rec: UsageRecord, e: BaseException | None) -> None:
         rec.tool_name = self.name or "tool"
         if self.call_id is not None:
-            rec.attributes["gen_ai.tool.call.id"] = self.call_id
+            rec.attributes[GEN_AI_TOOL_CALL_ID] = self.call_id
         if self.arguments is not None:
-            rec.content["gen_ai.tool.call.arguments"] = _jsonable(self.arguments)
+            rec.content[GEN_AI_TOOL_CALL_ARGUMENTS] = _jsonable(self.arguments)
         if e is None and self.result is not None:
-            rec.content["gen_ai.tool.call.result"] = _jsonable(self.result)
+            rec.content[GEN_AI_TOOL_CALL_RESULT] = _jsonable(self.result)
 
     # -- the pipeline ---------------------------------------------------------------------
 
@@ -320,6 +327,11 @@ class tool(_Span):  # noqa: N801
             "tool", at=self._started, request=self._request_json, record_id=self.id,
             subject=lambda: subject_pseudonym(
                 ledger if ledger is not None else _get_default_ledger(), meta.subject))
+        # whose call it is (no CallInfo for a tool): for the approval it may open, and
+        # for stages that follow a conversation across calls (the agent guard)
+        pc.state[CALL_SCOPE] = {"system": self._system or meta.system or _default_system(),
+                                "app": meta.app, "conversation": meta.conversation_id,
+                                "parent": meta.parent_id, "approval": meta.approval}
         return pc if pipe.has_before else None
 
     def _approval_args(self) -> dict[str, Any]:
@@ -334,9 +346,14 @@ class tool(_Span):  # noqa: N801
                              .log.store)
 
         def digest() -> str:
-            from kansa.policy.approvals import request_digest
+            # bound to the tool and its exact arguments (RFC 8785), which is also what an
+            # approver's edit binds: the resumed call must carry the edited arguments
+            from kansa.policy.approvals import ApprovalError, request_digest, tool_call_digest
 
-            return request_digest(f"tool:{self.name or 'tool'}", system, meta.app, body)
+            try:
+                return tool_call_digest(self.name or "tool", _jsonable(self.arguments))
+            except ApprovalError:  # not JSON-exact (an integer past 2**53): the bytes
+                return request_digest(f"tool:{self.name or 'tool'}", system, meta.app, body)
 
         return {"approvals": approvals, "approval_id": meta.approval, "digest": digest}
 

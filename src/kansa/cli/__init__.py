@@ -16,6 +16,7 @@ import typer
 from kansa.cli import (
     approvals,
     demo,
+    detect,
     evidence,
     findings,
     gateway,
@@ -24,6 +25,7 @@ from kansa.cli import (
     log,
     otel,
     packs,
+    provenance,
     replay,
     report,
     serve_log,
@@ -39,12 +41,14 @@ COMMANDS: tuple[ModuleType, ...] = (
     log,
     witness,
     gateway,
-    guard,
+    provenance,  # provenance label, verify, serve, keygen, demo
+    detect,  # detect text (the optional extra kansa[detect])
     otel,
     packs,
     replay,  # replay, impact
     findings,
     approvals,
+    guard,  # guard scan, guard canary
     report,
     evidence,
     web,

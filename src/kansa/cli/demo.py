@@ -44,6 +44,31 @@ def demo(
                  now=_demo_clock(now) if now else SCENARIO_NOW)
 
 
+@app.command("demo-agent")
+def demo_agent(
+    home: Annotated[
+        Path | None,
+        typer.Option("--home", help="Where to create the demo ledger (an empty or new "
+                     "directory; default: a new temporary directory)."),
+    ] = None,
+    now: Annotated[
+        str | None,
+        typer.Option("--now", help="The scenario's clock: an ISO 8601 time or 'today'. "
+                     "Default: 2026-11-18 09:00 UTC."),
+    ] = None,
+) -> None:
+    """An agent reads a poisoned document and tries to mail the customer list out: the
+    agent guard holds the call, a security officer rejects it, the agent's retry is
+    refused, and the ledger alone proves the episode (verified, then read back).
+
+    A scripted agent (no model, no network) on a scenario clock: the same story every
+    run. The guard's rules and the approvals: 'kansa approvals --help'."""
+    from kansa.cli._demo_agent import SCENARIO_NOW, run_cli
+
+    with errors():
+        run_cli(home, _demo_clock(now) if now else SCENARIO_NOW, Console(highlight=False))
+
+
 def _demo_clock(text: str) -> datetime:
     """``--now``: 'today'/'now' for the real clock, else an ISO 8601 time (UTC if naive)."""
     if text.strip().lower() in ("today", "now"):

@@ -150,6 +150,13 @@ def gateway(
                            help="Reload the policy whenever its file changes (polls every "
                                 "second; the way to reload every --workers process).")
     ] = False,
+    labels: Annotated[
+        Path | None,
+        typer.Option("--labels", help="Labels file (YAML): per system and jurisdiction, the "
+                     "visible AI disclosure and machine-readable marks to put on answers "
+                     "(docs/design/provenance.md). Needs 'kansa provenance keygen'. "
+                     "Streamed answers are recorded as not labelled."),
+    ] = None,
     admin_token_env: Annotated[
         str | None,
         typer.Option("--admin-token-env",
@@ -168,6 +175,13 @@ def gateway(
                      "outgoing/incoming kind -> observe, flag, block, redact, pseudonymise): "
                      "pseudonymised values are restored in the answer; see "
                      "docs/design/guard.md."),
+    ] = None,
+    agent: Annotated[
+        Path | None,
+        typer.Option("--agent", help="Agent guard config (YAML: tool classes, egress "
+                     "allowlists, a decision per rule): an answer asking for a tool call "
+                     "whose arguments come from a tool result, or for a risky tool, is held "
+                     "and an approval opened per tool call ('kansa approvals list')."),
     ] = None,
 ) -> None:
     """Run the gateway (the default command)."""
@@ -195,7 +209,8 @@ def gateway(
         try:
             from kansa.capture.gateway import create_gateway_app
 
-            app = create_gateway_app(ledger, cfg, **_guarded(cfg, ledger, guard, guard_data))
+            app = create_gateway_app(ledger, cfg, **_guarded(
+                cfg, ledger, guard, guard_data=guard_data, agent=agent, labels=labels))
             _banner(app, ledger, host, port, workers)
         except BaseException:
             ledger.close()
@@ -216,7 +231,9 @@ def gateway(
     spec = {"config": cfg.to_dict(), "store": store,
             "home": str(ledger.home.path.resolve()),
             "guard": str(guard.resolve()) if guard else None,
-            "guard_data": str(guard_data.resolve()) if guard_data else None}
+            "guard_data": str(guard_data.resolve()) if guard_data else None,
+            "agent": str(agent.resolve()) if agent else None,
+            "labels": str(labels.resolve()) if labels else None}
     ledger.close()
     os.environ[_SPEC_ENV] = json.dumps(spec)
     uvicorn.run("kansa.cli.gateway:worker_app", factory=True, workers=workers,
@@ -233,18 +250,24 @@ def worker_app() -> GatewayApp:
     spec = json.loads(os.environ[_SPEC_ENV])
     cfg = GatewayConfig.from_dict(spec["config"])
     ledger = Ledger.open(spec["store"], home=spec["home"])
-    guard, data = spec.get("guard"), spec.get("guard_data")
+    guard, data, agent = spec.get("guard"), spec.get("guard_data"), spec.get("agent")
+    labels = spec.get("labels")
     return create_gateway_app(ledger, cfg, owns_ledger=True,
                               **_guarded(cfg, ledger, Path(guard) if guard else None,
-                                         Path(data) if data else None))
+                                         guard_data=Path(data) if data else None,
+                                         agent=Path(agent) if agent else None,
+                                         labels=Path(labels) if labels else None))
 
 
 def _guarded(cfg: GatewayConfig, ledger: Ledger, guard: Path | None,
-             guard_data: Path | None = None) -> dict[str, Any]:
-    """With --guard / --guard-data: the policy (if any) and a pipeline with the guard
-    stages after it (injection first, on the text as the caller sent it; then secrets and
-    personal data, which may rewrite the request)."""
-    if guard is None and guard_data is None:
+             *, guard_data: Path | None = None, agent: Path | None = None,
+             labels: Path | None = None) -> dict[str, Any]:
+    """With --guard / --guard-data / --agent / --labels: the policy (if any) and a
+    pipeline with the guard stages after it (injection first, on the text as the caller
+    sent it; then secrets and personal data, which may rewrite the request; then the agent
+    guard on tool calls), and the provenance stage last (it labels the answer the caller
+    will get)."""
+    if guard is None and guard_data is None and agent is None and labels is None:
         return {}
     from kansa.capture.pipeline import Pipeline, Stage
     from kansa.policy.inline import PolicyHandle
@@ -260,6 +283,19 @@ def _guarded(cfg: GatewayConfig, ledger: Ledger, guard: Path | None,
         from kansa.guard.data_stage import DataGuardStage, DataPolicy
 
         stages.append(DataGuardStage.for_ledger(ledger, policy=DataPolicy.load(guard_data)))
+    if agent is not None:
+        from kansa.guard.agent import AgentConfig, AgentGuardStage
+        from kansa.policy.approvals import Approvals
+
+        approvals = Approvals(ledger.log.store)
+        stages.append(AgentGuardStage(AgentConfig.load(agent), approvals=lambda: approvals))
+    if labels is not None:
+        from kansa.provenance.keys import ProvenanceKeys
+        from kansa.provenance.stage import LabelConfig, LabelStage
+
+        if home is None:
+            raise KansaError("--labels needs a ledger home (its provenance keys)")
+        stages.append(LabelStage(LabelConfig.load(labels), ProvenanceKeys.load(home)))
     return {"policy": policy, "pipeline": Pipeline.default(policy, extra=stages)}
 
 

@@ -46,17 +46,26 @@ from kansa.guard.pseudonym import (
     walk_strings,
 )
 from kansa.guard.secrets import SECRET_KINDS
+from kansa.records import attributes as A
 
 if TYPE_CHECKING:
     from kansa.guard.ner import NerScanner
     from kansa.records.model import UsageRecord
 
-__all__ = ["ACTIONS", "ATTR", "DataGuardStage", "DataPolicy"]
+__all__ = ["ACTIONS", "DataGuardStage", "DataPolicy"]
 
 OBSERVE, FLAG, BLOCK, REDACT, PSEUDONYMISE = "observe", "flag", "block", "redact", "pseudonymise"
 ACTIONS = (OBSERVE, FLAG, REDACT, PSEUDONYMISE, BLOCK)  # weakest to strongest
 _RANK = {a: i for i, a in enumerate(ACTIONS)}
-ATTR = "kansa.guard.data."
+# the record attributes of each direction: findings, kinds, action, hashes, techniques
+_DIRECTION_ATTRS = {
+    "out": (A.KANSA_GUARD_DATA_OUT_FINDINGS, A.KANSA_GUARD_DATA_OUT_KINDS,
+            A.KANSA_GUARD_DATA_OUT_ACTION, A.KANSA_GUARD_DATA_OUT_HASHES,
+            A.KANSA_GUARD_DATA_OUT_TECHNIQUES),
+    "in": (A.KANSA_GUARD_DATA_IN_FINDINGS, A.KANSA_GUARD_DATA_IN_KINDS,
+           A.KANSA_GUARD_DATA_IN_ACTION, A.KANSA_GUARD_DATA_IN_HASHES,
+           A.KANSA_GUARD_DATA_IN_TECHNIQUES),
+}
 _MAX_HASHES = 32  # keyed hashes per record (a long conversation repeats them)
 _STATE = "guard.data"
 
@@ -248,8 +257,8 @@ class DataGuardStage:
         attrs = self._attrs("out", found, actions, values, secret)
         rewritten = new_body is not body
         if rewritten:
-            attrs[ATTR + "pseudonymised"] = actions.count(PSEUDONYMISE)
-            attrs[ATTR + "redacted"] = actions.count(REDACT)
+            attrs[A.KANSA_GUARD_DATA_PSEUDONYMISED] = actions.count(PSEUDONYMISE)
+            attrs[A.KANSA_GUARD_DATA_REDACTED] = actions.count(REDACT)
         if strongest == BLOCK:
             kinds = sorted({f.kind for f, a in zip(found, actions, strict=True) if a == BLOCK})
             return Verdict("block", f"kansa: refused: the request carries {', '.join(kinds)}",
@@ -309,7 +318,7 @@ class DataGuardStage:
                 new_body = walk_strings(new_body, lambda s, key: self._redact(s, red))
         if mapping is not None and mapping.tokens:
             new_body, n = restore(new_body, mapping)
-            attrs[ATTR + "restored"] = n
+            attrs[A.KANSA_GUARD_DATA_RESTORED] = n
         if not attrs:
             return None
         if found and BLOCK in actions:
@@ -338,8 +347,8 @@ class DataGuardStage:
     @staticmethod
     def _attrs(direction: str, found: list[Finding], actions: list[str],
                values: list[tuple[str, str]], secret: bytes) -> dict[str, Any]:
-        p = f"{ATTR}{direction}."
+        findings, kinds, action, hashes_attr, techniques = _DIRECTION_ATTRS[direction]
         hashes = sorted({keyed_hash(secret, k, v) for k, v in values})[:_MAX_HASHES]
-        return {p + "findings": len(found), p + "kinds": sorted({f.kind for f in found}),
-                p + "action": max(actions, key=_RANK.__getitem__), p + "hashes": hashes,
-                p + "techniques": [Technique.DATA_LEAKAGE, Technique.OWASP_SENSITIVE_DISCLOSURE]}
+        return {findings: len(found), kinds: sorted({f.kind for f in found}),
+                action: max(actions, key=_RANK.__getitem__), hashes_attr: hashes,
+                techniques: [Technique.DATA_LEAKAGE, Technique.OWASP_SENSITIVE_DISCLOSURE]}

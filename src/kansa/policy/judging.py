@@ -22,6 +22,11 @@ from kansa._time import from_us
 from kansa._time import to_us as _us
 from kansa.policy.cel import Expr, compile_check, context, system_facts
 from kansa.policy.pack import Obligation, Pack, PolicyError
+from kansa.records.attributes import (
+    GEN_AI_PROVIDER_NAME,
+    GEN_AI_REQUEST_MODEL,
+    GEN_AI_RESPONSE_MODEL,
+)
 
 PASS, FAIL, NOT_APPLICABLE, EVIDENCE_NEEDED = "pass", "fail", "not_applicable", "evidence_needed"
 VERDICTS = (PASS, FAIL, NOT_APPLICABLE, EVIDENCE_NEEDED)
@@ -226,9 +231,9 @@ _UNKNOWN = {"ja": "不明"}
 
 
 # what a reason template may take from the record, and where
-_RECORD_FIELDS = {"system": ("system",), "model": ("gen_ai.response.model",
-                                                   "gen_ai.request.model"),
-                  "provider": ("gen_ai.provider.name",)}
+_RECORD_FIELDS = {"system": ("system",), "model": (GEN_AI_RESPONSE_MODEL,
+                                                   GEN_AI_REQUEST_MODEL),
+                  "provider": (GEN_AI_PROVIDER_NAME,)}
 _RECORD_MARKS = tuple("{" + k + "}" for k in _RECORD_FIELDS)
 
 

@@ -48,6 +48,7 @@ from kansa.policy.judging import (
     compile_pack,
 )
 from kansa.policy.pack import Obligation, Pack, parse_pack
+from kansa.provenance.coverage import Coverage, labelling_coverage
 from kansa.records.attributes import GEN_AI_REQUEST_MODEL, GEN_AI_RESPONSE_MODEL, KANSA_INCIDENT
 from kansa.records.model import parse_ts
 from kansa.report.doc import Block, Chart, Code, Document, KeyValue, Para, Section, Table
@@ -134,6 +135,7 @@ class EvidenceData:
     previous: Comparison | None = None  # what changed since the replay before ``run``
     active: list[str] | None = None  # pack refs active now (None: not looked up)
     deadlines: list[Deadline] = field(default_factory=list)
+    labelling: Coverage | None = None  # labelling coverage and detection (provenance)
 
 
 @dataclass(frozen=True)
@@ -457,10 +459,15 @@ def collect_evidence(
                  else _failing_by_system(ledger, sorted(set(failing)), lo, hi))
     previous = (_comparison(fs, info, list(results.values()), lo, hi)
                 if info is not None and system is None else None)
+    coverage = labelling_coverage(store, since_us=_us(lo) if lo else None,
+                                  until_us=_us(hi) if hi else None, systems=systems,
+                                  system=system)
     return EvidenceData(chosen, list(results.values()), signed, note.to_text(), lo, hi, system,
                         info if system is None else None, judged, when, by_system, previous,
                         list(active) if active is not None else None,
-                        _deadlines(ledger, chosen, when, lo, hi, systems))
+                        _deadlines(ledger, chosen, when, lo, hi, systems),
+                        coverage if coverage.any_labels or coverage.indexed is not None
+                        else None)
 
 
 # -- the document ----------------------------------------------------------------------------
@@ -886,6 +893,36 @@ def _evidence(lang: str, d: EvidenceData) -> Section | None:
     return Section(t(lang, "sec.evidence"), blocks, anchor="evidence")
 
 
+_CARRIERS = ("gb45438-metadata", "c2pa", "text-wrapper", "watermark")
+
+
+def _share(lang: str, n: int, total: int) -> str:
+    return f"{format_count(lang, n)} ({n / total:.0%})" if total else "0"
+
+
+def _labelling(lang: str, d: EvidenceData) -> Section | None:
+    """Labelling coverage per system and jurisdiction, by carrier; detection tool."""
+    cov = d.labelling
+    if cov is None or not cov.rows:
+        return None
+    blocks: list[Block] = [Para(t(lang, "lab.intro"))]
+    carriers = [c for c in _CARRIERS if any(r.carriers[c] for r in cov.rows)]
+    blocks.append(Table(
+        (t(lang, "col.system"), t(lang, "lab.jurisdiction"), t(lang, "lab.outputs"),
+         t(lang, "lab.labelled"), t(lang, "lab.visible"), *carriers, t(lang, "lab.errors")),
+        tuple((r.system, r.jurisdiction, format_count(lang, r.outputs),
+               _share(lang, r.labelled, r.outputs), _share(lang, r.visible, r.outputs),
+               *(_share(lang, r.carriers[c], r.outputs) for c in carriers),
+               format_count(lang, r.errors)) for r in cov.rows),
+        align=("l", "l", "r", "r", "r", *("r" for _ in carriers), "r")))
+    if cov.indexed is None:
+        blocks.append(Para(t(lang, "lab.no_detection"), "warning"))
+    else:
+        blocks.append(Para(t(lang, "lab.detection", indexed=format_count(lang, cov.indexed),
+                             outputs=format_count(lang, cov.outputs_with_content))))
+    return Section(t(lang, "sec.labelling"), blocks, anchor="labelling")
+
+
 def _appendix_packs(lang: str, d: EvidenceData) -> Section:
     sec = Section(t(lang, "app.packs"), [Para(t(lang, "app.packs.intro"), "small")],
                   anchor="appendix-packs", new_page=True)
@@ -972,6 +1009,9 @@ def evidence_document(d: EvidenceData, lang: str) -> Document:
     ev = _evidence(lang, d)
     if ev is not None:
         sections.append(ev)
+    lab = _labelling(lang, d)
+    if lab is not None:
+        sections.append(lab)
     sections += [_appendix_packs(lang, d), _appendix_checks(lang, d),
                  _appendix_receipts(lang, d)]
     return Document(t(lang, "title"), lang, t(lang, "subtitle"), meta, sections)

@@ -81,6 +81,26 @@ _EN: dict[str, str] = {
     "sec.obligations": "Obligations",
     "sec.charts": "Verdicts over time",
     "sec.evidence": "Evidence to be supplied by people",
+    "sec.labelling": "Labelling of AI-generated output and detection",
+    "lab.intro": (
+        "Successful outputs per system and jurisdiction, and the share that carried a "
+        "label: visible (a disclosure people see) and per machine-readable carrier "
+        "(gb45438-metadata: the GB 45438 AIGC label in front matter, HTML meta or image "
+        "XMP; c2pa: a signed C2PA manifest; text-wrapper: kansa's invisible text wrapper, "
+        "which anyone can strip). Errors: outputs whose label could not be applied "
+        "(streamed answers, for instance)."),
+    "lab.jurisdiction": "Jurisdiction",
+    "lab.outputs": "Outputs",
+    "lab.labelled": "Labelled",
+    "lab.visible": "Visible",
+    "lab.errors": "Not applied",
+    "lab.detection": (
+        "Detection tool: 'kansa provenance verify' and the endpoint 'kansa provenance "
+        "serve' trace a text or image back to its record. The fingerprint index holds "
+        "{indexed} of the {outputs} outputs whose content is stored."),
+    "lab.no_detection": (
+        "No detection tool is set up: this store has no fingerprint index (run 'kansa "
+        "provenance index' or 'kansa provenance serve')."),
     "sec.checkpoint": "Signed checkpoint",
     "sec.checkpoint.intro": (
         "Every receipt in this report is proven against this checkpoint, signed by the log "
@@ -314,6 +334,25 @@ _JA: dict[str, str] = {
     "sec.obligations": "義務ごとの詳細",
     "sec.charts": "判定の推移",
     "sec.evidence": "人が提出すべき証拠",
+    "sec.labelling": "AI生成物の表示(ラベル)と検出",
+    "lab.intro": (
+        "システムと法域ごとの成功した出力数と、表示が付された割合。可視表示(人が見る開示)と"
+        "機械可読な表示の媒体ごと(gb45438-metadata:フロントマター・HTML meta・画像XMPの"
+        "GB 45438 AIGC標識、c2pa:署名付きC2PAマニフェスト、text-wrapper:kansaの不可視"
+        "テキストラッパー(誰でも除去できる))。未適用:表示を付けられなかった出力(ストリーミング"
+        "応答など)。"),
+    "lab.jurisdiction": "法域",
+    "lab.outputs": "出力数",
+    "lab.labelled": "表示あり",
+    "lab.visible": "可視表示",
+    "lab.errors": "未適用",
+    "lab.detection": (
+        "検出ツール:'kansa provenance verify' とエンドポイント 'kansa provenance serve' "
+        "が、テキストや画像から元の記録を特定します。フィンガープリント索引には、内容が保存"
+        "された出力 {outputs} 件のうち {indexed} 件が登録されています。"),
+    "lab.no_detection": (
+        "検出ツールが設定されていません:このストアにフィンガープリント索引がありません"
+        "('kansa provenance index' または 'kansa provenance serve' を実行してください)。"),
     "sec.checkpoint": "署名付きチェックポイント",
     "sec.checkpoint.intro": (
         "本報告書のすべてのレシートは、ログが署名した次のチェックポイントに対して証明され"

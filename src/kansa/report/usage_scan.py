@@ -20,6 +20,23 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from kansa.ledger.follower import Follower
+from kansa.records.attributes import (
+    GEN_AI_PROVIDER_NAME,
+    GEN_AI_REQUEST_MODEL,
+    GEN_AI_RESPONSE_MODEL,
+    GEN_AI_USAGE_INPUT_TOKENS,
+    GEN_AI_USAGE_OUTPUT_TOKENS,
+    KANSA_AI_DISCLOSURE,
+    KANSA_EVENT,
+    KANSA_GATEWAY_KEY,
+    KANSA_GATEWAY_UPSTREAM,
+    KANSA_INCIDENT,
+    KANSA_OTEL_TRACE_ID,
+    KANSA_OUTPUT_LABEL_MACHINE_READABLE,
+    KANSA_OUTPUT_LABEL_VISIBLE,
+    KANSA_POLICY_DECISION,
+    KANSA_POLICY_SNAPSHOT,
+)
 from kansa.report.drafting import ReportDraftError, to_us
 
 if TYPE_CHECKING:
@@ -103,7 +120,7 @@ class Usage:
 
     @property
     def incident_counts(self) -> Counter[str]:
-        return Counter(str(r.entry["attributes"]["kansa.incident"]) for r in self.incidents)
+        return Counter(str(r.entry["attributes"][KANSA_INCIDENT]) for r in self.incidents)
 
 
 def _int(v: Any) -> int:
@@ -114,10 +131,10 @@ def _str(v: Any) -> str:
     return v if isinstance(v, str) else ""
 
 
-_ATTRS = ("kansa.otel.trace_id", "kansa.gateway.upstream", "kansa.gateway.key",
-          "kansa.output.label.machine_readable", "kansa.output.label.visible",
-          "kansa.ai_disclosure", "kansa.policy.decision", "kansa.policy.snapshot",
-          "kansa.event")
+_ATTRS = (KANSA_OTEL_TRACE_ID, KANSA_GATEWAY_UPSTREAM, KANSA_GATEWAY_KEY,
+          KANSA_OUTPUT_LABEL_MACHINE_READABLE, KANSA_OUTPUT_LABEL_VISIBLE,
+          KANSA_AI_DISCLOSURE, KANSA_POLICY_DECISION, KANSA_POLICY_SNAPSHOT,
+          KANSA_EVENT)
 
 
 def _hashable(v: Any) -> Any:
@@ -140,8 +157,8 @@ def _key(e: dict[str, Any]) -> tuple[Any, ...]:
         if vals[3].__class__ is list:
             vals[3] = tuple(vals[3])
         ak = tuple(vals)
-    return (e.get("kind"), e.get("system"), e.get("outcome"), e.get("gen_ai.provider.name"),
-            e.get("gen_ai.request.model"), e.get("gen_ai.response.model"), "content" in e,
+    return (e.get("kind"), e.get("system"), e.get("outcome"), e.get(GEN_AI_PROVIDER_NAME),
+            e.get(GEN_AI_REQUEST_MODEL), e.get(GEN_AI_RESPONSE_MODEL), "content" in e,
             "subject" in e, ak)
 
 
@@ -162,35 +179,35 @@ def _fold(u: Usage, key: tuple[Any, ...], g: _Group) -> None:
     u.with_subject += n if key[7] else 0
     if kind == "kansa.erasure":
         u.erasures += n
-    if attrs.get("kansa.otel.trace_id"):
+    if attrs.get(KANSA_OTEL_TRACE_ID):
         # the OTLP intake stamps the span's trace id; the gateway its upstream (or the
         # caller's key id). SDK, Python API and JSON Lines records carry no marker, so
         # they cannot be told apart and count as "other".
         u.intake["otel"] += n
-    elif attrs.get("kansa.gateway.upstream") is not None or \
-            attrs.get("kansa.gateway.key") is not None:
+    elif attrs.get(KANSA_GATEWAY_UPSTREAM) is not None or \
+            attrs.get(KANSA_GATEWAY_KEY) is not None:
         u.intake["gateway"] += n
     else:
         u.intake["other"] += n
     if kind == "gen_ai.call" and outcome == "ok":
         u.outputs += n
-        marks = attrs.get("kansa.output.label.machine_readable")
+        marks = attrs.get(KANSA_OUTPUT_LABEL_MACHINE_READABLE)
         if isinstance(marks, tuple) and marks:
             u.labelled += n
             for m in set(marks):
                 u.marks[str(m)] += n
-        if attrs.get("kansa.output.label.visible") is True:
+        if attrs.get(KANSA_OUTPUT_LABEL_VISIBLE) is True:
             u.visibly_labelled += n
-    if attrs.get("kansa.ai_disclosure") is True:
+    if attrs.get(KANSA_AI_DISCLOSURE) is True:
         u.disclosed += n
-    for name, counter in (("kansa.gateway.upstream", u.upstreams),
-                          ("kansa.policy.decision", u.decisions),
-                          ("kansa.policy.snapshot", u.snapshots)):
+    for name, counter in ((KANSA_GATEWAY_UPSTREAM, u.upstreams),
+                          (KANSA_POLICY_DECISION, u.decisions),
+                          (KANSA_POLICY_SNAPSHOT, u.snapshots)):
         value = attrs.get(name)
         if isinstance(value, str):
             counter[value] += n
-    event = attrs.get("kansa.event")
-    if kind == "kansa.event" and isinstance(event, str):
+    event = attrs.get(KANSA_EVENT)
+    if kind == KANSA_EVENT and isinstance(event, str):
         u.events[event] += n
 
 
@@ -217,7 +234,7 @@ def scan_usage(store: Store, *, since: datetime | str | None = None,
             if not isinstance(e, dict):
                 continue
             key = _key(e)
-            tin, tout = e.get("gen_ai.usage.input_tokens"), e.get("gen_ai.usage.output_tokens")
+            tin, tout = e.get(GEN_AI_USAGE_INPUT_TOKENS), e.get(GEN_AI_USAGE_OUTPUT_TOKENS)
             try:
                 g = groups.get(key)
             except TypeError:  # a list or map where kansa writes a scalar
@@ -235,7 +252,7 @@ def scan_usage(store: Store, *, since: datetime | str | None = None,
                 g.input_tokens += _int(tin)
                 g.output_tokens += _int(tout)
             if key[8] is not None:
-                inc = e["attributes"].get("kansa.incident")
+                inc = e["attributes"].get(KANSA_INCIDENT)
                 if isinstance(inc, str):
                     incidents.append(MarkedRecord(int(idx), int(ts), e))
         if progress is not None:
