@@ -310,13 +310,17 @@ def test_approve_and_reject_with_a_reason_recorded(ledger: kansa.Ledger) -> None
     assert one is not None and two is not None
     assert (one.status, one.decided_by, one.note) == ("approved", "officer-person",
                                                       "checked the ticket")
-    assert (two.status, two.note) == ("denied", "not allowed")
+    assert (two.status, two.note) == ("rejected", "not allowed")
     r = c.post(f"/approvals/{a1}", data={"csrf": csrf, "decision": "reject", "reason": "x"})
     assert r.status_code == 409 and "not pending" in r.text
-    assert [(e["kansa.access.action"], e["kansa.access.approval"], e["kansa.access.record"],
-             e["kansa.access.reason"]) for e in _events(ledger)] == [
-        ("approval.reject", a2, "held-b", "not allowed"),
-        ("approval.approve", a1, "held-a", "checked the ticket")]
+    # each decision is a ledger record of the approvals module, named by the approval
+    decisions = [(e["kansa.event"], e["kansa.approval.id"], e["kansa.approval.held_record"],
+                  e["kansa.approval.by"], e["kansa.approval.reason"])
+                 for e in _events(ledger)]
+    assert decisions == [
+        ("approval.rejected", a2, "held-b", "officer-person", "not allowed"),
+        ("approval.approved", a1, "held-a", "officer-person", "checked the ticket")]
+    assert one.decision_record == ledger.browse(limit=2).records[1].id
     assert _client(ledger, "auditor").post(
         f"/approvals/{a2}", data={"csrf": csrf, "decision": "approve", "reason": "x"}
     ).status_code == 403

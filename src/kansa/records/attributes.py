@@ -143,8 +143,6 @@ KANSA_ACCESS_ACTOR = "kansa.access.actor"
 KANSA_ACCESS_ROLE = "kansa.access.role"
 KANSA_ACCESS_VIA = "kansa.access.via"
 KANSA_ACCESS_RECORD = "kansa.access.record"
-KANSA_ACCESS_APPROVAL = "kansa.access.approval"
-KANSA_ACCESS_REASON = "kansa.access.reason"
 KANSA_ACCESS_FORMAT = "kansa.access.format"
 KANSA_ACCESS_FILTER = "kansa.access.filter"
 

@@ -172,8 +172,7 @@ class Filters:
 
 
 # what an access record may say besides who and what (audit(..., record=...))
-_ACCESS = {"record": A.KANSA_ACCESS_RECORD, "approval": A.KANSA_ACCESS_APPROVAL,
-           "reason": A.KANSA_ACCESS_REASON, "format": A.KANSA_ACCESS_FORMAT,
+_ACCESS = {"record": A.KANSA_ACCESS_RECORD, "format": A.KANSA_ACCESS_FORMAT,
            "filter": A.KANSA_ACCESS_FILTER}
 
 EXPORT_COLUMNS = ("index", "id", "ts", "kind", "system", "outcome", A.GEN_AI_PROVIDER_NAME,
@@ -203,7 +202,8 @@ def create_app(ledger: Ledger, access: Access, *,
     rollup = Rollup(store)
     if warm:
         rollup.warm()
-    approvals = Approvals(store)
+    # decisions go through the ledger: each is its own kansa.event record (approvals.py)
+    approvals = Approvals.for_ledger(ledger, clock=lambda: datetime.fromtimestamp(clock(), UTC))
 
     # -- who, which language, CSRF -------------------------------------------------------
 
@@ -530,15 +530,14 @@ def create_app(ledger: Ledger, access: Access, *,
             raise WebError(400, "a reason is at most 1000 characters")
 
         def run() -> Response:
+            decide = approvals.approve if decision == "approve" else approvals.reject
             try:
-                a = approvals.decide(aid, approve=decision == "approve", by=me.name,
-                                     note=reason.strip())
+                a = decide(aid, by=me.name, reason=reason.strip())
             except ApprovalError as e:
                 raise WebError(409, str(e)) from None
-            rid = audit(me, "approval." + str(decision), approval=a.id, record=a.record_id,
-                        reason=reason.strip())
+            # the approvals module recorded the decision (kind kansa.event, approval.*)
             return RedirectResponse("/approvals?" + urlencode(
-                {"done": f"{a.id}:{a.status}:{rid}"}), 303)
+                {"done": f"{a.id}:{a.status}:{a.decision_record or ''}"}), 303)
 
         return await run_in_threadpool(run)
 
