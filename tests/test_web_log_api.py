@@ -74,19 +74,21 @@ def test_bad_or_unsigned_paths_are_404(ledger: kansa.Ledger, path: str, says: st
     assert r.status_code == 404 and says in r.text, (path, r.text)
 
 
-def test_partial_of_a_full_tile_and_unsigned_growth(ledger: kansa.Ledger) -> None:
+def test_partial_of_a_full_tile_and_a_growing_tree(ledger: kansa.Ledger) -> None:
     with serving(create_log_app(ledger)) as url:
         full = httpx.get(f"{url}/tile/0/000").content
         assert len(full) == 8192
         # the first W hashes of a tile never change: a partial of a full tile is its prefix
         assert httpx.get(f"{url}/tile/0/000.p/7").content == full[:7 * 32]
         before = httpx.get(f"{url}/checkpoint").content
-        # appended, not yet signed: not served until a checkpoint covers it
+        # the tree grows: the new checkpoint's width is served, one more is not (signed
+        # state only; the checkpoint is taken first, so no signing races the reads)
         ledger.append({"system": "s", "ts": "2025-11-01T00:00:00Z"})
+        ledger.checkpoint()
         size = int(httpx.get(f"{url}/checkpoint").text.splitlines()[1])
+        assert size == 774
         assert httpx.get(f"{url}/tile/entries/003.p/{size - 768}").status_code == 200
         assert httpx.get(f"{url}/tile/entries/003.p/{size - 767}").status_code == 404
-        ledger.checkpoint()
         assert httpx.get(f"{url}/checkpoint").content != before
 
 
