@@ -207,6 +207,9 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     if sys.platform.startswith("linux"):
         assert any(line.strip().startswith("xdg-open ") for line in lines[tail:])
         assert not any(line.strip().startswith("open ") for line in lines[tail:])
+    # and it offers the dashboard on the demo ledger
+    assert any(line.strip().startswith("kansa web token add --home ") for line in lines[tail:])
+    assert any(line.strip().startswith("kansa web --home ") for line in lines[tail:])
 
 
 def test_demo_clock_is_passed_in_not_read(tmp_path: Path) -> None:

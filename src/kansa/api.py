@@ -82,6 +82,17 @@ class Erasure:
     completed: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class Page:
+    """One page of :meth:`Ledger.browse`: the records, newest first; ``next_before``, the
+    cursor of the next (older) page, None at the start of the log; ``scanned``, how many
+    entries of the log this page read past."""
+
+    records: list[StoredRecord]
+    next_before: int | None
+    scanned: int
+
+
 class Ledger:
     """A verifiable ledger of usage records. Thread-safe; use one per process."""
 
@@ -217,12 +228,14 @@ class Ledger:
             raise KansaError(f"no entry {index}: the log holds {self.log.size()} entries")
         return index
 
-    def get(self, ref: str | int) -> StoredRecord:
+    def get(self, ref: str | int, *, with_content: bool = True) -> StoredRecord:
+        """One record; ``with_content=False`` leaves its content sealed (metadata only:
+        nothing is decrypted)."""
         index = self.resolve(ref)
         row = self.log.store.entry(index)
         if row is None:
             raise KansaError(f"entry {index} is missing from the store")
-        return self._view(row)
+        return self._view(row, with_content=with_content)
 
     def _view(self, row: EntryRow, *, with_content: bool = True,
               listing: bool = False) -> StoredRecord:
@@ -288,6 +301,87 @@ class Ledger:
                 count += 1
                 if limit is not None and count >= limit:
                     return
+
+    def browse(
+        self,
+        *,
+        before: int | None = None,
+        limit: int = 50,
+        scan: int = 20_000,
+        since_us: int | None = None,
+        until_us: int | None = None,
+        system: str | None = None,
+        model: str | None = None,
+        subject: str | None = None,
+        outcome: str | None = None,
+    ) -> Page:
+        """One page of records, newest first, below entry ``before`` (default: the top).
+
+        Keyset pagination on the entry index: a page reads at most ``scan`` entries of
+        the log below ``before`` (a subject filter uses its index and reads only that
+        subject's), so a page costs the same at any depth and size. A page with fewer
+        than ``limit`` records and a ``next_before`` means the scan window ended first:
+        asking from ``next_before`` continues. With both ``since_us`` and ``until_us``,
+        pages run only between the first and last entry of that time window. Content is
+        never read here."""
+        top = self.log.size() if before is None else max(0, min(before, self.log.size()))
+        group = None
+        if subject is not None:
+            sk = self.vault.subject_key(subject, create=False)
+            if sk is None:
+                return Page([], None, 0)
+            group = sk.pseudonym
+        match: list[list[bytes]] = []
+        # entries are RFC 8785 JSON: a field's exact bytes are a pre-filter the store
+        # applies; the decoded entry is still checked (the bytes could sit in an attribute)
+        if system is not None:
+            match.append([canonical({"system": system})[1:-1]])
+        if outcome is not None:
+            match.append([canonical({"outcome": outcome})[1:-1]])
+        if model is not None:
+            match.append([canonical({k: model})[1:-1] for k in
+                          (GEN_AI_REQUEST_MODEL, GEN_AI_RESPONSE_MODEL)])
+        floor = 0
+        if since_us is not None and until_us is not None and group is None:
+            # a window of time picked: start at its newest entry and stop at its oldest,
+            # wherever in the log they are (exact: the time index knows both ends)
+            ends = self.log.store.index_range(since_us, until_us)
+            if ends is None:
+                return Page([], None, 0)
+            top, floor = min(top, ends[1] + 1), ends[0]
+        lowest = floor  # nothing below it can match: no further page
+        if group is None:
+            floor = max(floor, top - scan)
+        out: list[StoredRecord] = []
+        before_i = top
+        while len(out) < limit and before_i > floor:
+            rows = self.log.store.entries_before(
+                before_i, limit - len(out), floor=floor, since_us=since_us,
+                until_us=until_us, group=group, match=match)
+            if not rows:
+                before_i = floor
+                break
+            # fewer rows than asked: nothing else matches down to the floor
+            before_i = rows[-1].index if len(rows) == limit - len(out) else floor
+            for row in rows:
+                try:
+                    e = json.loads(row.data)
+                except ValueError:
+                    continue  # not a record: 'kansa verify' reports it
+                if not isinstance(e, dict):
+                    continue
+                if system is not None and e.get("system") != system:
+                    continue
+                if outcome is not None and e.get("outcome") != outcome:
+                    continue
+                if model is not None and model not in (
+                    e.get(GEN_AI_REQUEST_MODEL), e.get(GEN_AI_RESPONSE_MODEL)
+                ):
+                    continue
+                commitment = (e.get("content") or {}).get("commitment")
+                out.append(StoredRecord(row.index, e, row.data, None,
+                                        "none" if commitment is None else "present"))
+        return Page(out, before_i if before_i > lowest else None, top - before_i)
 
     # -- proofs, verification, export ----------------------------------------------------
 

@@ -32,6 +32,8 @@ Catch :class:`KansaError` for all of them, or a branch below it::
      │    └── policy.signing.PackSignatureError   (also a SignatureError)
      │         └── UnsignedPackError, UntrustedSignerError, PackAlteredError,
      │             WrongPackError, MalformedSignatureError
+     ├── web.auth.AuthError           a web token file, role map or role name
+     ├── web.app.WebError             a request the dashboard refuses (``status``)
      ├── GuardError                   guard configuration, scan input, a guard model file
      ├── provenance.detect.DetectError  AI-text detection cannot score or cannot run
      │    └── DetectInputError (empty, binary, too large), DetectUnavailableError

@@ -28,6 +28,8 @@ from kansa.cli import (
     provenance,
     replay,
     report,
+    serve_log,
+    web,
     witness,
 )
 from kansa.cli._common import HelpGroup
@@ -49,6 +51,8 @@ COMMANDS: tuple[ModuleType, ...] = (
     guard,  # guard scan, guard canary
     report,
     evidence,
+    web,
+    serve_log,
 )
 
 app = typer.Typer(

@@ -270,6 +270,9 @@ def run_demo(home: Path | None, records: int, console: Console, *,
         f"kansa report design --home {ledger_home} --systems {base / 'systems.yaml'} "
         f"--lang ja --out {base / 'report'}",
         _open_command(pdf),
+        # the dashboard on the demo ledger: a token first (printed once), then the server
+        f"kansa web token add --home {ledger_home} --role officer --name demo",
+        f"kansa web --home {ledger_home}",
     ):
         # soft-wrapped: a command stays one line to copy, however narrow the terminal
         console.print(f"  {escape(command)}", soft_wrap=True)

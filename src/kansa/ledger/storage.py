@@ -389,6 +389,51 @@ class Store(ABC):
             EntryRow(int(i), int(t), g, bytes(d), x) for i, t, g, d, x in self._query(sql, params)
         ]
 
+    def index_range(self, since_us: int, until_us: int) -> tuple[int, int] | None:
+        """The lowest and highest entry index with ``since_us <= ts < until_us`` (None:
+        no entry): read from the time index alone, so it costs the window's size, not
+        the log's, and is exact whatever order times were appended in."""
+        rows = self._query("SELECT MIN(idx), MAX(idx) FROM entries WHERE ts >= ? AND ts < ?",
+                           (since_us, until_us))
+        if not rows or rows[0][0] is None:
+            return None
+        return int(rows[0][0]), int(rows[0][1])
+
+    def entries_before(
+        self,
+        before: int,
+        limit: int,
+        *,
+        floor: int = 0,
+        since_us: int | None = None,
+        until_us: int | None = None,
+        group: str | None = None,
+        match: Sequence[Sequence[bytes]] = (),
+    ) -> list[EntryRow]:
+        """Up to ``limit`` entries with ``floor <= index < before``, newest first: one page
+        of a keyset-paginated listing (the primary key bounds the read; no OFFSET, no
+        COUNT). ``match``: groups of byte strings; an entry must contain one string of
+        every group (a pre-filter the store applies, as the follower's ``match``)."""
+        where = ["idx < ?", "idx >= ?"]
+        params: list[object] = [before, floor]
+        if since_us is not None:
+            where.append("ts >= ?")
+            params.append(since_us)
+        if until_us is not None:
+            where.append("ts < ?")
+            params.append(until_us)
+        if group is not None:
+            where.append("grp = ?")
+            params.append(group)
+        one = "position(? in data) > 0" if self.dialect == "postgresql" else "instr(data, ?) > 0"
+        for alternatives in match:
+            where.append("(" + " OR ".join([one] * len(alternatives)) + ")")
+            params += list(alternatives)
+        sql = ("SELECT idx, ts, grp, data, ext_id FROM entries WHERE " + " AND ".join(where)
+               + f" ORDER BY idx DESC LIMIT {int(limit)}")
+        return [EntryRow(int(i), int(t), g, _blob(d, f"entry {i}"), x)
+                for i, t, g, d, x in self._query(sql, params)]
+
     def latest_checkpoint(self) -> StoredCheckpoint | None:
         rows = self._query(f"SELECT {_CP_COLS} FROM checkpoints ORDER BY size DESC LIMIT 1")
         return _cp_row(rows[0]) if rows else None

@@ -137,6 +137,14 @@ KANSA_ERASURE_CONTENTS_DESTROYED = "kansa.erasure.contents_destroyed"
 KANSA_ERASURE_LATE_CONTENTS = "kansa.erasure.late_contents"
 KANSA_ERASURE_COMPLETED = "kansa.erasure.completed"
 KANSA_ERASURE_REASON = "kansa.erasure.reason"
+# kansa web's access records (kind kansa.event, kansa.event "web.access")
+KANSA_ACCESS_ACTION = "kansa.access.action"
+KANSA_ACCESS_ACTOR = "kansa.access.actor"
+KANSA_ACCESS_ROLE = "kansa.access.role"
+KANSA_ACCESS_VIA = "kansa.access.via"
+KANSA_ACCESS_RECORD = "kansa.access.record"
+KANSA_ACCESS_FORMAT = "kansa.access.format"
+KANSA_ACCESS_FILTER = "kansa.access.filter"
 
 # the agent guard (guard/agent.py): its decision on a call's tool calls
 KANSA_AGENT_DECISION = "kansa.agent.decision"
