@@ -211,5 +211,9 @@ class Model:
             self._model = None
 
     def __del__(self) -> None:
-        with contextlib.suppress(Exception):  # interpreter shutdown
+        # not contextlib.suppress: at interpreter shutdown module globals may already be
+        # None, and the finaliser would print a traceback of its own
+        try:  # noqa: SIM105
             self.close()
+        except Exception:
+            pass
