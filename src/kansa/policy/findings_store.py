@@ -11,6 +11,7 @@ per replay (``policy_runs``). Reports chart the tallies and cite the rows.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -280,6 +281,45 @@ class FindingStore:
             params.append(until_us)
         sql += f" LIMIT {int(limit)}"
         return sorted((int(r[0]), str(r[1]), str(r[2])) for r in self.store.query(sql, params))
+
+    def failing_by_system(self, hashes: Sequence[str], *, since_us: int | None = None,
+                          until_us: int | None = None,
+                          ) -> dict[tuple[str, str], list[tuple[str, int]]]:
+        """Failing records per (pack hash, obligation) and system, from the stored failing
+        findings of records whose time is in [since_us, until_us); each list is sorted by
+        count, then system. Two passes: the store reads the ``system`` of every entry with
+        a failing finding once (JSON is parsed per entry, not per finding), then the
+        findings are counted here. The cost grows with failing findings, not records."""
+        if not hashes:
+            return {}
+        store = self.store
+        system = ("convert_from(e.data, 'UTF8')::json ->> 'system'"
+                  if store.dialect == "postgresql"
+                  else "json_extract(CAST(e.data AS TEXT), '$.system')")
+        marks = ", ".join("?" * len(hashes))
+        failing = f"verdict = ? AND pack_hash IN ({marks})"
+        sql = (f"SELECT e.idx, {system} FROM entries e WHERE e.idx IN"
+               f" (SELECT idx FROM policy_findings WHERE {failing})")
+        params: list[Any] = [FAIL, *hashes]
+        if since_us is not None:
+            sql += " AND e.ts >= ?"
+            params.append(since_us)
+        if until_us is not None:
+            sql += " AND e.ts < ?"
+            params.append(until_us)
+        system_of = {int(i): str(name or "") for i, name in store.query(sql, params)}
+        counts: Counter[tuple[str, str, str]] = Counter()
+        for i, h, oid in store.query(f"SELECT idx, pack_hash, obligation FROM policy_findings"
+                                     f" WHERE {failing}", [FAIL, *hashes]):
+            name = system_of.get(int(i))
+            if name is not None:  # None: outside the period
+                counts[(str(h), str(oid), name)] += 1
+        out: dict[tuple[str, str], list[tuple[str, int]]] = {}
+        for (h, oid, name), n in counts.items():
+            out.setdefault((h, oid), []).append((name, n))
+        for v in out.values():
+            v.sort(key=lambda x: (-x[1], x[0]))
+        return out
 
     def runs(self) -> list[RunInfo]:
         """Every stored replay, newest first."""

@@ -288,40 +288,11 @@ def _judge_system(ledger: Ledger, packs: Sequence[Pack], system: str,
 
 def _failing_by_system(ledger: Ledger, hashes: Sequence[str], since: datetime | None,
                        until: datetime | None) -> dict[tuple[str, str], list[tuple[str, int]]]:
-    """Failing records per (pack hash, obligation) and system, from the stored failing
-    findings of the period. Two passes: the store reads the ``system`` of every entry with
-    a failing finding once (JSON is parsed per entry, not per finding), then the findings
-    are counted here. The cost grows with failing findings, not with records."""
-    if not hashes:
-        return {}
-    store = ledger.log.store
-    system = ("convert_from(e.data, 'UTF8')::json ->> 'system'"
-              if store.dialect == "postgresql"
-              else "json_extract(CAST(e.data AS TEXT), '$.system')")
-    marks = ", ".join("?" * len(hashes))
-    failing = f"verdict = ? AND pack_hash IN ({marks})"
-    sql = (f"SELECT e.idx, {system} FROM entries e WHERE e.idx IN"
-           f" (SELECT idx FROM policy_findings WHERE {failing})")
-    params: list[Any] = [FAIL, *hashes]
-    if since is not None:
-        sql += " AND e.ts >= ?"
-        params.append(_us(since))
-    if until is not None:
-        sql += " AND e.ts < ?"
-        params.append(_us(until))
-    system_of = {int(i): str(name or "") for i, name in store.query(sql, params)}
-    counts: Counter[tuple[str, str, str]] = Counter()
-    for i, h, oid in store.query(f"SELECT idx, pack_hash, obligation FROM policy_findings"
-                                 f" WHERE {failing}", [FAIL, *hashes]):
-        name = system_of.get(int(i))
-        if name is not None:  # None: outside the period
-            counts[(str(h), str(oid), name)] += 1
-    out: dict[tuple[str, str], list[tuple[str, int]]] = {}
-    for (h, oid, name), n in counts.items():
-        out.setdefault((h, oid), []).append((name, n))
-    for v in out.values():
-        v.sort(key=lambda x: (-x[1], x[0]))
-    return out
+    """Failing records per (pack hash, obligation) and system in the period (the finding
+    store's query: report/ reads no other component's tables)."""
+    return FindingStore(ledger.log.store).failing_by_system(
+        hashes, since_us=_us(since) if since is not None else None,
+        until_us=_us(until) if until is not None else None)
 
 
 def _comparison(fs: FindingStore, info: RunInfo, results: Sequence[ObligationResult],
